@@ -32,7 +32,7 @@ export class ConfigError extends TideError {
     message: string,
     readonly source?: string,
   ) {
-    super(`${source ? `${source}: ` : ''}${key}: ${message}`);
+    super(`${source ? `${source}: ` : ''}${key ? `${key}: ` : ''}${message}`);
     this.name = 'ConfigError';
   }
 }

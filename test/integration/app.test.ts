@@ -12,7 +12,10 @@ const LIMIT = 400;
 
 /** The expected counts, from a plain split of the CSV (SOURCE.md: no field holds a comma), not from the app's parser. */
 function expectedFromFile(limit: number) {
-  const lines = gunzipSync(readFileSync(DEFAULT_DATASET)).toString('ascii').split('\r\n').slice(1, limit + 1);
+  const lines = gunzipSync(readFileSync(DEFAULT_DATASET))
+    .toString('ascii')
+    .split('\r\n')
+    .slice(1, limit + 1);
   const fields = lines.map((l) => l.split(','));
   const cents = fields.reduce((sum, f) => sum + Math.round(Number(f[4]) * 100) * Number(f[5]), 0);
   return {
@@ -80,8 +83,12 @@ describe('order app against real Postgres', () => {
     expect(created + stats.ops['delete-draft']).toBe(stats.ops['new-order']);
     expect(stats.ops['delete-draft']).toBeGreaterThan(0);
     expect(await count(`SELECT count(*) AS n FROM orders WHERE attributes->>'source' = 'traffic'`)).toBe(created);
-    expect(await count(`SELECT count(*) AS n FROM customers WHERE email NOT LIKE 'customer%@shop.example' OR email LIKE '%.%@shop.example'`)).toBeGreaterThan(0);
-    expect(await count(`SELECT count(*) AS n FROM orders WHERE status IN ('paid','cancelled') AND id > ${before.maxOrderId}`)).toBeGreaterThanOrEqual(0);
+    expect(
+      await count(`SELECT count(*) AS n FROM customers WHERE email NOT LIKE 'customer%@shop.example' OR email LIKE '%.%@shop.example'`),
+    ).toBeGreaterThan(0);
+    expect(
+      await count(`SELECT count(*) AS n FROM orders WHERE status IN ('paid','cancelled') AND id > ${before.maxOrderId}`),
+    ).toBeGreaterThanOrEqual(0);
     expect(await count('SELECT count(*) AS n FROM orders')).toBe(before.orders + created);
   });
 });

@@ -36,9 +36,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Cleanup if a test failed before 'deletes the topic' (deleting a missing topic makes kafkajs retry for seconds).
   if ((await admin.listTopics()).includes(topic)) await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
-  const t0 = Date.now();
   await admin.deleteGroups([groupId]).catch(() => undefined);
-  console.error('deleteGroups ms', Date.now() - t0);
   await admin.disconnect();
 }, 30_000);
 

@@ -14,13 +14,16 @@ describe('Postgres for logical replication', () => {
     await sql.connect();
   });
   afterAll(async () => {
-    await sql.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch(() => undefined);
+    await sql
+      .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot])
+      .catch(() => undefined);
     await sql?.end();
     await db?.drop();
   });
 
   it('runs with wal_level=logical and room for at least 10 slots and WAL senders', async () => {
-    const setting = async (name: string) => (await sql.query<{ setting: string }>(`SELECT setting FROM pg_settings WHERE name = $1`, [name])).rows[0]!.setting;
+    const setting = async (name: string) =>
+      (await sql.query<{ setting: string }>(`SELECT setting FROM pg_settings WHERE name = $1`, [name])).rows[0]!.setting;
     expect(await setting('wal_level')).toBe('logical');
     expect(Number(await setting('max_replication_slots'))).toBeGreaterThanOrEqual(10);
     expect(Number(await setting('max_wal_senders'))).toBeGreaterThanOrEqual(10);

@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { resolveEnvRefs } from './env-refs.ts';
+
+/**
+ * The source connector's configuration, in Kafka Connect's file shape
+ * `{ "name": ..., "config": { ... } }` with the key names a Debezium user knows.
+ * Resolved once at start-up: defaults < file < `${env:NAME}` references.
+ */
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** Comma-separated list, as Kafka Connect writes lists. */
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const regexList = list.superRefine((patterns, ctx) => {
+  for (const p of patterns) {
+    try {
+      new RegExp(`^(?:${p})$`);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `"${p}" is not a valid regular expression: ${(err as Error).message}` });
+    }
+  }
+});
+const identifier = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case Postgres identifier: letters, digits and _, at most 63 characters');
+
+export const sourceConfigSchema = z
+  .object({
+    'connector.class': z.enum(['tide.PostgresSource', 'io.debezium.connector.postgresql.PostgresConnector']).default('tide.PostgresSource'),
+    'database.hostname': z.string().min(1),
+    'database.port': int(1, 65535).default(5432),
+    'database.user': z.string().min(1),
+    'database.password': z.string().default(''),
+    'database.dbname': z.string().min(1),
+    'database.sslmode': z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
+    'slot.name': identifier.default('tide'),
+    'publication.name': identifier.default('tide_publication'),
+    'publication.autocreate.mode': z.enum(['disabled', 'all_tables', 'filtered']).default('filtered'),
+    'table.include.list': regexList.optional(),
+    'table.exclude.list': regexList.optional(),
+    'column.exclude.list': regexList.optional(),
+    'topic.prefix': z.string().regex(/^[a-zA-Z0-9_-]+$/, 'may hold only letters, digits, _ and - (it starts every topic name)'),
+    'topic.partitions': int(1, 1000).default(3),
+    'topic.replication.factor': int(1, 10).default(1),
+    'snapshot.mode': z.enum(['initial', 'never', 'when_needed', 'initial_only']).default('initial'),
+    'snapshot.fetch.size': int(1, 1_000_000).default(10_000),
+    'heartbeat.interval.ms': int(0).default(10_000),
+    'tombstones.on.delete': bool.default(true),
+    'decimal.handling.mode': z.enum(['precise', 'double', 'string']).default('precise'),
+    'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
+    'schema.registry.url': z.url(),
+    'max.batch.size': int(1, 1_000_000).default(2048),
+    'max.inflight.events': int(1, 10_000_000).default(50_000),
+  })
+  .strict();
+
+export type SourceConfig = z.output<typeof sourceConfigSchema>;
+
+export interface ConnectorFile<C> {
+  name: string;
+  config: C;
+  /** Where it came from, for messages. */
+  source: string;
+}
+
+const fileSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: z.string().regex(/^[a-zA-Z0-9_.-]+$/, 'may hold only letters, digits, _, . and -'),
+    config: z.record(z.string(), z.unknown()),
+  })
+  .strict();
+
+/** Turn zod's issues into one ConfigError that names every bad key and what is allowed. */
+export function toConfigError(error: z.ZodError, source: string, given: Record<string, unknown> = {}): ConfigError {
+  const problems = error.issues.map((issue): [string, string] => {
+    if (issue.code === 'unrecognized_keys') {
+      return [issue.keys.join(', '), `unknown key${issue.keys.length > 1 ? 's' : ''}: check the spelling against the documented keys`];
+    }
+    const key = issue.path.join('.');
+    if (!(key in given) && issue.code === 'invalid_type') return [key, 'is required'];
+    if (issue.code === 'invalid_value')
+      return [key, `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(given[key])}`];
+    if (issue.code === 'invalid_type') return [key, `must be a ${issue.expected}, got ${JSON.stringify(given[key])}`];
+    return [key, issue.message];
+  });
+  if (problems.length === 1) return new ConfigError(problems[0]![0], problems[0]![1], source);
+  return new ConfigError('', `${problems.length} problems:\n${problems.map(([k, m]) => `  - ${k}: ${m}`).join('\n')}`, source);
+}
+
+export function parseConnectorFile<S extends z.ZodType>(
+  raw: unknown,
+  schema: S,
+  source: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectorFile<z.output<S>> {
+  const file = fileSchema.safeParse(raw);
+  if (!file.success) throw toConfigError(file.error, source, (raw ?? {}) as Record<string, unknown>);
+  const resolved = resolveEnvRefs(file.data.config, env, source);
+  const parsed = schema.safeParse(resolved);
+  if (!parsed.success) throw toConfigError(parsed.error, source, resolved);
+  return { name: file.data.name, config: parsed.data, source };
+}
+
+export function readJsonFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('(file)', `cannot read ${path}: ${(err as Error).message}`, path);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('(file)', `is not valid JSON: ${(err as Error).message}`, path);
+  }
+}
+
+export function loadSourceConfig(path: string, env: NodeJS.ProcessEnv = process.env): ConnectorFile<SourceConfig> {
+  return parseConnectorFile(readJsonFile(path), sourceConfigSchema, path, env);
+}
