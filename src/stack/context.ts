@@ -27,7 +27,10 @@ function portFromEnv(key: keyof StackPorts, env: NodeJS.ProcessEnv): number {
   return port;
 }
 
-export function stackContext(env: NodeJS.ProcessEnv = process.env, say: (m: string) => void = (m) => void process.stderr.write(`${m}\n`)): StackContext {
+export function stackContext(
+  env: NodeJS.ProcessEnv = process.env,
+  say: (m: string) => void = (m) => void process.stderr.write(`${m}\n`),
+): StackContext {
   const root = PROJECT_ROOT;
   return {
     root,
