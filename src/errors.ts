@@ -36,3 +36,18 @@ export class ConfigError extends TideError {
     this.name = 'ConfigError';
   }
 }
+
+/** A column value's text could not be turned into its Avro value. */
+export class TypeConversionError extends TideError {
+  constructor(
+    readonly column: string,
+    readonly type: string,
+    readonly value: string,
+    reason: string,
+    options: { cause?: unknown } = {},
+  ) {
+    const shown = value.length > 200 ? `${value.slice(0, 200)}… (${value.length} characters)` : value;
+    super(`column ${column} (${type}): value ${JSON.stringify(shown)} ${reason}`, options);
+    this.name = 'TypeConversionError';
+  }
+}

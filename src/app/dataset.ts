@@ -10,7 +10,8 @@ import { PROJECT_ROOT } from '../stack/context.ts';
  * 536,350 sale lines, CRLF, quoted names, `NA` customers, unsorted rows, and a
  * transaction's lines not always next to each other.
  */
-export const DEFAULT_DATASET = join(PROJECT_ROOT, '..', 'shared', 'data', 'online-shop', 'sales-transactions.csv.gz');
+export const DEFAULT_DATASET =
+  process.env.TIDE_DATASET ?? join(PROJECT_ROOT, '..', 'shared', 'data', 'online-shop', 'sales-transactions.csv.gz');
 
 export interface SaleLine {
   transactionNo: string;

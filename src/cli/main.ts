@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { TideError } from '../errors.ts';
 import { registerAppCommands, runMigrate, runReplay } from './app-commands.ts';
 import { registerStackCommands } from './stack-commands.ts';
+import { registerSourceCommands } from './source-commands.ts';
 import { parsePositiveInt } from './options.ts';
 import { stackContext } from '../stack/context.ts';
 import { stackUp } from '../stack/stack.ts';
@@ -14,6 +15,7 @@ const program = new Command()
 
 registerStackCommands(program);
 registerAppCommands(program);
+registerSourceCommands(program);
 
 program
   .command('demo')

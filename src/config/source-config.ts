@@ -55,12 +55,20 @@ export const sourceConfigSchema = z
     'decimal.handling.mode': z.enum(['precise', 'double', 'string']).default('precise'),
     'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
     'schema.registry.url': z.url(),
+    'offset.storage.file.filename': z.string().min(1).optional(),
     'max.batch.size': int(1, 1_000_000).default(2048),
     'max.inflight.events': int(1, 10_000_000).default(50_000),
   })
   .strict();
 
 export type SourceConfig = z.output<typeof sourceConfigSchema>;
+
+/** The whole connector file, for the published JSON Schema (connectors/source-connector.schema.json). */
+export const sourceConnectorFileSchema = z.object({ $schema: z.string().optional(), name: z.string(), config: sourceConfigSchema });
+
+export function sourceConnectorJsonSchema(): object {
+  return z.toJSONSchema(sourceConnectorFileSchema, { io: 'input', unrepresentable: 'any' });
+}
 
 export interface ConnectorFile<C> {
   name: string;
@@ -84,7 +92,7 @@ export function toConfigError(error: z.ZodError, source: string, given: Record<s
       return [issue.keys.join(', '), `unknown key${issue.keys.length > 1 ? 's' : ''}: check the spelling against the documented keys`];
     }
     const key = issue.path.join('.');
-    if (!(key in given) && issue.code === 'invalid_type') return [key, 'is required'];
+    if (given[key] === undefined && issue.code === 'invalid_type') return [key, 'is required'];
     if (issue.code === 'invalid_value')
       return [key, `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(given[key])}`];
     if (issue.code === 'invalid_type') return [key, `must be a ${issue.expected}, got ${JSON.stringify(given[key])}`];

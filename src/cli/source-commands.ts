@@ -1,0 +1,120 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import pg from 'pg';
+import { loadSourceConfig } from '../config/source-config.ts';
+import { Lifecycle } from '../lifecycle.ts';
+import { checkWalLevel, readTables } from '../source/catalog.ts';
+import { pgClientConfig, SourceConnector } from '../source/connector.ts';
+import { OffsetStore } from '../source/offset-store.ts';
+import { buildPlan } from '../source/plan.ts';
+import { readStatus } from '../source/status-file.ts';
+import { isPidAlive } from '../stack/process.ts';
+
+const STATE_DIR = '.tide';
+
+export function registerSourceCommands(program: Command): void {
+  const source = program.command('source').description('the source connector: Postgres WAL (pgoutput) to Kafka as Avro');
+
+  source
+    .command('start <connector.json>')
+    .description('run the connector in the foreground; SIGTERM/SIGINT flushes, confirms the LSN and exits')
+    .action(async (file: string) => {
+      const connector = new SourceConnector(loadSourceConfig(file), { stateDir: STATE_DIR });
+      const lifecycle = new Lifecycle().handleSignals();
+      const state = await connector.run(lifecycle.signal);
+      if (state === 'paused') process.exitCode = 3;
+    });
+
+  source
+    .command('plan <connector.json>')
+    .description('print the SQL, topics and subjects `start` would create, and what to fix first; changes nothing')
+    .action(async (file: string) => {
+      const { name, config } = loadSourceConfig(file);
+      const client = new pg.Client(pgClientConfig(config));
+      await client.connect();
+      try {
+        await checkWalLevel(client, `Postgres at ${config['database.hostname']}:${config['database.port']}`);
+        const tables = await readTables(client);
+        const pub = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_publication WHERE pubname = $1', [
+          config['publication.name'],
+        ]);
+        const pubTables = await client.query<{ q: string }>(
+          `SELECT schemaname || '.' || tablename AS q FROM pg_publication_tables WHERE pubname = $1`,
+          [config['publication.name']],
+        );
+        const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [config['slot.name']]);
+        const offsets = new OffsetStore(config['offset.storage.file.filename'] ?? join(STATE_DIR, `${name}.offsets.json`)).read();
+        const plan = buildPlan(config, {
+          tables,
+          publication: {
+            exists: (pub.rowCount ?? 0) > 0,
+            allTables: pub.rows[0]?.puballtables ?? false,
+            tables: pubTables.rows.map((r) => r.q),
+          },
+          slotExists: (slot.rowCount ?? 0) > 0,
+          offsets,
+        });
+        const out: string[] = [`# tide source plan: ${name} (dry run, nothing was changed)`, ''];
+        out.push(`-- captured tables (${plan.captured.length}): ${plan.captured.map((t) => t.qualified).join(', ') || 'none'}`);
+        if (plan.missingPrimaryKey.length)
+          out.push(`-- BLOCKER: no primary key on ${plan.missingPrimaryKey.join(', ')}: add one or exclude the table`);
+        out.push('', '-- SQL');
+        if (plan.statements.length === 0) out.push('-- (none: publication and slot are in place)');
+        for (const s of plan.statements) out.push(`-- ${s.why}${s.replication ? ' (replication protocol)' : ''}`, `${s.sql};`);
+        out.push('', `-- initial snapshot: ${plan.snapshot ? 'yes' : 'no'} (snapshot.mode=${config['snapshot.mode']})`);
+        out.push('', '-- replica identity: tables whose TOAST-able columns arrive as "unchanged" in updates that do not touch them');
+        if (plan.toastAffected.length === 0) out.push('-- (none)');
+        for (const t of plan.toastAffected) out.push(`-- ${t.table}: ${t.columns.join(', ')}  (to avoid: ${t.fix};)`);
+        out.push('', '-- Kafka topics (created if missing)');
+        for (const t of plan.topics) out.push(`--   ${t.topic}  partitions=${t.partitions} replication.factor=${t.replicationFactor}`);
+        out.push('', '-- Schema Registry subjects');
+        for (const s of plan.subjects) out.push(`--   ${s}`);
+        console.log(out.join('\n'));
+        if (plan.missingPrimaryKey.length) process.exitCode = 1;
+      } finally {
+        await client.end();
+      }
+    });
+
+  source
+    .command('status <connector.json>')
+    .description('state, slot, confirmed LSN, lag and events/s of a running connector')
+    .option('--json', 'print JSON')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      const { name, config } = loadSourceConfig(file);
+      const status = readStatus(join(STATE_DIR, `${name}.status.json`));
+      const running = status !== undefined && isPidAlive(status.pid);
+      const client = new pg.Client(pgClientConfig(config));
+      await client.connect();
+      const slot = await client
+        .query<{ active: boolean; confirmed: string | null; lag: string | null; retained: string | null }>(
+          `SELECT active, confirmed_flush_lsn::text AS confirmed, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag,
+                  pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text AS retained
+             FROM pg_replication_slots WHERE slot_name = $1`,
+          [config['slot.name']],
+        )
+        .finally(() => client.end());
+      const s = slot.rows[0];
+      const report = {
+        connector: name,
+        state: running
+          ? status.state
+          : status
+            ? `${status.state === 'paused' || status.state === 'failed' ? status.state : 'stopped'} (not running)`
+            : 'never started',
+        slot: config['slot.name'],
+        slotActive: s?.active ?? false,
+        confirmedLsn: s?.confirmed ?? null,
+        lagBytes: s?.lag === null || s === undefined ? null : Number(s.lag),
+        retainedWalBytes: s?.retained === null || s === undefined ? null : Number(s.retained),
+        eventsPerSecond: running ? status.eventsPerSecond : 0,
+        eventsTotal: status?.eventsTotal ?? 0,
+        snapshot: status?.snapshot,
+        error: status?.error,
+      };
+      if (opts.json) console.log(JSON.stringify(report, null, 2));
+      else
+        for (const [k, v] of Object.entries(report))
+          if (v !== undefined) console.log(`${k.padEnd(17)} ${typeof v === 'object' ? JSON.stringify(v) : v}`);
+    });
+}

@@ -1,0 +1,226 @@
+import type { Type } from 'avsc';
+import type { CatalogColumn, CatalogTable } from '../source/catalog.ts';
+import { mapColumn, type ColumnMapping, type DecimalHandlingMode } from '../source/type-mapping.ts';
+import { createAvroType, dedupeNamedTypes, type AvroSchema } from './avro-types.ts';
+import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
+import { confluentFrame } from './schema-registry.ts';
+
+/**
+ * Debezium's change-event envelope for one table: the key schema (primary-key
+ * columns) and the value schema `{ before, after, source, op, ts_ms, transaction }`,
+ * so existing Debezium consumers read Tide's topics unchanged.
+ *
+ * Tide adds two things to `source`: `commit_lsn` and `event_index`. `source.lsn`
+ * alone is not monotonic across interleaved transactions; (commit_lsn,
+ * event_index) is, and it is the position consumers order and deduplicate by.
+ * And `unchanged_toast`: columns whose value an update did not carry (see README).
+ */
+export const TIDE_VERSION = '0.1.0';
+export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+
+export interface SourceInfo {
+  name: string;
+  db: string;
+  schema: string;
+  table: string;
+  tsMs: number;
+  snapshot: 'true' | 'last' | 'false';
+  txId: number | null;
+  lsn: bigint | null;
+  commitLsn: bigint;
+  eventIndex: number;
+}
+
+/** Raw text values as pgoutput delivers them: null = SQL NULL, undefined = unchanged TOAST value. */
+export type RawRow = Record<string, string | null | undefined>;
+
+interface CodecColumn {
+  name: string;
+  avroName: string;
+  nullable: boolean;
+  mapping: ColumnMapping;
+}
+
+const SOURCE_SCHEMA = {
+  type: 'record',
+  name: 'Source',
+  namespace: 'io.debezium.connector.postgresql',
+  fields: [
+    { name: 'version', type: 'string' },
+    { name: 'connector', type: 'string' },
+    { name: 'name', type: 'string' },
+    { name: 'ts_ms', type: 'long' },
+    { name: 'snapshot', type: ['string', 'null'], default: 'false' },
+    { name: 'db', type: 'string' },
+    { name: 'sequence', type: ['null', 'string'], default: null },
+    { name: 'schema', type: 'string' },
+    { name: 'table', type: 'string' },
+    { name: 'txId', type: ['null', 'long'], default: null },
+    { name: 'lsn', type: ['null', 'long'], default: null },
+    { name: 'xmin', type: ['null', 'long'], default: null },
+    { name: 'commit_lsn', type: 'long', doc: 'LSN of the transaction commit; with event_index, the total order of events' },
+    { name: 'event_index', type: 'long', doc: 'position of the event within its transaction, from 0' },
+  ],
+};
+
+const TRANSACTION_BLOCK = {
+  type: 'record',
+  name: 'block',
+  namespace: 'event',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'total_order', type: 'long' },
+    { name: 'data_collection_order', type: 'long' },
+  ],
+};
+
+/** Whether a column may be null in the Avro schema: nullable in Postgres, or an unchanged TOAST value may stand in for it. */
+export function avroNullable(col: CatalogColumn, table: Pick<CatalogTable, 'replicaIdentity'>): boolean {
+  return !col.notNull || (col.toastable && table.replicaIdentity !== 'f');
+}
+
+export class TableCodec {
+  readonly topic: string;
+  readonly keySchema: object;
+  readonly valueSchema: object;
+  private readonly keyType: Type;
+  private readonly valueType: Type;
+  private readonly columns: CodecColumn[];
+  private readonly keyColumns: CodecColumn[];
+  keySchemaId = -1;
+  valueSchemaId = -1;
+
+  constructor(
+    readonly table: CatalogTable,
+    topicPrefix: string,
+    opts: { decimalHandlingMode: DecimalHandlingMode; excludedColumns?: (qualifiedColumn: string) => boolean },
+    warn: (message: string, details: Record<string, unknown>) => void,
+  ) {
+    this.topic = `${topicPrefix}.${table.schema}.${table.name}`;
+    const kept = table.columns.filter((c) => !opts.excludedColumns?.(`${table.qualified}.${c.name}`));
+    const names = uniqueAvroNames(
+      table.qualified,
+      kept.map((c) => c.name),
+    );
+    this.columns = kept.map((c) => ({
+      name: c.name,
+      avroName: names.get(c.name)!,
+      nullable: avroNullable(c, table),
+      mapping: mapColumn(c, opts, (m, d) => warn(m, { table: table.qualified, column: c.name, ...d })),
+    }));
+    this.keyColumns = table.keyColumns.map((k) => {
+      const col = this.columns.find((c) => c.name === k);
+      if (!col) throw new Error(`table ${table.qualified}: primary-key column ${k} cannot be excluded (column.exclude.list)`);
+      return { ...col, nullable: false };
+    });
+    const ns = avroNamespace(topicPrefix, table.schema, table.name);
+    const field = (c: CodecColumn) => {
+      const catalog = table.columns.find((x) => x.name === c.name)!;
+      return {
+        name: c.avroName,
+        type: c.nullable ? ['null', c.mapping.avroType] : c.mapping.avroType,
+        ...(c.nullable ? { default: null } : {}),
+        ...(c.avroName !== c.name ? { 'tide.column': c.name } : {}),
+        ...(catalog.defaultExpr ? { 'pg.default': catalog.defaultExpr } : {}),
+      };
+    };
+    this.keySchema = dedupeNamedTypes({ type: 'record', name: 'Key', namespace: ns, fields: this.keyColumns.map(field) }) as object;
+    const valueRecord = { type: 'record', name: 'Value', namespace: ns, fields: this.columns.map(field) };
+    // The old image: complete under REPLICA IDENTITY FULL, only the key columns otherwise (that is all Postgres logs).
+    // So every field of `before` may be null, while `after` keeps each column's real nullability.
+    const beforeRecord = {
+      type: 'record',
+      name: 'Before',
+      namespace: ns,
+      fields: this.columns.map((c) => field({ ...c, nullable: true })),
+    };
+    this.valueSchema = dedupeNamedTypes({
+      type: 'record',
+      name: 'Envelope',
+      namespace: ns,
+      fields: [
+        { name: 'before', type: ['null', beforeRecord], default: null },
+        { name: 'after', type: ['null', valueRecord], default: null },
+        { name: 'source', type: SOURCE_SCHEMA },
+        { name: 'op', type: 'string' },
+        { name: 'ts_ms', type: ['null', 'long'], default: null },
+        { name: 'transaction', type: ['null', TRANSACTION_BLOCK], default: null },
+        {
+          name: 'unchanged_toast',
+          type: { type: 'array', items: 'string' },
+          default: [],
+          doc: 'columns of `after` whose value the change did not carry (unchanged TOAST); their value there is null',
+        },
+      ],
+    } as AvroSchema) as object;
+    this.keyType = createAvroType(this.keySchema);
+    this.valueType = createAvroType(this.valueSchema);
+  }
+
+  /** Column names in the stream's order; the relation message must agree, or the codec is stale. */
+  columnNames(): string[] {
+    return this.columns.map((c) => c.name);
+  }
+
+  private record(row: RawRow, unchanged: string[] | undefined, cols = this.columns): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const c of cols) {
+      const text = row[c.name];
+      if (text === undefined) {
+        out[c.avroName] = null;
+        unchanged?.push(c.name);
+      } else out[c.avroName] = text === null ? null : c.mapping.convert(text);
+    }
+    return out;
+  }
+
+  /** The Kafka key: Confluent wire format (schema id + Avro) of the primary-key columns. */
+  encodeKey(row: RawRow): Buffer {
+    return confluentFrame(this.keySchemaId, this.keyType.toBuffer(this.record(row, undefined, this.keyColumns)));
+  }
+
+  /** The Kafka value: Confluent wire format (schema id + Avro) of the envelope. */
+  encodeValue(
+    op: Op,
+    before: RawRow | null,
+    after: RawRow | null,
+    source: SourceInfo,
+    totalOrder: number,
+    collectionOrder: number,
+  ): Buffer {
+    const unchanged: string[] = [];
+    const value = {
+      before: before ? this.record(before, undefined) : null,
+      after: after ? this.record(after, unchanged) : null,
+      source: {
+        version: TIDE_VERSION,
+        connector: 'postgresql',
+        name: source.name,
+        ts_ms: source.tsMs,
+        snapshot: source.snapshot,
+        db: source.db,
+        sequence: null,
+        schema: source.schema,
+        table: source.table,
+        txId: source.txId,
+        lsn: source.lsn,
+        xmin: null,
+        commit_lsn: source.commitLsn,
+        event_index: source.eventIndex,
+      },
+      op,
+      ts_ms: Date.now(),
+      transaction:
+        source.txId === null
+          ? null
+          : { id: `${source.txId}:${source.commitLsn}`, total_order: totalOrder, data_collection_order: collectionOrder },
+      unchanged_toast: unchanged,
+    };
+    return confluentFrame(this.valueSchemaId, this.valueType.toBuffer(value));
+  }
+
+  /** Decode a value this codec framed (for tests and tools). */
+  decodeValue(framed: Buffer): unknown {
+    return this.valueType.fromBuffer(framed.subarray(5));
+  }
+}

@@ -1,0 +1,113 @@
+import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
+import { TideError } from '../errors.ts';
+
+/**
+ * The narrow slice of Kafka that the source uses. The rest of Tide does not
+ * know which client sits underneath, so benchmarks can compare clients.
+ */
+export interface OutgoingMessage {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  replicationFactor: number;
+  config?: Record<string, string>;
+}
+
+export interface EventProducer {
+  /** Create missing topics (existing ones are left as they are). */
+  ensureTopics(specs: TopicSpec[]): Promise<void>;
+  /** Resolves once Kafka has acknowledged every message (acks from all in-sync replicas). */
+  send(messages: OutgoingMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class KafkaDeliveryError extends TideError {
+  constructor(message: string, cause: unknown) {
+    super(`kafka: ${message}`, { cause, retriable: true });
+    this.name = 'KafkaDeliveryError';
+  }
+}
+
+/**
+ * kafkajs, with an idempotent producer (acks=-1, retries, one request in flight
+ * so order per partition holds across retries). Keys are hashed with kafkajs'
+ * DefaultPartitioner, which is Kafka's murmur2 partitioner, so Java and Python
+ * clients put a key on the same partition.
+ */
+export class KafkajsProducer implements EventProducer {
+  private readonly kafka: Kafka;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+
+  constructor(
+    brokers: string[],
+    private readonly clientId = 'tide-source',
+  ) {
+    this.kafka = new Kafka({ clientId, brokers, logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } });
+  }
+
+  private async getProducer(): Promise<Producer> {
+    if (!this.producer) {
+      const producer = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        allowAutoTopicCreation: false,
+      });
+      await producer.connect();
+      this.producer = producer;
+    }
+    return this.producer;
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    if (!this.admin) {
+      this.admin = this.kafka.admin();
+      await this.admin.connect();
+    }
+    const existing = new Set(await this.admin.listTopics());
+    const missing = specs.filter((s) => !existing.has(s.topic));
+    if (missing.length === 0) return;
+    await this.admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((s) => ({
+        topic: s.topic,
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
+      })),
+    });
+  }
+
+  async send(messages: OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null }[]>();
+    for (const m of messages) {
+      let list = byTopic.get(m.topic);
+      if (!list) byTopic.set(m.topic, (list = []));
+      list.push({ key: m.key, value: m.value });
+    }
+    const producer = await this.getProducer();
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        compression: CompressionTypes.None,
+        topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+      });
+    } catch (err) {
+      throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.producer?.disconnect();
+    await this.admin?.disconnect();
+    this.producer = undefined;
+    this.admin = undefined;
+  }
+}

@@ -1,0 +1,498 @@
+import { join } from 'node:path';
+import pg from 'pg';
+import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
+import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
+import { ConfigError, TideError } from '../errors.ts';
+import { TableCodec, type Op, type RawRow } from '../events/envelope.ts';
+import { KafkajsProducer, type EventProducer } from '../events/kafka-producer.ts';
+import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
+import { log as rootLog, type Logger } from '../log.ts';
+import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
+import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
+import { OffsetStore } from './offset-store.ts';
+import { RawPgoutputPlugin } from './pgoutput-plugin.ts';
+import { buildPlan, type DatabaseState } from './plan.ts';
+import { EventPublisher } from './publisher.ts';
+import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
+import { sessionOptions } from './session-settings.ts';
+import { runSnapshot } from './snapshot.ts';
+import { transition, type SourceEvent, type SourceState } from './source-state.ts';
+import { writeStatus, type SourceStatus } from './status-file.ts';
+
+/**
+ * The source connector: Postgres WAL (pgoutput) → Avro events → Kafka.
+ * Confirms an LSN to the slot only after Kafka acknowledged every event at or
+ * before it, so a crash at any moment loses nothing (duplicates are possible
+ * and carry the same (commit_lsn, event_index)).
+ */
+export interface SourceDeps {
+  producer?: EventProducer;
+  registry?: SchemaRegistry;
+  log?: Logger;
+  stateDir?: string;
+}
+
+export function pgClientConfig(c: SourceConfig): pg.ClientConfig {
+  const ssl = {
+    disable: false,
+    prefer: false,
+    require: { rejectUnauthorized: false },
+    'verify-ca': { rejectUnauthorized: true },
+    'verify-full': { rejectUnauthorized: true },
+  }[c['database.sslmode']];
+  return {
+    host: c['database.hostname'],
+    port: c['database.port'],
+    user: c['database.user'],
+    password: c['database.password'],
+    database: c['database.dbname'],
+    ssl,
+    options: sessionOptions(),
+    connectionTimeoutMillis: 10_000,
+  };
+}
+
+export class SourceConnector {
+  state: SourceState = 'starting';
+  private readonly config: SourceConfig;
+  private readonly log: Logger;
+  private readonly producer: EventProducer;
+  private readonly registry: SchemaRegistry;
+  private readonly store: OffsetStore;
+  private readonly statusPath: string;
+  private sql: pg.Client | undefined;
+  private service: LogicalReplicationService | undefined;
+  private publisher: EventPublisher | undefined;
+  private readonly codecs = new Map<number, TableCodec>();
+  private readonly include: (qualified: string) => boolean;
+  private tx: { xid: number; commitLsn: Lsn; tsMs: number; index: number; perTable: Map<string, number> } | undefined;
+  private confirmed: Lsn = 0n;
+  private acked: Lsn = 0n;
+  private received: Lsn = 0n;
+  private eventsTotal = 0;
+  private error: string | undefined;
+  private snapshotInfo: SourceStatus['snapshot'];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private fatal: ((err: Error) => void) | undefined;
+
+  constructor(
+    private readonly file: ConnectorFile<SourceConfig>,
+    deps: SourceDeps = {},
+  ) {
+    this.config = file.config;
+    this.log = (deps.log ?? rootLog).child({ connector: file.name });
+    this.producer = deps.producer ?? new KafkajsProducer(this.config['kafka.bootstrap.servers'], `tide-${file.name}`);
+    this.registry = deps.registry ?? new HttpSchemaRegistry(this.config['schema.registry.url']);
+    const stateDir = deps.stateDir ?? '.tide';
+    this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
+    this.statusPath = join(stateDir, `${file.name}.status.json`);
+    this.include = tableFilter(this.config['table.include.list'], this.config['table.exclude.list']);
+  }
+
+  private to(event: SourceEvent): void {
+    const from = this.state;
+    this.state = transition(from, event);
+    this.log.info({ from, to: this.state }, 'state');
+    this.flushStatus();
+  }
+
+  private where(): string {
+    return `Postgres at ${this.config['database.hostname']}:${this.config['database.port']}/${this.config['database.dbname']}`;
+  }
+
+  /** Run until `signal` aborts (clean stop), the connector pauses on an incompatible schema, or a fatal error. */
+  async run(signal: AbortSignal): Promise<SourceState> {
+    this.timers.push(setInterval(() => this.flushStatus(), 1000));
+    try {
+      await this.start(signal);
+      if (this.state === 'streaming') {
+        await new Promise<void>((resolve, reject) => {
+          this.fatal = reject;
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+      }
+      if (this.state !== 'paused') this.to('stop');
+    } catch (err) {
+      this.error = (err as Error).message;
+      if (err instanceof SchemaPausedError) {
+        this.to('pause');
+        this.log.error({ err }, 'paused: incompatible schema change');
+      } else {
+        if (this.state !== 'failed') this.to('fail');
+        throw err;
+      }
+    } finally {
+      await this.close();
+    }
+    return this.state;
+  }
+
+  private async start(signal: AbortSignal): Promise<void> {
+    const c = this.config;
+    this.sql = new pg.Client(pgClientConfig(c));
+    await this.sql.connect();
+    await checkWalLevel(this.sql, this.where());
+    const offsets = this.store.read();
+    const state = await this.readDatabaseState(offsets);
+    const plan = buildPlan(c, state);
+    if (plan.captured.length === 0) {
+      throw new ConfigError(
+        'table.include.list',
+        `matches no table in ${c['database.dbname']}. Check the patterns (anchored regexes on schema.table).`,
+        this.file.source,
+      );
+    }
+    if (plan.missingPrimaryKey.length > 0) throw new MissingPrimaryKeyError(plan.missingPrimaryKey);
+    for (const t of plan.toastAffected) {
+      this.log.warn(
+        { table: t.table, columns: t.columns, fix: t.fix },
+        'updates that do not touch these TOAST-able columns carry no value for them (see unchanged_toast)',
+      );
+    }
+    for (const s of plan.statements.filter((s) => !s.replication)) {
+      this.log.info({ sql: s.sql }, s.why);
+      await this.sql.query(s.sql);
+    }
+    await this.producer.ensureTopics(plan.topics);
+    for (const t of plan.captured) this.codecs.set(t.oid, await this.codecFor(t));
+
+    this.publisher = new EventPublisher(this.producer, {
+      maxBatch: c['max.batch.size'],
+      lingerMs: 5,
+      onConfirmable: (lsn) => this.onAcked(lsn),
+      onError: (err) =>
+        this.fail(
+          new TideError(`delivery to Kafka failed; nothing after LSN ${formatLsn(this.confirmed)} was confirmed: ${err.message}`, {
+            cause: err,
+          }),
+        ),
+    });
+
+    let exported: string | undefined;
+    let repl: pg.Client | undefined;
+    if (!state.slotExists) {
+      repl = new pg.Client({ ...pgClientConfig(c), replication: 'database' } as pg.ClientConfig);
+      await repl.connect();
+      const slotSql = plan.statements.find((s) => s.replication)!.sql;
+      this.log.info({ sql: slotSql }, 'creating replication slot');
+      const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(slotSql);
+      exported = rows[0]!.snapshot_name ?? undefined;
+      const fresh = {
+        slot: c['slot.name'],
+        ...(plan.snapshot
+          ? { snapshot: { status: 'running' as const, consistentLsn: rows[0]!.consistent_point, nextIndex: 0, tables: {} } }
+          : {}),
+      };
+      this.store.write(fresh);
+    }
+    try {
+      const current = this.store.read() ?? { slot: c['slot.name'] };
+      if (plan.snapshot && current.snapshot?.status !== 'done') {
+        if (!current.snapshot) {
+          const { rows } = await this.sql.query<{ lsn: string }>(
+            `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+            [c['slot.name']],
+          );
+          current.snapshot = { status: 'running', consistentLsn: rows[0]!.lsn, nextIndex: 0, tables: {} };
+        }
+        this.to('snapshot');
+        const snapClient = new pg.Client(pgClientConfig(c));
+        await snapClient.connect();
+        try {
+          const result = await runSnapshot({
+            client: snapClient,
+            exportedSnapshot: exported,
+            codecs: plan.captured.map((t) => this.codecs.get(t.oid)!),
+            publisher: this.publisher,
+            offsets: current as typeof current & { snapshot: NonNullable<typeof current.snapshot> },
+            store: this.store,
+            fetchSize: c['snapshot.fetch.size'],
+            connectorName: c['topic.prefix'],
+            db: c['database.dbname'],
+            log: this.log,
+            signal,
+            onProgress: (p) => {
+              this.snapshotInfo = {
+                table: p.table,
+                rows: p.rows,
+                totalRows: p.totalRows,
+                rowsPerSecond: Math.round(p.rowsPerSecond),
+                etaSeconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds),
+              };
+              this.log.info(this.snapshotInfo, 'snapshot progress');
+            },
+          });
+          if (result === 'interrupted') return;
+        } finally {
+          await snapClient.end();
+        }
+      }
+    } finally {
+      await repl?.end();
+    }
+    if (c['snapshot.mode'] === 'initial_only') {
+      this.log.info('snapshot.mode=initial_only: snapshot finished, not streaming');
+      return;
+    }
+    await this.stream();
+  }
+
+  private async readDatabaseState(offsets: DatabaseState['offsets']): Promise<DatabaseState> {
+    const sql = this.sql!;
+    const tables = await readTables(sql);
+    const pub = await sql.query<{ puballtables: boolean }>(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [
+      this.config['publication.name'],
+    ]);
+    const pubTables = await sql.query<{ q: string }>(
+      `SELECT schemaname || '.' || tablename AS q FROM pg_publication_tables WHERE pubname = $1`,
+      [this.config['publication.name']],
+    );
+    const slot = await sql.query<{ plugin: string; database: string }>(
+      `SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1`,
+      [this.config['slot.name']],
+    );
+    const s = slot.rows[0];
+    if (s && (s.plugin !== 'pgoutput' || s.database !== this.config['database.dbname'])) {
+      throw new ConfigError(
+        'slot.name',
+        `slot "${this.config['slot.name']}" exists for plugin ${s.plugin} on database ${s.database}; Tide needs pgoutput on ${this.config['database.dbname']}. Choose another slot.name.`,
+        this.file.source,
+      );
+    }
+    if (!pub.rowCount && this.config['publication.autocreate.mode'] === 'disabled') {
+      throw new ConfigError(
+        'publication.name',
+        `publication "${this.config['publication.name']}" does not exist and publication.autocreate.mode=disabled. Create it, or set the mode to filtered.`,
+        this.file.source,
+      );
+    }
+    return {
+      tables,
+      publication: {
+        exists: (pub.rowCount ?? 0) > 0,
+        allTables: pub.rows[0]?.puballtables ?? false,
+        tables: pubTables.rows.map((r) => r.q),
+      },
+      slotExists: !!s,
+      offsets,
+    };
+  }
+
+  private async codecFor(table: CatalogTable): Promise<TableCodec> {
+    const codec = new TableCodec(
+      table,
+      this.config['topic.prefix'],
+      { decimalHandlingMode: this.config['decimal.handling.mode'], excludedColumns: this.columnExcluded() },
+      (m, d) => this.log.warn(d, m),
+    );
+    await registerTableSchemas(this.registry, codec, this.codecs.get(table.oid));
+    return codec;
+  }
+
+  private columnExcluded(): ((q: string) => boolean) | undefined {
+    const list = this.config['column.exclude.list'];
+    if (!list) return undefined;
+    const res = list.map((p) => new RegExp(`^(?:${p})$`));
+    return (q) => res.some((r) => r.test(q));
+  }
+
+  private async stream(): Promise<void> {
+    const c = this.config;
+    const replication = { ...pgClientConfig(c), replication: 'database' } as pg.ClientConfig;
+    const service = new LogicalReplicationService(replication, {
+      acknowledge: { auto: false, timeoutSeconds: 0 },
+      flowControl: { enabled: true },
+    });
+    this.service = service;
+    // The library's own timer would confirm the last *received* LSN; it is off (timeoutSeconds 0) and Tide answers keepalives with what Kafka holds.
+    service.on('heartbeat', (_lsn: string, _ts: number, shouldRespond: boolean) => {
+      if (shouldRespond) void service.acknowledge(formatLsn(this.confirmed));
+    });
+    service.on('data', (lsn: string, msg: Pgoutput.Message) => this.onMessage(lsn, msg));
+    service.on('error', (err: Error) => this.fail(err));
+    const { rows } = await this.sql!.query<{ lsn: string }>(
+      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
+      [c['slot.name']],
+    );
+    this.confirmed = this.acked = parseLsn(rows[0]!.lsn);
+    this.to('stream');
+    this.timers.push(setInterval(() => void this.sendConfirm(), 200));
+    if (c['heartbeat.interval.ms'] > 0) {
+      this.timers.push(setInterval(() => void this.heartbeat(), c['heartbeat.interval.ms']));
+    }
+    service.subscribe(new RawPgoutputPlugin([c['publication.name']]), c['slot.name']).catch((err: Error) => this.fail(err));
+  }
+
+  private async onMessage(lsn: string, msg: Pgoutput.Message): Promise<void> {
+    this.received = parseLsn(lsn);
+    switch (msg.tag) {
+      case 'begin':
+        this.tx = {
+          xid: msg.xid,
+          commitLsn: parseLsn(msg.commitLsn!),
+          tsMs: Number((msg.commitTime as bigint) / 1000n),
+          index: 0,
+          perTable: new Map(),
+        };
+        return;
+      case 'relation':
+        return this.onRelation(msg);
+      case 'insert':
+        return this.emit('c', msg.relation, null, msg.new);
+      case 'update': {
+        const before = (msg.old ?? msg.key) as RawRow | null;
+        if (before && msg.relation.keyColumns.some((k) => before[k] !== undefined && before[k] !== msg.new[k])) {
+          // A primary-key change: the old key's row is gone and a new one exists (as Debezium emits it).
+          await this.emit('d', msg.relation, before, null);
+          return this.emit('c', msg.relation, null, msg.new);
+        }
+        return this.emit('u', msg.relation, msg.old, msg.new);
+      }
+      case 'delete':
+        return this.emit('d', msg.relation, (msg.old ?? msg.key) as RawRow, null);
+      case 'truncate':
+        for (const r of msg.relations) await this.emit('t', r, null, null);
+        return;
+      case 'commit':
+        this.publisher!.commit(parseLsn(msg.commitEndLsn!));
+        this.tx = undefined;
+        return;
+      default:
+        return; // origin, type, and our own heartbeat messages carry no row
+    }
+  }
+
+  private async onRelation(msg: Pgoutput.MessageRelation): Promise<void> {
+    if (!this.include(`${msg.schema}.${msg.name}`)) return;
+    const existing = this.codecs.get(msg.relationOid);
+    const names = msg.columns.map((col) => col.name);
+    const shape = (cols: { name: string; typeOid: number; typeMod: number }[]) =>
+      cols.map((col) => `${col.name}:${col.typeOid}:${col.typeMod}`).join(',');
+    if (existing && shape(existing.table.columns) === shape(msg.columns)) return;
+    const [table] = await readTables(this.sql!, msg.relationOid);
+    if (!table)
+      throw new TideError(
+        `table ${msg.schema}.${msg.name} (oid ${msg.relationOid}) is in the stream but no longer in the catalog; it was dropped. Remove it from table.include.list or recreate it.`,
+      );
+    // Columns come in the stream's order; the catalog may already be ahead of this WAL position.
+    const byName = new Map(table.columns.map((col) => [col.name, col]));
+    table.columns = msg.columns.map(
+      (col) =>
+        byName.get(col.name) ?? {
+          name: col.name,
+          typeOid: col.typeOid,
+          typeMod: col.typeMod,
+          typeName: 'unknown',
+          typeCategory: 'X',
+          notNull: false,
+          hasDefault: false,
+          defaultExpr: null,
+          toastable: true,
+        },
+    );
+    if (!existing)
+      await this.producer.ensureTopics([
+        {
+          topic: `${this.config['topic.prefix']}.${table.schema}.${table.name}`,
+          partitions: this.config['topic.partitions'],
+          replicationFactor: this.config['topic.replication.factor'],
+        },
+      ]);
+    this.codecs.set(msg.relationOid, await this.codecFor(table));
+    this.log.info({ table: table.qualified, columns: names }, 'schema registered for changed relation');
+  }
+
+  private async emit(op: Op, relation: Pgoutput.MessageRelation, before: RawRow | null, after: RawRow | null): Promise<void> {
+    const codec = this.codecs.get(relation.relationOid);
+    if (!codec || !this.tx) return;
+    const tx = this.tx;
+    const collectionOrder = (tx.perTable.get(codec.topic) ?? 0) + 1;
+    tx.perTable.set(codec.topic, collectionOrder);
+    const index = tx.index++;
+    const keyRow = (after ?? before) as RawRow | null;
+    const key = op === 't' || !keyRow ? null : codec.encodeKey(keyRow);
+    const source = {
+      name: this.config['topic.prefix'],
+      db: this.config['database.dbname'],
+      schema: relation.schema,
+      table: relation.name,
+      tsMs: tx.tsMs,
+      snapshot: 'false' as const,
+      txId: tx.xid,
+      lsn: this.received,
+      commitLsn: tx.commitLsn,
+      eventIndex: index,
+    };
+    const value = codec.encodeValue(op, before, after, source, index + 1, collectionOrder);
+    await this.publisher!.add({ topic: codec.topic, key, value });
+    this.eventsTotal++;
+    if (op === 'd' && this.config['tombstones.on.delete'] && key) await this.publisher!.add({ topic: codec.topic, key, value: null });
+  }
+
+  private onAcked(lsn: Lsn): void {
+    if (lsn > this.acked) this.acked = lsn;
+  }
+
+  private async sendConfirm(): Promise<void> {
+    if (!this.service || this.acked <= this.confirmed) return;
+    this.confirmed = this.acked;
+    await this.service.acknowledge(formatLsn(this.confirmed));
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      // A tiny transactional WAL message: it comes back through the slot, so the slot advances even when captured tables are idle.
+      await this.sql!.query(`SELECT pg_logical_emit_message(true, 'tide_heartbeat', '')`);
+    } catch (err) {
+      this.log.warn({ err }, 'heartbeat failed');
+    }
+  }
+
+  private fail(err: Error): void {
+    this.error = err.message;
+    this.log.error({ err }, 'source failed');
+    if (this.state !== 'failed' && this.state !== 'stopped') this.to('fail');
+    this.fatal?.(err);
+  }
+
+  private rate = { at: performance.now(), total: 0, perSecond: 0 };
+
+  private flushStatus(): void {
+    const now = performance.now();
+    if (now - this.rate.at >= 1000) {
+      this.rate = { at: now, total: this.eventsTotal, perSecond: ((this.eventsTotal - this.rate.total) * 1000) / (now - this.rate.at) };
+    }
+    writeStatus(this.statusPath, {
+      eventsPerSecond: Math.round(this.rate.perSecond),
+      name: this.file.name,
+      pid: process.pid,
+      state: this.state,
+      slot: this.config['slot.name'],
+      confirmedLsn: formatLsn(this.confirmed),
+      receivedLsn: formatLsn(this.received),
+      eventsTotal: this.eventsTotal,
+      pendingEvents: this.publisher?.pendingEvents ?? 0,
+      snapshot: this.snapshotInfo,
+      error: this.error,
+      updatedAt: new Date().toISOString(),
+    });
+  }
+
+  private async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    try {
+      if (this.publisher && this.state !== 'failed') {
+        await this.publisher.flush();
+        await this.sendConfirm();
+      }
+    } catch (err) {
+      this.log.error({ err }, 'could not flush on shutdown; nothing unacknowledged was confirmed');
+    }
+    this.publisher?.close();
+    await this.service?.stop().catch(() => undefined);
+    await this.producer.close().catch(() => undefined);
+    await this.sql?.end().catch(() => undefined);
+    this.flushStatus();
+    this.log.info({ confirmedLsn: formatLsn(this.confirmed), events: this.eventsTotal }, 'source closed');
+  }
+}

@@ -1,0 +1,29 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { SourceState } from './source-state.ts';
+
+/** What a running connector reports about itself, once a second, for `tide source status`. */
+export interface SourceStatus {
+  name: string;
+  pid: number;
+  state: SourceState;
+  slot: string;
+  confirmedLsn: string;
+  receivedLsn: string;
+  eventsTotal: number;
+  eventsPerSecond: number;
+  pendingEvents: number;
+  snapshot?: { table: string; rows: number; totalRows: number; rowsPerSecond: number; etaSeconds: number | null } | undefined;
+  error?: string | undefined;
+  updatedAt: string;
+}
+
+export function writeStatus(path: string, status: SourceStatus): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, JSON.stringify(status, null, 2));
+  renameSync(`${path}.tmp`, path);
+}
+
+export function readStatus(path: string): SourceStatus | undefined {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SourceStatus) : undefined;
+}

@@ -1,0 +1,85 @@
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { Kafka, logLevel } from 'kafkajs';
+
+export interface ConsumedEvent {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Record<string, unknown> | null;
+  /** null for a tombstone */
+  value: Record<string, unknown> | null;
+  rawKey: Buffer | null;
+  rawValue: Buffer | null;
+}
+
+export function kafka(): Kafka {
+  return new Kafka({
+    clientId: 'tide-test',
+    brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(','),
+    logLevel: logLevel.NOTHING,
+  });
+}
+
+/** An independent decoder (Confluent wire format + registry lookups), not Tide's own code. */
+export function registryClient(): SchemaRegistry {
+  return new SchemaRegistry({ host: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7' });
+}
+
+/**
+ * Read every message of `topics` from the beginning until `done(events)` holds
+ * (or `timeoutMs` passes, which fails with what was seen). Decodes with the registry.
+ */
+export async function consumeUntil(
+  topics: string[],
+  done: (events: ConsumedEvent[]) => boolean,
+  timeoutMs = 60_000,
+): Promise<ConsumedEvent[]> {
+  const registry = registryClient();
+  const consumer = kafka().consumer({ groupId: `tide-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
+  const events: ConsumedEvent[] = [];
+  await consumer.connect();
+  try {
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+    let resolveDone!: () => void;
+    const finished = new Promise<void>((r) => (resolveDone = r));
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          events.push({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: m.offset,
+            rawKey: m.key,
+            rawValue: m.value,
+            key: m.key ? ((await registry.decode(m.key)) as Record<string, unknown>) : null,
+            value: m.value ? ((await registry.decode(m.value)) as Record<string, unknown>) : null,
+          });
+        }
+        if (done(events)) resolveDone();
+      },
+    });
+    if (done(events)) resolveDone();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      finished,
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${timeoutMs} ms with ${events.length} events on ${topics.join(', ')}`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return events;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+/** Wait until `check` holds, polling. Fails with `what` after `timeoutMs`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

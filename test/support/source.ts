@@ -1,0 +1,81 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { parseConnectorFile, sourceConfigSchema, type SourceConfig } from '../../src/config/source-config.ts';
+import { SourceConnector } from '../../src/source/connector.ts';
+import type { SourceState } from '../../src/source/source-state.ts';
+import { waitFor } from './kafka.ts';
+
+/** A source connector for one test database, with names derived from the test's label. */
+export function sourceConfig(
+  dbUrl: string,
+  label: string,
+  extra: Record<string, unknown> = {},
+): { name: string; config: SourceConfig; source: string } {
+  const u = new URL(dbUrl);
+  const id = `${label}_${Date.now().toString(36)}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  return parseConnectorFile(
+    {
+      name: `test-${id}`,
+      config: {
+        'database.hostname': u.hostname,
+        'database.port': u.port,
+        'database.user': decodeURIComponent(u.username),
+        'database.password': decodeURIComponent(u.password),
+        'database.dbname': u.pathname.slice(1),
+        'database.sslmode': 'disable',
+        'slot.name': `t_${id}`,
+        'publication.name': `t_${id}`,
+        'topic.prefix': `t_${id}`,
+        'topic.partitions': 3,
+        'heartbeat.interval.ms': 1000,
+        'kafka.bootstrap.servers': process.env.KAFKA_BROKERS ?? '127.0.0.1:59092',
+        'schema.registry.url': process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7',
+        ...extra,
+      },
+    },
+    sourceConfigSchema,
+    `test:${label}`,
+  );
+}
+
+export interface RunningSource {
+  connector: SourceConnector;
+  stateDir: string;
+  done: Promise<SourceState>;
+  stop: () => Promise<SourceState>;
+}
+
+/** Start the connector in this process and wait until it streams (or pauses/fails). */
+export async function startSource(
+  file: ReturnType<typeof sourceConfig>,
+  stateDir = mkdtempSync(join(tmpdir(), 'tide-src-')),
+): Promise<RunningSource> {
+  const abort = new AbortController();
+  const connector = new SourceConnector(file, { stateDir });
+  const done = connector.run(abort.signal);
+  done.catch(() => undefined);
+  await Promise.race([
+    waitFor(() => connector.state !== 'starting' && connector.state !== 'snapshotting', 'the source to stream', 90_000),
+    done,
+  ]);
+  return {
+    connector,
+    stateDir,
+    done,
+    stop: async () => {
+      abort.abort();
+      return done;
+    },
+  };
+}
+
+export async function dropSlot(dbUrl: string, slot: string): Promise<void> {
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  await c
+    .query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slot])
+    .catch(() => undefined);
+  await c.end();
+}

@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { loadSourceConfig, parseConnectorFile, sourceConfigSchema, sourceConnectorJsonSchema } from '../../src/config/source-config.ts';
+import { buildPlan, needsSnapshot } from '../../src/source/plan.ts';
+import type { CatalogTable } from '../../src/source/catalog.ts';
+
+const base = {
+  'database.hostname': 'db',
+  'database.user': 'u',
+  'database.dbname': 'shop',
+  'topic.prefix': 'shop',
+  'kafka.bootstrap.servers': 'k:9092',
+  'schema.registry.url': 'http://registry:8081',
+};
+const parse = (config: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) =>
+  parseConnectorFile({ name: 'c', config }, sourceConfigSchema, 'c.json', env);
+
+describe('source connector config', () => {
+  it('fills Debezium-style defaults', () => {
+    const { config } = parse(base);
+    expect(config).toMatchObject({
+      'database.port': 5432,
+      'snapshot.mode': 'initial',
+      'publication.autocreate.mode': 'filtered',
+      'tombstones.on.delete': true,
+      'decimal.handling.mode': 'precise',
+    });
+  });
+
+  it('names each unknown, missing or bad key and what is allowed', () => {
+    expect(() => parse({ ...base, 'database.hostname': undefined, 'snapshot.mode': 'always', 'database.prot': 1 }))
+      .toThrowErrorMatchingInlineSnapshot(`
+      [ConfigError: c.json: 3 problems:
+        - database.hostname: is required
+        - snapshot.mode: must be one of "initial", "never", "when_needed", "initial_only", got "always"
+        - database.prot: unknown key: check the spelling against the documented keys]
+    `);
+    expect(() => parse({ ...base, 'database.port': 'abc' })).toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: c.json: database.port: must be a number, got "abc"]`,
+    );
+    expect(() => parse({ ...base, 'table.include.list': 'public\\.(a' })).toThrow(
+      /table.include.list: "public\\.\(a" is not a valid regular expression/,
+    );
+  });
+
+  it('resolves ${env:NAME} secrets and says which variable is missing', () => {
+    expect(parse({ ...base, 'database.password': '${env:PGPASS}' }, { PGPASS: 's3cret' }).config['database.password']).toBe('s3cret');
+    expect(() => parse({ ...base, 'database.password': '${env:PGPASS}' })).toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: c.json: database.password: refers to environment variable PGPASS, which is not set. Export PGPASS or put the value in the file.]`,
+    );
+  });
+
+  it('loads the shipped orders connector', () => {
+    const { name, config } = loadSourceConfig('connectors/orders-source.json', { PGPASSWORD: 'x' });
+    expect(name).toBe('orders-source');
+    expect(config['table.include.list']).toEqual(['public\\.(customers|products|orders|order_items)']);
+  });
+
+  it('publishes a JSON Schema for editors that matches the config schema', () => {
+    const committed = JSON.parse(readFileSync('connectors/source-connector.schema.json', 'utf8'));
+    expect(committed).toEqual(JSON.parse(JSON.stringify(sourceConnectorJsonSchema())));
+  });
+});
+
+const table = (name: string, opts: Partial<CatalogTable> = {}): CatalogTable => ({
+  oid: 1,
+  schema: 'public',
+  name,
+  qualified: `public.${name}`,
+  replicaIdentity: 'd',
+  keyColumns: ['id'],
+  columns: [
+    {
+      name: 'id',
+      typeOid: 23,
+      typeMod: -1,
+      typeName: 'int4',
+      typeCategory: 'N',
+      notNull: true,
+      hasDefault: false,
+      defaultExpr: null,
+      toastable: false,
+    },
+    {
+      name: 'note',
+      typeOid: 25,
+      typeMod: -1,
+      typeName: 'text',
+      typeCategory: 'S',
+      notNull: false,
+      hasDefault: false,
+      defaultExpr: null,
+      toastable: true,
+    },
+  ],
+  ...opts,
+});
+
+describe('source plan (SQL as data)', () => {
+  const state = {
+    tables: [table('orders'), table('audit', { keyColumns: [] }), table('skip')],
+    publication: { exists: false, allTables: false, tables: [] },
+    slotExists: false,
+    offsets: undefined,
+  };
+
+  it('creates a filtered publication and a slot that exports its snapshot', () => {
+    const { config } = parse({ ...base, 'table.include.list': 'public\\.(orders|audit)', 'slot.name': 's1', 'publication.name': 'p1' });
+    const plan = buildPlan(config, state);
+    expect(plan.statements.map((s) => s.sql)).toEqual([
+      'CREATE PUBLICATION "p1" FOR TABLE "public"."orders", "public"."audit"',
+      'CREATE_REPLICATION_SLOT "s1" LOGICAL pgoutput EXPORT_SNAPSHOT',
+    ]);
+    expect(plan.missingPrimaryKey).toEqual(['public.audit']);
+    expect(plan.topics.map((t) => t.topic)).toEqual(['shop.public.orders', 'shop.public.audit', 'shop.transaction']);
+    expect(plan.subjects).toContain('shop.public.orders-value');
+    expect(plan.toastAffected).toEqual([
+      { table: 'public.orders', columns: ['note'], fix: 'ALTER TABLE "public"."orders" REPLICA IDENTITY FULL' },
+      { table: 'public.audit', columns: ['note'], fix: 'ALTER TABLE "public"."audit" REPLICA IDENTITY FULL' },
+    ]);
+  });
+
+  it('changes nothing when publication and slot are in place', () => {
+    const { config } = parse({ ...base, 'table.include.list': 'public\\.orders' });
+    const plan = buildPlan(config, {
+      ...state,
+      publication: { exists: true, allTables: false, tables: ['public.orders'] },
+      slotExists: true,
+      offsets: { slot: 'tide', snapshot: { status: 'done', consistentLsn: '0/1', nextIndex: 1, tables: {} } },
+    });
+    expect(plan.statements).toEqual([]);
+    expect(plan.snapshot).toBe(false);
+  });
+
+  it('decides the snapshot by snapshot.mode', () => {
+    const cfg = (mode: string) => parse({ ...base, 'snapshot.mode': mode }).config;
+    const running = { slot: 's', snapshot: { status: 'running' as const, consistentLsn: '0/1', nextIndex: 0, tables: {} } };
+    expect(needsSnapshot(cfg('initial'), { slotExists: false, offsets: undefined })).toBe(true);
+    expect(needsSnapshot(cfg('initial'), { slotExists: true, offsets: undefined })).toBe(false);
+    expect(needsSnapshot(cfg('initial'), { slotExists: true, offsets: running })).toBe(true);
+    expect(needsSnapshot(cfg('never'), { slotExists: false, offsets: undefined })).toBe(false);
+    expect(needsSnapshot(cfg('when_needed'), { slotExists: true, offsets: undefined })).toBe(true);
+  });
+});
