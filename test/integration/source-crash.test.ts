@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { createPrisma } from '../../src/app/db.ts';
 import { replay } from '../../src/app/replay.ts';
 import { runTraffic } from '../../src/app/traffic.ts';
 import { createTestDatabase } from '../support/db.ts';
-import { consumeUntil, waitFor, type ConsumedEvent } from '../support/kafka.ts';
+import { consumeAll, waitFor, type ConsumedEvent } from '../support/kafka.ts';
 import { dropSlot, sourceConfig } from '../support/source.ts';
 
 const KILLS = 5;
@@ -28,12 +28,12 @@ describe('source survives kill -9 without losing a committed change', () => {
   const connectorPath = join(workDir, 'connector.json');
 
   const startChild = () => {
+    const logFd = openSync(join(workDir, 'source.log'), 'a');
     child = spawn(process.execPath, [BIN, 'source', 'start', connectorPath], {
       cwd: workDir,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, TIDE_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, TIDE_LOG_LEVEL: 'info' },
     });
-    child.stderr!.on('data', () => undefined);
   };
   const slotActive = async () =>
     (await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [file.config['slot.name']])).rowCount === 1;
@@ -69,6 +69,9 @@ describe('source survives kill -9 without losing a committed change', () => {
   });
 
   it(`keeps every committed row version across ${KILLS} kill -9 restarts`, async () => {
+    // Only changes committed after the slot exists can be in the stream; older versions were superseded before the snapshot.
+    startChild();
+    await waitFor(slotActive, 'the source to attach to its slot', 90_000);
     const committed = new Map<number, number>(); // ledger id -> last committed version
     const versions: [number, number][] = [];
     let stop = false;
@@ -89,8 +92,6 @@ describe('source survives kill -9 without losing a committed change', () => {
     const abort = new AbortController();
     const traffic = runTraffic(prisma, { rate: 100, concurrency: 4, signal: abort.signal });
 
-    startChild();
-    await waitFor(slotActive, 'the source to attach to its slot', 90_000);
     for (let k = 0; k < KILLS; k++) {
       await new Promise((r) => setTimeout(r, 1500 + Math.random() * 1500));
       child!.kill('SIGKILL');
@@ -107,24 +108,29 @@ describe('source survives kill -9 without losing a committed change', () => {
     await prisma.$disconnect();
     expect(stats.errors, stats.lastError).toBe(0);
 
-    const topics = ['customers', 'products', 'orders', 'order_items', 'ledger'].map((t) => `${file.config['topic.prefix']}.public.${t}`);
-    const wantLedger = new Set(versions.map(([id, v]) => `${id}:${v}`));
-    const seen = new Set<string>();
-    let scanned = 0;
-    const events = await consumeUntil(
-      topics,
-      (es) => {
-        for (const e of es.slice(scanned)) {
-          const after = (e.value as { after?: { id: number; version: number } } | null)?.after;
-          if (e.topic.endsWith('.ledger') && after) seen.add(`${after.id}:${after.version}`);
-        }
-        scanned = es.length;
-        return [...wantLedger].every((x) => seen.has(x));
-      },
+    // Everything committed before `target` is in Kafka once the slot's confirmed LSN passes it (heartbeats move it on).
+    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    await waitFor(
+      async () =>
+        (
+          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
+            file.config['slot.name'],
+            target,
+          ])
+        ).rowCount === 1,
+      'the source to confirm every change',
       120_000,
     );
+    const topics = ['customers', 'products', 'orders', 'order_items', 'ledger'].map((t) => `${file.config['topic.prefix']}.public.${t}`);
+    const events = await consumeAll(topics);
+    const seen = new Set<string>();
+    for (const e of events) {
+      const after = (e.value as { after?: { id: number; version: number } } | null)?.after;
+      if (e.topic.endsWith('.ledger') && after) seen.add(`${after.id}:${after.version}`);
+    }
+    const wantLedger = new Set(versions.map(([id, v]) => `${id}:${v}`));
     const missing = [...wantLedger].filter((x) => !seen.has(x));
-    expect(missing, `ledger versions missing from Kafka`).toEqual([]);
+    expect(missing, `ledger versions missing from Kafka (source log: ${join(workDir, 'source.log')})`).toEqual([]);
 
     // The newest event per key (by commit LSN, then event index) equals the table.
     const latest = new Map<string, ConsumedEvent>();
@@ -146,7 +152,12 @@ describe('source survives kill -9 without losing a committed change', () => {
     const kafkaOrders = live(topics[2]!)
       .map((v) => ({ id: String(v.after.id), status: String(v.after.status) }))
       .sort((a, b) => Number(a.id) - Number(b.id));
-    expect(kafkaOrders).toEqual(orderIds);
+    const inKafka = new Map(kafkaOrders.map((o) => [o.id, o.status]));
+    const wrong = orderIds
+      .filter((o) => inKafka.get(o.id) !== o.status)
+      .map((o) => `${o.id}: table ${o.status}, kafka ${inKafka.get(o.id)}`);
+    expect(wrong, 'orders whose newest event differs from the table').toEqual([]);
+    expect(kafkaOrders.length).toBe(orderIds.length);
     const itemCount = Number((await sql.query<{ n: string }>('SELECT count(*) AS n FROM order_items')).rows[0]!.n);
     expect(live(topics[3]!).length).toBe(itemCount);
     const ledgerRows = (await sql.query<{ id: number; version: number }>('SELECT id, version FROM ledger ORDER BY id')).rows;

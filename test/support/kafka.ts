@@ -33,6 +33,7 @@ export async function consumeUntil(
   topics: string[],
   done: (events: ConsumedEvent[]) => boolean,
   timeoutMs = 60_000,
+  opts: { returnOnTimeout?: boolean } = {},
 ): Promise<ConsumedEvent[]> {
   const registry = registryClient();
   const consumer = kafka().consumer({ groupId: `tide-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
@@ -64,7 +65,10 @@ export async function consumeUntil(
       finished,
       new Promise<void>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`timed out after ${timeoutMs} ms with ${events.length} events on ${topics.join(', ')}`)),
+          () =>
+            opts.returnOnTimeout
+              ? resolveDone()
+              : reject(new Error(`timed out after ${timeoutMs} ms with ${events.length} events on ${topics.join(', ')}`)),
           timeoutMs,
         );
       }),
@@ -82,4 +86,19 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Read `topics` from the beginning up to their current high watermarks (everything Kafka holds right now). */
+export async function consumeAll(topics: string[], timeoutMs = 120_000): Promise<ConsumedEvent[]> {
+  const admin = kafka().admin();
+  await admin.connect();
+  const ends = new Map<string, number>();
+  try {
+    for (const topic of topics) for (const p of await admin.fetchTopicOffsets(topic)) ends.set(`${topic}/${p.partition}`, Number(p.high));
+  } finally {
+    await admin.disconnect();
+  }
+  const total = [...ends.values()].reduce((a, b) => a + b, 0);
+  const events = await consumeUntil(topics, (es) => es.length >= total, timeoutMs);
+  return events.filter((e) => Number(e.offset) < ends.get(`${e.topic}/${e.partition}`)!);
 }
