@@ -4,6 +4,7 @@ import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
 import { TableCodec, type Op, type RawRow } from '../events/envelope.ts';
+import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
 import { KafkajsProducer, type EventProducer } from '../events/kafka-producer.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
@@ -11,7 +12,7 @@ import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type Ca
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
 import { OffsetStore } from './offset-store.ts';
 import { RawPgoutputPlugin } from './pgoutput-plugin.ts';
-import { buildPlan, type DatabaseState } from './plan.ts';
+import { buildPlan, transactionTopic, type DatabaseState } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
 import { sessionOptions } from './session-settings.ts';
@@ -65,6 +66,7 @@ export class SourceConnector {
   private publisher: EventPublisher | undefined;
   private readonly codecs = new Map<number, TableCodec>();
   private readonly include: (qualified: string) => boolean;
+  private readonly txEvents: TransactionEvents;
   private tx: { xid: number; commitLsn: Lsn; tsMs: number; index: number; perTable: Map<string, number> } | undefined;
   private confirmed: Lsn = 0n;
   private acked: Lsn = 0n;
@@ -87,6 +89,12 @@ export class SourceConnector {
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
     this.statusPath = join(stateDir, `${file.name}.status.json`);
     this.include = tableFilter(this.config['table.include.list'], this.config['table.exclude.list']);
+    this.txEvents = new TransactionEvents(transactionTopic(this.config));
+  }
+
+  /** Why the connector paused or failed, if it did. */
+  get lastError(): string | undefined {
+    return this.error;
   }
 
   private to(event: SourceEvent): void {
@@ -115,8 +123,7 @@ export class SourceConnector {
     } catch (err) {
       this.error = (err as Error).message;
       if (err instanceof SchemaPausedError) {
-        this.to('pause');
-        this.log.error({ err }, 'paused: incompatible schema change');
+        if (this.state !== 'paused') this.fail(err);
       } else {
         if (this.state !== 'failed') this.to('fail');
         throw err;
@@ -155,6 +162,8 @@ export class SourceConnector {
     }
     await this.producer.ensureTopics(plan.topics);
     for (const t of plan.captured) this.codecs.set(t.oid, await this.codecFor(t));
+    this.txEvents.keySchemaId = await this.registry.register(`${this.txEvents.topic}-key`, TRANSACTION_KEY_SCHEMA);
+    this.txEvents.valueSchemaId = await this.registry.register(`${this.txEvents.topic}-value`, TRANSACTION_VALUE_SCHEMA);
 
     this.publisher = new EventPublisher(this.producer, {
       maxBatch: c['max.batch.size'],
@@ -324,6 +333,9 @@ export class SourceConnector {
   }
 
   private async onMessage(lsn: string, msg: Pgoutput.Message): Promise<void> {
+    // After a pause or failure, messages still queued in the library must not be applied: a COMMIT among them
+    // would otherwise confirm past the change that stopped us.
+    if (this.state !== 'streaming') return;
     this.received = parseLsn(lsn);
     switch (msg.tag) {
       case 'begin':
@@ -354,6 +366,13 @@ export class SourceConnector {
         for (const r of msg.relations) await this.emit('t', r, null, null);
         return;
       case 'commit':
+        if (this.tx && this.tx.index > 0) {
+          const id = `${this.tx.xid}:${this.tx.commitLsn}`;
+          await this.publisher!.add({
+            topic: this.txEvents.topic,
+            ...this.txEvents.end(id, this.tx.tsMs, this.tx.commitLsn, this.tx.perTable),
+          });
+        }
         this.publisher!.commit(parseLsn(msg.commitEndLsn!));
         this.tx = undefined;
         return;
@@ -406,8 +425,10 @@ export class SourceConnector {
     const codec = this.codecs.get(relation.relationOid);
     if (!codec || !this.tx) return;
     const tx = this.tx;
-    const collectionOrder = (tx.perTable.get(codec.topic) ?? 0) + 1;
-    tx.perTable.set(codec.topic, collectionOrder);
+    if (tx.index === 0)
+      await this.publisher!.add({ topic: this.txEvents.topic, ...this.txEvents.begin(`${tx.xid}:${tx.commitLsn}`, tx.tsMs, tx.commitLsn) });
+    const collectionOrder = (tx.perTable.get(codec.table.qualified) ?? 0) + 1;
+    tx.perTable.set(codec.table.qualified, collectionOrder);
     const index = tx.index++;
     const keyRow = (after ?? before) as RawRow | null;
     const key = op === 't' || !keyRow ? null : codec.encodeKey(keyRow);
@@ -450,8 +471,13 @@ export class SourceConnector {
 
   private fail(err: Error): void {
     this.error = err.message;
-    this.log.error({ err }, 'source failed');
-    if (this.state !== 'failed' && this.state !== 'stopped') this.to('fail');
+    if (err instanceof SchemaPausedError) {
+      if (this.state === 'streaming' || this.state === 'snapshotting') this.to('pause');
+      this.log.error({ err }, 'paused: incompatible schema change');
+    } else {
+      this.log.error({ err }, 'source failed');
+      if (this.state !== 'failed' && this.state !== 'stopped') this.to('fail');
+    }
     this.fatal?.(err);
   }
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { StackServiceError } from '../errors.ts';
@@ -86,7 +86,11 @@ export const postgresService: StackService = {
 
   async start(ctx) {
     mkdirSync(dir(ctx), { recursive: true });
-    if (isRoot()) chownSync(dir(ctx), ...postgresOsUser());
+    if (isRoot()) {
+      // The server runs as the postgres OS user: it must be able to reach its folder inside our stack dir.
+      chmodSync(ctx.stackDir, 0o755);
+      chownSync(dir(ctx), ...postgresOsUser());
+    }
     if (!existsSync(join(dataDir(ctx), 'PG_VERSION'))) {
       ctx.say('postgres: initdb ...');
       const pwFile = join(dir(ctx), 'pwfile');
@@ -122,6 +126,11 @@ export const postgresService: StackService = {
       `max_wal_size = 2GB`,
       `logical_decoding_work_mem = 64MB`,
       `timezone = 'UTC'`,
+      // Extra postgresql.conf lines, ';'-separated, e.g. TIDE_PG_SETTINGS="work_mem=64MB;max_slot_wal_keep_size=1GB". Later lines win.
+      ...(process.env.TIDE_PG_SETTINGS ?? '')
+        .split(';')
+        .map((l) => l.trim())
+        .filter(Boolean),
     ].join('\n');
     writeFileSync(join(dataDir(ctx), 'tide.conf'), `${conf}\n`);
     writeFileSync(join(dataDir(ctx), 'postgresql.auto.conf'), `include = 'tide.conf'\n`);

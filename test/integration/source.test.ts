@@ -96,6 +96,26 @@ describe('source connector: snapshot and every operation, decoded from Kafka', (
     expect(new Set(sorted.map((e) => String(e.source.commit_lsn))).size).toBe(1);
     expect(new Set(sorted.map((e) => (e.transaction as { id: string }).id)).size).toBe(1);
     expect(sorted.map((e) => e.source.table)).toEqual(['orders', 'order_items', 'order_items', 'order_items']);
+
+    // Its boundaries on the transaction topic: BEGIN, then END with the count per table.
+    const txId = (sorted[0]!.transaction as { id: string }).id;
+    const meta = await consumeUntil(
+      [`${file.config['topic.prefix']}.transaction`],
+      (es) => es.filter((e) => (e.value as { id: string }).id === txId).length >= 2,
+    );
+    const mine = meta.filter((e) => (e.value as { id: string }).id === txId).map((e) => e.value);
+    expect(mine).toEqual([
+      expect.objectContaining({ status: 'BEGIN', id: txId, event_count: null }),
+      expect.objectContaining({
+        status: 'END',
+        id: txId,
+        event_count: 4,
+        data_collections: [
+          { data_collection: 'public.orders', event_count: 1 },
+          { data_collection: 'public.order_items', event_count: 3 },
+        ],
+      }),
+    ]);
   });
 
   it('emits op=t for TRUNCATE', async () => {
