@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -78,4 +78,12 @@ export async function dropSlot(dbUrl: string, slot: string): Promise<void> {
     .query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slot])
     .catch(() => undefined);
   await c.end();
+}
+
+/** Write the connector as a JSON file (Kafka Connect shape), for runs through the CLI. */
+export function writeConnectorFile(dir: string, file: ReturnType<typeof sourceConfig>): string {
+  const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+  const path = join(dir, `${file.name}.json`);
+  writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+  return path;
 }
