@@ -1,11 +1,10 @@
 import { Command } from 'commander';
 import { TideError } from '../errors.ts';
-import { registerAppCommands, runMigrate, runReplay } from './app-commands.ts';
+import { registerAppCommands } from './app-commands.ts';
+import { registerDemoCommand } from './demo.ts';
 import { registerStackCommands } from './stack-commands.ts';
 import { registerSourceCommands } from './source-commands.ts';
-import { parsePositiveInt } from './options.ts';
-import { stackContext } from '../stack/context.ts';
-import { stackUp } from '../stack/stack.ts';
+import { loadStackEnvIntoProcess } from '../stack/context.ts';
 
 const program = new Command()
   .name('tide')
@@ -17,15 +16,9 @@ registerStackCommands(program);
 registerAppCommands(program);
 registerSourceCommands(program);
 
-program
-  .command('demo')
-  .description('the local default: start the stack, migrate the order app and replay a sample of the data set')
-  .option('--limit <rows>', 'sale lines of the data set to replay', parsePositiveInt, 20_000)
-  .action(async (opts: { limit: number }) => {
-    await stackUp(stackContext());
-    await runMigrate();
-    await runReplay({ limit: opts.limit });
-  });
+registerDemoCommand(program);
+
+loadStackEnvIntoProcess();
 
 try {
   await program.parseAsync(process.argv);

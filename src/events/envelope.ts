@@ -75,8 +75,8 @@ const TRANSACTION_BLOCK = {
 };
 
 /** Whether a column may be null in the Avro schema: nullable in Postgres, or an unchanged TOAST value may stand in for it. */
-export function avroNullable(col: CatalogColumn, table: Pick<CatalogTable, 'replicaIdentity'>): boolean {
-  return !col.notNull || (col.toastable && table.replicaIdentity !== 'f');
+export function avroNullable(col: CatalogColumn, table: Pick<CatalogTable, 'replicaIdentity' | 'keyColumns'>): boolean {
+  return !col.notNull || (col.toastable && table.replicaIdentity !== 'f' && !table.keyColumns.includes(col.name));
 }
 
 export class TableCodec {

@@ -17,7 +17,7 @@ export interface CatalogColumn {
   hasDefault: boolean;
   /** The default expression as Postgres prints it, e.g. `'placed'::order_status` or `now()`. */
   defaultExpr: string | null;
-  /** Variable-length and storable out of line: may arrive as "unchanged TOAST" under the default replica identity. */
+  /** Variable-length with storage extended/external (pg_attribute.attstorage): may arrive as "unchanged TOAST" under the default replica identity. */
   toastable: boolean;
 }
 
@@ -40,7 +40,7 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relreplident
        a.atthasdef AS has_default, pg_get_expr(d.adbin, d.adrelid) AS default_expr,
        coalesce(bt.typname, t.typname) AS type_name, coalesce(bt.typcategory, t.typcategory) AS type_category,
        et.typname AS element_type_name, et.typcategory AS element_type_category,
-       (t.typlen = -1 AND t.typstorage <> 'p') AS toastable,
+       (t.typlen = -1 AND a.attstorage IN ('x', 'e')) AS toastable,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
          WHERE e.enumtypid = CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END) AS enum_values,
        array_position(i.indkey::int2[], a.attnum) AS key_position

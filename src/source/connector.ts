@@ -483,12 +483,13 @@ export class SourceConnector {
 
   private rate = { at: performance.now(), total: 0, perSecond: 0 };
 
-  private flushStatus(): void {
+  /** The connector's own view: state, LSNs, counts (also written to the status file each second). */
+  status(): SourceStatus {
     const now = performance.now();
     if (now - this.rate.at >= 1000) {
       this.rate = { at: now, total: this.eventsTotal, perSecond: ((this.eventsTotal - this.rate.total) * 1000) / (now - this.rate.at) };
     }
-    writeStatus(this.statusPath, {
+    return {
       eventsPerSecond: Math.round(this.rate.perSecond),
       name: this.file.name,
       pid: process.pid,
@@ -501,7 +502,11 @@ export class SourceConnector {
       snapshot: this.snapshotInfo,
       error: this.error,
       updatedAt: new Date().toISOString(),
-    });
+    };
+  }
+
+  private flushStatus(): void {
+    writeStatus(this.statusPath, this.status());
   }
 
   private async close(): Promise<void> {

@@ -89,7 +89,7 @@ export function buildPlan(config: SourceConfig, state: DatabaseState): SourcePla
     .filter((t) => t.replicaIdentity !== 'f')
     .map((t) => ({
       table: t.qualified,
-      columns: t.columns.filter((c) => c.toastable).map((c) => c.name),
+      columns: t.columns.filter((c) => c.toastable && !t.keyColumns.includes(c.name)).map((c) => c.name),
       fix: `ALTER TABLE ${qualified(t)} REPLICA IDENTITY FULL`,
     }))
     .filter((t) => t.columns.length > 0);

@@ -70,3 +70,8 @@ export function connectionSetting(name: 'DATABASE_URL' | 'KAFKA_BROKERS' | 'SCHE
   }
   return value;
 }
+
+/** Copy `.stack/env` into process.env (variables already set win), so connector files can say ${env:PGPASSWORD}. */
+export function loadStackEnvIntoProcess(): void {
+  for (const [k, v] of Object.entries(readStackEnv(stackEnvPath(stackContext())))) process.env[k] ??= v;
+}

@@ -8,7 +8,7 @@ import { postgresService } from '../../src/stack/postgres.ts';
 import { stackContext } from '../../src/stack/context.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { consumeUntil } from '../support/kafka.ts';
-import { dropSlot, sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { dropSlot, sourceConfig, startSource, unconfirmedMessages, type RunningSource } from '../support/source.ts';
 
 type Env = { op: string; after: Record<string, unknown> | null };
 
@@ -44,7 +44,7 @@ describe('schema changes while streaming', () => {
     await sql.query('ALTER TABLE evolve ADD COLUMN note text');
     await sql.query(`INSERT INTO evolve VALUES (2, 'two', 'hello')`);
     const events = await consumeUntil([topic()], (es) => es.length >= 2);
-    expect((events[1]!.value as Env).after).toEqual({ id: 2, name: 'two', note: 'hello' });
+    expect(events.map((e) => (e.value as Env).after).find((a) => a?.id === 2)).toEqual({ id: 2, name: 'two', note: 'hello' });
     expect(await versions()).toHaveLength(2);
     expect(running!.connector.state).toBe('streaming');
   });
@@ -57,7 +57,6 @@ describe('schema changes while streaming', () => {
         ])
       ).rows[0]!.lsn;
     await sql.query('ALTER TABLE evolve ALTER COLUMN name TYPE integer USING length(name)');
-    const before = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
     await sql.query(`INSERT INTO evolve VALUES (3, 42, 'after the change')`);
     const state = await running!.done;
     expect(state).toBe('paused');
@@ -65,10 +64,10 @@ describe('schema changes while streaming', () => {
     expect(error).toContain('table public.evolve');
     expect(error).toContain('column name changed type');
     expect(error).toContain('Options:');
-    // Not confirmed past the change: a restart would see it again.
-    expect((await sql.query('SELECT $1::pg_lsn < $2::pg_lsn AS ok', [await confirmed(), before])).rows[0]!.ok).toBe(true);
+    // Not confirmed past the change: the slot still holds the insert, so a restart sees it again.
+    expect(await unconfirmedMessages(db.url, file.config['slot.name'], file.config['publication.name'])).toEqual(['B', 'R', 'I', 'C']);
     const events = await consumeUntil([topic()], (es) => es.length >= 2);
-    expect(events.map((e) => (e.value as Env).after?.id)).toEqual([1, 2]);
+    expect(events.map((e) => (e.value as Env).after?.id).sort()).toEqual([1, 2]); // keys sit on different partitions: no order across them
     expect(await versions()).toHaveLength(2);
   });
 });

@@ -87,3 +87,21 @@ export function writeConnectorFile(dir: string, file: ReturnType<typeof sourceCo
   writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
   return path;
 }
+
+/**
+ * The pgoutput messages an inactive slot would still send (B, R, I, U, D, C…): exactly what the
+ * connector has not confirmed. Cluster-wide WAL positions can't tell that, other databases move them.
+ */
+export async function unconfirmedMessages(dbUrl: string, slot: string, publication: string): Promise<string[]> {
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ data: Buffer }>(
+      `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)`,
+      [slot, publication],
+    );
+    return rows.map((r) => String.fromCharCode(r.data[0]!));
+  } finally {
+    await c.end();
+  }
+}

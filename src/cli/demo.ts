@@ -1,0 +1,73 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import pg from 'pg';
+import { createPrisma } from '../app/db.ts';
+import { runTraffic } from '../app/traffic.ts';
+import { loadSourceConfig } from '../config/source-config.ts';
+import { Lifecycle } from '../lifecycle.ts';
+import { SourceConnector } from '../source/connector.ts';
+import { PROJECT_ROOT, connectionSetting, loadStackEnvIntoProcess, stackContext } from '../stack/context.ts';
+import { stackUp } from '../stack/stack.ts';
+import { runMigrate, runReplay } from './app-commands.ts';
+import { parseDuration, parsePositiveInt, parsePositiveNumber } from './options.ts';
+
+/**
+ * The local default, in one command: start the stack, migrate the order app,
+ * start the source connector, replay a sample of the data set while it
+ * streams, then keep app traffic flowing until Ctrl-C (or --duration).
+ */
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('start the stack, migrate, run the source connector, replay a sample and generate traffic until Ctrl-C')
+    .option('--limit <rows>', 'sale lines of the data set to replay', parsePositiveInt, 20_000)
+    .option('--rate <ops>', 'app traffic after the replay, operations per second', parsePositiveNumber, 20)
+    .option('--duration <time>', 'stop after this long (default: until Ctrl-C)', parseDuration)
+    .option('--connector <file>', 'source connector file', join(PROJECT_ROOT, 'connectors', 'orders-source.json'))
+    .action(async (opts: { limit: number; rate: number; duration?: number; connector: string }) => {
+      const lifecycle = new Lifecycle().handleSignals();
+      await stackUp(stackContext());
+      loadStackEnvIntoProcess();
+      await runMigrate();
+
+      const connector = new SourceConnector(loadSourceConfig(opts.connector), { stateDir: join(PROJECT_ROOT, '.tide') });
+      const sourceDone = connector.run(lifecycle.signal);
+      sourceDone.catch(() => lifecycle.shutdown());
+      if (opts.duration !== undefined) setTimeout(() => void lifecycle.shutdown(), opts.duration).unref();
+
+      const sql = new pg.Client({ connectionString: connectionSetting('DATABASE_URL') });
+      await sql.connect();
+      lifecycle.onClose('status query connection', () => sql.end());
+      const report = setInterval(() => void printStatus(connector, sql), 5000);
+      lifecycle.onClose('status timer', () => clearInterval(report));
+
+      await runReplay({ limit: opts.limit });
+      if (!lifecycle.signal.aborted) {
+        console.log(
+          `app traffic at ${opts.rate} ops/s until Ctrl-C${opts.duration ? ` or ${opts.duration / 1000} s` : ''}; Kafka topics orders.public.*`,
+        );
+        const prisma = createPrisma(connectionSetting('DATABASE_URL'), 5);
+        lifecycle.onClose('prisma', () => prisma.$disconnect());
+        await runTraffic(prisma, { rate: opts.rate, concurrency: 4, signal: lifecycle.signal });
+      }
+      await lifecycle.shutdown();
+      const state = await sourceDone.catch(() => 'failed');
+      console.log(
+        `source ${connector.lastError ? `${state}: ${connector.lastError}` : state}. The stack keeps running: npm test, or npm run stack:down.`,
+      );
+    });
+}
+
+async function printStatus(connector: SourceConnector, sql: pg.Client): Promise<void> {
+  const s = connector.status();
+  const lag = await sql
+    .query<{ lag: string }>(
+      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1',
+      [s.slot],
+    )
+    .then((r) => Number(r.rows[0]?.lag ?? 0))
+    .catch(() => NaN);
+  console.log(
+    `source: ${s.state}, ${s.eventsTotal} events (${s.eventsPerSecond}/s), confirmed ${s.confirmedLsn}, slot lag ${Math.round(lag / 1024)} kB`,
+  );
+}
