@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { TideError } from '../errors.ts';
 
-/** What Tide needs to know about a captured table, read from pg_catalog. */
+/** What Tide needs to know about a captured table, read from pg_catalog. Domains are resolved to their base types. */
 export interface CatalogColumn {
   name: string;
   typeOid: number;
@@ -36,13 +36,13 @@ export interface CatalogTable {
 
 const TABLES_SQL = `
 SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relreplident AS replica_identity,
-       a.attname AS column, a.atttypid::int AS type_oid, a.atttypmod AS type_mod, a.attndims AS array_dimensions, a.attnotnull AS not_null,
+       a.attname AS column, a.atttypid::int AS type_oid, CASE WHEN t.typtype = 'd' AND a.atttypmod = -1 THEN t.typtypmod ELSE a.atttypmod END AS type_mod, a.attndims AS array_dimensions, a.attnotnull AS not_null,
        a.atthasdef AS has_default, pg_get_expr(d.adbin, d.adrelid) AS default_expr,
        coalesce(bt.typname, t.typname) AS type_name, coalesce(bt.typcategory, t.typcategory) AS type_category,
-       et.typname AS element_type_name, et.typcategory AS element_type_category,
+       coalesce(ebt.typname, et.typname) AS element_type_name, coalesce(ebt.typcategory, et.typcategory) AS element_type_category,
        (t.typlen = -1 AND a.attstorage IN ('x', 'e')) AS toastable,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
-         WHERE e.enumtypid = CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END) AS enum_values,
+         WHERE e.enumtypid = CASE WHEN t.typcategory = 'A' THEN coalesce(ebt.oid, t.typelem) ELSE coalesce(bt.oid, t.oid) END) AS enum_values,
        array_position(i.indkey::int2[], a.attnum) AS key_position
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,6 +50,7 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relreplident
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   LEFT JOIN pg_type et ON t.typcategory = 'A' AND et.oid = t.typelem
+  LEFT JOIN pg_type ebt ON et.typtype = 'd' AND ebt.oid = et.typbasetype
   LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
   LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
  WHERE c.relkind IN ('r', 'p')

@@ -1,4 +1,5 @@
-import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import avro from 'avsc';
 import { Kafka, logLevel } from 'kafkajs';
 
 export interface ConsumedEvent {
@@ -20,9 +21,36 @@ export function kafka(): Kafka {
   });
 }
 
+/**
+ * Avro longs for the test decoder: a number when it is a safe integer, else a bigint. avsc's default long
+ * throws beyond 2^53 (int8 extremes, infinity timestamps), which would make a consumer retry forever.
+ */
+const int64 = avro.types.LongType.__with({
+  fromBuffer: (buf: Buffer) => {
+    const n = buf.readBigInt64LE(0);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  },
+  toBuffer: (n: number | bigint) => {
+    const buf = Buffer.alloc(8);
+    buf.writeBigInt64LE(BigInt(n));
+    return buf;
+  },
+  fromJSON: (v: unknown) => Number(v),
+  toJSON: (n: number | bigint) => Number(n),
+  isValid: (n: unknown) => typeof n === 'bigint' || Number.isSafeInteger(n),
+  compare: (a: number | bigint, b: number | bigint) => (a < b ? -1 : a > b ? 1 : 0),
+}) as unknown as avro.Type;
+const longHook = (schema: unknown): avro.Type | undefined =>
+  schema === 'long' || (typeof schema === 'object' && schema !== null && (schema as { type?: unknown }).type === 'long')
+    ? int64
+    : undefined;
+
 /** An independent decoder (Confluent wire format + registry lookups), not Tide's own code. */
 export function registryClient(): SchemaRegistry {
-  return new SchemaRegistry({ host: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7' });
+  return new SchemaRegistry(
+    { host: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7' },
+    { [SchemaType.AVRO]: { typeHook: longHook } },
+  );
 }
 
 /**
@@ -45,8 +73,10 @@ export async function consumeUntil(
     const finished = new Promise<void>((r) => (resolveDone = r));
     await consumer.run({
       eachBatch: async ({ batch }) => {
+        // Decode the whole batch before keeping any of it: a retried batch must not be counted twice.
+        const decoded: ConsumedEvent[] = [];
         for (const m of batch.messages) {
-          events.push({
+          decoded.push({
             topic: batch.topic,
             partition: batch.partition,
             offset: m.offset,
@@ -56,6 +86,7 @@ export async function consumeUntil(
             value: m.value ? ((await registry.decode(m.value)) as Record<string, unknown>) : null,
           });
         }
+        events.push(...decoded);
         if (done(events)) resolveDone();
       },
     });
