@@ -3,7 +3,7 @@ import type { CatalogColumn, CatalogTable } from '../source/catalog.ts';
 import { mapColumn, type ColumnMapping, type DecimalHandlingMode } from '../source/type-mapping.ts';
 import { createAvroType, dedupeNamedTypes, type AvroSchema } from './avro-types.ts';
 import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
-import { confluentFrame } from './schema-registry.ts';
+import { encodeFramed } from './schema-registry.ts';
 
 /**
  * Debezium's change-event envelope for one table: the key schema (primary-key
@@ -176,7 +176,7 @@ export class TableCodec {
 
   /** The Kafka key: Confluent wire format (schema id + Avro) of the primary-key columns. */
   encodeKey(row: RawRow): Buffer {
-    return confluentFrame(this.keySchemaId, this.keyType.toBuffer(this.record(row, undefined, this.keyColumns)));
+    return encodeFramed(this.keyType, this.keySchemaId, this.record(row, undefined, this.keyColumns));
   }
 
   /** The Kafka value: Confluent wire format (schema id + Avro) of the envelope. */
@@ -216,7 +216,7 @@ export class TableCodec {
           : { id: `${source.txId}:${source.commitLsn}`, total_order: totalOrder, data_collection_order: collectionOrder },
       unchanged_toast: unchanged,
     };
-    return confluentFrame(this.valueSchemaId, this.valueType.toBuffer(value));
+    return encodeFramed(this.valueType, this.valueSchemaId, value);
   }
 
   /** Decode a value this codec framed (for tests and tools). */

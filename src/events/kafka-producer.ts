@@ -1,3 +1,4 @@
+import { Producer as PlatformaticKafkaProducer, ProduceAcks, compatibilityPartitioner } from '@platformatic/kafka';
 import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
 import { TideError } from '../errors.ts';
 
@@ -109,5 +110,54 @@ export class KafkajsProducer implements EventProducer {
     await this.admin?.disconnect();
     this.producer = undefined;
     this.admin = undefined;
+  }
+}
+
+/**
+ * The default: @platformatic/kafka for producing (measured ~2.3x less CPU per message than kafkajs on
+ * this machine, which is what bounds the source's drain rate), idempotent with acks from all in-sync
+ * replicas, keys partitioned with its Java-compatible murmur2 partitioner. Topics are still created
+ * through kafkajs' admin client.
+ */
+export class PlatformaticProducer implements EventProducer {
+  private readonly admin: KafkajsProducer;
+  private readonly producer: PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer>;
+  private ready: Promise<unknown> | undefined;
+
+  constructor(brokers: string[], clientId = 'tide-source') {
+    this.admin = new KafkajsProducer(brokers, `${clientId}-admin`);
+    this.producer = new PlatformaticKafkaProducer({
+      clientId,
+      bootstrapBrokers: brokers,
+      idempotent: true,
+      acks: ProduceAcks.ALL,
+      partitioner: compatibilityPartitioner,
+      autocreateTopics: false,
+      retries: 10,
+    });
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    await this.admin.ensureTopics(specs);
+    // Fetch metadata and the idempotent producer id now rather than on the first event.
+    await this.producer.metadata({ topics: specs.map((s) => s.topic) });
+    this.ready ??= this.producer.initIdempotentProducer({});
+    await this.ready;
+  }
+
+  async send(messages: OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    try {
+      await this.producer.send({
+        messages: messages.map((m) => ({ topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined })),
+      });
+    } catch (err) {
+      throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.producer.close();
+    await this.admin.close();
   }
 }

@@ -1,6 +1,6 @@
 import type { Type } from 'avsc';
 import { createAvroType } from './avro-types.ts';
-import { confluentFrame } from './schema-registry.ts';
+import { encodeFramed } from './schema-registry.ts';
 
 /**
  * Transaction boundaries on `<topic.prefix>.transaction`, in Debezium's
@@ -58,8 +58,8 @@ export class TransactionEvents {
 
   private frame(id: string, value: Record<string, unknown>): { key: Buffer; value: Buffer } {
     return {
-      key: confluentFrame(this.keySchemaId, this.keyType.toBuffer({ id })),
-      value: confluentFrame(this.valueSchemaId, this.valueType.toBuffer(value)),
+      key: encodeFramed(this.keyType, this.keySchemaId, { id }),
+      value: encodeFramed(this.valueType, this.valueSchemaId, value),
     };
   }
 
