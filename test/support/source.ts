@@ -96,6 +96,13 @@ export async function unconfirmedMessages(dbUrl: string, slot: string, publicati
   const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   try {
+    // The connector has closed its connection, but the walsender releases the slot when its backend
+    // exits, a moment later; peeking an active slot is an error.
+    const deadline = Date.now() + 10_000;
+    while ((await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slot])).rowCount) {
+      if (Date.now() > deadline) throw new Error(`slot ${slot} is still active 10 s after the connector stopped`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const { rows } = await c.query<{ data: Buffer }>(
       `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2)`,
       [slot, publication],
