@@ -1,6 +1,13 @@
-// Writes connectors/source-connector.schema.json (JSON Schema for editors) from the config schema.
+// Writes the connector files' JSON Schemas (for editors) from the config schemas:
+// connectors/source-connector.schema.json and connectors/sink-connector.schema.json.
 import { writeFileSync } from 'node:fs';
+import { sinkConnectorJsonSchema } from '../src/config/sink-config.ts';
 import { sourceConnectorJsonSchema } from '../src/config/source-config.ts';
 
-writeFileSync('connectors/source-connector.schema.json', `${JSON.stringify(sourceConnectorJsonSchema(), null, 2)}\n`);
-console.log('wrote connectors/source-connector.schema.json (regenerate with: npx tsx scripts/json-schema.ts)');
+for (const [file, schema] of [
+  ['connectors/source-connector.schema.json', sourceConnectorJsonSchema()],
+  ['connectors/sink-connector.schema.json', sinkConnectorJsonSchema()],
+] as const) {
+  writeFileSync(file, `${JSON.stringify(schema, null, 2)}\n`);
+  console.log(`wrote ${file} (regenerate with: npx tsx scripts/json-schema.ts)`);
+}

@@ -3,6 +3,8 @@ import { TideError } from '../errors.ts';
 import { registerAppCommands } from './app-commands.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerStackCommands } from './stack-commands.ts';
+import { registerLakeCommands } from './lake-commands.ts';
+import { registerSinkCommands } from './sink-commands.ts';
 import { registerSourceCommands } from './source-commands.ts';
 import { loadStackEnvIntoProcess } from '../stack/context.ts';
 
@@ -15,6 +17,8 @@ const program = new Command()
 registerStackCommands(program);
 registerAppCommands(program);
 registerSourceCommands(program);
+registerSinkCommands(program);
+registerLakeCommands(program);
 
 registerDemoCommand(program);
 

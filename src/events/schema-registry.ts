@@ -13,6 +13,8 @@ export interface SchemaRegistry {
   register(subject: string, schema: object): Promise<number>;
   /** The latest schema registered under `subject`, if any. */
   latest(subject: string): Promise<object | undefined>;
+  /** The schema with global id `id` (what a consumer needs to read a framed message). */
+  schemaById(id: number): Promise<object>;
 }
 
 export class SchemaRegistryError extends TideError {
@@ -77,6 +79,18 @@ export class HttpSchemaRegistry implements SchemaRegistry {
     if (status === 404) return undefined;
     if (status !== 200)
       throw new SchemaRegistryError(subject, `reading the latest version failed with HTTP ${status}: ${JSON.stringify(json)}`, {
+        retriable: status >= 500,
+      });
+    return JSON.parse((json as { schema: string }).schema) as object;
+  }
+
+  async schemaById(id: number): Promise<object> {
+    const subject = `(schema id ${id})`;
+    const { status, json } = await this.call(subject, 'GET', `/schemas/ids/${id}`);
+    if (status === 404)
+      throw new SchemaRegistryError(subject, 'no such schema: the message was written against another registry, or the schema was deleted');
+    if (status !== 200)
+      throw new SchemaRegistryError(subject, `reading the schema failed with HTTP ${status}: ${JSON.stringify(json)}`, {
         retriable: status >= 500,
       });
     return JSON.parse((json as { schema: string }).schema) as object;

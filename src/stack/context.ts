@@ -8,12 +8,13 @@ import type { StackContext, StackPorts } from './service.ts';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Non-default loopback ports, so the stack never collides with a system service. Override with env vars. */
-export const DEFAULT_PORTS: StackPorts = { postgres: 55432, kafka: 59092, kafkaController: 59093, registry: 58081 };
+export const DEFAULT_PORTS: StackPorts = { postgres: 55432, kafka: 59092, kafkaController: 59093, registry: 58081, azurite: 50000 };
 const PORT_ENV: Record<keyof StackPorts, string> = {
   postgres: 'TIDE_PG_PORT',
   kafka: 'TIDE_KAFKA_PORT',
   kafkaController: 'TIDE_KAFKA_CONTROLLER_PORT',
   registry: 'TIDE_REGISTRY_PORT',
+  azurite: 'TIDE_AZURITE_PORT',
 };
 
 function portFromEnv(key: keyof StackPorts, env: NodeJS.ProcessEnv): number {
@@ -41,6 +42,7 @@ export function stackContext(
       kafka: portFromEnv('kafka', env),
       kafkaController: portFromEnv('kafkaController', env),
       registry: portFromEnv('registry', env),
+      azurite: portFromEnv('azurite', env),
     },
     say,
   };

@@ -9,6 +9,8 @@ export interface StackPorts {
   kafka: number;
   kafkaController: number;
   registry: number;
+  /** Azurite's blob endpoint. */
+  azurite: number;
 }
 
 export interface StackContext {
@@ -24,7 +26,7 @@ export interface StackContext {
 }
 
 export interface StackService {
-  readonly name: 'postgres' | 'kafka' | 'registry';
+  readonly name: 'postgres' | 'kafka' | 'registry' | 'azurite';
   /** Download or install what the service needs. Idempotent and cached. */
   install(ctx: StackContext): Promise<void>;
   /** Start the service detached from this process. Must not be called when already up. */

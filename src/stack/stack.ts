@@ -2,11 +2,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { postgresService } from './postgres.ts';
 import { kafkaService } from './kafka.ts';
 import { registryService } from './registry.ts';
+import { azuriteService } from './azurite.ts';
 import { stackEnvPath } from './context.ts';
 import type { StackContext, StackService } from './service.ts';
 
-/** Start order matters only for readability; the three services are independent. */
-export const SERVICES: readonly StackService[] = [postgresService, kafkaService, registryService];
+/** Start order matters only for readability; the services are independent. Azurite is the lake's Azure Blob Storage. */
+export const SERVICES: readonly StackService[] = [postgresService, kafkaService, registryService, azuriteService];
 const READY_TIMEOUT_MS = 180_000;
 
 /** Install, start and wait for every service not already up; then write `.stack/env`. Idempotent. */
@@ -53,6 +54,6 @@ export interface ServiceStatus {
 }
 
 export async function stackStatus(ctx: StackContext): Promise<ServiceStatus[]> {
-  const ports = { postgres: ctx.ports.postgres, kafka: ctx.ports.kafka, registry: ctx.ports.registry };
+  const ports = { postgres: ctx.ports.postgres, kafka: ctx.ports.kafka, registry: ctx.ports.registry, azurite: ctx.ports.azurite };
   return Promise.all(SERVICES.map(async (s) => ({ name: s.name, up: await s.isUp(ctx), port: ports[s.name], log: s.logPath(ctx) })));
 }

@@ -12,8 +12,17 @@ type Service = { image: string; command?: string[]; environment?: Record<string,
 const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
 
 describe('docker-compose.yml', () => {
-  it('has the same three services as the native stack', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['kafka', 'postgres', 'registry']);
+  it('has the same services as the native stack', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['azurite', 'kafka', 'postgres', 'registry']);
+  });
+
+  it("runs only azurite's blob service, with the flags the native stack passes", () => {
+    const azurite = compose.services.azurite!;
+    expect(azurite.image).toMatch(/^mcr\.microsoft\.com\/azure-storage\/azurite:/);
+    expect(azurite.command?.[0]).toBe('azurite-blob');
+    expect(azurite.command).toEqual(expect.arrayContaining(['--skipApiVersionCheck', '--disableTelemetry']));
+    const port = azurite.command![azurite.command!.indexOf('--blobPort') + 1];
+    expect(azurite.ports).toEqual([`127.0.0.1:${DEFAULT_PORTS.azurite}:${port}`]);
   });
 
   it('configures Postgres for logical replication', () => {
@@ -34,5 +43,6 @@ describe('docker-compose.yml', () => {
     expect(hostPort('postgres')).toEqual([`127.0.0.1:${DEFAULT_PORTS.postgres}`]);
     expect(hostPort('kafka')).toEqual([`127.0.0.1:${DEFAULT_PORTS.kafka}`]);
     expect(hostPort('registry')).toEqual([`127.0.0.1:${DEFAULT_PORTS.registry}`]);
+    expect(hostPort('azurite')).toEqual([`127.0.0.1:${DEFAULT_PORTS.azurite}`]);
   });
 });

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The Python venv the tests use as an independent Delta reader (delta-rs through the `deltalake`
+# package, with pyarrow): .cache/venv, from PyPI, pinned versions. Idempotent: when the venv
+# already has exactly these versions it returns at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DELTALAKE_VERSION=1.6.6
+PYARROW_VERSION=26.0.1
+VENV=.cache/venv
+PY=${PYTHON:-python3}
+
+have() {
+  "$VENV/bin/python" - "$DELTALAKE_VERSION" "$PYARROW_VERSION" <<'PYEOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(0 if (version("deltalake"), version("pyarrow")) == (sys.argv[1], sys.argv[2]) else 1)
+PYEOF
+}
+
+if [ -x "$VENV/bin/python" ] && have; then
+  echo "python venv: $VENV has deltalake $DELTALAKE_VERSION and pyarrow $PYARROW_VERSION"
+  exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    echo "python venv: '$PY -m venv' failed; install the venv module (Debian: apt-get install python3-venv) or set PYTHON to a Python 3.9+ with it" >&2
+    exit 1
+  fi
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"
+have || { echo "python venv: $VENV still lacks deltalake $DELTALAKE_VERSION / pyarrow $PYARROW_VERSION after pip install" >&2; exit 1; }
+echo "python venv: installed deltalake $DELTALAKE_VERSION and pyarrow $PYARROW_VERSION in $VENV"

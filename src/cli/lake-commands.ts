@@ -1,0 +1,159 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadSinkConfig } from '../config/sink-config.ts';
+import { ConfigError } from '../errors.ts';
+import { listTableRoots, openTable, tableInfo } from '../lake/lake-catalog.ts';
+import { optimizeTable } from '../lake/maintenance/optimize.ts';
+import { vacuumTable } from '../lake/maintenance/vacuum.ts';
+import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { openStore } from '../lake/storage/open-store.ts';
+import type { ObjectStore } from '../lake/storage/object-store.ts';
+
+const DEFAULT_CONNECTOR = 'connectors/orders-lake.json';
+
+interface LakeOptions {
+  lake?: string;
+  connector: string;
+}
+
+/** The lake to work on: --lake, else the sink connector file's lake.uri. */
+async function lakeStore(opts: LakeOptions): Promise<ObjectStore> {
+  if (opts.lake) return openStore(opts.lake);
+  if (!existsSync(opts.connector))
+    throw new ConfigError(
+      '--lake',
+      `no --lake given and the connector file ${opts.connector} does not exist: pass --lake <dir or URI> or --connector <file>`,
+    );
+  return openStore(loadSinkConfig(opts.connector).config['lake.uri']);
+}
+
+const human = (bytes: number): string =>
+  bytes < 1024
+    ? `${bytes} B`
+    : bytes < 1 << 20
+      ? `${(bytes / 1024).toFixed(1)} KiB`
+      : bytes < 1 << 30
+        ? `${(bytes / (1 << 20)).toFixed(1)} MiB`
+        : `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+const ago = (ms: number | null): string => {
+  if (ms === null) return '-';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+};
+
+function withLake(cmd: Command): Command {
+  return cmd
+    .option('--lake <uri>', 'the lake: a directory, file://, az:// or abfss:// URI')
+    .option('--connector <file>', 'read lake.uri from this sink connector file', DEFAULT_CONNECTOR);
+}
+
+export function registerLakeCommands(program: Command): void {
+  const lake = program.command('lake').description('the Delta Lake tables the sink keeps: list, export, compact, clean up');
+
+  withLake(lake.command('tables'))
+    .description("each table's version, files, size, rows, last commit and freshness (age of the newest change applied)")
+    .option('--json', 'print JSON instead of a table')
+    .action(async (opts: LakeOptions & { json?: boolean }) => {
+      const store = await lakeStore(opts);
+      try {
+        const infos = [];
+        for (const root of await listTableRoots(store)) {
+          const info = await tableInfo(store, root);
+          if (info) infos.push(info);
+        }
+        if (opts.json) {
+          console.log(
+            JSON.stringify(
+              infos.map((i) => ({ ...i, freshnessSeconds: i.newestChangeMs === null ? null : (Date.now() - i.newestChangeMs) / 1000 })),
+              null,
+              2,
+            ),
+          );
+          return;
+        }
+        if (!infos.length) return console.log(`no tables yet in ${store.uri} (start the sink: tide sink start ${DEFAULT_CONNECTOR})`);
+        const rows = infos.map((i) => [
+          i.name,
+          String(i.version),
+          String(i.files),
+          human(i.bytes),
+          i.rows === null ? '?' : String(i.rows),
+          ago(i.lastCommitMs),
+          ago(i.newestChangeMs),
+        ]);
+        const head = ['table', 'version', 'files', 'size', 'rows', 'last commit', 'freshness'];
+        const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+        for (const r of [head, ...rows]) console.log(r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '));
+      } finally {
+        await store.close();
+      }
+    });
+
+  withLake(lake.command('export <table>'))
+    .description('write a table (e.g. gold.daily_billing, silver.orders) to a CSV or Parquet file: the detailed report export')
+    .option('--format <format>', 'csv or parquet', 'csv')
+    .option('--out <file>', 'output file (default <table>.<format>)')
+    .action(async (name: string, opts: LakeOptions & { format: string; out?: string }) => {
+      if (opts.format !== 'csv' && opts.format !== 'parquet')
+        throw new ConfigError('--format', `must be csv or parquet, got ${JSON.stringify(opts.format)}`);
+      const out = resolve(opts.out ?? `${name}.${opts.format}`);
+      const store = await lakeStore(opts);
+      const engine = await ParquetEngine.create();
+      try {
+        const table = await openTable(store, name);
+        await engine.createView('export_table', store, table.root, table.files(), table.schema, table.partitionColumns);
+        const format = opts.format === 'csv' ? `(FORMAT csv, HEADER true)` : `(FORMAT parquet, COMPRESSION zstd)`;
+        await engine.run(`COPY (SELECT * FROM export_table) TO '${out.replace(/'/g, "''")}' ${format}`);
+        const [{ n }] = (await engine.query('SELECT count(*) AS n FROM export_table')) as [{ n: bigint }];
+        console.log(`wrote ${n} rows of ${name} (version ${table.version}) to ${out}`);
+      } finally {
+        await engine.close();
+        await store.close();
+      }
+    });
+
+  withLake(lake.command('optimize [table]'))
+    .description('compact small files (dataChange=false: readers and appends are not disturbed); all tables when none is named')
+    .option('--min-file-mb <mb>', 'files below this size are compacted', '64')
+    .action(async (name: string | undefined, opts: LakeOptions & { minFileMb: string }) => {
+      const store = await lakeStore(opts);
+      const engine = await ParquetEngine.create();
+      try {
+        const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
+        for (const root of roots) {
+          const r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: Number(opts.minFileMb) * (1 << 20) });
+          console.log(
+            r.version === undefined
+              ? `${root.replace('/', '.')}: nothing to compact`
+              : `${root.replace('/', '.')}: ${r.filesRemoved} files (${human(r.bytesBefore)}) -> ${r.filesAdded} (${human(r.bytesAfter)}), version ${r.version}`,
+          );
+        }
+      } finally {
+        await engine.close();
+        await store.close();
+      }
+    });
+
+  withLake(lake.command('vacuum [table]'))
+    .description('delete data files no table version within the retention needs (files removed earlier, and orphans of crashed writes)')
+    .requiredOption('--retain <hours>', 'keep files removed less than this many hours ago (time travel and running readers need them)')
+    .option('--dry-run', 'list what would be deleted')
+    .action(async (name: string | undefined, opts: LakeOptions & { retain: string; dryRun?: boolean }) => {
+      const hours = Number(opts.retain);
+      if (!Number.isFinite(hours) || hours < 0)
+        throw new ConfigError('--retain', `must be a number of hours >= 0, got ${JSON.stringify(opts.retain)}`);
+      const store = await lakeStore(opts);
+      try {
+        const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
+        for (const root of roots) {
+          const r = await vacuumTable(await openTable(store, root), { retainHours: hours, dryRun: opts.dryRun });
+          console.log(
+            `${root.replace('/', '.')}: ${opts.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length} files (${human(r.bytes)})`,
+          );
+        }
+      } finally {
+        await store.close();
+      }
+    });
+}

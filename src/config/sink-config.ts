@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { parseConnectorFile, readJsonFile, type ConnectorFile } from './source-config.ts';
+
+/**
+ * The sink connector's configuration (`connectors/orders-lake.json`), in the same
+ * Kafka Connect file shape as the source: `{ "name": ..., "config": { ... } }`,
+ * flat keys, lists comma-separated, `${env:NAME:-default}` references.
+ *
+ * Masking follows Debezium's idea (column.mask.*), with one list per rule: columns are
+ * regexes on `schema.table.column`. Masks apply between bronze and silver (bronze is
+ * the raw audit trail), so silver and gold never hold the clear value.
+ */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const regexList = list.superRefine((patterns, ctx) => {
+  for (const p of patterns) {
+    try {
+      new RegExp(`^(?:${p})$`);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `"${p}" is not a valid regular expression: ${(err as Error).message}` });
+    }
+  }
+});
+
+export const sinkConfigSchema = z
+  .object({
+    'connector.class': z.literal('tide.DeltaLakeSink').default('tide.DeltaLakeSink'),
+    topics: list.optional(),
+    'topics.regex': z.string().optional(),
+    'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
+    'schema.registry.url': z.url(),
+    'group.id': z.string().min(1).optional(),
+    /** Where the lake lives: a directory (default `.lake`), `file://…`, `az://container/prefix` or `abfss://…`. */
+    'lake.uri': z.string().min(1).default('.lake'),
+    'bronze.enabled': bool.default(true),
+    /** Tables (regexes on schema.table) that also get `silver.<table>_history` (SCD type 2). */
+    'silver.history.tables': regexList.default([]),
+    'mask.hash.columns': regexList.default([]),
+    'mask.redact.columns': regexList.default([]),
+    /** Columns that stay in clear even when a broader hash/redact pattern matches them. */
+    'mask.keep.columns': regexList.default([]),
+    'mask.hash.salt': z.string().default(''),
+    /** A flush (one Delta commit per table) happens at this many buffered events or after this long. */
+    'flush.max.events': int(1, 10_000_000).default(200_000),
+    'flush.interval.ms': int(10, 3_600_000).default(1000),
+    'dead.letter.topic': z.string().min(1).optional(),
+    'delta.checkpoint.interval': int(1, 10_000).default(10),
+    /** Gold reports are rebuilt when silver changed and at least this long passed since the last build; 0 turns gold off. */
+    'gold.refresh.interval.ms': int(0).default(30_000),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.topics?.length && !c['topics.regex'])
+      ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics (a comma-separated list) or topics.regex' });
+    if (c['topics.regex']) {
+      try {
+        new RegExp(c['topics.regex']);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['topics.regex'], message: `is not a valid regular expression: ${(err as Error).message}` });
+      }
+    }
+    if (c['mask.hash.columns'].length && c['mask.hash.salt'].length < 8)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mask.hash.salt'],
+        message:
+          'mask.hash.columns is set, so a salt of at least 8 characters is required (e.g. "${env:TIDE_MASK_SALT}"); without one a hash of an email is easy to reverse',
+      });
+  });
+
+export type SinkConfig = z.output<typeof sinkConfigSchema>;
+
+export const sinkConnectorFileSchema = z.object({ $schema: z.string().optional(), name: z.string(), config: sinkConfigSchema });
+
+export function sinkConnectorJsonSchema(): object {
+  return z.toJSONSchema(sinkConnectorFileSchema, { io: 'input', unrepresentable: 'any' });
+}
+
+export function loadSinkConfig(path: string, env: NodeJS.ProcessEnv = process.env): ConnectorFile<SinkConfig> {
+  const file = parseConnectorFile(readJsonFile(path), sinkConfigSchema, path, env);
+  if (!/^[a-zA-Z0-9_-]+$/.test(file.name))
+    throw new ConfigError('name', 'may hold only letters, digits, _ and - (it names Delta txn ids and the consumer group)', path);
+  return file;
+}
+
+export type MaskRule = 'hash' | 'redact' | 'keep';
+
+/** The rule for `schema.table.column`: keep wins over hash, hash over redact; default keep. */
+export function maskRuleFor(config: SinkConfig, qualifiedColumn: string): MaskRule {
+  const matches = (patterns: string[]) => patterns.some((p) => new RegExp(`^(?:${p})$`).test(qualifiedColumn));
+  if (matches(config['mask.keep.columns'])) return 'keep';
+  if (matches(config['mask.hash.columns'])) return 'hash';
+  if (matches(config['mask.redact.columns'])) return 'redact';
+  return 'keep';
+}

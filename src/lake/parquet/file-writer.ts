@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import { stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DuckDBValue } from '@duckdb/node-api';
+import type { LakeColumn, LakeSchema } from '../lake-schema.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { DuckSql } from './duckdb-session.ts';
+import { duckdbType, ident, lakeTypeName, literal } from './duckdb-sql.ts';
+import { hasMinMax, statsJson, type ColumnAggregate } from './file-stats.ts';
+import { ParquetEngineError, SchemaViolationError } from './parquet-errors.ts';
+import { encodeDeltaPath, joinStorePath, partitionDir, partitionValueSql } from './partition-path.ts';
+import { fromDuckDBValue } from './values.ts';
+
+/**
+ * Writing a query's result as the Parquet data files of a Delta table. Two phases:
+ * 1. in DuckDB (connection held): materialise the result once in a temp table, cast to the schema's
+ *    types, with each partition column's Delta string; for each partition value combination and each
+ *    run of at most `targetFileRows` rows, COPY it to a local zstd Parquet file without the partition
+ *    columns (Delta PROTOCOL.md, "Data Files": partition values live in the log) and aggregate its
+ *    stats from the same rows. Measured on 500k orders rows: the aggregate takes ~40 ms, reading
+ *    `parquet_metadata()` ~4 ms, but footer stats come back as text per row group and DuckDB cuts
+ *    string bounds at 256 characters, so the exact aggregate is worth its ~5% of the write;
+ * 2. outside DuckDB: upload each file with `store.putFile`, delete the local copy.
+ */
+
+/** One data file written, as Delta's `add` action needs it (same fields as `AddAction` in src/lake/delta/actions.ts). */
+export interface DataFile {
+  /** Relative to the table root, URI-encoded (decode to get the object path). */
+  path: string;
+  partitionValues: Record<string, string | null>;
+  size: number;
+  modificationTime: number;
+  dataChange: boolean;
+  stats?: string;
+  tags?: Record<string, string>;
+}
+
+export interface WriteFilesOptions {
+  store: ObjectStore;
+  root: string;
+  schema: LakeSchema;
+  partitionColumns?: string[];
+  targetFileRows?: number;
+  dataChange?: boolean;
+}
+
+export const DEFAULT_TARGET_FILE_ROWS = 1_000_000;
+/**
+ * Rows per Parquet row group: DuckDB's default (60 vectors), inside DuckDB's 100k–1M guidance for
+ * analytics, and several groups per full-size file for parallel reads. DuckDB encodes row groups in
+ * parallel, so larger groups write slower: measured on 500k orders rows, 122,880 rows per group took
+ * ~0.33 s against ~0.45 s for 500,000.
+ */
+export const ROW_GROUP_ROWS = 122_880;
+
+/** A file written locally, not yet uploaded. */
+export interface LocalDataFile {
+  local: string;
+  relativePath: string;
+  partitionValues: Record<string, string | null>;
+  size: number;
+  stats: string;
+}
+
+interface Group {
+  values: (string | null)[];
+  rows: number;
+}
+
+/** Phase 1: write the local files. `sql` must be held exclusively. */
+export async function writeLocalFiles(
+  sql: DuckSql,
+  select: string,
+  opts: WriteFilesOptions,
+  tempDir: string,
+  work: string,
+): Promise<LocalDataFile[]> {
+  const { schema, root } = opts;
+  const partitionColumns = opts.partitionColumns ?? [];
+  const target = opts.targetFileRows ?? DEFAULT_TARGET_FILE_ROWS;
+  if (!Number.isSafeInteger(target) || target < 1) {
+    throw new ParquetEngineError('writeFiles', root, `targetFileRows must be a positive integer, got ${target}`);
+  }
+  const byName = new Map(schema.columns.map((c) => [c.name, c]));
+  const parts: LakeColumn[] = partitionColumns.map((p) => {
+    const c = byName.get(p);
+    if (!c)
+      throw new ParquetEngineError('writeFiles', root, `partition column ${p} is not in the schema (${[...byName.keys()].join(', ')})`);
+    return c;
+  });
+  const data = schema.columns.filter((c) => !partitionColumns.includes(c.name));
+  const partKeys = parts.map((_, i) => ident(`__tide_p${i}`));
+
+  const cols = [
+    ...schema.columns.map((c) => `CAST(${ident(c.name)} AS ${duckdbType(c.type, c.name)}) AS ${ident(c.name)}`),
+    ...parts.map((c, i) => `${partitionValueSql(c)} AS ${partKeys[i]}`),
+  ];
+  // DuckDB preserves insertion order (preserve_insertion_order), so an ORDER BY in `select` carries
+  // into the work table's rowids and from there into the files.
+  await sql.run(`CREATE TEMP TABLE ${work} AS SELECT ${cols.join(', ')} FROM (${select}) AS tide_src`, 'writeFiles', root);
+  const written: LocalDataFile[] = [];
+  try {
+    const groupSql = parts.length
+      ? `SELECT ${partKeys.join(', ')}, count(*), min(rowid), max(rowid) FROM ${work} GROUP BY ALL ORDER BY min(rowid)`
+      : `SELECT count(*), min(rowid), max(rowid) FROM ${work}`;
+    const groupRows = await sql.rows(groupSql, 'writeFiles', root);
+    const groups: Group[] = [];
+    let contiguous = false;
+    for (const r of groupRows) {
+      const values = r.slice(0, parts.length).map((v) => (v === null ? null : String(v)));
+      const [n, lo, hi] = r.slice(parts.length).map((v) => Number(v ?? 0)) as [number, number, number];
+      if (n > 0) groups.push({ values, rows: n });
+      contiguous = parts.length === 0 && lo === 0 && hi === n - 1;
+    }
+    for (const g of groups) {
+      const partitionValues: Record<string, string | null> = {};
+      parts.forEach((c, i) => {
+        const v = g.values[i] ?? null;
+        if (v === null && !c.nullable)
+          throw new SchemaViolationError(root, c.name, 'partition column is not nullable, but rows have NULL in it');
+        partitionValues[c.name] = v;
+      });
+      const groupFilter = parts.length
+        ? parts.map((_, i) => `${partKeys[i]} IS NOT DISTINCT FROM ${g.values[i] === null ? 'NULL' : literal(g.values[i]!)}`).join(' AND ')
+        : 'true';
+      const chunks = Math.ceil(g.rows / target);
+      for (let k = 0; k < chunks; k++) {
+        let source: string;
+        if (chunks === 1) source = `SELECT * FROM ${work} WHERE ${groupFilter}`;
+        else if (contiguous) source = `SELECT * FROM ${work} WHERE rowid >= ${k * target} AND rowid < ${(k + 1) * target}`;
+        else {
+          source =
+            `SELECT * EXCLUDE (tide_rank) FROM (SELECT *, row_number() OVER (ORDER BY rowid) - 1 AS tide_rank, rowid AS tide_rowid FROM ${work} WHERE ${groupFilter}) ` +
+            `WHERE tide_rank >= ${k * target} AND tide_rank < ${(k + 1) * target} ORDER BY tide_rowid`;
+        }
+        const file = await writeOne(sql, source, data, root, tempDir, written.length);
+        const dir = partitionDir(partitionColumns, partitionValues);
+        const name = `part-${String(written.length).padStart(5, '0')}-${randomUUID()}.c000.zstd.parquet`;
+        written.push({ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues });
+      }
+    }
+  } catch (e) {
+    await Promise.all(written.map((f) => unlink(f.local).catch(() => undefined)));
+    // Report the write's error, not a failure to clean up after it.
+    await sql.run(`DROP TABLE IF EXISTS ${work}`, 'writeFiles', root).catch(() => undefined);
+    throw e;
+  }
+  await sql.run(`DROP TABLE IF EXISTS ${work}`, 'writeFiles', root);
+  return written;
+}
+
+/** COPY one file's rows to a local Parquet file and aggregate its stats. */
+async function writeOne(
+  sql: DuckSql,
+  source: string,
+  data: LakeColumn[],
+  root: string,
+  tempDir: string,
+  index: number,
+): Promise<{ local: string; size: number; stats: string }> {
+  const local = join(tempDir, `w-${index}-${randomUUID()}.parquet`);
+  const select = `SELECT ${data.map((c) => ident(c.name)).join(', ')} FROM (${source})`;
+  try {
+    await sql.run(
+      `COPY (${select}) TO ${literal(local)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_ROWS})`,
+      'writeFiles',
+      root,
+    );
+    const aggs = data.flatMap((c) => {
+      const q = ident(c.name);
+      return hasMinMax(c.type) ? [`count(*) - count(${q})`, `min(${q})`, `max(${q})`] : [`count(*) - count(${q})`];
+    });
+    const [row] = await sql.rows(`SELECT count(*), ${aggs.join(', ')} FROM (${source})`, 'writeFiles', root);
+    const values = row!.map((v: DuckDBValue) => fromDuckDBValue(v));
+    const numRecords = Number(values[0]);
+    let i = 1;
+    const columns: ColumnAggregate[] = data.map((column) => {
+      const nullCount = Number(values[i++]);
+      const [min, max] = hasMinMax(column.type) ? [values[i++], values[i++]] : [null, null];
+      if (nullCount > 0 && !column.nullable) {
+        throw new SchemaViolationError(
+          root,
+          column.name,
+          `is not nullable (${lakeTypeName(column.type)}), but ${nullCount} of ${numRecords} rows are NULL`,
+        );
+      }
+      return { column, min, max, nullCount };
+    });
+    const { size } = await stat(local);
+    return { local, size, stats: statsJson(numRecords, columns) };
+  } catch (e) {
+    await unlink(local).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Phase 2: upload the local files to `root` in `store` and delete them; returns the `add` entries. */
+export async function uploadFiles(files: LocalDataFile[], store: ObjectStore, root: string, dataChange: boolean): Promise<DataFile[]> {
+  const out: DataFile[] = [];
+  try {
+    for (const f of files) {
+      await store.putFile(joinStorePath(root, f.relativePath), f.local);
+      out.push({
+        path: encodeDeltaPath(f.relativePath),
+        partitionValues: f.partitionValues,
+        size: f.size,
+        modificationTime: Date.now(),
+        dataChange,
+        stats: f.stats,
+      });
+      await unlink(f.local);
+    }
+    return out;
+  } finally {
+    await Promise.all(files.map((f) => unlink(f.local).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,91 @@
+import type { LakeSchema } from '../lake-schema.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { duckdbType, ident, literal } from './duckdb-sql.ts';
+import type { DuckSql } from './duckdb-session.ts';
+import { ParquetEngineError } from './parquet-errors.ts';
+import { joinStorePath } from './partition-path.ts';
+
+/**
+ * A DuckDB view over a Delta table's data files, with the table schema's columns in order:
+ * - data columns read by name across files (`union_by_name`), so a column added to the schema after
+ *   older files were written reads as NULL there, and cast to the schema's type;
+ * - partition columns from each file's `partitionValues` (they are not in the files: Delta
+ *   PROTOCOL.md, "Data Files"), parsed from Delta's serialised strings ("Partition Value
+ *   Serialization"; an empty string is null).
+ */
+
+export interface ViewFile {
+  path: string;
+  partitionValues: Record<string, string | null>;
+}
+
+/** The column read_parquet names with each row's file (chosen not to clash with data columns). */
+const FILE_COLUMN = '__tide_file';
+/** At most this many files are fetched from the store at once (downloads for remote stores). */
+const FETCH_CONCURRENCY = 8;
+
+/** Local paths of the files, in order: `store.localFile` of `root/` + the decoded `add.path`. */
+export async function localPaths(store: ObjectStore, root: string, files: ViewFile[]): Promise<string[]> {
+  const out: string[] = new Array<string>(files.length);
+  let next = 0;
+  // A small worker pool rather than Promise.all: a remote store would otherwise start every download at once.
+  const worker = async (): Promise<void> => {
+    while (next < files.length) {
+      const i = next++;
+      out[i] = await store.localFile(joinStorePath(root, decodeURIComponent(files[i]!.path)));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, files.length) }, worker));
+  return out;
+}
+
+/** `CREATE OR REPLACE TEMP VIEW` over `locals` (parallel to `files`). `sql` must be held exclusively. */
+export async function createTableView(
+  sql: DuckSql,
+  name: string,
+  files: ViewFile[],
+  locals: string[],
+  schema: LakeSchema,
+  partitionColumns: string[],
+): Promise<void> {
+  const partitioned = new Set(partitionColumns);
+  for (const p of partitionColumns) {
+    if (!schema.columns.some((c) => c.name === p)) {
+      throw new ParquetEngineError(
+        'createView',
+        name,
+        `partition column ${p} is not in the schema (${schema.columns.map((c) => c.name).join(', ')})`,
+      );
+    }
+  }
+  const view = `CREATE OR REPLACE TEMP VIEW ${ident(name)} AS `;
+  if (files.length === 0) {
+    const cols = schema.columns.map((c) => `CAST(NULL AS ${duckdbType(c.type, c.name)}) AS ${ident(c.name)}`);
+    await sql.run(`${view}SELECT ${cols.join(', ')} WHERE false`, 'createView', name);
+    return;
+  }
+  const list = `[${locals.map(literal).join(', ')}]`;
+  const withFile = partitionColumns.length > 0 ? `, filename = ${literal(FILE_COLUMN)}` : '';
+  const scan = `read_parquet(${list}, union_by_name = true${withFile})`;
+  const described = await sql.rows(`DESCRIBE SELECT * FROM ${scan}`, 'createView', name);
+  const present = new Set(described.map((r) => String(r[0]).toLowerCase()));
+  const cols = schema.columns.map((c) => {
+    const type = duckdbType(c.type, c.name);
+    if (partitioned.has(c.name)) return `CAST(NULLIF(p.${ident(c.name)}, '') AS ${type}) AS ${ident(c.name)}`;
+    if (present.has(c.name.toLowerCase())) return `CAST(f.${ident(c.name)} AS ${type}) AS ${ident(c.name)}`;
+    return `CAST(NULL AS ${type}) AS ${ident(c.name)}`;
+  });
+  let from = `${scan} f`;
+  if (partitionColumns.length > 0) {
+    const rows = files.map((f, i) => {
+      const values = partitionColumns.map((p) => {
+        const v = f.partitionValues[p];
+        return v === null || v === undefined ? 'CAST(NULL AS VARCHAR)' : literal(v);
+      });
+      return `(${[literal(locals[i]!), ...values].join(', ')})`;
+    });
+    const names = [FILE_COLUMN, ...partitionColumns].map(ident).join(', ');
+    from += ` JOIN (VALUES ${rows.join(', ')}) p(${names}) ON f.${ident(FILE_COLUMN)} = p.${ident(FILE_COLUMN)}`;
+  }
+  await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}`, 'createView', name);
+}

@@ -1,0 +1,185 @@
+import type { Type } from 'avsc';
+import { createAvroType } from '../events/avro-types.ts';
+import type { Op } from '../events/envelope.ts';
+import type { SchemaRegistry } from '../events/schema-registry.ts';
+import { TideError } from '../errors.ts';
+import { keyColumnsOf, lakeColumnsOf, type SinkColumn } from './lake-columns.ts';
+
+/**
+ * One decoded change event, as the sink uses it: Debezium's envelope with the row images
+ * keyed by column name and values already in the lake's JS representation.
+ */
+export interface ChangeEvent {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  /** `schema.table` from source. */
+  table: string;
+  op: Op;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  /** Columns of `after` the change did not carry (unchanged TOAST): keep the previous value. */
+  unchangedToast: string[];
+  commitLsn: bigint;
+  eventIndex: number;
+  txId: number | null;
+  /** source.ts_ms: the commit time (snapshot: the time the row was read). */
+  commitTsMs: number;
+  /** The envelope's ts_ms: when Tide's source processed the change. */
+  eventTsMs: number | null;
+  snapshot: boolean;
+  /** The value schema's columns (the shape of this event's table at the time of the change). */
+  columns: SinkColumn[];
+  valueSchemaId: number;
+  /** Primary-key columns (empty for a truncate, which has no key). */
+  keyColumns: string[];
+}
+
+/** A message the sink cannot read: it goes to the dead-letter topic with this reason. */
+export class UndecodableMessageError extends TideError {
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly offset: string,
+    reason: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`${topic}[${partition}]@${offset}: ${reason}`, options);
+    this.name = 'UndecodableMessageError';
+  }
+}
+
+interface ValueCodec {
+  type: Type;
+  columns: SinkColumn[];
+}
+
+interface Envelope {
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  source: {
+    schema: string;
+    table: string;
+    ts_ms: number | bigint;
+    snapshot: string | null;
+    txId: number | bigint | null;
+    commit_lsn?: number | bigint;
+    event_index?: number | bigint;
+    lsn?: number | bigint | null;
+  };
+  op: string;
+  ts_ms: number | bigint | null;
+  unchanged_toast?: string[];
+}
+
+const OPS = new Set(['c', 'u', 'd', 'r', 't']);
+
+/** Decodes Confluent-framed Avro (magic 0, schema id, body), with schemas fetched once per id from the registry. */
+export class ChangeEventDecoder {
+  private readonly values = new Map<number, Promise<ValueCodec>>();
+  private readonly keys = new Map<number, Promise<string[]>>();
+
+  constructor(private readonly registry: SchemaRegistry) {}
+
+  /** undefined for a tombstone (a null value: Kafka compaction's delete marker, nothing to apply). */
+  async decode(
+    topic: string,
+    partition: number,
+    offset: string,
+    key: Buffer | null,
+    value: Buffer | null,
+  ): Promise<ChangeEvent | undefined> {
+    if (value === null || value.length === 0) return undefined;
+    const fail = (reason: string, cause?: unknown) => new UndecodableMessageError(topic, partition, offset, reason, { cause });
+    const valueId = frameId(value);
+    if (valueId === undefined) throw fail('the value is not in Confluent wire format (magic byte 0 and a 4-byte schema id)');
+    let codec: ValueCodec;
+    try {
+      codec = await this.valueCodec(valueId);
+    } catch (err) {
+      if (err instanceof TideError && err.retriable) throw err; // registry down: not the message's fault
+      throw fail(`cannot use value schema ${valueId}: ${(err as Error).message}`, err);
+    }
+    let env: Envelope;
+    try {
+      env = codec.type.fromBuffer(value.subarray(5)) as Envelope;
+    } catch (err) {
+      throw fail(`the Avro body does not match schema ${valueId}: ${(err as Error).message}`, err);
+    }
+    if (!OPS.has(env.op)) throw fail(`unknown op ${JSON.stringify(env.op)}`);
+    if (env.source.commit_lsn === undefined || env.source.event_index === undefined)
+      throw fail("source.commit_lsn / source.event_index are missing: the sink reads topics written by Tide's source");
+    let keyColumns: string[] = [];
+    if (key && key.length) {
+      const keyId = frameId(key);
+      if (keyId === undefined) throw fail('the key is not in Confluent wire format');
+      try {
+        keyColumns = await this.keyColumns(keyId);
+      } catch (err) {
+        if (err instanceof TideError && err.retriable) throw err;
+        throw fail(`cannot use key schema ${keyId}: ${(err as Error).message}`, err);
+      }
+    }
+    let before: Record<string, unknown> | null;
+    let after: Record<string, unknown> | null;
+    try {
+      before = env.before ? image(env.before, codec.columns) : null;
+      after = env.after ? image(env.after, codec.columns) : null;
+    } catch (err) {
+      throw fail(`a value does not fit its column: ${(err as Error).message}`, err);
+    }
+    return {
+      topic,
+      partition,
+      offset: BigInt(offset),
+      table: `${env.source.schema}.${env.source.table}`,
+      op: env.op as Op,
+      before,
+      after,
+      unchangedToast: env.unchanged_toast ?? [],
+      commitLsn: BigInt(env.source.commit_lsn),
+      eventIndex: Number(env.source.event_index),
+      txId: env.source.txId === null ? null : Number(env.source.txId),
+      commitTsMs: Number(env.source.ts_ms),
+      eventTsMs: env.ts_ms === null ? null : Number(env.ts_ms),
+      snapshot: env.source.snapshot === 'true' || env.source.snapshot === 'last',
+      columns: codec.columns,
+      valueSchemaId: valueId,
+      keyColumns,
+    };
+  }
+
+  private valueCodec(id: number): Promise<ValueCodec> {
+    let p = this.values.get(id);
+    if (!p) {
+      p = this.registry.schemaById(id).then((schema) => ({ type: createAvroType(schema), columns: lakeColumnsOf(schema) }));
+      p.catch(() => this.values.delete(id)); // a failed lookup is retried on the next message
+      this.values.set(id, p);
+    }
+    return p;
+  }
+
+  private keyColumns(id: number): Promise<string[]> {
+    let p = this.keys.get(id);
+    if (!p) {
+      p = this.registry.schemaById(id).then(keyColumnsOf);
+      p.catch(() => this.keys.delete(id));
+      this.keys.set(id, p);
+    }
+    return p;
+  }
+}
+
+function frameId(buf: Buffer): number | undefined {
+  if (buf.length < 5 || buf[0] !== 0) return undefined;
+  return buf.readInt32BE(1);
+}
+
+function image(record: Record<string, unknown>, columns: SinkColumn[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of columns) {
+    const v = record[c.avroName];
+    out[c.name] = v === null || v === undefined ? null : c.convert(v);
+  }
+  return out;
+}

@@ -1,0 +1,135 @@
+import type { Consumer, Kafka } from 'kafkajs';
+import type { Logger } from '../log.ts';
+
+/**
+ * The sink's Kafka side: a consumer-group member that buffers raw messages for the worker.
+ *
+ * Offsets live in the lake (Delta txn actions), not in Kafka: on every (re)join the intake seeks
+ * each assigned partition to where the lake says to resume (`resumeAt`). It also commits offsets
+ * to the group after each lake commit, only so that lag shows in standard Kafka tooling; those
+ * never run ahead of the lake, so a restart that uses them before the seek lands re-reads, at worst,
+ * messages the tables then skip by their txn versions.
+ */
+export interface RawMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+export interface IntakeOptions {
+  groupId: string;
+  topics: string[];
+  /** Where a partition resumes (undefined: from the beginning). */
+  resumeAt: (topic: string, partition: number) => bigint | undefined;
+  /** Called when the buffer reaches maxBuffered; fetching is paused until resume(). */
+  onFull: () => Promise<void>;
+  maxBuffered: number;
+  log: Logger;
+}
+
+export class KafkaIntake {
+  private consumer: Consumer | undefined;
+  private buffer: RawMessage[] = [];
+  private bufferedSince = 0;
+  /** Highest offset buffered per partition: kafkajs may deliver a message again after a seek. */
+  private readonly highest = new Map<string, bigint>();
+  private failure: unknown;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly opts: IntakeOptions,
+  ) {}
+
+  get size(): number {
+    return this.buffer.length;
+  }
+
+  /** Milliseconds since the oldest buffered message arrived (0 when empty). */
+  get age(): number {
+    return this.buffer.length ? Date.now() - this.bufferedSince : 0;
+  }
+
+  /** A failure of the consumer loop, surfaced to the worker (background loops never fail silently). */
+  get error(): unknown {
+    return this.failure;
+  }
+
+  /** Take everything buffered so far. */
+  drain(): RawMessage[] {
+    const out = this.buffer;
+    this.buffer = [];
+    return out;
+  }
+
+  async start(): Promise<void> {
+    const { groupId, topics, log } = this.opts;
+    // A member that died (kill -9) holds its partitions until its session times out, so a restart
+    // resumes after at most sessionTimeout. Heartbeats keep flowing during a flush: fetching is paused, not blocked.
+    const consumer = this.kafka.consumer({ groupId, sessionTimeout: 10_000, heartbeatInterval: 1000, maxBytesPerPartition: 4 << 20 });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      const assignment = e.payload.memberAssignment as Record<string, number[]>;
+      // A rebalance: what was buffered for partitions we may no longer own is dropped; the lake says where to resume.
+      this.buffer = [];
+      this.highest.clear();
+      for (const [topic, partitions] of Object.entries(assignment)) {
+        for (const partition of partitions) {
+          const at = this.opts.resumeAt(topic, partition);
+          if (at !== undefined) consumer.seek({ topic, partition, offset: at.toString() });
+        }
+      }
+      log.info({ assignment }, 'joined the consumer group; partitions resume where the lake tables say');
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.failure = e.payload.error;
+      log.error({ err: e.payload.error, restart: e.payload.restart }, 'Kafka consumer crashed');
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, heartbeat }) => {
+        const key = `${batch.topic}\u0000${batch.partition}`;
+        let high = this.highest.get(key) ?? -1n;
+        for (const m of batch.messages) {
+          const offset = BigInt(m.offset);
+          if (offset <= high) continue;
+          high = offset;
+          if (!this.buffer.length) this.bufferedSince = Date.now();
+          this.buffer.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value });
+        }
+        this.highest.set(key, high);
+        if (this.buffer.length >= this.opts.maxBuffered && !this.paused) {
+          // Backpressure without blocking the fetch loop (which also sends the group heartbeats): pause
+          // every partition, let the worker flush, resume afterwards (resume()).
+          this.paused = true;
+          consumer.pause(this.opts.topics.map((topic) => ({ topic })));
+          this.opts.onFull().catch((err: unknown) => (this.failure ??= err));
+        }
+        void heartbeat;
+      },
+    });
+  }
+
+  private paused = false;
+
+  /** Resume fetching after a flush made room (no-op when not paused). */
+  resume(): void {
+    if (!this.paused || !this.consumer) return;
+    this.paused = false;
+    this.consumer.resume(this.opts.topics.map((topic) => ({ topic })));
+  }
+
+  /** Record progress in the group (for lag tooling only; the lake holds the real offsets). */
+  async commitProgress(offsets: { topic: string; partition: number; offset: bigint }[]): Promise<void> {
+    if (!this.consumer || !offsets.length) return;
+    await this.consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: (o.offset + 1n).toString() })));
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect();
+    this.consumer = undefined;
+  }
+}

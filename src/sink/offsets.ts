@@ -1,0 +1,54 @@
+import type { TxnAction } from '../lake/delta/actions.ts';
+import type { DeltaTable } from '../lake/delta/delta-table.ts';
+import type { ChangeEvent } from './change-event.ts';
+
+/**
+ * Exactly once into the lake (the kafka-delta-ingest pattern): each table's Delta commit carries,
+ * for every Kafka partition it consumed, a `txn` action with appId `<sink>-<topic>-<partition>` and
+ * version = the last offset written. Data and offsets land in one atomic commit, so after any crash
+ * the table itself says where to resume, and an event at or below that version is skipped.
+ */
+export function txnAppId(sink: string, topic: string, partition: number): string {
+  return `${sink}-${topic}-${partition}`;
+}
+
+/** Events the table has not committed yet (offset above its txn version for that partition). */
+export function uncommitted(table: DeltaTable | undefined, sink: string, events: ChangeEvent[]): ChangeEvent[] {
+  if (!table) return events;
+  const versions = new Map<string, number | undefined>();
+  return events.filter((e) => {
+    const key = `${e.topic}\u0000${e.partition}`;
+    if (!versions.has(key)) versions.set(key, table.txnVersion(txnAppId(sink, e.topic, e.partition)));
+    const v = versions.get(key);
+    return v === undefined || e.offset > BigInt(v);
+  });
+}
+
+/**
+ * The txn actions for a batch: the highest offset per partition among `offsets` (every message of the
+ * batch that belongs to this table, including ones that produced no row, e.g. dead letters).
+ */
+export function txnActions(
+  sink: string,
+  offsets: Iterable<{ topic: string; partition: number; offset: bigint }>,
+  now = Date.now(),
+): TxnAction[] {
+  const max = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  for (const o of offsets) {
+    const key = `${o.topic}\u0000${o.partition}`;
+    const have = max.get(key);
+    if (!have || o.offset > have.offset) max.set(key, o);
+  }
+  return [...max.values()].map((o) => ({ appId: txnAppId(sink, o.topic, o.partition), version: Number(o.offset), lastUpdated: now }));
+}
+
+/** Where a partition's consumer must resume: one past the lowest version any of the topic's tables committed. */
+export function resumeOffset(tables: (DeltaTable | undefined)[], sink: string, topic: string, partition: number): bigint | undefined {
+  let lowest: number | undefined;
+  for (const t of tables) {
+    const v = t?.txnVersion(txnAppId(sink, topic, partition));
+    if (v === undefined) return undefined; // a table that never committed this partition: read it from the start
+    lowest = lowest === undefined ? v : Math.min(lowest, v);
+  }
+  return lowest === undefined ? undefined : BigInt(lowest) + 1n;
+}

@@ -1,0 +1,93 @@
+import type { ChangeEvent } from './change-event.ts';
+import type { ColumnMask } from './masking.ts';
+
+/**
+ * A batch of change events reduced to one final change per primary key, in the order
+ * Postgres committed them: (commit LSN, event index) is a total order over every event of
+ * the database, so sorting by it makes the result independent of Kafka partitioning, and
+ * replaying or duplicating events changes nothing (the merge applies a change only when it
+ * is newer than the row's current version).
+ */
+export interface KeyChange {
+  /** Key values in key-column order. */
+  key: unknown[];
+  deleted: boolean;
+  /** Upserts: the new row (masked), column name → value; deletes: the key columns only. */
+  row: Record<string, unknown>;
+  /** Columns whose value an update did not carry (unchanged TOAST): the merge keeps the current value. */
+  unchanged: string[];
+  commitLsn: bigint;
+  eventIndex: number;
+  commitTsMs: number;
+}
+
+export interface SilverBatch {
+  /** A truncate in the batch: every row committed before it is gone (changes holds only what came after). */
+  truncate?: { commitLsn: bigint; eventIndex: number };
+  changes: KeyChange[];
+}
+
+export function comparePosition(a: { commitLsn: bigint; eventIndex: number }, b: { commitLsn: bigint; eventIndex: number }): number {
+  if (a.commitLsn !== b.commitLsn) return a.commitLsn < b.commitLsn ? -1 : 1;
+  return a.eventIndex - b.eventIndex;
+}
+
+/** A stable string for a key (bigint-safe), for grouping. */
+export function keyString(key: unknown[]): string {
+  return JSON.stringify(key, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+}
+
+export class MissingKeyError extends Error {
+  constructor(
+    readonly event: ChangeEvent,
+    readonly column: string,
+  ) {
+    super(`${event.topic}[${event.partition}]@${event.offset}: ${event.op} event has no value for key column ${column} of ${event.table}`);
+    this.name = 'MissingKeyError';
+  }
+}
+
+/** Reduce events (any order) to the final change per key. */
+export function reduceToChanges(events: ChangeEvent[], keyColumns: string[], masks: ColumnMask[]): SilverBatch {
+  const sorted = [...events].sort(comparePosition);
+  let start = 0;
+  let truncate: SilverBatch['truncate'];
+  for (let i = sorted.length - 1; i >= 0; i--) {
+    if (sorted[i]!.op === 't') {
+      truncate = { commitLsn: sorted[i]!.commitLsn, eventIndex: sorted[i]!.eventIndex };
+      start = i + 1;
+      break;
+    }
+  }
+  const byKey = new Map<string, KeyChange>();
+  for (let i = start; i < sorted.length; i++) {
+    const e = sorted[i]!;
+    const image = e.op === 'd' ? e.before : e.after;
+    if (!image) continue;
+    const key = keyColumns.map((k) => {
+      const v = image[k];
+      if (v === null || v === undefined) throw new MissingKeyError(e, k);
+      return v;
+    });
+    const id = keyString(key);
+    const position = { commitLsn: e.commitLsn, eventIndex: e.eventIndex, commitTsMs: e.commitTsMs };
+    if (e.op === 'd') {
+      byKey.set(id, { key, deleted: true, row: Object.fromEntries(keyColumns.map((k, j) => [k, key[j]])), unchanged: [], ...position });
+      continue;
+    }
+    const row = { ...image };
+    let unchanged = e.unchangedToast;
+    // Mask this event's own values; values copied from an earlier change below are masked already.
+    for (const m of masks) if (m.column in row && !unchanged.includes(m.column)) row[m.column] = m.apply(row[m.column]);
+    if (unchanged.length) {
+      const prior = byKey.get(id);
+      if (prior && !prior.deleted) {
+        // The earlier change in this batch holds the value the update did not carry.
+        for (const c of unchanged) if (!prior.unchanged.includes(c)) row[c] = prior.row[c];
+        unchanged = unchanged.filter((c) => prior.unchanged.includes(c));
+      }
+    }
+    byKey.set(id, { key, deleted: false, row, unchanged: [...unchanged], ...position });
+  }
+  return { ...(truncate ? { truncate } : {}), changes: [...byKey.values()] };
+}

@@ -1,0 +1,183 @@
+import type { Action, AddAction, TxnAction } from '../lake/delta/actions.ts';
+import type { DeltaTable } from '../lake/delta/delta-table.ts';
+import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
+import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { faultPoint } from './fault.ts';
+import type { KeyChange, SilverBatch } from './silver-changes.ts';
+import { SILVER_META } from './table-layout.ts';
+
+/**
+ * Copy-on-write merge of a batch of key changes into a silver Delta table, in one commit:
+ *  1. prune: only files whose key range (file stats min/max) may hold a changed key are candidates;
+ *  2. DuckDB finds which candidates really hold one (the touched files);
+ *  3. the touched files are rewritten — their rows with the changes applied, plus new keys — and
+ *     replaced (remove + add), so untouched files are never rewritten.
+ * A change applies only when it is newer than the row's (_commit_lsn, _event_index): replays are no-ops.
+ */
+export const SILVER_TARGET_FILE_ROWS = 250_000;
+
+export const q = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+/** The staging columns for a batch: the silver columns, plus the change's flags. */
+export function changeColumns(schema: LakeSchema): LakeColumn[] {
+  return [
+    ...schema.columns,
+    { name: '_deleted', type: { kind: 'boolean' }, nullable: false },
+    { name: '_unchanged', type: { kind: 'array', element: { kind: 'string' } }, nullable: false },
+  ];
+}
+
+export function changeRows(schema: LakeSchema, changes: KeyChange[]): unknown[][] {
+  return changes.map((c) => [
+    ...schema.columns.map((col) => {
+      if (col.name === '_commit_lsn') return c.commitLsn;
+      if (col.name === '_event_index') return BigInt(c.eventIndex);
+      if (col.name === '_commit_ts') return BigInt(c.commitTsMs) * 1000n;
+      return c.row[col.name] ?? null;
+    }),
+    c.deleted,
+    c.unchanged,
+  ]);
+}
+
+/** SQL producing the new content of the touched files (`old`) merged with the changes (`changes`), plus new keys. */
+export function mergeSql(schema: LakeSchema, keyColumns: string[], old: string, changes: string): string {
+  const meta = new Set(SILVER_META.map((c) => c.name));
+  const on = keyColumns.map((k) => `o.${q(k)} = c.${q(k)}`).join(' AND ');
+  const newer = `(c._commit_lsn > o._commit_lsn OR (c._commit_lsn = o._commit_lsn AND c._event_index > o._event_index))`;
+  const applies = `(c._deleted IS NOT NULL AND ${newer})`;
+  const cols = schema.columns.map((col) => {
+    const name = q(col.name);
+    if (meta.has(col.name)) return `CASE WHEN ${applies} THEN c.${name} ELSE o.${name} END AS ${name}`;
+    return `CASE WHEN NOT ${applies} OR list_contains(c._unchanged, ${lit(col.name)}) THEN o.${name} ELSE c.${name} END AS ${name}`;
+  });
+  const names = schema.columns.map((c) => q(c.name)).join(', ');
+  const keys = keyColumns.map(q).join(', ');
+  return [
+    `SELECT ${names} FROM (`,
+    `  SELECT ${cols.join(',\n    ')}, (${applies} AND c._deleted) AS _drop`,
+    `  FROM ${old} o LEFT JOIN ${changes} c ON ${on}`,
+    `) WHERE NOT _drop`,
+    `UNION ALL`,
+    `SELECT ${names} FROM ${changes} c WHERE NOT c._deleted AND NOT EXISTS (SELECT 1 FROM ${old} o WHERE ${on})`,
+    `ORDER BY ${keys}`,
+  ].join('\n');
+}
+
+type Comparable = number | bigint | string;
+
+function comparable(v: unknown): Comparable | undefined {
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string') return v;
+  return undefined;
+}
+
+/** Files whose single-column key range may contain one of `keys` (sorted). Without usable stats a file is a candidate. */
+export function candidateFiles(files: AddAction[], keyColumn: string, keys: Comparable[]): AddAction[] {
+  const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return files.filter((f) => {
+    if (!f.stats) return true;
+    let stats: { minValues?: Record<string, unknown>; maxValues?: Record<string, unknown> };
+    try {
+      stats = JSON.parse(f.stats) as typeof stats;
+    } catch {
+      return true;
+    }
+    const min = comparable(stats.minValues?.[keyColumn]);
+    const max = comparable(stats.maxValues?.[keyColumn]);
+    if (min === undefined || max === undefined) return true;
+    // JSON numbers beyond 2^53 are not exact: do not prune on them.
+    if (typeof min === 'number' && !Number.isSafeInteger(min)) return true;
+    if (typeof max === 'number' && !Number.isSafeInteger(max)) return true;
+    const lo = typeof sorted[0] === 'bigint' && typeof min === 'number' ? BigInt(min) : min;
+    const hi = typeof sorted[0] === 'bigint' && typeof max === 'number' ? BigInt(max) : max;
+    // First key >= lo, by binary search; a candidate when it is <= hi.
+    let a = 0;
+    let b = sorted.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (sorted[m]! < lo) a = m + 1;
+      else b = m;
+    }
+    return a < sorted.length && sorted[a]! <= hi;
+  });
+}
+
+export interface MergeResult {
+  version: number;
+  rewrittenFiles: number;
+  addedFiles: number;
+}
+
+export async function mergeSilver(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  schema: LakeSchema,
+  keyColumns: string[],
+  batch: SilverBatch,
+  txns: TxnAction[],
+  evolved?: Action,
+): Promise<MergeResult> {
+  const now = Date.now();
+  const actions: Action[] = evolved ? [evolved] : [];
+  let files = table.files();
+  if (batch.truncate) {
+    for (const f of files)
+      actions.push({
+        remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size },
+      });
+    files = [];
+  }
+  let touched: AddAction[] = [];
+  let adds: AddAction[] = [];
+  if (batch.changes.length) {
+    const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, batch.changes));
+    try {
+      const singleKey = keyColumns.length === 1 ? batch.changes.map((c) => comparable(c.key[0])) : [];
+      const candidates =
+        keyColumns.length === 1 && singleKey.every((k) => k !== undefined)
+          ? candidateFiles(files, keyColumns[0]!, singleKey as Comparable[])
+          : files;
+      touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
+      let select: string;
+      if (touched.length) {
+        await engine.createView('silver_old', table.store, table.root, touched, schema);
+        select = mergeSql(schema, keyColumns, 'silver_old', staged);
+      } else {
+        select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} WHERE NOT _deleted ORDER BY ${keyColumns.map(q).join(', ')}`;
+      }
+      adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });
+    } finally {
+      await engine.drop(staged);
+    }
+  }
+  for (const f of touched)
+    actions.push({ remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size } });
+  actions.push(...adds.map((add) => ({ add })), ...txns.map((txn) => ({ txn })));
+  faultPoint('before-commit');
+  const version = await table.commit(actions, {
+    operation: batch.truncate ? 'TRUNCATE+MERGE' : 'MERGE',
+    parameters: { predicate: `key(${keyColumns.join(', ')})`, changes: batch.changes.length },
+  });
+  return { version, rewrittenFiles: touched.length, addedFiles: adds.length };
+}
+
+/** The candidates that really hold a changed key. */
+async function touchedFiles(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  schema: LakeSchema,
+  candidates: AddAction[],
+  keyColumns: string[],
+  staged: string,
+): Promise<AddAction[]> {
+  const byLocal = new Map<string, AddAction>();
+  for (const f of candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const list = [...byLocal.keys()].map(lit).join(', ');
+  const on = keyColumns.map((k) => `f.${q(k)} = c.${q(k)}`).join(' AND ');
+  void schema;
+  const rows = await engine.query(
+    `SELECT DISTINCT f.filename FROM read_parquet([${list}], filename = true, union_by_name = true) f WHERE EXISTS (SELECT 1 FROM ${staged} c WHERE ${on})`,
+  );
+  return rows.map((r) => byLocal.get(String(r.filename))!).filter(Boolean);
+}

@@ -1,0 +1,283 @@
+import { Kafka, logLevel } from 'kafkajs';
+import type { ConnectorFile } from '../config/source-config.ts';
+import type { SinkConfig } from '../config/sink-config.ts';
+import { TideError } from '../errors.ts';
+import { HttpSchemaRegistry } from '../events/schema-registry.ts';
+import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
+import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { openStore } from '../lake/storage/open-store.ts';
+import type { ObjectStore } from '../lake/storage/object-store.ts';
+import { log as rootLog, type Logger } from '../log.ts';
+import { ChangeEventDecoder, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
+import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
+import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
+import { faultPoint } from './fault.ts';
+import { GoldRefresher } from '../reports/gold-refresh.ts';
+import { resumeOffset } from './offsets.ts';
+import { tableOfTopic } from './table-layout.ts';
+import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
+
+export interface SinkStats {
+  flushes: number;
+  messages: number;
+  bronzeRows: number;
+  silverChanges: number;
+  deadLetters: number;
+  goldRefreshes: number;
+  lastFlushAt?: number;
+  /** Newest source commit time (ms) applied to silver, per table. */
+  newestCommitMs: Record<string, number>;
+}
+
+export interface SinkWorkerOptions {
+  /** Override the store (tests); default: openStore(config['lake.uri']). */
+  store?: ObjectStore;
+  /** Called after each flush that changed silver (gold refresh hooks in here). */
+  onSilverChanged?: (tables: string[]) => Promise<void>;
+}
+
+/**
+ * The sink: Kafka (Tide's CDC topics) → bronze and silver Delta tables, exactly once.
+ * One flush = one Delta commit per table holding the data and the Kafka offsets (txn actions).
+ */
+export class SinkWorker {
+  readonly stats: SinkStats = {
+    flushes: 0,
+    messages: 0,
+    bronzeRows: 0,
+    silverChanges: 0,
+    deadLetters: 0,
+    goldRefreshes: 0,
+    newestCommitMs: {},
+  };
+  private readonly log: Logger;
+  private readonly tables = new Map<string, TableSink>();
+  private flushing: Promise<void> = Promise.resolve();
+  private ctx: SinkContext | undefined;
+  private intake: KafkaIntake | undefined;
+  private dlq: DeadLetterQueue | undefined;
+  private decoder: ChangeEventDecoder;
+  private readonly kafka: Kafka;
+
+  constructor(
+    readonly file: ConnectorFile<SinkConfig>,
+    private readonly opts: SinkWorkerOptions = {},
+  ) {
+    this.log = rootLog.child({ connector: file.name });
+    const c = file.config;
+    this.kafka = new Kafka({
+      clientId: `tide-sink-${file.name}`,
+      brokers: c['kafka.bootstrap.servers'],
+      logLevel: logLevel.ERROR,
+      retry: { retries: 10 },
+    });
+    this.decoder = new ChangeEventDecoder(new HttpSchemaRegistry(c['schema.registry.url']));
+  }
+
+  /** Run until `signal` aborts; then flush what is buffered and close everything. */
+  async run(signal: AbortSignal): Promise<void> {
+    const c = this.file.config;
+    const store = this.opts.store ?? (await openStore(c['lake.uri']));
+    const engine = await ParquetEngine.create();
+    this.ctx = {
+      name: this.file.name,
+      config: c,
+      engine,
+      store,
+      log: this.log,
+      sendDeadLetters: (letters) => this.sendDeadLetters(letters),
+    };
+    this.dlq = new DeadLetterQueue(this.kafka, c['dead.letter.topic'] ?? `${this.file.name}.dlq`, this.log);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const topics = await this.topics();
+      for (const topic of topics) await this.tableFor(topic);
+      await this.dlq.open();
+      this.intake = new KafkaIntake(this.kafka, {
+        groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
+        topics,
+        maxBuffered: c['flush.max.events'],
+        log: this.log,
+        resumeAt: (topic, partition) => {
+          const t = this.tables.get(tableOfTopic(topic) ?? topic);
+          return t ? resumeOffset(t.tables(), this.file.name, topic, partition) : undefined;
+        },
+        onFull: () => this.flush(),
+      });
+      await this.intake.start();
+      this.log.info({ topics, lake: store.uri }, 'sink started');
+      await new Promise<void>((resolve, reject) => {
+        const tick = () => {
+          if (this.intake?.error) return reject(this.intake.error);
+          if (this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms']) this.flush().catch(reject);
+        };
+        timer = setInterval(tick, Math.min(250, c['flush.interval.ms']));
+        if (signal.aborted) resolve();
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      clearInterval(timer);
+      await this.flush(); // clean shutdown: what was buffered is committed
+    } finally {
+      clearInterval(timer);
+      await this.flushing.catch(() => undefined);
+      await this.intake?.stop().catch((err: unknown) => this.log.warn({ err }, 'closing the consumer failed'));
+      await this.dlq.close().catch((err: unknown) => this.log.warn({ err }, 'closing the dead-letter producer failed'));
+      await engine.close();
+      if (!this.opts.store) await store.close();
+      this.log.info({ stats: this.stats }, 'sink stopped');
+    }
+  }
+
+  /** Serialised: one flush at a time, in order. */
+  flush(): Promise<void> {
+    const next = this.flushing.then(() => this.flushNow()).then(() => this.intake?.resume());
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async topics(): Promise<string[]> {
+    const c = this.file.config;
+    if (c.topics?.length) return c.topics;
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const re = new RegExp(`^(?:${c['topics.regex']})$`);
+      const found = (await admin.listTopics()).filter(
+        (t) => re.test(t) && !t.endsWith('.transaction') && !t.endsWith('.dlq') && !t.startsWith('__'),
+      );
+      if (!found.length)
+        throw new TideError(
+          `sink ${this.file.name}: no topic matches topics.regex ${c['topics.regex']}. Start the source connector first (it creates the topics), or fix the pattern.`,
+        );
+      return found.sort();
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private async tableFor(topic: string): Promise<TableSink> {
+    const qualified = tableOfTopic(topic) ?? topic;
+    let t = this.tables.get(qualified);
+    if (!t) {
+      t = new TableSink(this.ctx!, qualified);
+      await t.open();
+      this.tables.set(qualified, t);
+    }
+    return t;
+  }
+
+  private async flushNow(): Promise<void> {
+    const messages = this.intake?.drain() ?? [];
+    if (!messages.length) return;
+    this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
+    const started = Date.now();
+    const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[] }>();
+    const dead: DeadLetterMessage[] = [];
+    for (const m of messages) {
+      const qualified = tableOfTopic(m.topic) ?? m.topic;
+      let entry = byTable.get(qualified);
+      if (!entry) byTable.set(qualified, (entry = { events: [], offsets: [] }));
+      entry.offsets.push(m);
+      try {
+        const e = await this.decoder.decode(m.topic, m.partition, m.offset, m.key, m.value);
+        if (e) entry.events.push(e);
+      } catch (err) {
+        if (!(err instanceof UndecodableMessageError)) throw err;
+        dead.push({ ...m, reason: err.message });
+      }
+    }
+    // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
+    await this.dlq!.send(dead);
+    this.stats.deadLetters += dead.length;
+    const changed: string[] = [];
+    const progress: { topic: string; partition: number; offset: bigint }[] = [];
+    for (const [qualified, { events, offsets }] of byTable) {
+      const sink = await this.tableFor(offsets[0]!.topic);
+      const offs = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.offset) }));
+      const result = await this.applyWithRetry(sink, events, offs);
+      this.stats.bronzeRows += result.bronzeRows;
+      this.stats.silverChanges += result.silverChanges;
+      if (result.silverVersion !== undefined) {
+        changed.push(qualified);
+        const newest = events.reduce((m, e) => Math.max(m, e.commitTsMs), 0);
+        if (newest) this.stats.newestCommitMs[qualified] = newest;
+      }
+      progress.push(...offs);
+    }
+    faultPoint('after-commit');
+    this.stats.flushes++;
+    this.stats.messages += messages.length;
+    this.stats.lastFlushAt = Date.now();
+    this.log.debug({ messages: messages.length, tables: byTable.size, ms: Date.now() - started }, 'flushed');
+    await this.intake
+      ?.commitProgress(maxPerPartition(progress))
+      .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
+    if (changed.length) {
+      this.silverDirty = true;
+      if (this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
+    }
+    await this.refreshGoldIfDue();
+  }
+
+  private silverDirty = false;
+  private lastGoldAt = 0;
+  private gold: GoldRefresher | undefined;
+
+  /** Gold is rebuilt when silver changed and gold.refresh.interval.ms passed since the last build (0: never). */
+  private async refreshGoldIfDue(force = false): Promise<void> {
+    const interval = this.file.config['gold.refresh.interval.ms'];
+    if (!interval || !this.silverDirty || (!force && Date.now() - this.lastGoldAt < interval)) return;
+    this.gold ??= new GoldRefresher(this.ctx!.engine, this.ctx!.store, this.log);
+    this.lastGoldAt = Date.now();
+    const results = await this.gold.refresh();
+    if (results.length) this.silverDirty = false;
+    this.stats.goldRefreshes++;
+  }
+
+  /** Rebuild gold now if silver changed since the last build (tests, shutdown). */
+  refreshGold(): Promise<void> {
+    const next = this.flushing.then(() => this.refreshGoldIfDue(true));
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+
+  private inFlight = new Map<string, RawMessage>();
+
+  private async sendDeadLetters(letters: DeadLetter[]): Promise<void> {
+    const raw = letters.map((d) => {
+      const m = this.inFlight.get(`${d.event.topic}\u0000${d.event.partition}\u0000${d.event.offset}`);
+      return {
+        topic: d.event.topic,
+        partition: d.event.partition,
+        offset: d.event.offset.toString(),
+        key: m?.key ?? null,
+        value: m?.value ?? null,
+        reason: d.reason,
+      };
+    });
+    await this.dlq!.send(raw);
+    this.stats.deadLetters += raw.length;
+  }
+
+  /** A concurrent writer (another sink instance after a rebalance) may win a commit: re-read the tables and apply what is still missing. */
+  private async applyWithRetry(sink: TableSink, events: ChangeEvent[], offsets: { topic: string; partition: number; offset: bigint }[]) {
+    try {
+      return await sink.apply(events, offsets);
+    } catch (err) {
+      if (!(err instanceof DeltaConflictError)) throw err;
+      this.log.warn({ table: sink.qualified, err: err.message }, 'concurrent commit: re-reading the tables and retrying');
+      await sink.open();
+      return await sink.apply(events, offsets);
+    }
+  }
+}
+
+function maxPerPartition(offsets: { topic: string; partition: number; offset: bigint }[]) {
+  const max = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  for (const o of offsets) {
+    const k = `${o.topic}\u0000${o.partition}`;
+    const have = max.get(k);
+    if (!have || o.offset > have.offset) max.set(k, o);
+  }
+  return [...max.values()];
+}

@@ -1,0 +1,221 @@
+import type { SinkConfig } from '../config/sink-config.ts';
+import type { Action } from '../lake/delta/actions.ts';
+import { DeltaTable } from '../lake/delta/delta-table.ts';
+import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
+import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import type { ObjectStore } from '../lake/storage/object-store.ts';
+import type { Logger } from '../log.ts';
+import { appendBronze, bronzeColumns, bronzeRowColumns } from './bronze-writer.ts';
+import type { ChangeEvent } from './change-event.ts';
+import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
+import { txnActions, uncommitted } from './offsets.ts';
+import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
+import { mergeSilver } from './silver-merge.ts';
+import { bronzePath, reconcileColumns, SILVER_META, silverPath, typeText } from './table-layout.ts';
+
+export interface SinkContext {
+  name: string;
+  config: SinkConfig;
+  engine: ParquetEngine;
+  store: ObjectStore;
+  log: Logger;
+  /** Sends dead letters; called before the commit that moves the table past their offsets. */
+  sendDeadLetters(letters: DeadLetter[]): Promise<void>;
+}
+
+export interface DeadLetter {
+  event: ChangeEvent;
+  reason: string;
+}
+
+export interface ApplyResult {
+  deadLetters: DeadLetter[];
+  bronzeRows: number;
+  silverChanges: number;
+  bronzeVersion?: number;
+  silverVersion?: number;
+  rewrittenFiles: number;
+}
+
+const KEY_CONFIG = 'tide.primaryKey';
+
+/**
+ * The lake tables of one source table: bronze (append) and silver (merge). Tables are created on the
+ * first event, from the event's schema; a column added upstream is added to both (Delta metaData update
+ * in the same commit as the data, no restart); a column whose type changed cannot be written, so the
+ * events carrying it go to the dead-letter topic and the other events of the table go on.
+ */
+export class TableSink {
+  private bronze: DeltaTable | undefined;
+  private silver: DeltaTable | undefined;
+
+  constructor(
+    private readonly ctx: SinkContext,
+    readonly qualified: string,
+  ) {}
+
+  async open(): Promise<void> {
+    if (this.ctx.config['bronze.enabled']) this.bronze = await DeltaTable.open(this.ctx.store, bronzePath(this.qualified));
+    this.silver = await DeltaTable.open(this.ctx.store, silverPath(this.qualified));
+  }
+
+  /** The tables whose txn versions decide where the table's partitions resume. */
+  tables(): (DeltaTable | undefined)[] {
+    return this.ctx.config['bronze.enabled'] ? [this.bronze, this.silver] : [this.silver];
+  }
+
+  get silverTable(): DeltaTable | undefined {
+    return this.silver;
+  }
+
+  /** Write a batch (events of this table, plus the offsets of every message of its topics in the batch). */
+  async apply(events: ChangeEvent[], offsets: { topic: string; partition: number; offset: bigint }[]): Promise<ApplyResult> {
+    const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
+    this.sent = 0;
+    const incoming = incomingColumns(events);
+    const keyColumns = events.find((e) => e.keyColumns.length)?.keyColumns ?? [];
+
+    if (this.ctx.config['bronze.enabled']) {
+      const pending = uncommitted(this.bronze, this.ctx.name, events);
+      const pendingOffsets = this.bronze
+        ? offsets.filter((o) => o.offset > BigInt(this.bronze!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
+        : offsets;
+      if (pendingOffsets.length) {
+        this.bronze ??= await DeltaTable.create(this.ctx.store, bronzePath(this.qualified), {
+          name: `bronze.${this.qualified}`,
+          schema: { columns: bronzeColumns(incoming) },
+          partitionColumns: ['_commit_date'],
+          description: `Every change event of ${this.qualified}, append-only (Tide sink ${this.ctx.name})`,
+          configuration: { 'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']) },
+        });
+        const current = bronzeRowColumns(this.bronze.schema);
+        const { schema, evolved, good } = this.evolve(this.bronze, current, incoming, pending, result, (cols) => bronzeColumns(cols));
+        await this.sendNewDeadLetters(result);
+        result.bronzeVersion = await appendBronze(
+          this.ctx.engine,
+          this.bronze,
+          schema,
+          good,
+          txnActions(this.ctx.name, pendingOffsets),
+          evolved,
+        );
+        result.bronzeRows = good.length;
+      }
+    }
+
+    const pending = uncommitted(this.silver, this.ctx.name, events);
+    const pendingOffsets = this.silver
+      ? offsets.filter((o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
+      : offsets;
+    if (!pendingOffsets.length) return result;
+    if (!this.silver) {
+      if (!keyColumns.length) return result; // only truncates so far: nothing to keep yet
+      const masks = masksFor(this.ctx.config, this.qualified, incoming, keyColumns);
+      this.silver = await DeltaTable.create(this.ctx.store, silverPath(this.qualified), {
+        name: `silver.${this.qualified}`,
+        schema: { columns: silverColumns(incoming, masks, keyColumns) },
+        description: `Current state of ${this.qualified} per primary key (Tide sink ${this.ctx.name})`,
+        configuration: {
+          [KEY_CONFIG]: keyColumns.join(','),
+          'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
+        },
+      });
+    }
+    const silverKey = (this.silver.metadata.configuration[KEY_CONFIG] ?? keyColumns.join(',')).split(',').filter(Boolean);
+    const meta = new Set(SILVER_META.map((c) => c.name));
+    const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
+    const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
+    const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
+    const { schema, evolved, good } = this.evolve(this.silver, current, maskedIncoming, pending, result, (cols) =>
+      silverColumns(cols, [], silverKey),
+    );
+    let batch;
+    try {
+      batch = reduceToChanges(good, silverKey, masks);
+    } catch (err) {
+      if (!(err instanceof MissingKeyError)) throw err;
+      result.deadLetters.push({ event: err.event, reason: err.message });
+      batch = reduceToChanges(
+        good.filter((e) => e !== err.event),
+        silverKey,
+        masks,
+      );
+    }
+    await this.sendNewDeadLetters(result);
+    const merged = await mergeSilver(
+      this.ctx.engine,
+      this.silver,
+      schema,
+      silverKey,
+      batch,
+      txnActions(this.ctx.name, pendingOffsets),
+      evolved,
+    );
+    result.silverVersion = merged.version;
+    result.silverChanges = batch.changes.length;
+    result.rewrittenFiles = merged.rewrittenFiles;
+    return result;
+  }
+
+  private sent = 0;
+
+  private async sendNewDeadLetters(result: ApplyResult): Promise<void> {
+    if (result.deadLetters.length > this.sent) await this.ctx.sendDeadLetters(result.deadLetters.slice(this.sent));
+    this.sent = result.deadLetters.length;
+  }
+
+  /** Schema evolution for one table: the schema to write with, the metaData action if it changed, and the events that fit. */
+  private evolve(
+    table: DeltaTable,
+    current: LakeColumn[],
+    incoming: LakeColumn[],
+    events: ChangeEvent[],
+    result: ApplyResult,
+    full: (rowColumns: LakeColumn[]) => LakeColumn[],
+  ): { schema: LakeSchema; evolved?: Action; good: ChangeEvent[] } {
+    const r = reconcileColumns(current, incoming);
+    let good = events;
+    if (r.conflicts.length) {
+      const bad = new Set(r.conflicts.map((c) => c.column));
+      good = events.filter((e) => {
+        const clash = e.columns.find(
+          (c) => bad.has(c.name) && r.conflicts.some((x) => x.column === c.name && JSON.stringify(x.incoming) === JSON.stringify(c.type)),
+        );
+        if (!clash) return true;
+        const conflict = r.conflicts.find((x) => x.column === clash.name)!;
+        if (!result.deadLetters.some((d) => d.event === e))
+          result.deadLetters.push({
+            event: e,
+            reason: `column ${clash.name} of ${this.qualified} arrives as ${typeText(conflict.incoming)} but the lake table ${table.root} has ${typeText(conflict.table)}; Delta cannot change a column's type in place. Backfill into a new table (rename the old one) or revert the type change upstream.`,
+          });
+        return false;
+      });
+    }
+    if (!r.added.length) return { schema: table.schema, good };
+    const schema = { columns: withMetaLast(table.schema.columns, full(r.columns)) };
+    this.ctx.log.info({ table: table.root, added: r.added.map((c) => c.name) }, 'schema evolution: adding nullable columns');
+    return { schema, evolved: { metaData: table.evolveSchema(schema) }, good };
+  }
+}
+
+/** Keep the table's existing column order and append new columns at the end (Delta readers match by name). */
+function withMetaLast(existing: LakeColumn[], wanted: LakeColumn[]): LakeColumn[] {
+  const have = new Set(existing.map((c) => c.name));
+  return [...existing, ...wanted.filter((c) => !have.has(c.name))];
+}
+
+function silverColumns(rowColumns: LakeColumn[], masks: ColumnMask[], keyColumns: string[]): LakeColumn[] {
+  return [...rowColumns.map((c) => ({ ...maskedColumn(c, masks), nullable: keyColumns.includes(c.name) ? false : true })), ...SILVER_META];
+}
+
+/** The union of the columns the batch's events carry, in first-seen order. */
+function incomingColumns(events: ChangeEvent[]): LakeColumn[] {
+  const seen = new Map<string, LakeColumn>();
+  const schemas = new Set<unknown>();
+  for (const e of events) {
+    if (schemas.has(e.columns)) continue;
+    schemas.add(e.columns);
+    for (const c of e.columns) if (!seen.has(c.name)) seen.set(c.name, { name: c.name, type: c.type, nullable: c.nullable });
+  }
+  return [...seen.values()];
+}

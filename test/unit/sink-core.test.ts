@@ -1,0 +1,269 @@
+import { describe, expect, it } from 'vitest';
+import { sinkConfigSchema } from '../../src/config/sink-config.ts';
+import type { DeltaTable } from '../../src/lake/delta/delta-table.ts';
+import type { ChangeEvent } from '../../src/sink/change-event.ts';
+import { lakeColumnsOf } from '../../src/sink/lake-columns.ts';
+import { hashValue, masksFor } from '../../src/sink/masking.ts';
+import { resumeOffset, txnActions, uncommitted } from '../../src/sink/offsets.ts';
+import { reduceToChanges } from '../../src/sink/silver-changes.ts';
+import { candidateFiles, mergeSql } from '../../src/sink/silver-merge.ts';
+import { lakeTableName, reconcileColumns, tableOfTopic } from '../../src/sink/table-layout.ts';
+
+const config = sinkConfigSchema.parse({
+  topics: 'orders.public.customers',
+  'kafka.bootstrap.servers': '127.0.0.1:9092',
+  'schema.registry.url': 'http://127.0.0.1:8081',
+  'mask.hash.columns': 'public\\.customers\\.email',
+  'mask.redact.columns': 'public\\.customers\\.(note|age)',
+  'mask.hash.salt': 'pepper-and-salt',
+});
+
+let offset = 0n;
+function ev(
+  op: ChangeEvent['op'],
+  lsn: number,
+  idx: number,
+  row: Record<string, unknown> | null,
+  extra: Partial<ChangeEvent> = {},
+): ChangeEvent {
+  return {
+    topic: 'orders.public.customers',
+    partition: 0,
+    offset: offset++,
+    table: 'public.customers',
+    op,
+    before: op === 'd' ? row : null,
+    after: op === 'd' || op === 't' ? null : row,
+    unchangedToast: [],
+    commitLsn: BigInt(lsn),
+    eventIndex: idx,
+    txId: 1,
+    commitTsMs: 1_700_000_000_000 + lsn,
+    eventTsMs: null,
+    snapshot: false,
+    columns: [],
+    valueSchemaId: 1,
+    keyColumns: ['id'],
+    ...extra,
+  };
+}
+
+describe('silver: reducing a batch to one change per key', () => {
+  it('orders by (commit LSN, event index), whatever the arrival order', () => {
+    const events = [
+      ev('u', 30, 0, { id: 1, email: 'c@x' }),
+      ev('c', 10, 0, { id: 1, email: 'a@x' }),
+      ev('u', 20, 5, { id: 1, email: 'b@x' }),
+    ];
+    const { changes } = reduceToChanges(events, ['id'], []);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.row.email).toBe('c@x');
+    expect(changes[0]!.commitLsn).toBe(30n);
+  });
+
+  it('a delete wins over earlier changes and keeps only the key', () => {
+    const { changes } = reduceToChanges([ev('c', 10, 0, { id: 7, email: 'a' }), ev('d', 11, 0, { id: 7, email: null })], ['id'], []);
+    expect(changes).toEqual([expect.objectContaining({ key: [7], deleted: true, row: { id: 7 } })]);
+  });
+
+  it('a primary-key update (delete old key + create new key) moves the row', () => {
+    const { changes } = reduceToChanges([ev('d', 10, 0, { id: 1 }), ev('c', 10, 1, { id: 2, email: 'm' })], ['id'], []);
+    expect(changes.map((c) => [c.key[0], c.deleted])).toEqual([
+      [1, true],
+      [2, false],
+    ]);
+  });
+
+  it('unchanged TOAST columns take the value of an earlier change in the batch, else stay marked for the merge', () => {
+    const a = reduceToChanges(
+      [ev('c', 1, 0, { id: 1, doc: 'big' }), ev('u', 2, 0, { id: 1, doc: null }, { unchangedToast: ['doc'] })],
+      ['id'],
+      [],
+    );
+    expect(a.changes[0]).toMatchObject({ row: { doc: 'big' }, unchanged: [] });
+    const b = reduceToChanges([ev('u', 2, 0, { id: 1, doc: null, n: 5 }, { unchangedToast: ['doc'] })], ['id'], []);
+    expect(b.changes[0]).toMatchObject({ row: { n: 5 }, unchanged: ['doc'] });
+  });
+
+  it('a truncate drops everything before it and is reported', () => {
+    const r = reduceToChanges([ev('c', 1, 0, { id: 1 }), ev('t', 2, 0, null, { keyColumns: [] }), ev('c', 3, 0, { id: 2 })], ['id'], []);
+    expect(r.truncate).toEqual({ commitLsn: 2n, eventIndex: 0 });
+    expect(r.changes.map((c) => c.key[0])).toEqual([2]);
+  });
+
+  it('masks: hash is salted SHA-256, deterministic; redact blanks strings and nulls others; keys never masked', () => {
+    const masks = masksFor(
+      config,
+      'public.customers',
+      [
+        { name: 'id', type: { kind: 'integer' }, nullable: false },
+        { name: 'email', type: { kind: 'string' }, nullable: false },
+        { name: 'note', type: { kind: 'string' }, nullable: true },
+        { name: 'age', type: { kind: 'integer' }, nullable: true },
+      ],
+      ['id'],
+    );
+    expect(masks.map((m) => [m.column, m.rule])).toEqual([
+      ['email', 'hash'],
+      ['note', 'redact'],
+      ['age', 'redact'],
+    ]);
+    const { changes } = reduceToChanges([ev('c', 1, 0, { id: 1, email: 'ann@example.com', note: 'vip', age: 40 })], ['id'], masks);
+    expect(changes[0]!.row).toEqual({ id: 1, email: hashValue('pepper-and-salt', 'ann@example.com'), note: '****', age: null });
+    expect(changes[0]!.row.email).toMatch(/^[0-9a-f]{64}$/);
+    expect(hashValue('pepper-and-salt', 'ann@example.com')).not.toBe(hashValue('other-salt', 'ann@example.com'));
+  });
+
+  it('a copied TOAST value is not masked twice', () => {
+    const masks = masksFor(config, 'public.customers', [{ name: 'email', type: { kind: 'string' }, nullable: false }], ['id']);
+    const { changes } = reduceToChanges(
+      [ev('c', 1, 0, { id: 1, email: 'a@x' }), ev('u', 2, 0, { id: 1, email: null }, { unchangedToast: ['email'] })],
+      ['id'],
+      masks,
+    );
+    expect(changes[0]!.row.email).toBe(hashValue('pepper-and-salt', 'a@x'));
+  });
+});
+
+describe('silver: file pruning by key stats', () => {
+  const file = (path: string, min: unknown, max: unknown) => ({
+    path,
+    partitionValues: {},
+    size: 1,
+    modificationTime: 0,
+    dataChange: true,
+    stats: JSON.stringify({ numRecords: 1, minValues: { id: min }, maxValues: { id: max }, nullCount: {} }),
+  });
+  it('keeps only files whose [min, max] holds a changed key; no stats means candidate', () => {
+    const files = [file('a', 1, 100), file('b', 101, 200), file('c', 201, 300), { ...file('d', 0, 0), stats: undefined }];
+    expect(candidateFiles(files, 'id', [150, 999]).map((f) => f.path)).toEqual(['b', 'd']);
+    expect(candidateFiles(files, 'id', [150n]).map((f) => f.path)).toEqual(['b', 'd']);
+    expect(candidateFiles([file('s', 'apple', 'mango')], 'id', ['banana']).map((f) => f.path)).toEqual(['s']);
+    expect(candidateFiles([file('s', 'apple', 'mango')], 'id', ['zebra'])).toEqual([]);
+  });
+  it('does not prune on JSON numbers beyond 2^53', () => {
+    expect(candidateFiles([file('big', 2 ** 60, 2 ** 61)], 'id', [5n])).toHaveLength(1);
+  });
+  it('merge SQL applies only newer changes and keeps unchanged TOAST columns', () => {
+    const sql = mergeSql(
+      {
+        columns: [
+          { name: 'id', type: { kind: 'long' }, nullable: false },
+          { name: 'doc', type: { kind: 'string' }, nullable: true },
+          { name: '_commit_lsn', type: { kind: 'long' }, nullable: false },
+          { name: '_event_index', type: { kind: 'long' }, nullable: false },
+          { name: '_commit_ts', type: { kind: 'timestamp' }, nullable: false },
+        ],
+      },
+      ['id'],
+      'old',
+      'chg',
+    );
+    expect(sql).toContain(`c._commit_lsn > o._commit_lsn OR (c._commit_lsn = o._commit_lsn AND c._event_index > o._event_index)`);
+    expect(sql).toContain(`list_contains(c._unchanged, 'doc')`);
+    expect(sql).toContain('NOT EXISTS');
+  });
+});
+
+describe('exactly once: offsets in the Delta log', () => {
+  const table = (versions: Record<string, number>) => ({ txnVersion: (id: string) => versions[id] }) as unknown as DeltaTable;
+  it('txn actions carry the highest offset per partition', () => {
+    const t = txnActions('lake', [
+      { topic: 'x', partition: 0, offset: 5n },
+      { topic: 'x', partition: 0, offset: 9n },
+      { topic: 'x', partition: 1, offset: 2n },
+    ]);
+    expect(t.map((a) => [a.appId, a.version])).toEqual([
+      ['lake-x-0', 9],
+      ['lake-x-1', 2],
+    ]);
+  });
+  it('skips events at or below the committed version; resumes one past the lowest table', () => {
+    offset = 0n;
+    const events = [ev('c', 1, 0, { id: 1 }), ev('c', 2, 0, { id: 2 }), ev('c', 3, 0, { id: 3 })];
+    const t = table({ 'lake-orders.public.customers-0': 1 });
+    expect(uncommitted(t, 'lake', events).map((e) => e.offset)).toEqual([2n]);
+    expect(resumeOffset([t, table({ 'lake-orders.public.customers-0': 0 })], 'lake', 'orders.public.customers', 0)).toBe(1n);
+    expect(resumeOffset([t, undefined], 'lake', 'orders.public.customers', 0)).toBeUndefined();
+  });
+});
+
+describe('lake columns from the source Avro schema', () => {
+  it('maps Debezium logical types to lake types', () => {
+    const schema = {
+      type: 'record',
+      name: 'Envelope',
+      fields: [
+        {
+          name: 'after',
+          type: [
+            'null',
+            {
+              type: 'record',
+              name: 'Value',
+              fields: [
+                { name: 'id', type: 'long' },
+                { name: 'small', type: { type: 'int', 'connect.type': 'int16' } },
+                { name: 'price', type: { type: 'bytes', logicalType: 'decimal', precision: 12, scale: 2 } },
+                { name: 'at', type: ['null', { type: 'long', logicalType: 'timestamp-micros' }], default: null },
+                { name: 'day', type: { type: 'int', logicalType: 'date' } },
+                { name: 'tags', type: ['null', { type: 'array', items: ['null', 'string'] }] },
+                { name: 'n', type: { type: 'record', name: 'VariableScaleDecimal', namespace: 'io.debezium.data', fields: [] } },
+                { name: 'n2', type: 'io.debezium.data.VariableScaleDecimal' },
+                { name: 'x_1', type: 'string', 'tide.column': 'x-1' },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    const cols = lakeColumnsOf(schema);
+    expect(cols.map((c) => [c.name, c.type, c.nullable])).toEqual([
+      ['id', { kind: 'long' }, false],
+      ['small', { kind: 'short' }, false],
+      ['price', { kind: 'decimal', precision: 12, scale: 2 }, false],
+      ['at', { kind: 'timestamp' }, true],
+      ['day', { kind: 'date' }, false],
+      ['tags', { kind: 'array', element: { kind: 'string' } }, true],
+      ['n', { kind: 'string' }, false],
+      ['n2', { kind: 'string' }, false],
+      ['x-1', { kind: 'string' }, false],
+    ]);
+    expect(cols[2]!.convert(Buffer.from([0xff, 0x85]))).toBe(-123n);
+    expect(cols[3]!.convert(1700000000000000)).toBe(1700000000000000n);
+    expect(cols[7]!.convert({ scale: 2, value: Buffer.from([0x00, 0x96]) })).toBe('1.50');
+  });
+});
+
+describe('layout and schema evolution', () => {
+  it('names tables and finds the table of a topic', () => {
+    expect(lakeTableName('public.orders')).toBe('orders');
+    expect(lakeTableName('billing.invoices')).toBe('billing_invoices');
+    expect(tableOfTopic('orders.public.order_items')).toBe('public.order_items');
+  });
+  it('adds new columns as nullable and reports type changes', () => {
+    const r = reconcileColumns(
+      [
+        { name: 'id', type: { kind: 'long' }, nullable: false },
+        { name: 'n', type: { kind: 'integer' }, nullable: true },
+      ],
+      [
+        { name: 'id', type: { kind: 'long' }, nullable: false },
+        { name: 'n', type: { kind: 'string' }, nullable: true },
+        { name: 'extra', type: { kind: 'boolean' }, nullable: false },
+      ],
+    );
+    expect(r.added).toEqual([{ name: 'extra', type: { kind: 'boolean' }, nullable: true }]);
+    expect(r.conflicts).toEqual([{ column: 'n', table: { kind: 'integer' }, incoming: { kind: 'string' } }]);
+  });
+  it('requires a salt when hashing', () => {
+    const r = sinkConfigSchema.safeParse({
+      topics: 't',
+      'kafka.bootstrap.servers': 'h:1',
+      'schema.registry.url': 'http://h',
+      'mask.hash.columns': 'public\\.c\\.email',
+    });
+    expect(r.success).toBe(false);
+    expect(JSON.stringify(r.error?.issues)).toContain('salt of at least 8 characters');
+  });
+});
