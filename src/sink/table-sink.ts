@@ -11,7 +11,8 @@ import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
 import { txnActions, uncommitted } from './offsets.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
-import { bronzePath, reconcileColumns, SILVER_META, silverPath, typeText } from './table-layout.ts';
+import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
+import { bronzePath, HISTORY_META, historyPath, reconcileColumns, SILVER_META, silverPath, typeText } from './table-layout.ts';
 
 export interface SinkContext {
   name: string;
@@ -48,6 +49,7 @@ const KEY_CONFIG = 'tide.primaryKey';
 export class TableSink {
   private bronze: DeltaTable | undefined;
   private silver: DeltaTable | undefined;
+  private history: DeltaTable | undefined;
 
   constructor(
     private readonly ctx: SinkContext,
@@ -57,11 +59,17 @@ export class TableSink {
   async open(): Promise<void> {
     if (this.ctx.config['bronze.enabled']) this.bronze = await DeltaTable.open(this.ctx.store, bronzePath(this.qualified));
     this.silver = await DeltaTable.open(this.ctx.store, silverPath(this.qualified));
+    if (this.keepsHistory) this.history = await DeltaTable.open(this.ctx.store, historyPath(this.qualified));
   }
 
   /** The tables whose txn versions decide where the table's partitions resume. */
   tables(): (DeltaTable | undefined)[] {
-    return this.ctx.config['bronze.enabled'] ? [this.bronze, this.silver] : [this.silver];
+    return [...(this.ctx.config['bronze.enabled'] ? [this.bronze] : []), this.silver, ...(this.keepsHistory ? [this.history] : [])];
+  }
+
+  /** silver.<table>_history is kept when the table matches silver.history.tables. */
+  get keepsHistory(): boolean {
+    return this.ctx.config['silver.history.tables'].some((p) => new RegExp(`^(?:${p})$`).test(this.qualified));
   }
 
   get silverTable(): DeltaTable | undefined {
@@ -154,7 +162,48 @@ export class TableSink {
     result.silverVersion = merged.version;
     result.silverChanges = batch.changes.length;
     result.rewrittenFiles = merged.rewrittenFiles;
+    if (this.keepsHistory) await this.applyHistory(events, offsets, incoming, silverKey, masks, result);
     return result;
+  }
+
+  /** SCD type 2 history: every version of every row, with its validity interval. */
+  private async applyHistory(
+    events: ChangeEvent[],
+    offsets: { topic: string; partition: number; offset: bigint }[],
+    incoming: LakeColumn[],
+    keyColumns: string[],
+    masks: ColumnMask[],
+    result: ApplyResult,
+  ): Promise<void> {
+    const pending = uncommitted(this.history, this.ctx.name, events);
+    const pendingOffsets = this.history
+      ? offsets.filter((o) => o.offset > BigInt(this.history!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
+      : offsets;
+    if (!pendingOffsets.length) return;
+    this.history ??= await DeltaTable.create(this.ctx.store, historyPath(this.qualified), {
+      name: `silver.${this.qualified}_history`,
+      schema: {
+        columns: historyColumns(silverColumns(incoming, masks, keyColumns).filter((c) => !SILVER_META.some((m) => m.name === c.name))),
+      },
+      description: `Every version of each row of ${this.qualified} (SCD type 2; Tide sink ${this.ctx.name})`,
+      configuration: {
+        [KEY_CONFIG]: keyColumns.join(','),
+        'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
+      },
+    });
+    const meta = new Set(HISTORY_META.map((c) => c.name));
+    const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
+    const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
+    const { schema, evolved, good } = this.evolve(this.history, current, maskedIncoming, pending, result, (cols) =>
+      historyColumns(cols.map((c) => ({ ...c, nullable: !keyColumns.includes(c.name) }))),
+    );
+    await this.sendNewDeadLetters(result);
+    const batch = historyVersions(
+      good.filter((e) => !result.deadLetters.some((d) => d.event === e)),
+      keyColumns,
+      masks,
+    );
+    await mergeHistory(this.ctx.engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved);
   }
 
   private sent = 0;

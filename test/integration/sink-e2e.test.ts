@@ -13,12 +13,13 @@ import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
 import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
 import { hashValue } from '../../src/sink/masking.ts';
-import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
+import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { log } from '../../src/log.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
 import {
+  checkHistory,
   describeDiff,
   diffTables,
   MASK_SALT,
@@ -109,6 +110,14 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
       expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
       expect(expected.length).toBeGreaterThan(0);
     }
+  });
+
+  it('silver.orders_history keeps every version (SCD type 2), chained in commit order; current versions equal Postgres', async () => {
+    const history = await readWithDeltaRs(join(lakeDir, historyPath('public.orders')));
+    const bronze = await readWithDeltaRs(join(lakeDir, bronzePath('public.orders')));
+    const problems = checkHistory(history, bronze, await postgresRows(db.url, 'public.orders'), 'id');
+    expect(problems.slice(0, 20)).toEqual([]);
+    expect(history.rows.length).toBeGreaterThan((await postgresRows(db.url, 'public.orders')).length);
   });
 
   it('bronze holds every change event exactly once (no duplicate or missing Kafka offset)', async () => {

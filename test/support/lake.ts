@@ -30,6 +30,7 @@ export function sinkFile(
         'lake.uri': lakeUri,
         'mask.hash.columns': 'public\\.customers\\.email',
         'mask.hash.salt': MASK_SALT,
+        'silver.history.tables': 'public\\.orders',
         'flush.interval.ms': 300,
         'gold.refresh.interval.ms': 0,
         'dead.letter.topic': `${name}.dlq`,
@@ -193,4 +194,65 @@ export function describeDiff(table: string, d: TableDiff): string {
       .map((x) => `${x.key}.${x.column}: ${x.expected} != ${x.actual}`)
       .join('; ')}`,
   ].join('\n');
+}
+
+/**
+ * Check silver.<table>_history (SCD type 2) against bronze and Postgres: per key, the versions are
+ * exactly bronze's c/r/u events in commit order, each valid until the key's next change; the current
+ * versions equal the rows in Postgres (expected rows given in canonical form, keyed like `key`).
+ */
+export function checkHistory(
+  history: { columns: string[]; rows: unknown[][] },
+  bronze: { columns: string[]; rows: unknown[][] },
+  expected: Record<string, unknown>[],
+  key: string,
+): string[] {
+  const problems: string[] = [];
+  const h = (r: unknown[], c: string) => r[history.columns.indexOf(c)];
+  const b = (r: unknown[], c: string) => r[bronze.columns.indexOf(c)];
+  const pos = (lsn: unknown, idx: unknown) => `${String(lsn).padStart(20, '0')}:${String(idx).padStart(10, '0')}`;
+  const byKey = new Map<string, unknown[][]>();
+  for (const r of history.rows) {
+    const k = String(h(r, key));
+    if (!byKey.has(k)) byKey.set(k, []);
+    byKey.get(k)!.push(r);
+  }
+  const events = new Map<string, unknown[][]>();
+  for (const r of bronze.rows) {
+    const k = String(b(r, key));
+    if (!events.has(k)) events.set(k, []);
+    events.get(k)!.push(r);
+  }
+  for (const [k, evs] of events) {
+    evs.sort((x, y) => (pos(b(x, '_commit_lsn'), b(x, '_event_index')) < pos(b(y, '_commit_lsn'), b(y, '_event_index')) ? -1 : 1));
+    const versions = (byKey.get(k) ?? []).sort((x, y) =>
+      pos(h(x, '_commit_lsn'), h(x, '_event_index')) < pos(h(y, '_commit_lsn'), h(y, '_event_index')) ? -1 : 1,
+    );
+    const upserts = evs.filter((e) => b(e, '_op') !== 'd');
+    if (versions.length !== upserts.length) {
+      problems.push(`key ${k}: ${versions.length} versions in history, ${upserts.length} c/r/u events in bronze`);
+      continue;
+    }
+    versions.forEach((v, i) => {
+      const e = upserts[i]!;
+      if (pos(h(v, '_commit_lsn'), h(v, '_event_index')) !== pos(b(e, '_commit_lsn'), b(e, '_event_index')))
+        problems.push(`key ${k}: version ${i} is not event ${i}`);
+      const next = evs[evs.indexOf(e) + 1];
+      const validTo = canonical(h(v, '_valid_to'));
+      const want = next ? canonical(b(next, '_commit_ts')) : null;
+      if (validTo !== want) problems.push(`key ${k}: version ${i} valid to ${validTo}, expected ${want}`);
+      if (Boolean(h(v, '_is_current')) !== (want === null)) problems.push(`key ${k}: version ${i} _is_current is wrong`);
+    });
+  }
+  const current = history.rows.filter((r) => h(r, '_is_current') === true);
+  const exp = new Map(expected.map((r) => [String(r[key]), r]));
+  if (current.length !== exp.size) problems.push(`${current.length} current versions, ${exp.size} rows in Postgres`);
+  for (const r of current) {
+    const want = exp.get(String(h(r, key)));
+    if (!want) problems.push(`key ${String(h(r, key))} is current in history but not in Postgres`);
+    else
+      for (const [c, v] of Object.entries(want))
+        if (canonical(h(r, c)) !== canonical(v)) problems.push(`key ${String(h(r, key))}.${c}: ${canonical(h(r, c))} != ${canonical(v)}`);
+  }
+  return problems;
 }
