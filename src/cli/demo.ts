@@ -3,8 +3,10 @@ import type { Command } from 'commander';
 import pg from 'pg';
 import { createPrisma } from '../app/db.ts';
 import { runTraffic } from '../app/traffic.ts';
+import { loadSinkConfig } from '../config/sink-config.ts';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
+import { SinkWorker } from '../sink/sink-worker.ts';
 import { SourceConnector } from '../source/connector.ts';
 import { PROJECT_ROOT, connectionSetting, loadStackEnvIntoProcess, stackContext } from '../stack/context.ts';
 import { stackUp } from '../stack/stack.ts';
@@ -13,18 +15,19 @@ import { parseDuration, parsePositiveInt, parsePositiveNumber } from './options.
 
 /**
  * The local default, in one command: start the stack, migrate the order app,
- * start the source connector, replay a sample of the data set while it
- * streams, then keep app traffic flowing until Ctrl-C (or --duration).
+ * start the source connector and the lake sink, replay a sample of the data set
+ * while they stream, then keep app traffic flowing until Ctrl-C (or --duration).
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('start the stack, migrate, run the source connector, replay a sample and generate traffic until Ctrl-C')
+    .description('start the stack, migrate, run the source and the lake sink, replay a sample and generate traffic until Ctrl-C')
     .option('--limit <rows>', 'sale lines of the data set to replay', parsePositiveInt, 20_000)
     .option('--rate <ops>', 'app traffic after the replay, operations per second', parsePositiveNumber, 20)
     .option('--duration <time>', 'stop after this long (default: until Ctrl-C)', parseDuration)
     .option('--connector <file>', 'source connector file', join(PROJECT_ROOT, 'connectors', 'orders-source.json'))
-    .action(async (opts: { limit: number; rate: number; duration?: number; connector: string }) => {
+    .option('--sink <file>', 'sink connector file', join(PROJECT_ROOT, 'connectors', 'orders-lake.json'))
+    .action(async (opts: { limit: number; rate: number; duration?: number; connector: string; sink: string }) => {
       const lifecycle = new Lifecycle().handleSignals();
       await stackUp(stackContext());
       loadStackEnvIntoProcess();
@@ -34,11 +37,20 @@ export function registerDemoCommand(program: Command): void {
       const sourceDone = connector.run(lifecycle.signal);
       sourceDone.catch(() => lifecycle.shutdown());
       if (opts.duration !== undefined) setTimeout(() => void lifecycle.shutdown(), opts.duration).unref();
+      // The sink needs the source's topics: it starts once the source has created them (its first state change).
+      const sink = new SinkWorker(loadSinkConfig(opts.sink));
+      const sinkDone = waitForTopics(connector, lifecycle.signal).then(() =>
+        lifecycle.signal.aborted ? undefined : sink.run(lifecycle.signal),
+      );
+      sinkDone.catch((err: unknown) => {
+        console.error(`sink failed: ${(err as Error).message}`);
+        void lifecycle.shutdown();
+      });
 
       const sql = new pg.Client({ connectionString: connectionSetting('DATABASE_URL') });
       await sql.connect();
       lifecycle.onClose('status query connection', () => sql.end());
-      const report = setInterval(() => void printStatus(connector, sql), 5000);
+      const report = setInterval(() => void printStatus(connector, sql, sink), 5000);
       lifecycle.onClose('status timer', () => clearInterval(report));
 
       await runReplay({ limit: opts.limit });
@@ -52,13 +64,19 @@ export function registerDemoCommand(program: Command): void {
       }
       await lifecycle.shutdown();
       const state = await sourceDone.catch(() => 'failed');
+      await sinkDone.catch(() => undefined);
       console.log(
-        `source ${connector.lastError ? `${state}: ${connector.lastError}` : state}. The stack keeps running: npm test, or npm run stack:down.`,
+        `source ${connector.lastError ? `${state}: ${connector.lastError}` : state}; lake in ${sink.file.config['lake.uri']} (tide lake tables). The stack keeps running: npm test, or npm run stack:down.`,
       );
     });
 }
 
-async function printStatus(connector: SourceConnector, sql: pg.Client): Promise<void> {
+/** The source creates its topics before it snapshots or streams. */
+async function waitForTopics(connector: SourceConnector, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted && connector.state === 'starting') await new Promise((r) => setTimeout(r, 200));
+}
+
+async function printStatus(connector: SourceConnector, sql: pg.Client, sink: SinkWorker): Promise<void> {
   const s = connector.status();
   const lag = await sql
     .query<{ lag: string }>(
@@ -68,6 +86,7 @@ async function printStatus(connector: SourceConnector, sql: pg.Client): Promise<
     .then((r) => Number(r.rows[0]?.lag ?? 0))
     .catch(() => NaN);
   console.log(
-    `source: ${s.state}, ${s.eventsTotal} events (${s.eventsPerSecond}/s), confirmed ${s.confirmedLsn}, slot lag ${Math.round(lag / 1024)} kB`,
+    `source: ${s.state}, ${s.eventsTotal} events (${s.eventsPerSecond}/s), confirmed ${s.confirmedLsn}, slot lag ${Math.round(lag / 1024)} kB` +
+      ` | sink: ${sink.stats.messages} messages, ${sink.stats.flushes} commits, ${sink.stats.deadLetters} dead letters, gold builds ${sink.stats.goldRefreshes}`,
   );
 }
