@@ -16,8 +16,9 @@ import { isPidAlive, portOpen, readPid, spawnDetached, stopPid, tailFile } from 
  *    azurite 3.35 knows and azurite would refuse every request.
  *  - `--disableTelemetry`: azurite reports usage to Microsoft by default; nothing on
  *    the stack should reach the internet (and it cannot here).
- *  - `--debug <file>`: one line per request with headers and the error azurite
- *    answered; the place to look when a conditional put behaves unexpectedly.
+ *  - `--debug <file>` only with TIDE_AZURITE_DEBUG=1: several KB per request with headers
+ *    and the error azurite answered (the place to look when a conditional put behaves
+ *    unexpectedly), which fills the disk in a long demo, so it is off by default.
  * Not `--loose`: the SDK sends no header azurite rejects, and strict mode tells us if
  * Tide ever starts relying on one the real service would ignore.
  */
@@ -90,8 +91,7 @@ export const azuriteService: StackService = {
         String(ctx.ports.azurite),
         '--location',
         dir(ctx),
-        '--debug',
-        debugLog(ctx),
+        ...(process.env.TIDE_AZURITE_DEBUG === '1' ? ['--debug', debugLog(ctx)] : []),
         '--skipApiVersionCheck',
         '--disableTelemetry',
       ],
