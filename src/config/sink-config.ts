@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { bool, int, list, regexList } from './config-types.ts';
 import { parseConnectorFile, readJsonFile, type ConnectorFile } from './source-config.ts';
 
 /**
@@ -11,24 +12,6 @@ import { parseConnectorFile, readJsonFile, type ConnectorFile } from './source-c
  * regexes on `schema.table.column`. Masks apply between bronze and silver (bronze is
  * the raw audit trail), so silver and gold never hold the clear value.
  */
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
-const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
-const list = z.string().transform((s) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean),
-);
-const regexList = list.superRefine((patterns, ctx) => {
-  for (const p of patterns) {
-    try {
-      new RegExp(`^(?:${p})$`);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `"${p}" is not a valid regular expression: ${(err as Error).message}` });
-    }
-  }
-});
-
 export const sinkConfigSchema = z
   .object({
     'connector.class': z.literal('tide.DeltaLakeSink').default('tide.DeltaLakeSink'),

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
+import { bool, int, list, regexList } from './config-types.ts';
 import { resolveEnvRefs } from './env-refs.ts';
 
 /**
@@ -8,24 +9,6 @@ import { resolveEnvRefs } from './env-refs.ts';
  * `{ "name": ..., "config": { ... } }` with the key names a Debezium user knows.
  * Resolved once at start-up: defaults < file < `${env:NAME}` references.
  */
-const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
-/** Comma-separated list, as Kafka Connect writes lists. */
-const list = z.string().transform((s) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean),
-);
-const regexList = list.superRefine((patterns, ctx) => {
-  for (const p of patterns) {
-    try {
-      new RegExp(`^(?:${p})$`);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `"${p}" is not a valid regular expression: ${(err as Error).message}` });
-    }
-  }
-});
 const identifier = z
   .string()
   .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case Postgres identifier: letters, digits and _, at most 63 characters');

@@ -5,7 +5,7 @@ import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { faultPoint } from './fault.ts';
 import type { ColumnMask } from './masking.ts';
-import { comparePosition, keyString, MissingKeyError } from './silver-changes.ts';
+import { comparePosition, keyOf, keyString } from './silver-changes.ts';
 import { candidateFiles, q } from './silver-merge.ts';
 import { HISTORY_META } from './table-layout.ts';
 
@@ -52,11 +52,7 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
     }
     const image = e.op === 'd' ? e.before : e.after;
     if (!image) continue;
-    const key = keyColumns.map((k) => {
-      const v = image[k];
-      if (v === null || v === undefined) throw new MissingKeyError(e, k);
-      return v;
-    });
+    const key = keyOf(e, image, keyColumns);
     const id = keyString(key);
     if (!firsts.has(id)) firsts.set(id, { key, commitLsn: e.commitLsn, eventIndex: e.eventIndex, at: e.commitTsMs });
     const prior = open.get(id);

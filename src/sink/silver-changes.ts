@@ -47,6 +47,15 @@ export class MissingKeyError extends Error {
   }
 }
 
+/** The key values of an event's row image, in key-column order; a missing one is the event's fault. */
+export function keyOf(e: ChangeEvent, image: Record<string, unknown>, keyColumns: string[]): unknown[] {
+  return keyColumns.map((k) => {
+    const v = image[k];
+    if (v === null || v === undefined) throw new MissingKeyError(e, k);
+    return v;
+  });
+}
+
 /** Reduce events (any order) to the final change per key. */
 export function reduceToChanges(events: ChangeEvent[], keyColumns: string[], masks: ColumnMask[]): SilverBatch {
   const sorted = [...events].sort(comparePosition);
@@ -64,11 +73,7 @@ export function reduceToChanges(events: ChangeEvent[], keyColumns: string[], mas
     const e = sorted[i]!;
     const image = e.op === 'd' ? e.before : e.after;
     if (!image) continue;
-    const key = keyColumns.map((k) => {
-      const v = image[k];
-      if (v === null || v === undefined) throw new MissingKeyError(e, k);
-      return v;
-    });
+    const key = keyOf(e, image, keyColumns);
     const id = keyString(key);
     const position = { commitLsn: e.commitLsn, eventIndex: e.eventIndex, commitTsMs: e.commitTsMs };
     if (e.op === 'd') {

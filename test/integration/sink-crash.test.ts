@@ -14,9 +14,9 @@ import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
-import { consumeAll, waitFor } from '../support/kafka.ts';
+import { consumeAll } from '../support/kafka.ts';
 import { describeDiff, diffTables, MASK_SALT, ORDER_TABLES, postgresRows, sinkFile, waitForLake } from '../support/lake.ts';
-import { sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 const BIN = resolve('bin/tide.js');
 const KEYS: Record<string, string[]> = {
@@ -108,18 +108,7 @@ describe('sink survives kill -9 with no duplicated and no missing rows', () => {
 
     // A clean run catches up.
     const exited = startChild();
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            src.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, src.config['topic.prefix'], 180_000);
     child!.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -30,7 +30,7 @@ import {
   waitForLake,
   type RunningSink,
 } from '../support/lake.ts';
-import { sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * The whole pipeline on real parts: the order app (Prisma) → Postgres → Tide source → Kafka + Apicurio →
@@ -57,18 +57,7 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
 
   /** Wait until every change committed so far is in Kafka and in the lake. */
   async function settle(): Promise<void> {
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            src.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, prefix);
   }
 

@@ -112,3 +112,15 @@ export async function unconfirmedMessages(dbUrl: string, slot: string, publicati
     await c.end();
   }
 }
+
+/** Wait until the slot has confirmed everything committed so far: every change is then in Kafka (heartbeats move it on). */
+export async function waitForSourceCaughtUp(sql: pg.Client, slot: string, timeoutMs = 120_000): Promise<void> {
+  const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+  await waitFor(
+    async () =>
+      (await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [slot, target]))
+        .rowCount === 1,
+    'the source to confirm every change',
+    timeoutMs,
+  );
+}
