@@ -4,13 +4,21 @@
 An independent reader for Tide's tests: Tide writes the Delta log itself, and this script checks
 that another implementation reads the same version, protocol, schema, files and rows.
 
-    delta_reader.py <table_uri> [--version N] [--app-id ID ...] [--file-schemas]
+    delta_reader.py <table_uri> [--version N] [--app-id ID ...] [--file-schemas] [--history]
+                    [--storage-option KEY=VALUE ...]
 
 Output keys: version, protocol {min_reader_version, min_writer_version, reader_features,
 writer_features}, partition_columns, configuration, schema (delta-rs's schema JSON), files
 (absolute file URIs, sorted), row_count, columns, rows (sorted by all columns), txn (latest
 version per --app-id, null when unknown) and, with --file-schemas, file_schemas (the Arrow schema
-pyarrow reads from each data file's Parquet footer, e.g. timestamp[us, tz=UTC]).
+pyarrow reads from each data file's Parquet footer, e.g. timestamp[us, tz=UTC]) and, with
+--history, history (delta-rs's commit history, newest first: version, operation, operationParameters,
+timestamp, ...).
+
+Object storage: <table_uri> may be az://<container>/<path> (or abfss://...); delta-rs's storage options
+(e.g. account_name, account_key, azure_storage_endpoint, allow_http for azurite) come from
+--storage-option KEY=VALUE and from the environment variable DELTA_READER_STORAGE_OPTIONS (a JSON
+object; keeps keys out of the process list), the flags winning.
 
 Values are JSON-encoded so that nothing is lost: decimals as strings, timestamps as ISO 8601 UTC
 with microseconds ("2024-01-02T03:04:05.123456Z"), dates as "YYYY-MM-DD", binary as hex, integers
@@ -60,15 +68,48 @@ def sort_key(row):
     return tuple((v is not None, json.dumps(encode(v), sort_keys=True) if isinstance(v, (list, dict)) else v) for v in row)
 
 
+def storage_options_of(flags):
+    """Storage options from DELTA_READER_STORAGE_OPTIONS (JSON object), then KEY=VALUE flags."""
+    options = {}
+    env = os.environ.get("DELTA_READER_STORAGE_OPTIONS")
+    if env:
+        parsed = json.loads(env)
+        if not isinstance(parsed, dict):
+            raise SystemExit("DELTA_READER_STORAGE_OPTIONS must be a JSON object of strings")
+        options.update({str(k): str(v) for k, v in parsed.items()})
+    for flag in flags:
+        key, sep, value = flag.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--storage-option {flag!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
+
+
+def remote_file_schemas(dt, files):
+    """Each data file's footer schema through delta-rs's own filesystem (object stores are not local paths)."""
+    out = {}
+    for fragment in dt.to_pyarrow_dataset().get_fragments():
+        matches = [f for f in files if f.endswith("/" + fragment.path)]
+        if len(matches) != 1:
+            raise SystemExit(f"cannot match data file {fragment.path} to one of the table's file URIs")
+        out[matches[0]] = {field.name: str(field.type) for field in fragment.physical_schema}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("table_uri")
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--app-id", action="append", default=[], help="print the latest txn version of this application id")
     parser.add_argument("--file-schemas", action="store_true", help="print each data file's Arrow schema from its Parquet footer")
+    parser.add_argument("--history", action="store_true", help="print delta-rs's commit history of the table")
+    parser.add_argument(
+        "--storage-option", action="append", default=[], metavar="KEY=VALUE", help="a delta-rs storage option (object stores)"
+    )
     args = parser.parse_args()
+    storage_options = storage_options_of(args.storage_option)
 
-    dt = DeltaTable(args.table_uri, version=args.version)
+    dt = DeltaTable(args.table_uri, version=args.version, storage_options=storage_options or None)
     protocol = dt.protocol()
     metadata = dt.metadata()
     table = dt.to_pyarrow_table()
@@ -94,7 +135,12 @@ def main():
         "txn": {app_id: dt.transaction_version(app_id) for app_id in args.app_id},
     }
     if args.file_schemas:
-        out["file_schemas"] = {f: {field.name: str(field.type) for field in pq.read_schema(f)} for f in files}
+        if storage_options:
+            out["file_schemas"] = remote_file_schemas(dt, files)
+        else:
+            out["file_schemas"] = {f: {field.name: str(field.type) for field in pq.read_schema(f)} for f in files}
+    if args.history:
+        out["history"] = [{k: encode(v) for k, v in entry.items()} for entry in dt.history()]
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadSinkConfig } from '../config/sink-config.ts';
 import { ConfigError } from '../errors.ts';
+import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { listTableRoots, openTable, tableInfo } from '../lake/lake-catalog.ts';
 import { optimizeTable } from '../lake/maintenance/optimize.ts';
 import { vacuumTable } from '../lake/maintenance/vacuum.ts';
@@ -41,6 +42,13 @@ const ago = (ms: number | null): string => {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
 };
+
+/** A decimal number from an option (`0` allowed only when `zeroOk`); ConfigError naming the option otherwise. */
+function nonNegative(option: string, text: string, expected: string, zeroOk: boolean): number {
+  const n = /^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(n) || (!zeroOk && n === 0)) throw new ConfigError(option, `must be ${expected}, got ${JSON.stringify(text)}`);
+  return n;
+}
 
 function withLake(cmd: Command): Command {
   return cmd
@@ -117,12 +125,24 @@ export function registerLakeCommands(program: Command): void {
     .description('compact small files (dataChange=false: readers and appends are not disturbed); all tables when none is named')
     .option('--min-file-mb <mb>', 'files below this size are compacted', '64')
     .action(async (name: string | undefined, opts: LakeOptions & { minFileMb: string }) => {
+      const minFileMb = nonNegative('--min-file-mb', opts.minFileMb, 'a size in MiB > 0', false);
       const store = await lakeStore(opts);
       const engine = await ParquetEngine.create();
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
         for (const root of roots) {
-          const r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: Number(opts.minFileMb) * (1 << 20) });
+          let r;
+          try {
+            r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: minFileMb * (1 << 20) });
+          } catch (e) {
+            // A merge that rewrote the same files won: this table is unchanged, the others still get compacted.
+            if (!(e instanceof DeltaConflictError)) throw e;
+            console.error(
+              `${root.replace('/', '.')}: not compacted, a concurrent commit won (${e.reason}); nothing changed, run optimize again`,
+            );
+            process.exitCode = 1;
+            continue;
+          }
           console.log(
             r.version === undefined
               ? `${root.replace('/', '.')}: nothing to compact`
@@ -140,9 +160,7 @@ export function registerLakeCommands(program: Command): void {
     .requiredOption('--retain <hours>', 'keep files removed less than this many hours ago (time travel and running readers need them)')
     .option('--dry-run', 'list what would be deleted')
     .action(async (name: string | undefined, opts: LakeOptions & { retain: string; dryRun?: boolean }) => {
-      const hours = Number(opts.retain);
-      if (!Number.isFinite(hours) || hours < 0)
-        throw new ConfigError('--retain', `must be a number of hours >= 0, got ${JSON.stringify(opts.retain)}`);
+      const hours = nonNegative('--retain', opts.retain, 'a number of hours >= 0', true);
       const store = await lakeStore(opts);
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
@@ -151,6 +169,7 @@ export function registerLakeCommands(program: Command): void {
           console.log(
             `${root.replace('/', '.')}: ${opts.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length} files (${human(r.bytes)})`,
           );
+          if (opts.dryRun) for (const path of r.deleted) console.log(`  ${path}`);
         }
       } finally {
         await store.close();

@@ -1,3 +1,4 @@
+import { ConfigError, TideError } from '../errors.ts';
 import { DeltaTable } from './delta/delta-table.ts';
 import type { ObjectStore } from './storage/object-store.ts';
 
@@ -21,6 +22,21 @@ export interface TableInfo {
   newestChangeMs: number | null;
 }
 
+/** A table named on the command line (or by a caller) has no Delta log in the lake; lists the tables there are. */
+export class LakeTableNotFoundError extends TideError {
+  constructor(
+    readonly table: string,
+    readonly lake: string,
+    readonly known: string[],
+  ) {
+    super(
+      `no Delta table ${table} in the lake ${lake} (looked for ${lake}/${tableRoot(table)}/_delta_log/). ` +
+        `Tables in this lake: ${known.join(', ') || "none yet (is the sink running, and is --lake the sink's lake.uri?)"}`,
+    );
+    this.name = 'LakeTableNotFoundError';
+  }
+}
+
 /** Table roots: folders that contain `_delta_log/`. */
 export async function listTableRoots(store: ObjectStore): Promise<string[]> {
   const roots = new Set<string>();
@@ -37,7 +53,11 @@ export async function listTableRoots(store: ObjectStore): Promise<string[]> {
 export function tableRoot(nameOrPath: string): string {
   if (nameOrPath.includes('/')) return nameOrPath.replace(/\/+$/, '');
   const dot = nameOrPath.indexOf('.');
-  if (dot < 0) throw new Error(`"${nameOrPath}" is not a lake table name: use <layer>.<table>, e.g. silver.orders or gold.daily_billing`);
+  if (dot < 0)
+    throw new ConfigError(
+      '<table>',
+      `"${nameOrPath}" is not a lake table name: use <layer>.<table>, e.g. silver.orders or gold.daily_billing (\`tide lake tables\` lists them)`,
+    );
   return `${nameOrPath.slice(0, dot)}/${nameOrPath.slice(dot + 1)}`;
 }
 
@@ -46,9 +66,7 @@ export async function openTable(store: ObjectStore, nameOrPath: string): Promise
   const table = await DeltaTable.open(store, root);
   if (!table) {
     const known = (await listTableRoots(store)).map((r) => r.replace('/', '.'));
-    throw new Error(
-      `no Delta table at ${store.uri}/${root}. Tables in this lake: ${known.join(', ') || 'none yet (is the sink running?)'}`,
-    );
+    throw new LakeTableNotFoundError(nameOrPath, store.uri, known);
   }
   return table;
 }

@@ -27,6 +27,49 @@ export interface DeltaRsView {
   rows: unknown[][];
   txn: Record<string, number | null>;
   file_schemas?: Record<string, Record<string, string>>;
+  /** With `history: true`: delta-rs's commit history, newest first (its `version`, and the commitInfo fields). */
+  history?: DeltaRsCommit[];
+}
+
+export interface DeltaRsCommit {
+  version: number;
+  operation?: string;
+  operationParameters?: Record<string, unknown>;
+  timestamp?: number;
+  [field: string]: unknown;
+}
+
+export interface DeltaRsReadOptions {
+  version?: number;
+  appIds?: string[];
+  fileSchemas?: boolean;
+  history?: boolean;
+  /** delta-rs storage options for an object-store URI (see `azuriteStorageOptions`); passed in the environment, not argv. */
+  storageOptions?: Record<string, string>;
+}
+
+/**
+ * delta-rs's storage options for an Azure account given by a connection string (the local azurite's
+ * from .stack/env). deltalake 1.6.6 (object_store's MicrosoftAzureBuilder) takes `account_name`,
+ * `account_key`, `azure_storage_endpoint` and `allow_http`. The endpoint is the connection string's
+ * BlobEndpoint as is: azurite's is path-style (`http://127.0.0.1:<port>/devstoreaccount1`), and
+ * object_store puts the container after it. (`azure_storage_use_emulator` would instead go to port
+ * 10000 unless AZURITE_BLOB_STORAGE_URL is set; the stack's azurite runs on TIDE_AZURITE_PORT.)
+ */
+export function azuriteStorageOptions(connectionString: string): Record<string, string> {
+  const field = (name: string): string => {
+    const m = new RegExp(`(?:^|;)\\s*${name}=([^;]+)`, 'i').exec(connectionString);
+    if (!m?.[1])
+      throw new Error(`the Azure connection string has no ${name}=…; delta-rs needs it (the stack's azurite one is in .stack/env)`);
+    return m[1].trim();
+  };
+  const endpoint = field('BlobEndpoint');
+  return {
+    account_name: field('AccountName'),
+    account_key: field('AccountKey'),
+    azure_storage_endpoint: endpoint.replace(/\/+$/, ''),
+    allow_http: String(endpoint.startsWith('http:')),
+  };
 }
 
 export function deltaReaderAvailable(): boolean {
@@ -34,18 +77,19 @@ export function deltaReaderAvailable(): boolean {
 }
 
 /** Read the table at `tableUri` (a local directory or URI) with delta-rs, at `options.version` or the latest. */
-export async function readWithDeltaRs(
-  tableUri: string,
-  options: { version?: number; appIds?: string[]; fileSchemas?: boolean } = {},
-): Promise<DeltaRsView> {
+export async function readWithDeltaRs(tableUri: string, options: DeltaRsReadOptions = {}): Promise<DeltaRsView> {
   if (!deltaReaderAvailable())
     throw new Error(`the delta-rs reader needs the Python venv ${python}, which is missing: run \`bash scripts/setup-python.sh\``);
   const args = [script, tableUri];
   if (options.version !== undefined) args.push('--version', String(options.version));
   for (const id of options.appIds ?? []) args.push('--app-id', id);
   if (options.fileSchemas) args.push('--file-schemas');
+  if (options.history) args.push('--history');
+  const env = options.storageOptions
+    ? { ...process.env, DELTA_READER_STORAGE_OPTIONS: JSON.stringify(options.storageOptions) }
+    : process.env;
   try {
-    const { stdout } = await promisify(execFile)(python, args, { maxBuffer: 256 * 1024 * 1024, timeout: 120_000 });
+    const { stdout } = await promisify(execFile)(python, args, { maxBuffer: 256 * 1024 * 1024, timeout: 120_000, env });
     return JSON.parse(stdout) as DeltaRsView;
   } catch (e) {
     const err = e as Error & { stderr?: string };

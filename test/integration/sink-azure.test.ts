@@ -1,0 +1,254 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
+import { replay } from '../../src/app/replay.ts';
+import { runTraffic } from '../../src/app/traffic.ts';
+import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
+import { lastCheckpointPath } from '../../src/lake/delta/log-paths.ts';
+import { optimizeTable } from '../../src/lake/maintenance/optimize.ts';
+import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
+import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
+import { openStore } from '../../src/lake/storage/open-store.ts';
+import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
+import { log } from '../../src/log.ts';
+import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
+import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { hashValue } from '../../src/sink/masking.ts';
+import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { createTestDatabase } from '../support/db.ts';
+import { azuriteStorageOptions, readWithDeltaRs, type DeltaRsReadOptions } from '../support/delta-reader.ts';
+import { waitFor } from '../support/kafka.ts';
+import {
+  checkHistory,
+  describeDiff,
+  diffTables,
+  MASK_SALT,
+  ORDER_TABLES,
+  postgresRows,
+  sinkFile,
+  startSink,
+  waitForLake,
+  type RunningSink,
+} from '../support/lake.ts';
+import { sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+
+/**
+ * The end-to-end check of sink-e2e, with the lake on Azure Blob Storage (Microsoft's azurite emulator
+ * from the local stack) on a smaller data set: the sink writes to `az://<fresh container>/lake`, and
+ * delta-rs reads the tables straight from azurite (object_store's Azure client, not Tide's). Gold is
+ * refreshed against the Azure store; optimize and vacuum run there too. The container is deleted at
+ * the end.
+ */
+const KEYS: Record<string, string[]> = {
+  'public.customers': ['id'],
+  'public.products': ['product_no'],
+  'public.orders': ['id'],
+  'public.order_items': ['id'],
+};
+const BIN = resolve('bin/tide.js');
+
+describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, bronze exactly once, gold = Postgres reports', () => {
+  const connectionString = inject('stackEnv').AZURE_STORAGE_CONNECTION_STRING!;
+  const container = `tide-e2e-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const lakeUri = `az://${container}/lake`;
+  const storageOptions = azuriteStorageOptions(connectionString);
+  const cacheDir = mkdtempSync(join(tmpdir(), 'tide-azure-e2e-cache-'));
+  const sinkName = `azure-${Date.now().toString(36)}`;
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let prisma: PrismaClient;
+  let sql: pg.Client;
+  let source: RunningSource | undefined;
+  let sink: RunningSink | undefined;
+  let store: ObjectStore;
+  let sinkStore: ObjectStore;
+  let src: ReturnType<typeof sourceConfig>;
+  let prefix: string;
+
+  /** delta-rs reading a table of the lake from azurite. */
+  const deltaRs = (root: string, options: DeltaRsReadOptions = {}) => readWithDeltaRs(`${lakeUri}/${root}`, { ...options, storageOptions });
+  const objects = (rows: unknown[][], columns: string[]) => rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]])));
+
+  async function settle(): Promise<void> {
+    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    await waitFor(
+      async () =>
+        (
+          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
+            src.config['slot.name'],
+            target,
+          ])
+        ).rowCount === 1,
+      'the source to confirm every change',
+      120_000,
+    );
+    await waitForLake(store, sinkName, prefix);
+  }
+
+  beforeAll(async () => {
+    db = await createTestDatabase('sink_azure');
+    prisma = createPrisma(db.url, 4);
+    sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    await replay(prisma, { limit: 500, concurrency: 4 });
+    src = sourceConfig(db.url, 'sinkazure', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
+    prefix = src.config['topic.prefix'];
+    source = await startSource(src);
+    // The sink's store comes from lake.uri (credentials from AZURE_STORAGE_CONNECTION_STRING, as in production);
+    // only the download cache is the test's own, so nothing is left in the OS temp dir.
+    store = await openStore(lakeUri, { azure: { cacheDir } });
+    sinkStore = await openStore(lakeUri, { azure: { cacheDir } });
+    sink = startSink(sinkFile(sinkName, prefix, lakeUri, { 'delta.checkpoint.interval': 5 }), sinkStore);
+    const stats = await runTraffic(prisma, { rate: 40, durationMs: 4000, concurrency: 3 });
+    expect(stats.errors, stats.lastError).toBe(0);
+    await settle();
+    await sink.stop();
+    sink = undefined;
+  }, 300_000);
+
+  afterAll(async () => {
+    await sink?.stop();
+    await source?.stop();
+    await prisma?.$disconnect();
+    await sql?.end();
+    await db?.drop();
+    await store?.close();
+    await sinkStore?.close();
+    await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container).deleteIfExists();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it('the lake is in the Azure container: every table has its Delta log there, and checkpoints were written', async () => {
+    const blobs = BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container);
+    const names: string[] = [];
+    for await (const b of blobs.listBlobsFlat({ prefix: 'lake/' })) names.push(b.name);
+    for (const t of ORDER_TABLES)
+      for (const root of [bronzePath(t), silverPath(t)]) expect(names, root).toContain(`lake/${root}/_delta_log/00000000000000000000.json`);
+    const checkpointed = [];
+    for (const t of ORDER_TABLES)
+      for (const root of [bronzePath(t), silverPath(t)]) if (await store.get(lastCheckpointPath(root))) checkpointed.push(root);
+    expect(checkpointed.length, 'tables past a checkpoint (interval 5)').toBeGreaterThan(0);
+  });
+
+  it('every silver table equals its Postgres table row for row (delta-rs reading from azurite)', async () => {
+    for (const table of ORDER_TABLES) {
+      const expected = await postgresRows(db.url, table);
+      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
+      const view = await deltaRs(silverPath(table));
+      expect(view.files.every((f) => f.startsWith(`${lakeUri}/${silverPath(table)}/`))).toBe(true);
+      const columns = Object.keys(expected[0] ?? {});
+      expect(columns.length).toBeGreaterThan(2);
+      const diff = diffTables(expected, objects(view.rows, view.columns), KEYS[table]!, columns);
+      console.log(`azure ${describeDiff(table, diff)}: ${expected.length} rows`);
+      expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
+      expect(expected.length).toBeGreaterThan(0);
+      // Tide reads the same version and files as delta-rs.
+      const tide = (await DeltaTable.open(store, silverPath(table)))!;
+      expect(tide.version).toBe(view.version);
+      expect(tide.files()).toHaveLength(view.files.length);
+    }
+  });
+
+  it('bronze holds every change event exactly once; silver.orders_history chains every version', async () => {
+    for (const table of ORDER_TABLES) {
+      const view = await deltaRs(bronzePath(table));
+      const p = view.columns.indexOf('_kafka_partition');
+      const o = view.columns.indexOf('_kafka_offset');
+      const seen = new Set(view.rows.map((r) => `${String(r[p])}:${String(r[o])}`));
+      expect(seen.size, `${table}: duplicate offsets in bronze`).toBe(view.rows.length);
+      expect(view.partition_columns).toEqual(['_commit_date']);
+      expect(view.rows.length).toBeGreaterThan(0);
+    }
+    const history = await deltaRs(historyPath('public.orders'));
+    const bronze = await deltaRs(bronzePath('public.orders'));
+    const problems = checkHistory(history, bronze, await postgresRows(db.url, 'public.orders'), 'id');
+    expect(problems.slice(0, 20)).toEqual([]);
+  });
+
+  it('gold refreshes on Azure, and every gold table equals the same report run on Postgres', async () => {
+    const engine = await ParquetEngine.create();
+    const raw = new pg.Client({
+      connectionString: db.url,
+      types: {
+        getTypeParser: ((oid: number, format: 'text') =>
+          oid === 1184 || oid === 1114 || oid === 1082
+            ? (v: string) => v
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
+    });
+    try {
+      const gold = new GoldRefresher(engine, store, log);
+      const results = await gold.refresh();
+      expect(gold.failures).toEqual([]);
+      expect(results.map((r) => r.report).sort()).toEqual(GOLD_REPORTS.map((r) => r.name).sort());
+      await raw.connect();
+      await raw.query(`SET timezone = 'UTC'`);
+      const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
+      for (const report of GOLD_REPORTS) {
+        const expected = await pgQuery(await report.postgresSql(pgQuery));
+        const view = await deltaRs(`gold/${report.name}`);
+        const diff = diffTables(expected, objects(view.rows, view.columns), report.key, view.columns);
+        console.log(`azure gold.${report.name}: ${describeDiff(report.name, diff)}, ${expected.length} rows`);
+        expect(diff.expectedChecksum, describeDiff(report.name, diff)).toBe(diff.actualChecksum);
+        expect(expected.length, `gold.${report.name} is empty`).toBeGreaterThan(0);
+      }
+    } finally {
+      await raw.end();
+      await engine.close();
+    }
+  });
+
+  it('optimize and vacuum work on Azure: delta-rs reads the same rows, and the replaced blobs are deleted', async () => {
+    const root = bronzePath('public.orders');
+    const before = await deltaRs(root);
+    const engine = await ParquetEngine.create();
+    let removed: number;
+    try {
+      const result = await optimizeTable(engine, (await DeltaTable.open(store, root))!);
+      expect(result.filesRemoved).toBeGreaterThan(1);
+      expect(result.version).toBe(before.version + 1);
+      removed = result.filesRemoved;
+    } finally {
+      await engine.close();
+    }
+    const compacted = await deltaRs(root, { history: true });
+    expect(compacted.history![0]).toMatchObject({ version: before.version + 1, operation: 'OPTIMIZE' });
+    expect(compacted.rows).toEqual(before.rows);
+    expect(compacted.files.length).toBeLessThan(before.files.length);
+
+    const table = (await DeltaTable.open(store, root))!;
+    expect((await vacuumTable(table, { retainHours: 1 })).deleted).toEqual([]); // within retention: time travel still works
+    expect((await deltaRs(root, { version: before.version })).rows).toEqual(before.rows);
+    const vacuumed = await vacuumTable(table, { retainHours: 0, now: Date.now() + 1000 });
+    // Bronze is append-only and the sink never crashed: exactly the files the optimize replaced go.
+    expect(vacuumed.deleted).toHaveLength(removed);
+    for (const path of vacuumed.deleted) expect(await store.stat(`${root}/${path}`), path).toBeUndefined();
+    expect((await deltaRs(root)).rows).toEqual(before.rows);
+  });
+
+  it('tide lake tables --json works on the az:// lake (credentials from the environment)', async () => {
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
+      const child = spawn(process.execPath, [BIN, 'lake', 'tables', '--json', '--lake', lakeUri], {
+        // TMPDIR: the CLI's blob download cache (checkpoints) lands in the test's own folder, removed at the end.
+        env: { ...process.env, TMPDIR: cacheDir },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', fail);
+      child.on('close', (code) => done({ code, stdout, stderr }));
+    });
+    expect(out.code, out.stderr).toBe(0);
+    const tables = JSON.parse(out.stdout) as { name: string; version: number; rows: number | null }[];
+    const silverOrders = tables.find((t) => t.name === 'silver.orders');
+    const view = await deltaRs(silverPath('public.orders'));
+    expect(silverOrders).toMatchObject({ version: view.version, rows: view.row_count });
+    expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['bronze.orders', 'silver.orders_history', 'gold.daily_billing']));
+  });
+});
