@@ -1,6 +1,10 @@
 import type { Command } from 'commander';
 import { loadSinkConfig } from '../config/sink-config.ts';
+import { openStore } from '../lake/storage/open-store.ts';
 import { Lifecycle } from '../lifecycle.ts';
+import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
+import { DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
+import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
 import { SinkWorker } from '../sink/sink-worker.ts';
 
 export function registerSinkCommands(program: Command): void {
@@ -9,9 +13,44 @@ export function registerSinkCommands(program: Command): void {
   sink
     .command('start <connector.json>')
     .description('run the sink in the foreground; SIGTERM/SIGINT commits what is buffered and exits')
-    .action(async (file: string) => {
-      const worker = new SinkWorker(loadSinkConfig(file));
+    .option(
+      '--http-port <port>',
+      `port of the metrics and health server: /metrics, /healthz, /readyz (env ${HTTP_PORT_ENV}; 0 = any free port)`,
+    )
+    .option('--http-host <address>', `address the metrics and health server listens on (env ${HTTP_HOST_ENV})`)
+    .action(async (path: string, opts: { httpPort?: string; httpHost?: string }) => {
+      registerEnvironmentSecrets(process.env); // .stack/env was loaded after the logger started
+      const file = loadSinkConfig(path);
+      registerConfigSecrets(file.config);
+      const port = resolveHttpPort(opts.httpPort);
       const lifecycle = new Lifecycle().handleSignals();
-      await worker.run(lifecycle.signal);
+      try {
+        // The sink writes through a metered store (commits, files, bytes per lake table); it is ours to close.
+        const store = meteredStore(await openStore(file.config['lake.uri']), file.name);
+        lifecycle.onClose('lake store', () => store.close());
+        const lag = new SinkLagProbe(file, store);
+        lifecycle.onClose('consumer lag probe', () => lag.close());
+        const worker = new SinkWorker(file, { store });
+        const stats = () => worker.stats;
+        lifecycle.onClose('sink metrics', registerSinkMetrics({ name: file.name, stats, lag }));
+        const server = await startHttpServer({
+          host: opts.httpHost ?? process.env[HTTP_HOST_ENV] ?? DEFAULT_HTTP_HOST,
+          port,
+          ready: sinkReadiness({ name: file.name, stats, lag }),
+          lifecycle,
+        });
+        console.log(`sink ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);
+        const done = worker.run(lifecycle.signal);
+        // Closed first (closers run in reverse): the server answers until the worker has flushed. Its error reaches the caller below.
+        lifecycle.onClose('sink worker', () =>
+          done.then(
+            () => undefined,
+            () => undefined,
+          ),
+        );
+        await done;
+      } finally {
+        await lifecycle.shutdown();
+      }
     });
 }

@@ -1,0 +1,213 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { BlobServiceClient } from '@azure/storage-blob';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
+import { replay } from '../../src/app/replay.ts';
+import { createTestDatabase } from '../support/db.ts';
+import { waitFor } from '../support/kafka.ts';
+import { ORDER_TABLES, sinkFile } from '../support/lake.ts';
+import { dropSlot, sourceConfig, writeConnectorFile } from '../support/source.ts';
+
+/**
+ * Secrets never appear in logs, metrics or error messages (issue 5, "Logs"). The real CLI runs as a
+ * child process with debug logging, stdout and stderr captured to files, with distinctive secrets:
+ * a Postgres password (its own login role), the masking salt, the Azure Storage key of the lake
+ * (azurite), and credentials in a schema registry URL. Everything the processes print, every
+ * HTTP answer of the sink's ops server and the error output of failing starts is searched for them.
+ */
+const BIN = resolve('bin/tide.js');
+const tag = randomBytes(6).toString('hex');
+const PASSWORD = `PgPw-${tag}-s3cret`;
+const WRONG_PASSWORD = `PgPw-${tag}-wr0ng`;
+const SALT = `Salt-${tag}-pepper`;
+const REGISTRY_PASSWORD = `RegPw-${tag}-k3y`;
+const WRONG_AZURE_KEY = Buffer.from(`wrong-azure-key-${tag}`).toString('base64');
+
+describe('secrets never appear in logs, metrics or error messages', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let admin: pg.Client;
+  let prisma: PrismaClient;
+  let src: ReturnType<typeof sourceConfig>;
+  const role = `t_secret_${tag}`;
+  const dir = mkdtempSync(join(tmpdir(), 'tide-secrets-'));
+  const children: ChildProcess[] = [];
+  let azureKey: string;
+
+  /** Run `tide <args>` in `dir`, stdout and stderr each to a file; `exited` resolves with the exit code. */
+  function tide(name: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    const out = join(dir, `${name}.out`);
+    const err = join(dir, `${name}.err`);
+    const outFd = openSync(out, 'w');
+    const errFd = openSync(err, 'w');
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: dir,
+      stdio: ['ignore', outFd, errFd],
+      env: { ...process.env, TIDE_LOG_LEVEL: 'debug', ...env },
+    });
+    closeSync(outFd);
+    closeSync(errFd);
+    children.push(child);
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    return { child, exited, stdout: () => readFileSync(out, 'utf8'), stderr: () => readFileSync(err, 'utf8') };
+  }
+
+  /** What a source run left for `tide source status` and the dashboard: its status file (.tide/<name>.status.json). */
+  function statusFile(name: string): string {
+    const path = join(dir, '.tide', `${name}.status.json`);
+    expect(existsSync(path), path).toBe(true);
+    return readFileSync(path, 'utf8');
+  }
+
+  function secretsIn(text: string): string[] {
+    return [PASSWORD, WRONG_PASSWORD, SALT, REGISTRY_PASSWORD, WRONG_AZURE_KEY, azureKey].filter((s) => text.includes(s));
+  }
+
+  beforeAll(async () => {
+    azureKey = /AccountKey=([^;]+)/.exec(process.env.AZURE_STORAGE_CONNECTION_STRING ?? '')?.[1] ?? '';
+    expect(azureKey.length, 'AZURE_STORAGE_CONNECTION_STRING (from .stack/env) names the azurite key').toBeGreaterThan(20);
+    db = await createTestDatabase('secrets');
+    admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    // Its own login role, so the distinctive password is the one Postgres really checks.
+    await admin.query(`CREATE ROLE ${role} LOGIN SUPERUSER REPLICATION PASSWORD '${PASSWORD}'`);
+    prisma = createPrisma(db.url, 2);
+    await replay(prisma, { limit: 120, concurrency: 2 });
+    src = sourceConfig(db.url, 'secrets', {
+      'database.user': role,
+      'database.password': PASSWORD,
+      'table.include.list': 'public\\.(customers|products|orders|order_items)',
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await prisma?.$disconnect();
+    if (db && src) await dropSlot(db.url, src.config['slot.name']);
+    await admin?.end();
+    await db?.drop();
+    // The role owned the publication in the test database: it can go once the database is gone.
+    const server = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await server.connect();
+    await server.query(`DROP ROLE IF EXISTS ${role}`).finally(() => server.end());
+    if (azureKey)
+      await BlobServiceClient.fromConnectionString(process.env.AZURE_STORAGE_CONNECTION_STRING!)
+        .getContainerClient(`tide-secrets-${tag}`)
+        .deleteIfExists();
+  });
+
+  it('source and sink run with the secrets: their logs, /metrics, /healthz and /readyz never show them', async () => {
+    const sourcePath = writeConnectorFile(dir, src);
+    expect(readFileSync(sourcePath, 'utf8')).toContain(PASSWORD); // in the file as an operator would write it
+    const source = tide('source', ['source', 'start', sourcePath]);
+    await waitFor(() => source.stderr().includes('"to":"streaming"'), 'the source to stream', 90_000);
+    await admin.query(`UPDATE customers SET email = 'changed-' || id || '@example.com' WHERE id IN (SELECT id FROM customers LIMIT 5)`);
+
+    const lakeUri = `az://tide-secrets-${tag}/lake`;
+    const file = sinkFile(`secrets-${tag}`, src.config['topic.prefix'], lakeUri, { 'mask.hash.salt': SALT, 'flush.interval.ms': 200 });
+    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+    const sinkPath = join(dir, 'sink.json');
+    writeFileSync(sinkPath, JSON.stringify({ name: file.name, config }, null, 2));
+    const sink = tide('sink', ['sink', 'start', sinkPath, '--http-port', '0']);
+    await waitFor(() => /metrics (http:\/\/127\.0\.0\.1:\d+\/)metrics/.test(sink.stdout()), 'the sink to print its URL', 60_000);
+    const base = /metrics (http:\/\/127\.0\.0\.1:\d+\/)metrics/.exec(sink.stdout())![1]!;
+    const get = async (path: string) => {
+      const res = await fetch(`${base}${path}`);
+      return { status: res.status, body: await res.text() };
+    };
+    const answers: string[] = [(await get('readyz')).body];
+    await waitFor(async () => (await get('readyz')).status === 200, 'the sink to be ready', 90_000);
+    await waitFor(
+      async () => /tide_sink_messages_total\{connector="[^"]+"\} [1-9]/.test((await get('metrics')).body),
+      'the sink to commit messages',
+      60_000,
+    );
+    for (const path of ['metrics', 'healthz', 'readyz', 'nothing-here']) answers.push((await get(path)).body);
+    const metrics = answers[1]!;
+    // The scrape shows the pipeline, so it would show a secret that reached a label or a value.
+    expect(metrics).toContain(`tide_sink_commits_total{connector="${file.name}",lake_table="silver/customers",operation="MERGE"}`);
+    expect(secretsIn(answers.join('\n'))).toEqual([]);
+
+    source.child.kill('SIGTERM');
+    sink.child.kill('SIGTERM');
+    expect(await source.exited).toBe(0);
+    expect(await sink.exited).toBe(0);
+    const logs = source.stderr() + source.stdout() + sink.stderr() + sink.stdout();
+    // The capture holds the configuration-derived facts around the secrets (so a leak would be in it too).
+    for (const fact of [src.config['slot.name'], `tide-secrets-${tag}`, ORDER_TABLES[0]!, '"level":20']) expect(logs).toContain(fact);
+    expect(logs.split('\n').length).toBeGreaterThan(20);
+    expect(secretsIn(logs)).toEqual([]);
+    expect(secretsIn(statusFile(src.name))).toEqual([]);
+  });
+
+  it('a wrong password: the error says what failed, not the password', async () => {
+    const file = { ...src, name: `${src.name}-wrong`, config: { ...src.config, 'database.password': WRONG_PASSWORD } };
+    const run = tide('wrong-password', ['source', 'start', writeConnectorFile(dir, file)]);
+    expect(await run.exited).toBe(1);
+    const output = run.stderr() + run.stdout();
+    expect(output).toContain(`password authentication failed for user "${role}"`);
+    expect(secretsIn(output)).toEqual([]);
+    expect(secretsIn(statusFile(file.name))).toEqual([]);
+  });
+
+  let registryOutput: string | undefined;
+  let registryStatus: string | undefined;
+
+  it('an unreachable schema registry whose URL carries credentials: the run fails naming the registry; no log line shows the password', async () => {
+    const file = {
+      ...src,
+      name: `${src.name}-registry`,
+      config: {
+        ...src.config,
+        'slot.name': `${src.config['slot.name']}_r`,
+        'schema.registry.url': `http://tide:${REGISTRY_PASSWORD}@127.0.0.1:9/apis/ccompat/v7`,
+      },
+    };
+    const run = tide('registry', ['source', 'start', writeConnectorFile(dir, file)]);
+    const code = await run.exited;
+    await dropSlot(db.url, file.config['slot.name']);
+    expect(code).toBe(1);
+    registryOutput = run.stderr() + run.stdout();
+    registryStatus = statusFile(file.name);
+    expect(JSON.parse(registryStatus)).toMatchObject({ state: 'failed', error: expect.stringMatching(/^schema registry, subject /) });
+    expect(registryOutput).toMatch(/schema registry, subject \S+: /);
+    expect(registryOutput).toContain('127.0.0.1:9');
+    const logLines = registryOutput.split('\n').filter((l) => l.startsWith('{'));
+    expect(logLines.length).toBeGreaterThan(3);
+    expect(secretsIn(logLines.join('\n'))).toEqual([]);
+  });
+
+  // KNOWN LEAK, outside this test's files: src/events/schema-registry.ts (HttpSchemaRegistry.call) puts the
+  // registry URL, credentials included, into SchemaRegistryError's message, and src/cli/main.ts prints
+  // `tide: ${err.message}` without scrubSecrets(). Remove `.fails` once both are fixed.
+  it.fails('KNOWN LEAK: the error message printed for that run does not show the password', () => {
+    expect(registryOutput).toBeDefined();
+    expect(secretsIn(registryOutput!)).toEqual([]);
+  });
+
+  // KNOWN LEAK, same cause: src/source/connector.ts keeps err.message as lastError and writes it to the status file
+  // (src/source/status-file.ts), which `tide source status` prints and the dashboard's /api/pipeline serves.
+  it.fails('KNOWN LEAK: the status file of that run does not show the password', () => {
+    expect(registryStatus).toBeDefined();
+    expect(secretsIn(registryStatus!)).toEqual([]);
+  });
+
+  it('a lake on Azure with a wrong account key: the error names the store, not the key', async () => {
+    const file = sinkFile(`secrets-az-${tag}`, src.config['topic.prefix'], `az://tide-secrets-${tag}/wrong`);
+    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+    const path = join(dir, 'sink-wrong-key.json');
+    writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+    const connectionString = (process.env.AZURE_STORAGE_CONNECTION_STRING ?? '').replace(azureKey, WRONG_AZURE_KEY);
+    const run = tide('wrong-key', ['sink', 'start', path, '--http-port', '0'], { AZURE_STORAGE_CONNECTION_STRING: connectionString });
+    const code = await Promise.race([run.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 60_000))]);
+    if (code === 'running') run.child.kill('SIGKILL');
+    expect(code).toBe(1);
+    const output = run.stderr() + run.stdout();
+    expect(output).toContain(`tide-secrets-${tag}`);
+    expect(secretsIn(output)).toEqual([]);
+  });
+});
