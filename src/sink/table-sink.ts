@@ -1,4 +1,5 @@
 import type { SinkConfig } from '../config/sink-config.ts';
+import { observeMerge } from '../ops/sink-metrics.ts';
 import type { Action } from '../lake/delta/actions.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
@@ -150,6 +151,7 @@ export class TableSink {
       );
     }
     await this.sendNewDeadLetters(result);
+    const mergeStarted = performance.now();
     const merged = await mergeSilver(
       this.ctx.engine,
       this.silver,
@@ -159,6 +161,7 @@ export class TableSink {
       txnActions(this.ctx.name, pendingOffsets),
       evolved,
     );
+    observeMerge(this.ctx.name, this.qualified, (performance.now() - mergeStarted) / 1000);
     result.silverVersion = merged.version;
     result.silverChanges = batch.changes.length;
     result.rewrittenFiles = merged.rewrittenFiles;
