@@ -3,20 +3,23 @@
  * WAL to Kafka, compared with Postgres' own `pg_recvlogical` on the same data?
  * And what commit-to-Kafka latency does a steady application load see?
  *
- *   npx tsx bench/source-drain.ts [--rows 1000000] [--rate 5000] [--seconds 20]
- *                                 [--batch <max.batch.size>] [--profile] [--no-latency] [--keep] [--bin <tide.js>]
+ *   npx tsx bench/source-drain.ts [--rows 1000000] [--rounds 2] [--rate 5000] [--seconds 20]
+ *                                 [--batch <max.batch.size>] [--node-flags "<flags>"] [--profile] [--no-latency] [--keep] [--bin <tide.js>]
  *
  * One run, one data set:
- *  1. a fresh database `bench_<id>`, table `bench_rows` (8 columns, ~120 bytes a row),
- *     a publication, and two pgoutput slots created before the load;
+ *  1. a fresh database `bench_<id>`, table `bench_rows` (8 columns, ~120 bytes a row), a publication, and
+ *     two pgoutput slots per round (--rounds, default 2), all created before the load;
  *  2. one transaction inserting N rows; the WAL LSN after its commit is the target;
- *  3. baseline: `pg_recvlogical --endpos <lsn> -f /dev/null` on slot 1;
- *  4. Tide: `node bin/tide.js source start` as a child on slot 2, timed from spawn until the slot's
- *     confirmed_flush_lsn >= target (Tide confirms only what Kafka acknowledged); peak RSS from VmHWM;
- *     the topic's high watermarks must add up to N;
- *  5. latency: a second Tide child on a second table, a writer at --rate row changes/s for --seconds,
+ *  3. per round, alternating so that load from elsewhere on the machine hits both sides:
+ *     a. baseline: `pg_recvlogical --endpos <lsn> -f /dev/null` on the round's first slot;
+ *     b. Tide: `node bin/tide.js source start` as a child on the round's second slot, timed from spawn until
+ *        the slot's confirmed_flush_lsn >= target (Tide confirms only what Kafka acknowledged); peak RSS from
+ *        VmHWM; the topic's high watermarks must add up to N;
+ *  4. the ratio: summed baseline seconds / summed Tide seconds (spawn to confirm), and the same without Tide's
+ *     process start-up (from the moment its walsender is active; pg_recvlogical starts in milliseconds);
+ *  5. latency: another Tide child on a second table, a writer at --rate row changes/s for --seconds,
  *     latency = Kafka LogAppendTime (broker clock) - source.ts_ms (Postgres commit time); same host, same clock;
- *  6. a table on stdout and JSON in bench/results/. Slots, database and topics are dropped at the end.
+ *  6. a table on stdout and JSON in bench/results/ (one file per run). Slots, database and topics are dropped.
  *
  * --profile runs the Tide drain child with `node --cpu-prof` and prints where its CPU time went.
  * Not part of the test suite. Needs the local stack (`npm run stack:up`).
@@ -35,8 +38,10 @@ const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
     rate: { type: 'string', default: '5000' },
+    rounds: { type: 'string', default: '2' },
     seconds: { type: 'string', default: '20' },
     batch: { type: 'string' },
+    'node-flags': { type: 'string' },
     profile: { type: 'boolean', default: false },
     'no-latency': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
@@ -47,6 +52,8 @@ const N = Number(args.rows);
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 if (!Number.isInteger(N) || N < 1) throw new Error(`--rows must be a positive integer, got ${args.rows}`);
+const ROUNDS = Number(args.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${args.rounds}`);
 
 for (const [k, v] of Object.entries(readStackEnv())) process.env[k] ??= v;
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -55,6 +62,8 @@ const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
 const REGISTRY = process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7';
 const PG_BINDIR = process.env.TIDE_PG_BINDIR ?? '/usr/lib/postgresql/15/bin';
 /** --bin runs another build of the CLI (a prototype in scratch/) through the same measurements. */
+/** --node-flags are given to the Tide children's node (e.g. "--max-semi-space-size=32"), to try V8 settings. */
+const NODE_FLAGS = args['node-flags']?.split(/\s+/).filter(Boolean) ?? [];
 const BIN = args.bin ? resolve(args.bin) : join(PROJECT_ROOT, 'bin', 'tide.js');
 const CLK_TCK = 100; // Linux USER_HZ
 const { ConfigResourceTypes } = kafkajs; // not a named export Node's CJS lexer detects
@@ -225,7 +234,7 @@ function startTide(name: string, config: Record<string, unknown>, nodeFlags: str
   const connectorPath = writeConnector(workDir, name, config);
   const logPath = join(workDir, 'source.log');
   const fd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [...nodeFlags, BIN, 'source', 'start', connectorPath], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...nodeFlags, BIN, 'source', 'start', connectorPath], {
     cwd: workDir,
     stdio: ['ignore', fd, fd],
     env: { ...process.env, TIDE_LOG_LEVEL: 'info' },
@@ -277,15 +286,15 @@ const STAGES: [string, RegExp][] = [
   ['kafka produce (kafkajs + Tide producer)', /node_modules\/(kafkajs|@platformatic\/kafka)\/|src\/events\/kafka-producer\.ts/],
   [
     'avro encode (envelope, type mapping, avsc)',
-    /node_modules\/avsc\/|src\/events\/(envelope|avro-types|schema-registry|transaction-events)\.ts|src\/source\/(type-mapping|pg-text|pg-numeric|pg-array)\.ts/,
+    /node_modules\/avsc\/|src\/events\/(envelope|avro-types|avro-writer|row-event-writer|schema-registry|transaction-events)\.ts|src\/source\/(type-mapping|pg-text|pg-numeric|pg-array)\.ts/,
   ],
   [
-    'pgoutput decode (pg-protocol, pg-logical-replication parser)',
-    /node_modules\/(pg-protocol|pg)\/|output-plugins\/|src\/source\/pgoutput-plugin\.ts/,
+    'pgoutput decode (pg-protocol, pgoutput decoder)',
+    /node_modules\/(pg-protocol|pg)\/|output-plugins\/|src\/source\/(pgoutput-plugin|pgoutput-decoder)\.ts/,
   ],
   [
-    'per-event pipeline (flow-control queue, emitAsync, connector, publisher)',
-    /node_modules\/(eventemitter2|pg-logical-replication)\/|src\/source\/(connector|publisher|lsn)\.ts/,
+    'per-event pipeline (replication stream, change handler, connector, publisher)',
+    /node_modules\/(eventemitter2|pg-logical-replication)\/|src\/source\/(connector|publisher|lsn|change-handler|replication-stream)\.ts/,
   ],
 ];
 
@@ -348,15 +357,24 @@ function summarizeProfile(path: string, window?: [number, number]) {
 
 // ---------------------------------------------------------------------------------------------- phases
 
-async function drainBenchmark(db: pg.Client, admin: Admin) {
-  const pub = `${id}_pub`;
-  const slotBase = `${id}_base`;
-  const slotTide = `${id}_tide`;
-  const topic = `${id}.public.bench_rows`;
+/** Slot and topic names of drain round r (0-based): each round drains the same transaction through fresh slots. */
+const drainNames = (r: number) => ({
+  slotBase: `${id}_base${r}`,
+  slotTide: `${id}_tide${r}`,
+  prefix: `${id}_r${r}`,
+  topic: `${id}_r${r}.public.bench_rows`,
+});
+const drainPub = `${id}_pub`;
 
+/** The table, the publication, a baseline and a Tide slot per round, then one transaction of N rows. */
+async function loadDrainData(db: pg.Client) {
+  const pub = drainPub;
   await db.query(`CREATE TABLE bench_rows (${COLUMNS}) WITH (autovacuum_enabled = false)`);
   await db.query(`CREATE PUBLICATION ${pub} FOR TABLE bench_rows`);
-  for (const s of [slotBase, slotTide]) await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [s]);
+  for (let r = 0; r < ROUNDS; r++) {
+    const { slotBase, slotTide } = drainNames(r);
+    for (const s of [slotBase, slotTide]) await db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [s]);
+  }
 
   say(`loading ${N.toLocaleString('en')} rows in one transaction ...`);
   const lsnBefore = await currentLsn(db);
@@ -378,11 +396,15 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
     avgRowBytes: Number(sz[0]!.row_bytes),
   };
   say(`loaded in ${load.seconds} s, commit LSN ${loadLsn}, ${load.walMB} MB of WAL, ~${load.avgRowBytes} bytes a row`);
+  return load;
+}
 
-  // --- baseline: pg_recvlogical
-  say('baseline: pg_recvlogical ...');
+/** pg_recvlogical drains round r's baseline slot up to the load's LSN. */
+async function runBaseline(r: number, loadLsn: string) {
+  const pub = drainPub;
+  const { slotBase } = drainNames(r);
+  say(`round ${r + 1}: baseline: pg_recvlogical ...`);
   const recvCpu = new CpuMeter();
-  const kpid = kafkaPid();
   const recvStart = performance.now();
   const recv = spawn(
     join(PG_BINDIR, 'pg_recvlogical'),
@@ -410,6 +432,8 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
   let recvDone = false;
   void recvExit.then(() => (recvDone = true));
   const sampler = new pg.Client({ connectionString: dbUrl });
+  // If the run fails, main() drops the database WITH (FORCE), which ends this connection: say so rather than crash.
+  sampler.on('error', (err: Error) => say(`sampler connection: ${err.message}`));
   await sampler.connect();
   while (!recvDone) {
     const s = await slotState(sampler, slotBase, undefined);
@@ -420,23 +444,34 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
   const recvCode = await recvExit;
   const baselineSeconds = (performance.now() - recvStart) / 1000;
   if (recvCode !== 0) throw new Error(`pg_recvlogical exited ${recvCode}: ${recvErr}`);
+  await sampler.end();
   const baseline = { seconds: round(baselineSeconds), rowsPerSecond: Math.round(N / baselineSeconds), cpuSeconds: recvCpu.result() };
-  say(`baseline: ${baseline.seconds} s, ${baseline.rowsPerSecond.toLocaleString('en')} rows/s`);
+  say(`round ${r + 1}: baseline: ${baseline.seconds} s, ${baseline.rowsPerSecond.toLocaleString('en')} rows/s`);
+  return baseline;
+}
 
-  // --- Tide
-  const profDir = args.profile ? mkdtempSync(join(tmpdir(), 'tide-bench-prof-')) : undefined;
-  say(`tide: starting the source${profDir ? ` under --cpu-prof (${profDir})` : ''} ...`);
+/** Tide (`tide source start` as a child) drains round r's slot; timed from spawn until the slot confirms the load's LSN. */
+async function runTide(r: number, loadLsn: string, admin: Admin) {
+  const pub = drainPub;
+  const { slotTide, prefix, topic } = drainNames(r);
+  const sampler = new pg.Client({ connectionString: dbUrl });
+  sampler.on('error', (err: Error) => say(`sampler connection: ${err.message}`));
+  await sampler.connect();
+  const kpid = kafkaPid();
+  // Profile the first round only: the profiler slows the child down.
+  const profDir = args.profile && r === 0 ? mkdtempSync(join(tmpdir(), 'tide-bench-prof-')) : undefined;
+  say(`round ${r + 1}: tide: starting the source${profDir ? ` under --cpu-prof (${profDir})` : ''} ...`);
   const cpu = new CpuMeter();
   cpu.baseline('kafka broker', kpid);
   const tStart = performance.now();
   const tide = startTide(
-    `${id}-drain`,
+    `${id}-drain${r}`,
     {
       'slot.name': slotTide,
       'publication.name': pub,
       'publication.autocreate.mode': 'disabled',
       'table.include.list': 'public\\.bench_rows',
-      'topic.prefix': id,
+      'topic.prefix': prefix,
       'snapshot.mode': 'never',
     },
     profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
@@ -482,6 +517,7 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
     rowsPerSecond: Math.round(N / tideSeconds),
     startupSeconds: round(marks.firstEventInKafka ?? NaN),
     drainSecondsAfterFirstEvent: round(steady),
+    secondsFromSlotActive: round(tideSeconds - (marks.slotActive ?? 0)),
     rowsPerSecondAfterFirstEvent: Math.round(N / steady),
     marksSeconds: Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, round(v)])),
     peakRssMB: round(hwm?.hwmMb ?? peakRssMb, 1),
@@ -491,7 +527,9 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
     exitCode: exit,
     log: tide.logPath,
   };
-  say(`tide: ${tideResult.seconds} s, ${tideResult.rowsPerSecond.toLocaleString('en')} rows/s, peak RSS ${tideResult.peakRssMB} MB`);
+  say(
+    `round ${r + 1}: tide: ${tideResult.seconds} s, ${tideResult.rowsPerSecond.toLocaleString('en')} rows/s, peak RSS ${tideResult.peakRssMB} MB`,
+  );
   await sampler.end();
 
   let profile: ReturnType<typeof summarizeProfile> | undefined;
@@ -502,7 +540,7 @@ async function drainBenchmark(db: pg.Client, admin: Admin) {
       profile = drainWindow.totalMs > 0 ? drainWindow : summarizeProfile(join(profDir, f));
     } else say(`no .cpuprofile in ${profDir} (did the child exit cleanly?)`);
   }
-  return { load, baseline, tide: tideResult, slots: [slotBase, slotTide], topics: [topic, `${id}.transaction`], profile, profDir };
+  return { tide: tideResult, profile };
 }
 
 async function latencyBenchmark(db: pg.Client, admin: Admin) {
@@ -656,12 +694,26 @@ async function main() {
   await admin.connect();
   const slots: string[] = [];
   const topics: string[] = [];
-  let drain: Awaited<ReturnType<typeof drainBenchmark>> | undefined;
+  let load: Awaited<ReturnType<typeof loadDrainData>> | undefined;
+  const rounds: { baseline: Awaited<ReturnType<typeof runBaseline>>; tide: Awaited<ReturnType<typeof runTide>>['tide'] }[] = [];
+  let profile: Awaited<ReturnType<typeof runTide>>['profile'];
   let latency: Awaited<ReturnType<typeof latencyBenchmark>> | undefined;
   try {
-    slots.push(`${id}_base`, `${id}_tide`, `${id}_live`);
-    topics.push(`${id}.public.bench_rows`, `${id}.transaction`, `${id}_live.public.bench_live`, `${id}_live.transaction`);
-    drain = await drainBenchmark(db, admin);
+    for (let r = 0; r < ROUNDS; r++) {
+      const n = drainNames(r);
+      slots.push(n.slotBase, n.slotTide);
+      topics.push(n.topic, `${n.prefix}.transaction`);
+    }
+    slots.push(`${id}_live`);
+    topics.push(`${id}_live.public.bench_live`, `${id}_live.transaction`);
+    load = await loadDrainData(db);
+    // Baseline and Tide alternate on the same data, so a burst of load from elsewhere hits both sides.
+    for (let r = 0; r < ROUNDS; r++) {
+      const baseline = await runBaseline(r, load.lsn);
+      const t = await runTide(r, load.lsn, admin);
+      rounds.push({ baseline, tide: t.tide });
+      profile ??= t.profile;
+    }
     if (!args['no-latency']) latency = await latencyBenchmark(db, admin);
   } finally {
     if (!args.keep) {
@@ -682,41 +734,69 @@ async function main() {
     await admin.disconnect();
   }
 
-  const ratio = drain.tide.rowsPerSecond / drain.baseline.rowsPerSecond;
+  // Totals over the rounds: the ratio of the aggregate rates (rows over summed seconds).
+  const sum = (f: (x: (typeof rounds)[number]) => number) => rounds.reduce((a, x) => a + f(x), 0);
+  const baseSeconds = sum((x) => x.baseline.seconds);
+  const tideSeconds = sum((x) => x.tide.seconds);
+  const tideFromSlot = sum((x) => x.tide.secondsFromSlotActive);
+  const summary = {
+    baselineRowsPerSecond: Math.round((N * ROUNDS) / baseSeconds),
+    tideRowsPerSecond: Math.round((N * ROUNDS) / tideSeconds),
+    ratio: round(baseSeconds / tideSeconds, 3),
+    tideRowsPerSecondFromSlotActive: Math.round((N * ROUNDS) / tideFromSlot),
+    ratioFromSlotActive: round(baseSeconds / tideFromSlot, 3),
+    perRound: rounds.map((x) => ({
+      baselineSeconds: x.baseline.seconds,
+      tideSeconds: x.tide.seconds,
+      ratio: round(x.baseline.seconds / x.tide.seconds, 3),
+      ratioFromSlotActive: round(x.baseline.seconds / x.tide.secondsFromSlotActive, 3),
+    })),
+    peakRssMB: Math.max(...rounds.map((x) => x.tide.peakRssMB)),
+    noLoss: rounds.every((x) => x.tide.noLoss),
+  };
   const result = {
     benchmark: 'source-drain',
     date: new Date().toISOString(),
     machine: m,
     rows: N,
+    rounds: ROUNDS,
     maxBatchSize: args.batch ? Number(args.batch) : 'default',
+    nodeFlags: NODE_FLAGS,
     tideBin: BIN,
     code: provenance(),
-    load: drain.load,
-    baseline: { tool: 'pg_recvlogical (pgoutput proto 1, -f /dev/null)', ...drain.baseline },
-    tide: drain.tide,
-    ratio: round(ratio, 3),
+    load,
+    baselineTool: 'pg_recvlogical (pgoutput proto 1, -f /dev/null)',
     ratioTarget: 0.8,
+    summary,
+    drains: rounds,
     latency,
-    profile: drain.profile,
+    profile,
   };
 
   const rows: [string, string][] = [
-    ['machine', `${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}`],
-    ['rows (one transaction)', N.toLocaleString('en')],
-    ['row size / WAL', `~${drain.load.avgRowBytes} B a row, ${drain.load.walMB} MB WAL`],
-    ['pg_recvlogical', `${drain.baseline.seconds} s   ${drain.baseline.rowsPerSecond.toLocaleString('en')} rows/s`],
-    ['tide (spawn to confirm)', `${drain.tide.seconds} s   ${drain.tide.rowsPerSecond.toLocaleString('en')} rows/s`],
-    ['  start-up (to 1st event)', `${drain.tide.startupSeconds} s`],
-    [
-      '  after 1st event',
-      `${drain.tide.drainSecondsAfterFirstEvent} s   ${drain.tide.rowsPerSecondAfterFirstEvent.toLocaleString('en')} rows/s`,
-    ],
-    ['ratio tide / baseline', `${result.ratio}   (target >= 0.8)`],
-    ['tide peak RSS', `${drain.tide.peakRssMB} MB`],
-    ['no loss (topic HWM = N)', `${drain.tide.noLoss} (${drain.tide.topicHighWatermark.toLocaleString('en')})`],
-    ['CPU s baseline', JSON.stringify(drain.baseline.cpuSeconds)],
-    ['CPU s tide', JSON.stringify(drain.tide.cpuSeconds)],
+    ['machine', `${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')} at start`],
+    ['rows (one transaction)', `${N.toLocaleString('en')}, drained ${ROUNDS} times each way, alternating`],
+    ['row size / WAL', `~${load!.avgRowBytes} B a row, ${load!.walMB} MB WAL`],
   ];
+  rounds.forEach((x, i) => {
+    const t = x.tide;
+    rows.push(
+      [`round ${i + 1} pg_recvlogical`, `${x.baseline.seconds} s   ${x.baseline.rowsPerSecond.toLocaleString('en')} rows/s`],
+      [`round ${i + 1} tide`, `${t.seconds} s   ${t.rowsPerSecond.toLocaleString('en')} rows/s  (spawn to confirm)`],
+      [
+        '  phases',
+        `process start ${t.marksSeconds.slotActive} s, then Postgres decodes until the 1st event at ${t.startupSeconds} s, ` +
+          `then ${t.rowsPerSecondAfterFirstEvent.toLocaleString('en')} rows/s`,
+      ],
+      ['  CPU s', `baseline ${JSON.stringify(x.baseline.cpuSeconds)}; tide ${JSON.stringify(t.cpuSeconds)}`],
+    );
+  });
+  rows.push(
+    ['ratio tide / baseline', `${summary.ratio}   (target >= 0.8; spawn to confirm, all rounds)`],
+    ['  from slot active', `${summary.ratioFromSlotActive}   (without Tide's process start-up)`],
+    ['tide peak RSS', `${summary.peakRssMB} MB`],
+    ['no loss (topic HWM = N)', String(summary.noLoss)],
+  );
   if (latency)
     rows.push(
       ['latency load', `${latency.achievedRowsPerSecond} changes/s for ${latency.seconds} s, ${latency.events} events`],
@@ -724,21 +804,22 @@ async function main() {
     );
   const w = Math.max(...rows.map(([k]) => k.length));
   console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
-  if (drain.profile) {
-    console.log(`\nCPU profile of the tide child, ${drain.profile.window} (${drain.profile.totalMs} ms sampled), by stage:`);
-    for (const a of drain.profile.stages) console.log(`  ${String(a.pct).padStart(5)}%  ${String(a.ms).padStart(6)} ms  ${a.name}`);
+  if (profile) {
+    console.log(`\nCPU profile of the tide child (round 1), ${profile.window} (${profile.totalMs} ms sampled), by stage:`);
+    for (const a of profile.stages) console.log(`  ${String(a.pct).padStart(5)}%  ${String(a.ms).padStart(6)} ms  ${a.name}`);
     console.log('by innermost Tide or package function:');
-    for (const f of drain.profile.functions.slice(0, 20))
+    for (const f of profile.functions.slice(0, 20))
       console.log(`  ${String(f.pct).padStart(5)}%  ${String(f.ms).padStart(6)} ms  ${f.name}`);
   }
 
   const dir = join(PROJECT_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const suffix = `${N === 1_000_000 ? '' : `-${N}rows`}${args.batch ? `-batch${args.batch}` : ''}${args.bin ? '-prototype' : ''}${args.profile ? '-profile' : ''}`;
-  const out = join(dir, `source-drain-${result.date.slice(0, 10)}${suffix}.json`);
+  const suffix = `${N === 1_000_000 ? '' : `-${N}rows`}${args.batch ? `-batch${args.batch}` : ''}${NODE_FLAGS.length ? '-flags' : ''}${args.bin ? '-prototype' : ''}${args.profile ? '-profile' : ''}`;
+  // One file per run (date and time), so repeated runs are all kept.
+  const out = join(dir, `source-drain-${result.date.slice(0, 16).replace(/:/g, '')}${suffix}.json`);
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`\nwrote ${resolve(out)}`);
-  if (!drain.tide.noLoss) process.exitCode = 1;
+  if (!summary.noLoss) process.exitCode = 1;
 }
 
 await main();

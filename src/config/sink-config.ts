@@ -35,6 +35,11 @@ export const sinkConfigSchema = z
     'flush.interval.ms': int(10, 3_600_000).default(1000),
     'dead.letter.topic': z.string().min(1).optional(),
     'delta.checkpoint.interval': int(1, 10_000).default(10),
+    /** DuckDB's memory limit for merges and gold queries (it spills to a temp directory beyond it), e.g. "2GB". */
+    'duckdb.memory.limit': z
+      .string()
+      .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'must be a size such as 512MB or 2GB')
+      .default('2GB'),
     /** Gold reports are rebuilt when silver changed and at least this long passed since the last build; 0 turns gold off. */
     'gold.refresh.interval.ms': int(0).default(30_000),
   })

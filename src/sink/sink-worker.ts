@@ -78,7 +78,7 @@ export class SinkWorker {
   async run(signal: AbortSignal): Promise<void> {
     const c = this.file.config;
     const store = this.opts.store ?? (await openStore(c['lake.uri']));
-    const engine = await ParquetEngine.create();
+    const engine = await ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] });
     this.ctx = {
       name: this.file.name,
       config: c,

@@ -1,0 +1,99 @@
+/**
+ * Kafka side of the freshness benchmark (bench/sink-freshness.ts): switch a topic to LogAppendTime,
+ * read its records back with an independent decoder (test/support/kafka.ts), and clean up the run's
+ * topics, consumer groups and registry subjects.
+ */
+import kafkajs, { type Admin } from 'kafkajs';
+import { kafka, registryClient } from '../test/support/kafka.ts';
+import { BenchError, say, sleep } from './sink-bench-support.ts';
+
+const { ConfigResourceTypes } = kafkajs; // not a named export Node's CJS lexer detects
+
+export interface KafkaRecord {
+  partition: number;
+  offset: number;
+  appendMs: number;
+  commitMs: number;
+}
+
+export async function useLogAppendTime(admin: Admin, topic: string): Promise<void> {
+  await admin.alterConfigs({
+    validateOnly: false,
+    resources: [
+      { type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] },
+    ],
+  });
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['message.timestamp.type'] }],
+  });
+  const value = described.resources[0]?.configEntries[0]?.configValue;
+  if (value !== 'LogAppendTime')
+    throw new BenchError('kafka', `could not set message.timestamp.type=LogAppendTime on ${topic} (got ${value})`);
+  await sleep(2000); // let the config reach the partition leader
+}
+
+/** The records of `topic` in [start, end) per partition, with LogAppendTime and source.ts_ms, decoded by the test decoder. */
+export async function readRecords(
+  topic: string,
+  groupId: string,
+  start: Map<number, number>,
+  end: { partition: number; high: number }[],
+): Promise<KafkaRecord[]> {
+  const ends = new Map(end.map((p) => [p.partition, p.high]));
+  const total = end.reduce((a, p) => a + p.high - (start.get(p.partition) ?? 0), 0);
+  const registry = registryClient();
+  const consumer = kafka().consumer({ groupId, maxBytes: 32 * 2 ** 20 });
+  await consumer.connect();
+  const out: KafkaRecord[] = [];
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        const from = start.get(batch.partition) ?? 0;
+        const to = ends.get(batch.partition) ?? 0;
+        for (const m of batch.messages) {
+          const offset = Number(m.offset);
+          if (offset < from || offset >= to || !m.value) continue;
+          const v = (await registry.decode(m.value)) as { source: { ts_ms: number | bigint } };
+          out.push({ partition: batch.partition, offset, appendMs: Number(m.timestamp), commitMs: Number(v.source.ts_ms) });
+        }
+        if (out.length >= total) resolveDone();
+      },
+    });
+    if (total === 0) resolveDone();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      done,
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new BenchError('kafka read-back', `read ${out.length} of ${total} records of ${topic} in 180 s`)),
+          180_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return out;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+/** Drop the run's topics, consumer groups and registry subjects. */
+export async function cleanKafka(admin: Admin, prefix: string, sinkName: string, groups: string[]): Promise<void> {
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${prefix}.`) || t === `${sinkName}.dlq`);
+  if (topics.length)
+    await admin.deleteTopics({ topics }).catch((err: Error) => say(`could not delete topics ${topics.join(', ')}: ${err.message}`));
+  await admin.deleteGroups(groups).catch((err: Error) => say(`could not delete consumer groups ${groups.join(', ')}: ${err.message}`));
+  const registry = process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7';
+  try {
+    const subjects = ((await (await fetch(`${registry}/subjects`)).json()) as string[]).filter((s) => s.startsWith(`${prefix}.`));
+    for (const s of subjects) {
+      await fetch(`${registry}/subjects/${encodeURIComponent(s)}`, { method: 'DELETE' });
+      await fetch(`${registry}/subjects/${encodeURIComponent(s)}?permanent=true`, { method: 'DELETE' });
+    }
+  } catch (err) {
+    say(`could not delete registry subjects ${prefix}.*: ${(err as Error).message}`);
+  }
+}
