@@ -6,6 +6,8 @@ import { registerStackCommands } from './stack-commands.ts';
 import { registerLakeCommands } from './lake-commands.ts';
 import { registerSinkCommands } from './sink-commands.ts';
 import { registerSourceCommands } from './source-commands.ts';
+import { registerRecoveryCommands } from './recovery-commands.ts';
+import { registerSlotsCommands } from './slots-commands.ts';
 import { loadStackEnvIntoProcess } from '../stack/context.ts';
 
 const program = new Command()
@@ -19,6 +21,8 @@ registerAppCommands(program);
 registerSourceCommands(program);
 registerSinkCommands(program);
 registerLakeCommands(program);
+registerSlotsCommands(program);
+registerRecoveryCommands(program);
 
 registerDemoCommand(program);
 

@@ -1,6 +1,6 @@
 import { TideError } from '../errors.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { formatBytes, formatDuration, readSlot, SlotQueryError, type SlotClient, type SlotFacts } from './slots.ts';
+import { formatBytes, formatDuration, readSlot, SlotQueryError, type ServerSlots, type SlotClient, type SlotFacts } from './slots.ts';
 
 /**
  * Slot safety: judge a slot against thresholds (`evaluateSlot`, pure) and watch one slot from a running
@@ -123,6 +123,31 @@ export function evaluateSlot(s: SlotEvalInput, t: SlotThresholds, server: { maxS
   return { level, problems: found.map((p) => p.text), advice: [...advice] };
 }
 
+/** `tide slots check`: every slot (or the chosen ones) judged, and the worst level as a Nagios status. */
+export interface CheckedSlot extends SlotFacts {
+  level: SlotLevel;
+  problems: string[];
+  advice: string[];
+}
+
+export interface CheckResult {
+  status: 'OK' | 'WARNING' | 'CRITICAL';
+  exitCode: 0 | 1 | 2;
+  server: string;
+  thresholds: SlotThresholds;
+  slots: CheckedSlot[];
+  /** Slots asked for with --slot that do not exist. */
+  missing: string[];
+}
+
+export function checkSlots(r: ServerSlots, t: SlotThresholds, only: { slot?: string[]; tideOnly?: boolean }): CheckResult {
+  const picked = r.slots.filter((s) => (!only.slot?.length || only.slot.includes(s.name)) && (!only.tideOnly || s.connector !== null));
+  const slots = picked.map((s) => ({ ...s, ...evaluateSlot(s, t, r) }));
+  const missing = (only.slot ?? []).filter((n) => !r.slots.some((s) => s.name === n));
+  const worst = missing.length || slots.some((s) => s.level === 'critical') ? 2 : slots.some((s) => s.level === 'warning') ? 1 : 0;
+  return { status: (['OK', 'WARNING', 'CRITICAL'] as const)[worst], exitCode: worst, server: r.server, thresholds: t, slots, missing };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The running source watches its own slot
 
@@ -177,7 +202,7 @@ export interface SlotWatchOptions {
   /** A connection the watcher may query (the source's normal, non-replication client will do). */
   client: SlotClient;
   slot: string;
-  /** For messages: host:port/database, never the password. */
+  /** For messages, e.g. "postgres at db1:5432"; never the password. */
   server: string;
   connector?: string;
   connectorFile?: string;
@@ -262,7 +287,13 @@ export function watchSlot(opts: SlotWatchOptions): SlotWatch {
   }
 
   function report(r: SlotReading, previous: SlotLevel | undefined): void {
-    const fields = { level: r.level, problems: r.problems, advice: r.advice, lagBytes: r.lagBytes, retainedWalBytes: r.retainedWalBytes };
+    const fields = {
+      slotLevel: r.level,
+      problems: r.problems,
+      advice: r.advice,
+      lagBytes: r.lagBytes,
+      retainedWalBytes: r.retainedWalBytes,
+    };
     const now = Date.now();
     if (r.level !== previous) {
       if (r.level !== 'ok') log[r.level === 'critical' ? 'error' : 'warn'](fields, 'replication slot over threshold');

@@ -67,7 +67,7 @@ export interface SlotFacts {
 }
 
 export interface ServerSlots {
-  /** host:port/database, never the password. */
+  /** host:port (slots are server-wide), never the password. */
   server: string;
   serverVersionNum: number;
   currentLsn: string;
@@ -106,8 +106,9 @@ export function slotsSql(versionNum: number, oneSlot = false): string {
   return `WITH w AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
 SELECT s.slot_name::text AS name, s.plugin::text AS plugin, s.slot_type AS type, s.database::text AS database,
        s.temporary, s.active, s.active_pid, s.restart_lsn::text AS restart_lsn, s.confirmed_flush_lsn::text AS confirmed_flush_lsn,
-       greatest(0, pg_wal_lsn_diff(w.lsn, s.confirmed_flush_lsn))::bigint::text AS lag_bytes,
-       greatest(0, pg_wal_lsn_diff(w.lsn, s.restart_lsn))::bigint::text AS retained_bytes,
+       -- greatest() skips NULLs, so a slot without the LSN (physical: no confirmed flush; lost: no restart) keeps NULL via the CASE
+       CASE WHEN s.confirmed_flush_lsn IS NOT NULL THEN greatest(0, pg_wal_lsn_diff(w.lsn, s.confirmed_flush_lsn))::bigint::text END AS lag_bytes,
+       CASE WHEN s.restart_lsn IS NOT NULL THEN greatest(0, pg_wal_lsn_diff(w.lsn, s.restart_lsn))::bigint::text END AS retained_bytes,
        ${col(130000, 's.wal_status', 'wal_status', 'text')},
        ${col(130000, 's.safe_wal_size::text', 'safe_wal_size', 'text')},
        ${invalidation} AS invalidation_reason,
