@@ -6,11 +6,20 @@ import { runTraffic } from '../app/traffic.ts';
 import { loadSinkConfig } from '../config/sink-config.ts';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
+import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { openStore } from '../lake/storage/open-store.ts';
+import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
+import { dashboardRoutes } from '../ops/dashboard/routes.ts';
+import { sinkView, sourceView } from '../ops/dashboard/pipeline-status.ts';
+import { allReady, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
+import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
+import { sourceReadiness } from '../ops/source-metrics.ts';
 import { SinkWorker } from '../sink/sink-worker.ts';
 import { SourceConnector } from '../source/connector.ts';
 import { PROJECT_ROOT, connectionSetting, loadStackEnvIntoProcess, stackContext } from '../stack/context.ts';
 import { stackUp } from '../stack/stack.ts';
 import { runMigrate, runReplay } from './app-commands.ts';
+import { superviseSource } from './source-ops.ts';
 import { parseDuration, parsePositiveInt, parsePositiveNumber } from './options.ts';
 
 /**
@@ -27,18 +36,55 @@ export function registerDemoCommand(program: Command): void {
     .option('--duration <time>', 'stop after this long (default: until Ctrl-C)', parseDuration)
     .option('--connector <file>', 'source connector file', join(PROJECT_ROOT, 'connectors', 'orders-source.json'))
     .option('--sink <file>', 'sink connector file', join(PROJECT_ROOT, 'connectors', 'orders-lake.json'))
-    .action(async (opts: { limit: number; rate: number; duration?: number; connector: string; sink: string }) => {
+    .option('--http-port <port>', `port of the dashboard, /metrics, /healthz and /readyz (env ${HTTP_PORT_ENV}; default ${DEMO_HTTP_PORT})`)
+    .action(async (opts: { limit: number; rate: number; duration?: number; connector: string; sink: string; httpPort?: string }) => {
       const lifecycle = new Lifecycle().handleSignals();
       await stackUp(stackContext());
       loadStackEnvIntoProcess();
+      registerEnvironmentSecrets(process.env);
       await runMigrate();
 
-      const connector = new SourceConnector(loadSourceConfig(opts.connector), { stateDir: join(PROJECT_ROOT, '.tide') });
+      const sourceFile = loadSourceConfig(opts.connector);
+      const sinkFile = loadSinkConfig(opts.sink);
+      registerConfigSecrets(sourceFile.config);
+      registerConfigSecrets(sinkFile.config);
+      const connector = new SourceConnector(sourceFile, { stateDir: join(PROJECT_ROOT, '.tide') });
+      superviseSource(connector, sourceFile, lifecycle);
       const sourceDone = connector.run(lifecycle.signal);
       sourceDone.catch(() => lifecycle.shutdown());
       if (opts.duration !== undefined) setTimeout(() => void lifecycle.shutdown(), opts.duration).unref();
       // The sink needs the source's topics: it starts once the source has created them (its first state change).
-      const sink = new SinkWorker(loadSinkConfig(opts.sink));
+      const store = meteredStore(await openStore(sinkFile.config['lake.uri']), sinkFile.name);
+      lifecycle.onClose('lake store', () => store.close());
+      const sink = new SinkWorker(sinkFile, { store });
+      const lag = new SinkLagProbe(sinkFile, store);
+      lifecycle.onClose('consumer lag probe', () => lag.close());
+      const stats = () => sink.stats;
+      lifecycle.onClose('sink metrics', registerSinkMetrics({ name: sinkFile.name, stats, lag }));
+      const engine = await ParquetEngine.create();
+      lifecycle.onClose('dashboard engine', () => engine.close());
+      const server = await startHttpServer({
+        port: resolveHttpPort(opts.httpPort, process.env, DEMO_HTTP_PORT),
+        ready: allReady([
+          sourceReadiness({ name: sourceFile.name, status: () => connector.status() }),
+          sinkReadiness({ name: sinkFile.name, stats, lag }),
+        ]),
+        routes: dashboardRoutes({
+          store,
+          engine,
+          databaseUrl: connectionSetting('DATABASE_URL'),
+          pipeline: async () => ({
+            sources: [sourceView(connector.status())],
+            sinks: [
+              sinkView(sinkFile.name, lifecycle.signal.aborted ? 'stopped' : 'running', sink.stats, {
+                lagMessages: (await lag.read().catch(() => undefined))?.total ?? null,
+              }),
+            ],
+          }),
+        }),
+        lifecycle,
+      });
+      console.log(`dashboard: ${server.url}   (metrics ${server.url}metrics)`);
       const sinkDone = waitForTopics(connector, lifecycle.signal).then(() =>
         lifecycle.signal.aborted ? undefined : sink.run(lifecycle.signal),
       );
@@ -70,6 +116,9 @@ export function registerDemoCommand(program: Command): void {
       );
     });
 }
+
+/** The demo's dashboard port (TIDE_HTTP_PORT or --http-port to change it). */
+const DEMO_HTTP_PORT = 58090;
 
 /** The source creates its topics before it snapshots or streams. */
 async function waitForTopics(connector: SourceConnector, signal: AbortSignal): Promise<void> {

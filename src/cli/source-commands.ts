@@ -3,12 +3,16 @@ import type { Command } from 'commander';
 import pg from 'pg';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
+import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
+import { DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
+import { sourceReadiness } from '../ops/source-metrics.ts';
 import { checkWalLevel, readTables } from '../source/catalog.ts';
 import { pgClientConfig, SourceConnector } from '../source/connector.ts';
 import { OffsetStore } from '../source/offset-store.ts';
 import { buildPlan } from '../source/plan.ts';
 import { readStatus } from '../source/status-file.ts';
 import { isPidAlive } from '../stack/process.ts';
+import { superviseSource } from './source-ops.ts';
 
 const STATE_DIR = '.tide';
 
@@ -18,11 +22,33 @@ export function registerSourceCommands(program: Command): void {
   source
     .command('start <connector.json>')
     .description('run the connector in the foreground; SIGTERM/SIGINT flushes, confirms the LSN and exits')
-    .action(async (file: string) => {
-      const connector = new SourceConnector(loadSourceConfig(file), { stateDir: STATE_DIR });
+    .option(
+      '--http-port <port>',
+      `port of the metrics and health server: /metrics, /healthz, /readyz (env ${HTTP_PORT_ENV}; 0 = any free port)`,
+    )
+    .option('--http-host <address>', `address the metrics and health server listens on (env ${HTTP_HOST_ENV})`)
+    .action(async (path: string, opts: { httpPort?: string; httpHost?: string }) => {
+      registerEnvironmentSecrets(process.env);
+      const file = loadSourceConfig(path);
+      registerConfigSecrets(file.config);
+      const connector = new SourceConnector(file, { stateDir: STATE_DIR });
       const lifecycle = new Lifecycle().handleSignals();
-      const state = await connector.run(lifecycle.signal);
-      if (state === 'paused') process.exitCode = 3;
+      try {
+        const supervision = superviseSource(connector, file, lifecycle);
+        const server = await startHttpServer({
+          host: opts.httpHost ?? process.env[HTTP_HOST_ENV] ?? DEFAULT_HTTP_HOST,
+          port: resolveHttpPort(opts.httpPort),
+          ready: sourceReadiness({ name: file.name, status: () => connector.status() }),
+          lifecycle,
+        });
+        console.log(`source ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);
+        const state = await connector.run(lifecycle.signal);
+        if (state === 'paused') process.exitCode = 3;
+        const failure = supervision.failure();
+        if (failure) process.stderr.write(`tide: ${failure.message}\n`);
+      } finally {
+        await lifecycle.shutdown();
+      }
     });
 
   source
