@@ -4,6 +4,12 @@ import { mapColumn, type ColumnMapping, type DecimalHandlingMode } from '../sour
 import { createAvroType, dedupeNamedTypes, type AvroSchema } from './avro-types.ts';
 import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
 import { encodeFramed } from './schema-registry.ts';
+import type { TupleView } from '../source/pgoutput-decoder.ts';
+import { AvroWriter } from './avro-writer.ts';
+import { RowEventWriter, type StreamPosition } from './row-event-writer.ts';
+
+/** One writer for every codec: events are written one at a time, each into its own view of a shared slab. */
+const streamWriter = new AvroWriter();
 
 /**
  * Debezium's change-event envelope for one table: the key schema (primary-key
@@ -89,6 +95,8 @@ export class TableCodec {
   private readonly keyColumns: CodecColumn[];
   keySchemaId = -1;
   valueSchemaId = -1;
+  private rowWriter: RowEventWriter | undefined;
+  private keyStreamIndexes: number[] | undefined;
 
   constructor(
     readonly table: CatalogTable,
@@ -217,6 +225,36 @@ export class TableCodec {
       unchanged_toast: unchanged,
     };
     return encodeFramed(this.valueType, this.valueSchemaId, value);
+  }
+
+  /**
+   * A streamed change as a Kafka message, written from pgoutput tuples (see row-event-writer.ts): the same
+   * bytes encodeKey/encodeValue give for the same row as text. `null` key for a truncate.
+   */
+  streamEvent(
+    op: Op,
+    before: TupleView | null,
+    after: TupleView | null,
+    position: StreamPosition,
+  ): { topic: string; key: Buffer | null; value: Buffer } {
+    const writer = (this.rowWriter ??= this.createRowWriter());
+    const keyRow = after ?? before;
+    const key = op === 't' || !keyRow ? null : writer.writeKey(streamWriter, this.keySchemaId, keyRow);
+    return { topic: this.topic, key, value: writer.writeValue(streamWriter, this.valueSchemaId, op, before, after, position) };
+  }
+
+  /** Whether an update moved the row to another primary key: some key column present in `before` differs in `after`. */
+  keyChanged(before: TupleView, after: TupleView): boolean {
+    const keys = (this.keyStreamIndexes ??= this.keyColumns.map((k) => this.table.columns.findIndex((c) => c.name === k.name)));
+    for (const i of keys) if (before.starts[i]! >= 0 && !before.sameValue(i, after)) return true;
+    return false;
+  }
+
+  private createRowWriter(): RowEventWriter {
+    const index = new Map(this.table.columns.map((c, i) => [c.name, i]));
+    const cols = (list: CodecColumn[]) =>
+      list.map((c) => ({ name: c.name, streamIndex: index.get(c.name)!, nullable: c.nullable, mapping: c.mapping }));
+    return new RowEventWriter(TIDE_VERSION, this.table.qualified, this.table.columns.length, cols(this.columns), cols(this.keyColumns));
   }
 
   /** Decode a value this codec framed (for tests and tools). */

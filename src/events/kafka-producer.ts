@@ -1,6 +1,7 @@
 import { Producer as PlatformaticKafkaProducer, ProduceAcks, compatibilityPartitioner } from '@platformatic/kafka';
 import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
 import { TideError } from '../errors.ts';
+import { keyHash } from './murmur2.ts';
 
 /**
  * The narrow slice of Kafka that the source uses. The rest of Tide does not
@@ -131,7 +132,7 @@ export class PlatformaticProducer implements EventProducer {
       bootstrapBrokers: brokers,
       idempotent: true,
       acks: ProduceAcks.ALL,
-      partitioner: compatibilityPartitioner,
+      partitioner: compatibilityPartitioner, // used only when a message comes without a partition; send() always sets one
       autocreateTopics: false,
       retries: 10,
     });
@@ -148,9 +149,13 @@ export class PlatformaticProducer implements EventProducer {
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
     try {
-      await this.producer.send({
-        messages: messages.map((m) => ({ topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined })),
-      });
+      const out = new Array<{ topic: string; key?: Buffer; value?: Buffer; partition: number }>(messages.length);
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i]!;
+        // The Java partitioner's hash, computed here (murmur2.ts); the client takes it modulo the partition count.
+        out[i] = { topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined, partition: keyHash(m.key) };
+      }
+      await this.producer.send({ messages: out });
     } catch (err) {
       throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
     }

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import pg from 'pg';
-import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
-import { TableCodec, type Op, type RawRow } from '../events/envelope.ts';
+import { TableCodec } from '../events/envelope.ts';
 import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
@@ -11,9 +10,12 @@ import { log as rootLog, type Logger } from '../log.ts';
 import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
 import { OffsetStore } from './offset-store.ts';
-import { RawPgoutputPlugin } from './pgoutput-plugin.ts';
+import { ChangeHandler } from './change-handler.ts';
+import { pgoutputOptions } from './pgoutput-plugin.ts';
+import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic, type DatabaseState } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
+import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
 import { sessionOptions } from './session-settings.ts';
 import { runSnapshot } from './snapshot.ts';
@@ -53,6 +55,13 @@ export function pgClientConfig(c: SourceConfig): pg.ClientConfig {
   };
 }
 
+/** Wait for every task; then throw the first failure (so no task is left running unobserved). */
+async function settleAll(tasks: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(tasks);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 export class SourceConnector {
   state: SourceState = 'starting';
   private readonly config: SourceConfig;
@@ -62,16 +71,14 @@ export class SourceConnector {
   private readonly store: OffsetStore;
   private readonly statusPath: string;
   private sql: pg.Client | undefined;
-  private service: LogicalReplicationService | undefined;
+  private replication: ReplicationStream | undefined;
+  private handler: ChangeHandler | undefined;
   private publisher: EventPublisher | undefined;
   private readonly codecs = new Map<number, TableCodec>();
   private readonly include: (qualified: string) => boolean;
   private readonly txEvents: TransactionEvents;
-  private tx: { xid: number; commitLsn: Lsn; tsMs: number; index: number; perTable: Map<string, number> } | undefined;
   private confirmed: Lsn = 0n;
   private acked: Lsn = 0n;
-  private received: Lsn = 0n;
-  private eventsTotal = 0;
   private error: string | undefined;
   private snapshotInfo: SourceStatus['snapshot'];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -160,14 +167,11 @@ export class SourceConnector {
       this.log.info({ sql: s.sql }, s.why);
       await this.sql.query(s.sql);
     }
-    await this.producer.ensureTopics(plan.topics);
-    for (const t of plan.captured) this.codecs.set(t.oid, await this.codecFor(t));
-    this.txEvents.keySchemaId = await this.registry.register(`${this.txEvents.topic}-key`, TRANSACTION_KEY_SCHEMA);
-    this.txEvents.valueSchemaId = await this.registry.register(`${this.txEvents.topic}-value`, TRANSACTION_VALUE_SCHEMA);
-
     this.publisher = new EventPublisher(this.producer, {
       maxBatch: c['max.batch.size'],
       lingerMs: 5,
+      // Up to 4 full batches wait behind the one in flight, so encoding goes on while Kafka acknowledges.
+      maxQueuedBatches: 4,
       onConfirmable: (lsn) => this.onAcked(lsn),
       onError: (err) =>
         this.fail(
@@ -176,6 +180,21 @@ export class SourceConnector {
           }),
         ),
     });
+
+    // With nothing to snapshot, open the replication stream now, held until the setup below is done: Postgres
+    // decodes what is pending (a large transaction takes seconds) while topics and schemas are set up.
+    const early = state.slotExists && !(plan.snapshot && offsets?.snapshot?.status !== 'done') && c['snapshot.mode'] !== 'initial_only';
+    let release: (() => void) | undefined;
+    if (early) await this.openStream(new Promise<void>((r) => (release = r)));
+
+    await settleAll([
+      this.producer.ensureTopics(plan.topics),
+      ...plan.captured.map(async (t) => this.codecs.set(t.oid, await this.codecFor(t))),
+      (async () => {
+        this.txEvents.keySchemaId = await this.registry.register(`${this.txEvents.topic}-key`, TRANSACTION_KEY_SCHEMA);
+        this.txEvents.valueSchemaId = await this.registry.register(`${this.txEvents.topic}-value`, TRANSACTION_VALUE_SCHEMA);
+      })(),
+    ]);
 
     let exported: string | undefined;
     let repl: pg.Client | undefined;
@@ -243,7 +262,11 @@ export class SourceConnector {
       this.log.info('snapshot.mode=initial_only: snapshot finished, not streaming');
       return;
     }
-    await this.stream();
+    if (!early) await this.openStream(undefined);
+    // The early stream may have failed while held (the handler reported it, but nothing was running to stop).
+    if (this.state === 'failed') throw new TideError(`the replication stream failed during start-up: ${this.error}`, { retriable: true });
+    this.beginStreaming();
+    release?.(); // after the state says streaming: the handler drops messages in any other state
   }
 
   private async readDatabaseState(offsets: DatabaseState['offsets']): Promise<DatabaseState> {
@@ -305,83 +328,42 @@ export class SourceConnector {
     return (q) => res.some((r) => r.test(q));
   }
 
-  private async stream(): Promise<void> {
+  /** Open the replication stream from the slot's confirmed position; with a `gate`, nothing is handled until it resolves. */
+  private async openStream(gate: Promise<void> | undefined): Promise<void> {
     const c = this.config;
-    const replication = { ...pgClientConfig(c), replication: 'database' } as pg.ClientConfig;
-    const service = new LogicalReplicationService(replication, {
-      acknowledge: { auto: false, timeoutSeconds: 0 },
-      flowControl: { enabled: true },
+    const handler = new ChangeHandler({
+      publisher: this.publisher!,
+      txEvents: this.txEvents,
+      codecs: this.codecs,
+      topicPrefix: c['topic.prefix'],
+      db: c['database.dbname'],
+      tombstonesOnDelete: c['tombstones.on.delete'],
+      onRelation: (msg) => this.onRelation(msg),
+      isStreaming: () => this.state === 'streaming',
+      // Keepalives are answered with what Kafka holds, never with what was merely received.
+      confirmedLsn: () => this.confirmed,
+      onError: (err) => this.fail(err),
     });
-    this.service = service;
-    // The library's own timer would confirm the last *received* LSN; it is off (timeoutSeconds 0) and Tide answers keepalives with what Kafka holds.
-    service.on('heartbeat', (_lsn: string, _ts: number, shouldRespond: boolean) => {
-      if (shouldRespond) void service.acknowledge(formatLsn(this.confirmed));
-    });
-    service.on('data', (lsn: string, msg: Pgoutput.Message) => this.onMessage(lsn, msg));
-    service.on('error', (err: Error) => this.fail(err));
+    this.handler = handler;
     const { rows } = await this.sql!.query<{ lsn: string }>(
       `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
       [c['slot.name']],
     );
     this.confirmed = this.acked = parseLsn(rows[0]!.lsn);
+    const stream = new ReplicationStream(pgClientConfig(c), handler);
+    this.replication = stream;
+    await stream.start(c['slot.name'], this.confirmed, pgoutputOptions([c['publication.name']]), gate);
+  }
+
+  private beginStreaming(): void {
     this.to('stream');
-    this.timers.push(setInterval(() => void this.sendConfirm(), 200));
-    if (c['heartbeat.interval.ms'] > 0) {
-      this.timers.push(setInterval(() => void this.heartbeat(), c['heartbeat.interval.ms']));
-    }
-    service.subscribe(new RawPgoutputPlugin([c['publication.name']]), c['slot.name']).catch((err: Error) => this.fail(err));
-  }
-
-  private async onMessage(lsn: string, msg: Pgoutput.Message): Promise<void> {
-    // After a pause or failure, messages still queued in the library must not be applied: a COMMIT among them
-    // would otherwise confirm past the change that stopped us.
-    if (this.state !== 'streaming') return;
-    this.received = parseLsn(lsn);
-    switch (msg.tag) {
-      case 'begin':
-        this.tx = {
-          xid: msg.xid,
-          commitLsn: parseLsn(msg.commitLsn!),
-          tsMs: Number((msg.commitTime as bigint) / 1000n),
-          index: 0,
-          perTable: new Map(),
-        };
-        return;
-      case 'relation':
-        return this.onRelation(msg);
-      case 'insert':
-        return this.emit('c', msg.relation, null, msg.new);
-      case 'update': {
-        const before = (msg.old ?? msg.key) as RawRow | null;
-        if (before && msg.relation.keyColumns.some((k) => before[k] !== undefined && before[k] !== msg.new[k])) {
-          // A primary-key change: the old key's row is gone and a new one exists (as Debezium emits it).
-          await this.emit('d', msg.relation, before, null);
-          return this.emit('c', msg.relation, null, msg.new);
-        }
-        return this.emit('u', msg.relation, msg.old, msg.new);
-      }
-      case 'delete':
-        return this.emit('d', msg.relation, (msg.old ?? msg.key) as RawRow, null);
-      case 'truncate':
-        for (const r of msg.relations) await this.emit('t', r, null, null);
-        return;
-      case 'commit':
-        if (this.tx && this.tx.index > 0) {
-          const id = `${this.tx.xid}:${this.tx.commitLsn}`;
-          await this.publisher!.add({
-            topic: this.txEvents.topic,
-            ...this.txEvents.end(id, this.tx.tsMs, this.tx.commitLsn, this.tx.perTable),
-          });
-        }
-        this.publisher!.commit(parseLsn(msg.commitEndLsn!));
-        this.tx = undefined;
-        return;
-      default:
-        return; // origin, type, and our own heartbeat messages carry no row
+    this.timers.push(setInterval(() => this.sendConfirm(), 200));
+    if (this.config['heartbeat.interval.ms'] > 0) {
+      this.timers.push(setInterval(() => void this.heartbeat(), this.config['heartbeat.interval.ms']));
     }
   }
 
-  private async onRelation(msg: Pgoutput.MessageRelation): Promise<void> {
+  private async onRelation(msg: RelationMessage): Promise<void> {
     if (!this.include(`${msg.schema}.${msg.name}`)) return;
     const existing = this.codecs.get(msg.relationOid);
     const names = msg.columns.map((col) => col.name);
@@ -421,43 +403,14 @@ export class SourceConnector {
     this.log.info({ table: table.qualified, columns: names }, 'schema registered for changed relation');
   }
 
-  private async emit(op: Op, relation: Pgoutput.MessageRelation, before: RawRow | null, after: RawRow | null): Promise<void> {
-    const codec = this.codecs.get(relation.relationOid);
-    if (!codec || !this.tx) return;
-    const tx = this.tx;
-    if (tx.index === 0)
-      await this.publisher!.add({ topic: this.txEvents.topic, ...this.txEvents.begin(`${tx.xid}:${tx.commitLsn}`, tx.tsMs, tx.commitLsn) });
-    const collectionOrder = (tx.perTable.get(codec.table.qualified) ?? 0) + 1;
-    tx.perTable.set(codec.table.qualified, collectionOrder);
-    const index = tx.index++;
-    const keyRow = (after ?? before) as RawRow | null;
-    const key = op === 't' || !keyRow ? null : codec.encodeKey(keyRow);
-    const source = {
-      name: this.config['topic.prefix'],
-      db: this.config['database.dbname'],
-      schema: relation.schema,
-      table: relation.name,
-      tsMs: tx.tsMs,
-      snapshot: 'false' as const,
-      txId: tx.xid,
-      lsn: this.received,
-      commitLsn: tx.commitLsn,
-      eventIndex: index,
-    };
-    const value = codec.encodeValue(op, before, after, source, index + 1, collectionOrder);
-    await this.publisher!.add({ topic: codec.topic, key, value });
-    this.eventsTotal++;
-    if (op === 'd' && this.config['tombstones.on.delete'] && key) await this.publisher!.add({ topic: codec.topic, key, value: null });
-  }
-
   private onAcked(lsn: Lsn): void {
     if (lsn > this.acked) this.acked = lsn;
   }
 
-  private async sendConfirm(): Promise<void> {
-    if (!this.service || this.acked <= this.confirmed) return;
+  private sendConfirm(): void {
+    if (!this.replication || this.acked <= this.confirmed) return;
     this.confirmed = this.acked;
-    await this.service.acknowledge(formatLsn(this.confirmed));
+    this.replication.confirm(this.confirmed);
   }
 
   private async heartbeat(): Promise<void> {
@@ -481,6 +434,10 @@ export class SourceConnector {
     this.fatal?.(err);
   }
 
+  private get eventsTotal(): number {
+    return this.handler?.eventsTotal ?? 0;
+  }
+
   private rate = { at: performance.now(), total: 0, perSecond: 0 };
 
   /** The connector's own view: state, LSNs, counts (also written to the status file each second). */
@@ -496,7 +453,7 @@ export class SourceConnector {
       state: this.state,
       slot: this.config['slot.name'],
       confirmedLsn: formatLsn(this.confirmed),
-      receivedLsn: formatLsn(this.received),
+      receivedLsn: formatLsn(BigInt(this.handler?.received ?? 0)),
       eventsTotal: this.eventsTotal,
       pendingEvents: this.publisher?.pendingEvents ?? 0,
       snapshot: this.snapshotInfo,
@@ -514,13 +471,13 @@ export class SourceConnector {
     try {
       if (this.publisher && this.state !== 'failed') {
         await this.publisher.flush();
-        await this.sendConfirm();
+        this.sendConfirm();
       }
     } catch (err) {
       this.log.error({ err }, 'could not flush on shutdown; nothing unacknowledged was confirmed');
     }
     this.publisher?.close();
-    await this.service?.stop().catch(() => undefined);
+    await this.replication?.stop();
     await this.producer.close().catch(() => undefined);
     await this.sql?.end().catch(() => undefined);
     this.flushStatus();

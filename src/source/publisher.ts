@@ -4,42 +4,70 @@ import type { Lsn } from './lsn.ts';
 /**
  * Batches events to Kafka and works out which LSN may be confirmed.
  *
- * - One batch is in flight at a time while the next one fills, so events keep
- *   their stream order and memory stays bounded (at most two batches).
- * - `add` waits when a full batch is ready and the previous one is still in
- *   flight: that wait pauses the replication stream (backpressure).
+ * - One batch is in flight at a time, so events keep their stream order (the
+ *   idempotent producer numbers each partition's batches in sequence).
+ * - Full batches wait in a queue of `maxQueuedBatches` (default 1) while one
+ *   is in flight; `push`/`add` ask the caller to wait when the queue is full:
+ *   that wait pauses the replication stream (backpressure). Memory stays
+ *   bounded at (maxQueuedBatches + 2) batches. A deeper queue lets the source
+ *   keep encoding while Kafka acknowledges, instead of idling.
  * - A transaction's end LSN becomes confirmable once Kafka acknowledged every
  *   event added before its COMMIT. Nothing is confirmed past an unacknowledged event.
  */
+export interface PublisherOptions {
+  maxBatch: number;
+  lingerMs: number;
+  /** Full batches allowed to wait behind the one in flight before the caller must wait. */
+  maxQueuedBatches?: number;
+  onConfirmable: (lsn: Lsn) => void;
+  onError: (err: Error) => void;
+}
+
 export class EventPublisher {
   private buffer: OutgoingMessage[] = [];
+  private readonly ready: { batch: OutgoingMessage[]; upTo: number }[] = [];
   private seq = 0;
   private ackedSeq = 0;
   private sending: Promise<void> | undefined;
   private linger: NodeJS.Timeout | undefined;
   private readonly commits: { seq: number; lsn: Lsn }[] = [];
   private failure: Error | undefined;
+  /** Resolves at the next acknowledgement (or failure): when a queued batch may have left. */
+  private space: { promise: Promise<void>; resolve: () => void } | undefined;
+  private readonly maxQueued: number;
   /** Events Kafka has acknowledged, in total. */
   delivered = 0;
 
   constructor(
     private readonly producer: EventProducer,
-    private readonly opts: { maxBatch: number; lingerMs: number; onConfirmable: (lsn: Lsn) => void; onError: (err: Error) => void },
-  ) {}
+    private readonly opts: PublisherOptions,
+  ) {
+    this.maxQueued = Math.max(1, opts.maxQueuedBatches ?? 1);
+  }
 
   async add(message: OutgoingMessage): Promise<void> {
+    const wait = this.push(message);
+    if (wait) await wait;
+  }
+
+  /**
+   * Buffer `message`, without a promise on the way: the streaming hot path calls this once per event.
+   * Returns a promise only when the caller must stop adding until a batch has left. Throws once delivery has failed.
+   */
+  push(message: OutgoingMessage): Promise<void> | undefined {
     if (this.failure) throw this.failure;
     this.buffer.push(message);
     this.seq++;
     if (this.buffer.length >= this.opts.maxBatch) {
-      if (this.sending) await this.sending; // backpressure: the previous batch must land first
-      this.pump(); // a no-op if the previous batch's completion already sent this one
+      this.seal();
+      if (this.ready.length >= this.maxQueued) return this.waitForSpace();
     } else {
       this.linger ??= setTimeout(() => {
         this.linger = undefined;
-        this.pump();
+        this.seal();
       }, this.opts.lingerMs);
     }
+    return undefined;
   }
 
   /** The transaction that ends at `lsn` is complete: it is confirmable once everything added so far is acknowledged. */
@@ -53,7 +81,7 @@ export class EventPublisher {
     for (;;) {
       if (this.failure) throw this.failure;
       if (this.sending) await this.sending;
-      else if (this.buffer.length > 0) this.pump();
+      else if (this.buffer.length > 0 || this.ready.length > 0) this.seal();
       else return;
     }
   }
@@ -62,29 +90,54 @@ export class EventPublisher {
     return this.seq - this.ackedSeq;
   }
 
-  private pump(): void {
-    if (this.sending || this.buffer.length === 0 || this.failure) return;
+  /** Close the filling batch (if any) and send the next one if nothing is in flight. */
+  private seal(): void {
     if (this.linger) {
       clearTimeout(this.linger);
       this.linger = undefined;
     }
-    const batch = this.buffer;
-    const upTo = this.seq;
-    this.buffer = [];
-    this.sending = this.producer.send(batch).then(
+    if (this.buffer.length > 0) {
+      this.ready.push({ batch: this.buffer, upTo: this.seq });
+      this.buffer = [];
+    }
+    this.sendNext();
+  }
+
+  private sendNext(): void {
+    if (this.sending || this.failure) return;
+    const next = this.ready.shift();
+    if (!next) return;
+    this.sending = this.producer.send(next.batch).then(
       () => {
-        this.ackedSeq = upTo;
-        this.delivered += batch.length;
+        this.ackedSeq = next.upTo;
+        this.delivered += next.batch.length;
         this.sending = undefined;
         this.advance();
-        if (this.buffer.length > 0) this.pump();
+        this.sendNext();
+        this.wake();
       },
       (err: Error) => {
         this.sending = undefined;
         this.failure = err;
         this.opts.onError(err);
+        this.wake();
       },
     );
+  }
+
+  private waitForSpace(): Promise<void> {
+    if (!this.space) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.space = { promise, resolve };
+    }
+    return this.space.promise;
+  }
+
+  private wake(): void {
+    const s = this.space;
+    this.space = undefined;
+    s?.resolve();
   }
 
   private advance(): void {

@@ -3,6 +3,7 @@ import { TypeConversionError } from '../errors.ts';
 import { lastArrayHadBounds, parseArrayText } from './pg-array.ts';
 import { numericTypmod, parseScaledDecimal, textScale } from './pg-numeric.ts';
 import * as pg from './pg-text.ts';
+import type { FastText } from './pg-text-bytes.ts';
 
 /**
  * Postgres column -> Avro field type and a converter from the value's text
@@ -43,6 +44,10 @@ export interface ColumnMapping {
   convert(text: string): unknown;
   /** e.g. 'io.debezium.time.MicroTimestamp' or 'decimal(12,2)', for docs and debugging. */
   semanticType: string;
+  /** True when convert is the identity and the Avro type a string: the UTF-8 text is the encoded value, so it can be copied as bytes. */
+  textIsValue?: boolean;
+  /** A byte-level parser for the common shape of this type's text (pg-text-bytes.ts); convert stays the reference. */
+  fast?: FastText;
 }
 
 export type Warn = (message: string, details: Record<string, unknown>) => void;
@@ -52,6 +57,7 @@ interface Scalar {
   /** undefined: the text is the value (strings). */
   parse?: (text: string) => unknown;
   semanticType: string;
+  fast?: FastText;
 }
 
 const identity = (text: string): string => text;
@@ -87,13 +93,24 @@ function scalarFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scal
         avroType: { type: 'int', 'connect.type': 'int16' },
         parse: (t) => pg.parseSmallInt(t, -32768, 32767),
         semanticType: 'int16',
+        fast: { kind: 'int', min: -32768, max: 32767 },
       };
     case 'int4':
-      return { avroType: 'int', parse: (t) => pg.parseSmallInt(t, -2147483648, 2147483647), semanticType: 'int32' };
+      return {
+        avroType: 'int',
+        parse: (t) => pg.parseSmallInt(t, -2147483648, 2147483647),
+        semanticType: 'int32',
+        fast: { kind: 'int', min: -2147483648, max: 2147483647 },
+      };
     case 'int8':
-      return { avroType: 'long', parse: pg.parseBigInt, semanticType: 'int64' };
+      return { avroType: 'long', parse: pg.parseBigInt, semanticType: 'int64', fast: { kind: 'int8' } };
     case 'oid':
-      return { avroType: 'long', parse: (t) => pg.parseSmallInt(t, 0, 4294967295), semanticType: 'int64 (oid)' };
+      return {
+        avroType: 'long',
+        parse: (t) => pg.parseSmallInt(t, 0, 4294967295),
+        semanticType: 'int64 (oid)',
+        fast: { kind: 'int', min: 0, max: 4294967295 },
+      };
     case 'float4':
       // fround: the value is exactly the float32 Avro will carry (and decode to).
       return { avroType: 'float', parse: (t) => Math.fround(pg.parseFloatText(t)), semanticType: 'float32' };
@@ -102,7 +119,7 @@ function scalarFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scal
     case 'numeric':
       return numericFor(col, mode, warn);
     case 'bool':
-      return { avroType: 'boolean', parse: pg.parseBool, semanticType: 'boolean' };
+      return { avroType: 'boolean', parse: pg.parseBool, semanticType: 'boolean', fast: { kind: 'bool' } };
     case 'bytea':
       return { avroType: 'bytes', parse: pg.parseByteaHex, semanticType: 'bytes' };
     case 'date':
@@ -110,6 +127,7 @@ function scalarFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scal
         avroType: connect('int', 'io.debezium.time.Date', { logicalType: 'date' }),
         parse: pg.parseDate,
         semanticType: 'io.debezium.time.Date',
+        fast: { kind: 'date' },
       };
     case 'time':
       return {
@@ -128,6 +146,7 @@ function scalarFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scal
         avroType: connect('long', 'io.debezium.time.MicroTimestamp', { logicalType: 'local-timestamp-micros' }),
         parse: (t) => pg.parseTimestamp(t, false),
         semanticType: 'io.debezium.time.MicroTimestamp',
+        fast: { kind: 'timestamp', withZone: false },
       };
     case 'timestamptz':
       // Debezium sends a string (ZonedTimestamp); Tide sends UTC microseconds, which every Avro reader understands.
@@ -135,6 +154,7 @@ function scalarFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scal
         avroType: { type: 'long', logicalType: 'timestamp-micros' },
         parse: (t) => pg.parseTimestamp(t, true),
         semanticType: 'timestamp-micros (UTC)',
+        fast: { kind: 'timestamp', withZone: true },
       };
     case 'interval':
       return {
@@ -274,6 +294,7 @@ function numericFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Sca
     }),
     parse: (t) => (isSpecial(t) ? onSpecial(t) : bytes(parseScaledDecimal(t, scale, maxIntDigits))),
     semanticType: `decimal(${precision},${scale})`,
+    fast: { kind: 'decimal', scale, maxIntDigits },
   };
 }
 
@@ -293,7 +314,7 @@ function textFallback(col: ColumnInfo, why: string, warn: Warn): ColumnMapping {
     column: col.name,
     type: col.typeName,
   });
-  return { avroType: 'string', convert: identity, semanticType: `string (${col.typeName})` };
+  return { avroType: 'string', convert: identity, semanticType: `string (${col.typeName})`, textIsValue: true };
 }
 
 function arrayFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): ColumnMapping {
@@ -353,5 +374,6 @@ export function mapColumn(col: ColumnInfo, opts: { decimalHandlingMode: DecimalH
   const s = scalarFor(col, opts.decimalHandlingMode, warn);
   const tm = col.typeName === 'numeric' ? numericTypmod(col.typeMod) : undefined;
   const type = tm ? `numeric(${tm.precision},${tm.scale})` : col.typeName;
-  return { avroType: s.avroType, convert: s.parse ? guard(col, type, s.parse) : identity, semanticType: s.semanticType };
+  if (!s.parse) return { avroType: s.avroType, convert: identity, semanticType: s.semanticType, textIsValue: true };
+  return { avroType: s.avroType, convert: guard(col, type, s.parse), semanticType: s.semanticType, ...(s.fast ? { fast: s.fast } : {}) };
 }

@@ -17,6 +17,9 @@ import { createTestDatabase } from '../support/db.ts';
 import { consumeAll, waitFor } from '../support/kafka.ts';
 import { sourceConfig, startSource, writeConnectorFile } from '../support/source.ts';
 
+/** The stack's Postgres port (CI runs the stack on other ports than the defaults). */
+const PG_PORT = new URL(process.env.DATABASE_URL ?? 'postgresql://127.0.0.1:55432/').port || '5432';
+
 /**
  * `tide slots`, `slots check`, `slots drop`, `source resnapshot` and the slot watcher, against real slots:
  * on the running stack (a fresh database for this file), and on a throwaway cluster with a tiny
@@ -163,7 +166,7 @@ describe('tide slots on the running stack', () => {
       'slots',
     ]);
     expect(r).toMatchObject({
-      server: 'postgres at 127.0.0.1:55432',
+      server: `postgres at 127.0.0.1:${PG_PORT}`,
       inRecovery: false,
       maxSlotWalKeepSize: '-1',
     });
@@ -211,7 +214,7 @@ describe('tide slots on the running stack', () => {
 
   it('check: retained WAL over --max-retained is critical (exit 2), over a warning threshold exit 1, else 0', async () => {
     const slotA = fileA.config['slot.name'];
-    const server = 'postgres at 127.0.0.1:55432';
+    const server = `postgres at 127.0.0.1:${PG_PORT}`;
     const crit = await tide(dir, ['slots', 'check', '--slot', slotA, '--max-retained', '1MB']);
     expect(crit.code, crit.stderr).toBe(2);
     const lines = crit.stdout.trimEnd().split('\n');
@@ -315,13 +318,13 @@ describe('tide slots on the running stack', () => {
       expect(drop.code).toBe(1);
       expect(drop.stderr).toMatch(
         new RegExp(
-          `^tide: slot "${slotB}" on postgres at 127\\.0\\.0\\.1:55432 is active: pid ${pid} \\(pg_recvlogical from 127\\.0\\.0\\.1, connected since [^)]+\\) is streaming from it\\. Stop the Tide connector ${fileB.name} first \\(SIGTERM or Ctrl-C on its \`tide source start\`\\), then run this again\\.$`,
+          `^tide: slot "${slotB}" on postgres at 127\\.0\\.0\\.1:${PG_PORT} is active: pid ${pid} \\(pg_recvlogical from 127\\.0\\.0\\.1, connected since [^)]+\\) is streaming from it\\. Stop the Tide connector ${fileB.name} first \\(SIGTERM or Ctrl-C on its \`tide source start\`\\), then run this again\\.$`,
           'm',
         ),
       );
       const resnap = await tide(dir, ['source', 'resnapshot', pathB, '--yes']);
       expect(resnap.code).toBe(1);
-      expect(resnap.stderr).toContain(`slot "${slotB}" on postgres at 127.0.0.1:55432 is active: pid ${pid}`);
+      expect(resnap.stderr).toContain(`slot "${slotB}" on postgres at 127.0.0.1:${PG_PORT} is active: pid ${pid}`);
       expect((await slotRow(db.url, slotB))?.active).toBe(true);
     } finally {
       recv.kill('SIGTERM');
