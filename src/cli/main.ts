@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { TideError } from '../errors.ts';
+import { scrubSecrets } from '../log.ts';
 import { registerAppCommands } from './app-commands.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerStackCommands } from './stack-commands.ts';
@@ -32,9 +33,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof TideError) {
-    process.stderr.write(`tide: ${err.message}\n`);
+    process.stderr.write(`tide: ${scrubSecrets(err.message)}\n`);
   } else {
-    process.stderr.write(`tide: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.stderr.write(`tide: unexpected error: ${scrubSecrets((err as Error)?.stack ?? String(err))}\n`);
   }
   process.exitCode = 1;
 }

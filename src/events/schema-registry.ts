@@ -32,14 +32,32 @@ const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
 
 export class HttpSchemaRegistry implements SchemaRegistry {
   private readonly ids = new Map<string, number>();
-  constructor(private readonly baseUrl: string) {}
+  /** The URL without credentials: what requests go to and messages show. */
+  private readonly baseUrl: string;
+  /** `user:password@` in the URL becomes HTTP basic auth (fetch refuses URLs with credentials, and they must never reach a message). */
+  private readonly authorization: string | undefined;
+
+  constructor(url: string) {
+    const u = new URL(url);
+    this.authorization =
+      u.username || u.password
+        ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`
+        : undefined;
+    u.username = '';
+    u.password = '';
+    this.baseUrl = u.toString().replace(/\/$/, '');
+  }
 
   private async call(subject: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl.replace(/\/$/, '')}${path}`, {
         method,
-        headers: { 'content-type': CONTENT_TYPE, accept: CONTENT_TYPE },
+        headers: {
+          'content-type': CONTENT_TYPE,
+          accept: CONTENT_TYPE,
+          ...(this.authorization ? { authorization: this.authorization } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {

@@ -29,6 +29,8 @@ export interface ChangeHandlerOptions {
   isStreaming(): boolean;
   confirmedLsn(): Lsn;
   onError(err: Error): void;
+  /** Counts published events by table and op (metrics); plain in-memory increments. */
+  events?: { add(table: string, op: string, n?: number): void };
 }
 
 interface Transaction {
@@ -109,7 +111,7 @@ export class ChangeHandler implements ReplicationHandler {
           const { topic } = this.o.txEvents;
           wait = this.o.publisher.push({ topic, ...this.o.txEvents.end(tx.name, tx.tsMs, tx.commitLsn, tx.perTable) });
         }
-        this.o.publisher.commit(msg.endLsn);
+        this.o.publisher.commit(msg.endLsn, tx && tx.index > 0 ? tx.tsMs : undefined);
         this.tx = undefined;
         return wait;
       }
@@ -154,6 +156,7 @@ export class ChangeHandler implements ReplicationHandler {
     const event: OutgoingMessage = codec.streamEvent(op, before, after, p);
     wait = publisher.push(event) ?? wait;
     this.eventsTotal++;
+    this.o.events?.add(table, op);
     if (op === 'd' && this.o.tombstonesOnDelete && event.key)
       wait = publisher.push({ topic: event.topic, key: event.key, value: null }) ?? wait;
     return wait;

@@ -15,6 +15,7 @@ import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic, type DatabaseState } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
+import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
 import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
 import { sessionOptions } from './session-settings.ts';
@@ -74,6 +75,10 @@ export class SourceConnector {
   private replication: ReplicationStream | undefined;
   private handler: ChangeHandler | undefined;
   private publisher: EventPublisher | undefined;
+  /** Published events by table and op, read by the metrics at scrape time. */
+  private get events() {
+    return sourceEventCounter(this.file.name);
+  }
   private readonly codecs = new Map<number, TableCodec>();
   private readonly include: (qualified: string) => boolean;
   private readonly txEvents: TransactionEvents;
@@ -173,6 +178,7 @@ export class SourceConnector {
       // Up to 4 full batches wait behind the one in flight, so encoding goes on while Kafka acknowledges.
       maxQueuedBatches: 4,
       onConfirmable: (lsn) => this.onAcked(lsn),
+      onCommitAcked: (commitTsMs) => observeCommitToAck(this.file.name, Date.now() - commitTsMs),
       onError: (err) =>
         this.fail(
           new TideError(`delivery to Kafka failed; nothing after LSN ${formatLsn(this.confirmed)} was confirmed: ${err.message}`, {
@@ -236,6 +242,7 @@ export class SourceConnector {
             store: this.store,
             fetchSize: c['snapshot.fetch.size'],
             connectorName: c['topic.prefix'],
+            events: this.events,
             db: c['database.dbname'],
             log: this.log,
             signal,
@@ -318,6 +325,7 @@ export class SourceConnector {
       (m, d) => this.log.warn(d, m),
     );
     await registerTableSchemas(this.registry, codec, this.codecs.get(table.oid));
+    observeSchemaRegistered(this.file.name, `${codec.topic}-value`, codec.valueSchemaId);
     return codec;
   }
 
@@ -343,6 +351,7 @@ export class SourceConnector {
       // Keepalives are answered with what Kafka holds, never with what was merely received.
       confirmedLsn: () => this.confirmed,
       onError: (err) => this.fail(err),
+      events: this.events,
     });
     this.handler = handler;
     const { rows } = await this.sql!.query<{ lsn: string }>(

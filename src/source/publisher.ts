@@ -20,6 +20,8 @@ export interface PublisherOptions {
   /** Full batches allowed to wait behind the one in flight before the caller must wait. */
   maxQueuedBatches?: number;
   onConfirmable: (lsn: Lsn) => void;
+  /** A transaction with this commit time (ms) is now acknowledged by Kafka (commit-to-ack latency). */
+  onCommitAcked?: (commitTsMs: number) => void;
   onError: (err: Error) => void;
 }
 
@@ -30,7 +32,7 @@ export class EventPublisher {
   private ackedSeq = 0;
   private sending: Promise<void> | undefined;
   private linger: NodeJS.Timeout | undefined;
-  private readonly commits: { seq: number; lsn: Lsn }[] = [];
+  private readonly commits: { seq: number; lsn: Lsn; tsMs: number | undefined }[] = [];
   private failure: Error | undefined;
   /** Resolves at the next acknowledgement (or failure): when a queued batch may have left. */
   private space: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -71,8 +73,8 @@ export class EventPublisher {
   }
 
   /** The transaction that ends at `lsn` is complete: it is confirmable once everything added so far is acknowledged. */
-  commit(lsn: Lsn): void {
-    this.commits.push({ seq: this.seq, lsn });
+  commit(lsn: Lsn, commitTsMs?: number): void {
+    this.commits.push({ seq: this.seq, lsn, tsMs: commitTsMs });
     this.advance();
   }
 
@@ -142,7 +144,11 @@ export class EventPublisher {
 
   private advance(): void {
     let confirmable: Lsn | undefined;
-    while (this.commits.length > 0 && this.commits[0]!.seq <= this.ackedSeq) confirmable = this.commits.shift()!.lsn;
+    while (this.commits.length > 0 && this.commits[0]!.seq <= this.ackedSeq) {
+      const c = this.commits.shift()!;
+      confirmable = c.lsn;
+      if (c.tsMs !== undefined) this.opts.onCommitAcked?.(c.tsMs);
+    }
     if (confirmable !== undefined) this.opts.onConfirmable(confirmable);
   }
 

@@ -30,6 +30,8 @@ export interface SnapshotArgs {
   db: string;
   log: Logger;
   signal: AbortSignal;
+  /** Counts the snapshot's read events (op r) by table, for metrics. */
+  events?: { add(table: string, op: string, n?: number): void };
   onProgress: (p: { table: string; rows: number; totalRows: number; rowsPerSecond: number; etaSeconds: number | null }) => void;
 }
 
@@ -108,6 +110,7 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
         await a.publisher.flush();
         a.store.write(a.offsets);
         rowsThisRun += res.rows.length;
+        a.events?.add(t.qualified, 'r', res.rows.length);
         const elapsed = (performance.now() - started) / 1000;
         const rate = rowsThisRun / Math.max(elapsed, 1e-3);
         const doneRows = doneBefore + rowsThisRun;

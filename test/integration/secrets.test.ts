@@ -181,17 +181,14 @@ describe('secrets never appear in logs, metrics or error messages', () => {
     expect(secretsIn(logLines.join('\n'))).toEqual([]);
   });
 
-  // KNOWN LEAK, outside this test's files: src/events/schema-registry.ts (HttpSchemaRegistry.call) puts the
-  // registry URL, credentials included, into SchemaRegistryError's message, and src/cli/main.ts prints
-  // `tide: ${err.message}` without scrubSecrets(). Remove `.fails` once both are fixed.
-  it.fails('KNOWN LEAK: the error message printed for that run does not show the password', () => {
+  // HttpSchemaRegistry strips credentials from the URL (they become basic auth), and the CLI scrubs what it prints.
+  it('the error message printed for that run does not show the password', () => {
     expect(registryOutput).toBeDefined();
     expect(secretsIn(registryOutput!)).toEqual([]);
   });
 
-  // KNOWN LEAK, same cause: src/source/connector.ts keeps err.message as lastError and writes it to the status file
-  // (src/source/status-file.ts), which `tide source status` prints and the dashboard's /api/pipeline serves.
-  it.fails('KNOWN LEAK: the status file of that run does not show the password', () => {
+  // The connector keeps err.message as lastError in the status file (`tide source status`, the dashboard's /api/pipeline).
+  it('the status file of that run does not show the password', () => {
     expect(registryStatus).toBeDefined();
     expect(secretsIn(registryStatus!)).toEqual([]);
   });
