@@ -1,15 +1,27 @@
 import { Command } from 'commander';
 import { TideError } from '../errors.ts';
 import { scrubSecrets } from '../log.ts';
-import { registerAppCommands } from './app-commands.ts';
-import { registerDemoCommand } from './demo.ts';
-import { registerStackCommands } from './stack-commands.ts';
-import { registerLakeCommands } from './lake-commands.ts';
-import { registerSinkCommands } from './sink-commands.ts';
-import { registerSourceCommands } from './source-commands.ts';
-import { registerRecoveryCommands } from './recovery-commands.ts';
-import { registerSlotsCommands } from './slots-commands.ts';
 import { loadStackEnvIntoProcess } from '../stack/context.ts';
+
+type Register = (program: Command) => void;
+
+/**
+ * Command groups load on demand: `tide source start` imports only the source's modules, not DuckDB,
+ * the Azure SDK or Prisma (start-up through tsx is most of a short run's time; see README Performance).
+ * `tide --help` and unknown commands load everything, so help stays complete.
+ */
+const GROUPS: Record<string, () => Promise<Register[]>> = {
+  stack: async () => [(await import('./stack-commands.ts')).registerStackCommands],
+  app: async () => [(await import('./app-commands.ts')).registerAppCommands],
+  source: async () => [
+    (await import('./source-commands.ts')).registerSourceCommands,
+    (await import('./recovery-commands.ts')).registerRecoveryCommands,
+  ],
+  sink: async () => [(await import('./sink-commands.ts')).registerSinkCommands],
+  lake: async () => [(await import('./lake-commands.ts')).registerLakeCommands],
+  slots: async () => [(await import('./slots-commands.ts')).registerSlotsCommands],
+  demo: async () => [(await import('./demo.ts')).registerDemoCommand],
+};
 
 const program = new Command()
   .name('tide')
@@ -17,15 +29,9 @@ const program = new Command()
   .version('0.1.0')
   .showHelpAfterError();
 
-registerStackCommands(program);
-registerAppCommands(program);
-registerSourceCommands(program);
-registerSinkCommands(program);
-registerLakeCommands(program);
-registerSlotsCommands(program);
-registerRecoveryCommands(program);
-
-registerDemoCommand(program);
+const wanted = process.argv[2];
+const groups = wanted !== undefined && GROUPS[wanted] ? [GROUPS[wanted]] : Object.values(GROUPS);
+for (const load of groups) for (const register of await load()) register(program);
 
 loadStackEnvIntoProcess();
 
