@@ -4,6 +4,7 @@ import pg from 'pg';
 import { createPrisma } from '../app/db.ts';
 import { runTraffic } from '../app/traffic.ts';
 import { loadSinkConfig } from '../config/sink-config.ts';
+import { slotThresholdsOf } from '../config/slot-thresholds.ts';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
@@ -73,6 +74,7 @@ export function registerDemoCommand(program: Command): void {
           store,
           engine,
           databaseUrl: connectionSetting('DATABASE_URL'),
+          slotThresholds: slotThresholdsOf(sourceFile.config),
           pipeline: async () => ({
             sources: [sourceView(connector.status())],
             sinks: [

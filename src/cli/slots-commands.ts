@@ -3,20 +3,26 @@ import { InvalidArgumentError, type Command } from 'commander';
 import pg from 'pg';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
-import { checkSlots, DEFAULT_SLOT_THRESHOLDS, type CheckResult, type SlotLevel, type SlotThresholds } from '../ops/slot-watch.ts';
+import {
+  CONFIG_THRESHOLD_NAMES,
+  DEFAULT_SLOT_THRESHOLDS,
+  resolveSlotThresholds,
+  type GivenThresholds,
+  type SlotThresholds,
+  type ThresholdNames,
+} from '../config/slot-thresholds.ts';
+import { checkSlots, type CheckResult, type SlotLevel } from '../ops/slot-watch.ts';
 import {
   activityFilePath,
   attachTideConnectors,
   deriveInactiveSince,
   findTideSlots,
-  formatBytes,
-  formatDuration,
-  parseBytes,
-  parseDurationSeconds,
   readServerSlots,
   type ServerSlots,
   type SlotFacts,
+  type TideSlot,
 } from '../ops/slots.ts';
+import { formatBytes, formatDuration, parseBytes, parseDurationSeconds } from '../units.ts';
 import { pgClientConfig } from '../source/connector.ts';
 import { connectionSetting } from '../stack/context.ts';
 
@@ -99,11 +105,16 @@ export async function withSlotClient<T>(
 
 /** Every slot with Tide's marked and the time since last active derived (writes the state dir's slot-activity.json). */
 export async function collectSlots(opts: ConnectionOptions): Promise<ServerSlots> {
+  return (await collectSlotsWithTide(opts)).result;
+}
+
+/** The same, with the Tide slots found (slot name → connector, its file and its thresholds). */
+export async function collectSlotsWithTide(opts: ConnectionOptions): Promise<{ result: ServerSlots; tide: Map<string, TideSlot> }> {
   const result = await withSlotClient(opts, (client, server) => readServerSlots(client, server));
   const tide = findTideSlots({ files: opts.connector, connectorsDir: opts.connectorsDir, stateDir: opts.stateDir });
   attachTideConnectors(result.slots, tide);
   deriveInactiveSince(result, tide, activityFilePath(opts.stateDir));
-  return result;
+  return { result, tide };
 }
 
 /** A plain text table, columns padded to their widest cell. */
@@ -184,26 +195,37 @@ export interface CheckOptions extends ConnectionOptions {
   critInactive?: number;
 }
 
-/** Thresholds from flags over defaults; --max-X is the critical threshold, and the warning never exceeds it. */
-export function thresholdsFromOptions(o: CheckOptions): SlotThresholds {
-  const d = DEFAULT_SLOT_THRESHOLDS;
-  const pair = (name: string, warn: number | undefined, crit: number | undefined, max: number | undefined, dw: number, dc: number) => {
-    const c = crit ?? max ?? dc;
-    const w = warn ?? Math.min(dw, c);
-    if (w > c) throw new ConfigError(`--warn-${name}`, `must not be above the critical threshold (--crit-${name} / --max-${name})`);
-    return [w, c] as const;
-  };
-  const [rw, rc] = pair('retained', o.warnRetained, o.critRetained, o.maxRetained, d.retainedWalWarningBytes, d.retainedWalCriticalBytes);
-  const [lw, lc] = pair('lag', o.warnLag, o.critLag, o.maxLag, d.lagWarningBytes, d.lagCriticalBytes);
-  const [iw, ic] = pair('inactive', o.warnInactive, o.critInactive, o.maxInactive, d.inactiveWarningSeconds, d.inactiveCriticalSeconds);
+const FLAG_NAMES: ThresholdNames = {
+  retainedWalWarningBytes: '--warn-retained',
+  retainedWalCriticalBytes: '--crit-retained',
+  lagWarningBytes: '--warn-lag',
+  lagCriticalBytes: '--crit-lag',
+  inactiveWarningSeconds: '--warn-inactive',
+  inactiveCriticalSeconds: '--crit-inactive',
+};
+
+/** The thresholds the flags set (--max-X is the same as --crit-X). */
+export function givenByFlags(o: CheckOptions): GivenThresholds {
   return {
-    retainedWalWarningBytes: rw,
-    retainedWalCriticalBytes: rc,
-    lagWarningBytes: lw,
-    lagCriticalBytes: lc,
-    inactiveWarningSeconds: iw,
-    inactiveCriticalSeconds: ic,
+    retainedWalWarningBytes: o.warnRetained,
+    retainedWalCriticalBytes: o.critRetained ?? o.maxRetained,
+    lagWarningBytes: o.warnLag,
+    lagCriticalBytes: o.critLag ?? o.maxLag,
+    inactiveWarningSeconds: o.warnInactive,
+    inactiveCriticalSeconds: o.critInactive ?? o.maxInactive,
   };
+}
+
+/**
+ * Flags over `file` (the `slot.*` keys of the slot's connector file) over the defaults. A critical level given
+ * alone pulls the default warning down to it; a warning above the critical level is an error naming the flag.
+ */
+export function thresholdsFromOptions(o: CheckOptions, file: GivenThresholds = {}): SlotThresholds {
+  const flags = Object.fromEntries(Object.entries(givenByFlags(o)).filter(([, v]) => v !== undefined));
+  const names = { ...FLAG_NAMES };
+  for (const k of Object.keys(file) as (keyof SlotThresholds)[])
+    if (!(k in flags)) names[k] = `${CONFIG_THRESHOLD_NAMES[k]} (connector file)`;
+  return resolveSlotThresholds({ ...file, ...flags }, DEFAULT_SLOT_THRESHOLDS, names);
 }
 
 export function formatCheck(c: CheckResult): string {
@@ -389,7 +411,12 @@ export function registerSlotsCommands(program: Command): void {
   ).action(async (opts: CheckOptions) => {
     let result: CheckResult;
     try {
-      result = checkSlots(await collectSlots(opts), thresholdsFromOptions(opts), opts);
+      // Flags over the slot's connector file over the defaults.
+      const { result: slots, tide } = await collectSlotsWithTide(opts);
+      result = checkSlots(slots, thresholdsFromOptions(opts), opts, (s) => {
+        const file = s.connector === null ? undefined : (tide.get(s.name)?.thresholds ?? undefined);
+        return file && thresholdsFromOptions(opts, file);
+      });
     } catch (err) {
       // The check could not run: Nagios' UNKNOWN (3), not a warning.
       const message = err instanceof TideError ? err.message : ((err as Error)?.stack ?? String(err));

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { slotThresholdsOf } from '../config/slot-thresholds.ts';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import type { TideError } from '../errors.ts';
 import type { Lifecycle } from '../lifecycle.ts';
@@ -46,6 +47,8 @@ export function superviseSource(connector: SourceConnector, file: ConnectorFile<
           server: `postgres at ${c['database.hostname']}:${c['database.port']}`,
           connector: file.name,
           connectorFile: file.source,
+          thresholds: slotThresholdsOf(c),
+          intervalMs: c['slot.watch.interval.ms'],
           log,
           onError: (err) => {
             if (err.retriable) return log.warn({ err: err.message }, 'slot check failed; trying again');

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { bool, int, list, regexList } from './config-types.ts';
 import { resolveEnvRefs } from './env-refs.ts';
+import { checkSlotThresholds, slotThresholdConfigShape } from './slot-thresholds.ts';
 
 /**
  * The source connector's configuration, in Kafka Connect's file shape
@@ -23,6 +24,9 @@ export const sourceConfigSchema = z
     'database.dbname': z.string().min(1),
     'database.sslmode': z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
     'slot.name': identifier.default('tide'),
+    // The slot watch of the running source, and `tide slots check` for this connector's slot (src/config/slot-thresholds.ts).
+    ...slotThresholdConfigShape,
+    'slot.watch.interval.ms': int(1000).default(10_000),
     'publication.name': identifier.default('tide_publication'),
     'publication.autocreate.mode': z.enum(['disabled', 'all_tables', 'filtered']).default('filtered'),
     'table.include.list': regexList.optional(),
@@ -42,7 +46,8 @@ export const sourceConfigSchema = z
     'max.batch.size': int(1, 1_000_000).default(2048),
     'max.inflight.events': int(1, 10_000_000).default(50_000),
   })
-  .strict();
+  .strict()
+  .superRefine(checkSlotThresholds);
 
 export type SourceConfig = z.output<typeof sourceConfigSchema>;
 

@@ -1,6 +1,8 @@
 import { TideError } from '../errors.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { formatBytes, formatDuration, readSlot, SlotQueryError, type ServerSlots, type SlotClient, type SlotFacts } from './slots.ts';
+import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../config/slot-thresholds.ts';
+import { formatBytes, formatDuration } from '../units.ts';
+import { readSlot, SlotQueryError, type ServerSlots, type SlotClient, type SlotFacts } from './slots.ts';
 
 /**
  * Slot safety: judge a slot against thresholds (`evaluateSlot`, pure) and watch one slot from a running
@@ -16,25 +18,6 @@ import { formatBytes, formatDuration, readSlot, SlotQueryError, type ServerSlots
  */
 
 export type SlotLevel = 'ok' | 'warning' | 'critical';
-
-export interface SlotThresholds {
-  retainedWalWarningBytes: number;
-  retainedWalCriticalBytes: number;
-  lagWarningBytes: number;
-  lagCriticalBytes: number;
-  /** Applied to inactive slots only. */
-  inactiveWarningSeconds: number;
-  inactiveCriticalSeconds: number;
-}
-
-export const DEFAULT_SLOT_THRESHOLDS: Readonly<SlotThresholds> = {
-  retainedWalWarningBytes: 2 ** 30,
-  retainedWalCriticalBytes: 4 * 2 ** 30,
-  lagWarningBytes: 256 * 2 ** 20,
-  lagCriticalBytes: 2 ** 30,
-  inactiveWarningSeconds: 3600,
-  inactiveCriticalSeconds: 24 * 3600,
-};
 
 export type SlotEvalInput = Pick<
   SlotFacts,
@@ -126,6 +109,8 @@ export function evaluateSlot(s: SlotEvalInput, t: SlotThresholds, server: { maxS
 /** `tide slots check`: every slot (or the chosen ones) judged, and the worst level as a Nagios status. */
 export interface CheckedSlot extends SlotFacts {
   level: SlotLevel;
+  /** What this slot was judged by (its connector file's thresholds where it has them). */
+  thresholds: SlotThresholds;
   problems: string[];
   advice: string[];
 }
@@ -134,15 +119,25 @@ export interface CheckResult {
   status: 'OK' | 'WARNING' | 'CRITICAL';
   exitCode: 0 | 1 | 2;
   server: string;
+  /** The thresholds of slots without their own (not from a connector file). */
   thresholds: SlotThresholds;
   slots: CheckedSlot[];
   /** Slots asked for with --slot that do not exist. */
   missing: string[];
 }
 
-export function checkSlots(r: ServerSlots, t: SlotThresholds, only: { slot?: string[]; tideOnly?: boolean }): CheckResult {
+export function checkSlots(
+  r: ServerSlots,
+  t: SlotThresholds,
+  only: { slot?: string[]; tideOnly?: boolean },
+  /** A slot's own thresholds (from its connector file), when it has them. */
+  ownThresholds: (s: SlotFacts) => SlotThresholds | undefined = () => undefined,
+): CheckResult {
   const picked = r.slots.filter((s) => (!only.slot?.length || only.slot.includes(s.name)) && (!only.tideOnly || s.connector !== null));
-  const slots = picked.map((s) => ({ ...s, ...evaluateSlot(s, t, r) }));
+  const slots = picked.map((s) => {
+    const thresholds = ownThresholds(s) ?? t;
+    return { ...s, thresholds, ...evaluateSlot(s, thresholds, r) };
+  });
   const missing = (only.slot ?? []).filter((n) => !r.slots.some((s) => s.name === n));
   const worst = missing.length || slots.some((s) => s.level === 'critical') ? 2 : slots.some((s) => s.level === 'warning') ? 1 : 0;
   return { status: (['OK', 'WARNING', 'CRITICAL'] as const)[worst], exitCode: worst, server: r.server, thresholds: t, slots, missing };

@@ -1,7 +1,16 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { z } from 'zod';
 import { resolveEnvRefs } from '../config/env-refs.ts';
-import { TideError } from '../errors.ts';
+import {
+  givenThresholdsOf,
+  SLOT_THRESHOLD_KEYS,
+  slotThresholdConfigShape,
+  slotThresholdsOf,
+  type GivenThresholds,
+} from '../config/slot-thresholds.ts';
+import { toConfigError } from '../config/source-config.ts';
+import { ConfigError, TideError } from '../errors.ts';
 import { readStatus, type SourceStatus } from '../source/status-file.ts';
 import { isPidAlive } from '../stack/process.ts';
 
@@ -198,6 +207,8 @@ export interface TideSlot {
   database: string | null;
   /** The last status the connector wrote, when there is one. */
   status: SourceStatus | null;
+  /** The `slot.*` thresholds the connector file sets (checked), when it sets any. */
+  thresholds: GivenThresholds | null;
 }
 
 export interface TideSlotSources {
@@ -213,7 +224,10 @@ export interface TideSlotSources {
 const SOURCE_CLASSES = new Set(['tide.PostgresSource', 'io.debezium.connector.postgresql.PostgresConnector']);
 
 /** A source connector file's name, slot and database, or undefined for another kind of connector file. */
-function sourceSlotOf(path: string, env: NodeJS.ProcessEnv): { name: string; slot: string; database: string | null } | undefined {
+function sourceSlotOf(
+  path: string,
+  env: NodeJS.ProcessEnv,
+): { name: string; slot: string; database: string | null; thresholds: GivenThresholds | null } | undefined {
   let raw: { name?: unknown; config?: Record<string, unknown> };
   try {
     raw = JSON.parse(readFileSync(path, 'utf8')) as typeof raw;
@@ -227,10 +241,23 @@ function sourceSlotOf(path: string, env: NodeJS.ProcessEnv): { name: string; slo
   const cls = config['connector.class'];
   const isSource = typeof cls === 'string' ? SOURCE_CLASSES.has(cls) : 'database.hostname' in config || 'slot.name' in config;
   if (!isSource) return undefined;
+  // Only the keys needed here are resolved and checked: a file with other problems still marks its slot.
   const picked: Record<string, unknown> = { 'slot.name': config['slot.name'] ?? 'tide' };
-  if (config['database.dbname'] !== undefined) picked['database.dbname'] = config['database.dbname'];
+  for (const key of ['database.dbname', ...Object.keys(SLOT_THRESHOLD_KEYS)]) if (config[key] !== undefined) picked[key] = config[key];
   const resolved = resolveEnvRefs(picked, env, path);
-  return { name: raw.name, slot: String(resolved['slot.name']), database: text(resolved['database.dbname']) };
+  const given = Object.keys(SLOT_THRESHOLD_KEYS).some((k) => k in resolved);
+  let thresholds: GivenThresholds | null = null;
+  if (given) {
+    const parsed = z.object(slotThresholdConfigShape).safeParse(resolved);
+    if (!parsed.success) throw toConfigError(parsed.error, path, resolved);
+    try {
+      slotThresholdsOf(parsed.data); // an inverted pair is the file's error, named here
+    } catch (err) {
+      throw err instanceof ConfigError ? new ConfigError(err.key, err.message.slice(err.key.length + 2), path) : err;
+    }
+    thresholds = givenThresholdsOf(parsed.data);
+  }
+  return { name: raw.name, slot: String(resolved['slot.name']), database: text(resolved['database.dbname']), thresholds };
 }
 
 /** Slot name → Tide connector, from connector files and the status files of sources that ran here. */
@@ -243,7 +270,7 @@ export function findTideSlots(sources: TideSlotSources): Map<string, TideSlot> {
       if (f.endsWith('.json') && !f.endsWith('.schema.json')) files.push(join(sources.connectorsDir, f));
   for (const file of files) {
     const s = sourceSlotOf(file, env);
-    if (s && !out.has(s.slot)) out.set(s.slot, { connector: s.name, file, database: s.database, status: null });
+    if (s && !out.has(s.slot)) out.set(s.slot, { connector: s.name, file, database: s.database, status: null, thresholds: s.thresholds });
   }
   if (sources.stateDir && existsSync(sources.stateDir)) {
     for (const f of readdirSync(sources.stateDir).sort()) {
@@ -252,7 +279,7 @@ export function findTideSlots(sources: TideSlotSources): Map<string, TideSlot> {
       if (!status?.slot) continue;
       const known = out.get(status.slot);
       if (known && known.connector === status.name) known.status = status;
-      else if (!known) out.set(status.slot, { connector: status.name, file: null, database: null, status });
+      else if (!known) out.set(status.slot, { connector: status.name, file: null, database: null, status, thresholds: null });
     }
   }
   return out;
@@ -338,54 +365,4 @@ export function deriveInactiveSince(
       { cause: err },
     );
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Units, the way DBAs read them
-
-const UNITS: [string, number][] = [
-  ['TB', 2 ** 40],
-  ['GB', 2 ** 30],
-  ['MB', 2 ** 20],
-  ['kB', 2 ** 10],
-];
-
-/** Bytes as Postgres' pg_size_pretty and postgresql.conf write them: kB/MB/GB/TB in multiples of 1024. */
-export function formatBytes(bytes: number | null): string {
-  if (bytes === null) return '-';
-  const sign = bytes < 0 ? '-' : '';
-  const b = Math.abs(bytes);
-  for (const [unit, size] of UNITS) if (b >= size) return `${sign}${(b / size).toFixed(b / size >= 100 ? 0 : 1)} ${unit}`;
-  return `${sign}${b} B`;
-}
-
-/** "20MB", "1.5 GB", "512kB", "4096" (bytes), also KiB/MiB/GiB/TiB; case-insensitive. NaN when unparsable. */
-export function parseBytes(input: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(input);
-  if (!m) return NaN;
-  const unit = (m[2] ?? 'b').toLowerCase().replace('ib', 'b');
-  const factor = { b: 1, kb: 2 ** 10, mb: 2 ** 20, gb: 2 ** 30, tb: 2 ** 40 }[unit];
-  return factor === undefined ? NaN : Math.round(Number(m[1]) * factor);
-}
-
-/** Seconds as "45s", "12m", "3h 5m", "2d 4h". */
-export function formatDuration(seconds: number | null): string {
-  if (seconds === null) return '-';
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  const two = (big: number, bigUnit: string, small: number, smallUnit: string) => `${big}${bigUnit}${small ? ` ${small}${smallUnit}` : ''}`;
-  if (s < 86400) return two(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'm');
-  return two(Math.floor(s / 86400), 'd', Math.floor((s % 86400) / 3600), 'h');
-}
-
-/** "90s", "15m", "6h", "2d", "1h30m" or plain seconds. NaN when unparsable. */
-export function parseDurationSeconds(input: string): number {
-  const t = input.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
-  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*(d|h|m|s)/g)];
-  const strip = (x: string) => x.replace(/\s+/g, '');
-  if (parts.length === 0 || strip(parts.map((p) => p[0]).join('')) !== strip(t)) return NaN;
-  const unit = { d: 86400, h: 3600, m: 60, s: 1 };
-  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
 }

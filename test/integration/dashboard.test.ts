@@ -440,7 +440,7 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
       const slots = await fetch(`${at}/api/slots`);
       expect(slots.status).toBe(500);
       const body = (await slots.json()) as { error: string; message: string };
-      expect(body.error).toBe('SlotsQueryError');
+      expect(body.error).toBe('SlotQueryError');
       expect(body.message).toContain('postgres at 127.0.0.1:1/nowhere');
       expect(body.message).not.toContain('sekret');
     } finally {
@@ -556,6 +556,7 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
         cls: r.className,
         retained: r.querySelector('[data-field=retainedWalBytes]')!.getAttribute('data-value'),
         wal: r.querySelector('[data-field=walStatus]')!.textContent,
+        active: r.querySelector('[data-field=active]')!.textContent!.startsWith('yes'),
       })),
     );
     const server = (await sql.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots')).rows.map((r) => r.slot_name);
@@ -563,8 +564,10 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
     expect(rows.map((r) => r.slot).filter((s) => server.includes(s!)).length).toBeGreaterThanOrEqual(2);
     for (const r of rows) {
       const over = r.retained !== null && Number(r.retained) >= RETAINED_WARNING;
-      const bad = r.wal === 'lost' || r.wal === 'unreserved';
-      expect(r.level, `slot ${r.slot}`).toBe(bad ? 'critical' : over || r.wal === 'extended' ? 'warning' : 'ok');
+      // The rules of `tide slots check`: lost is critical; unreserved is critical unless a consumer may still catch up.
+      const unreserved = r.wal === 'unreserved' ? (r.active ? 'warning' : 'critical') : 'ok';
+      const want = r.wal === 'lost' || unreserved === 'critical' ? 'critical' : over || unreserved === 'warning' ? 'warning' : 'ok';
+      expect(r.level, `slot ${r.slot}`).toBe(want);
       expect(r.cls).toBe(`level-${r.level}`);
     }
     await closePage(page);

@@ -233,12 +233,24 @@ describe('tide slots on the running stack', () => {
     expect(ok.code, ok.stdout).toBe(0);
     expect(ok.stdout).toBe(`SLOTS OK - 0 critical, 0 warning, 1 ok (1 slot checked on ${server})\n`);
 
+    // Thresholds from the slot's connector file; flags still win over them.
+    writeConnectorFile(join(dir, 'connectors'), { ...fileA, config: { ...fileA.config, 'slot.retained.wal.critical': 2 * MB } });
+    try {
+      const byFile = await tide(dir, ['slots', 'check', '--slot', slotA]);
+      expect(byFile.code, byFile.stdout).toBe(2);
+      expect(byFile.stdout).toMatch(/^ {2}retained WAL [\d.]+ MB is at or over the critical threshold 2\.0 MB$/m);
+      const flagWins = await tide(dir, ['slots', 'check', '--slot', slotA, '--crit-retained', '10GB']);
+      expect(flagWins.code, flagWins.stdout).toBe(0);
+    } finally {
+      writeConnectorFile(join(dir, 'connectors'), fileA);
+    }
+
     const json = await tide(dir, ['slots', 'check', '--slot', slotA, '--slot', 'no_such_slot', '--max-retained', '1MB', '--json']);
     expect(json.code).toBe(2);
     const result = JSON.parse(json.stdout) as Record<string, unknown> & { slots: Record<string, unknown>[] };
     expect(Object.keys(result).sort()).toEqual(['exitCode', 'missing', 'server', 'slots', 'status', 'thresholds']);
     expect(result).toMatchObject({ status: 'CRITICAL', exitCode: 2, missing: ['no_such_slot'] });
-    expect(Object.keys(result.slots[0]!).sort()).toEqual([...FACT_KEYS, 'advice', 'level', 'problems'].sort());
+    expect(Object.keys(result.slots[0]!).sort()).toEqual([...FACT_KEYS, 'advice', 'level', 'problems', 'thresholds'].sort());
     expect(result.slots[0]).toMatchObject({ name: slotA, level: 'critical' });
 
     const unknown = await tide(dir, ['slots', 'check', '--url', 'postgresql://tide:tide@127.0.0.1:1/x']);

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, openSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,7 +24,12 @@ describe('tide source plan | start | status', () => {
     db = await createTestDatabase('source_cli');
     sql = new pg.Client({ connectionString: db.url });
     await sql.connect();
-    file = sourceConfig(db.url, 'cli', { 'table.include.list': 'public\\.(orders|order_items)' });
+    file = sourceConfig(db.url, 'cli', {
+      'table.include.list': 'public\\.(orders|order_items)',
+      // The running source judges its own slot by these (a warning at any retained WAL, so the test sees one).
+      'slot.retained.wal.warning': '0B',
+      'slot.watch.interval.ms': 1000,
+    });
     path = writeConnectorFile(dir, file);
   });
   afterAll(async () => {
@@ -70,5 +75,17 @@ describe('tide source plan | start | status', () => {
     expect(stopped.slotActive).toBe(false);
     // The clean stop flushed and confirmed the insert: the slot has nothing of it left to send.
     expect(await unconfirmedMessages(db.url, file.config['slot.name'], file.config['publication.name'])).not.toContain('I');
+    // Its slot watch used the connector file's threshold.
+    const lines = readFileSync(join(dir, 'source.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.find((l) => l.msg === 'replication slot over threshold')).toMatchObject({
+      level: 40,
+      connector: file.name,
+      slot: file.config['slot.name'],
+      slotLevel: 'warning',
+      problems: [expect.stringMatching(/^retained WAL .* is at or over the warning threshold 0 B$/)],
+    });
   });
 });

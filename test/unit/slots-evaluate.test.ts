@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_SLOT_THRESHOLDS,
-  evaluateSlot,
-  recoveryCommand,
-  type SlotEvalInput,
-  type SlotThresholds,
-} from '../../src/ops/slot-watch.ts';
+import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../../src/config/slot-thresholds.ts';
+import { evaluateSlot, recoveryCommand, type SlotEvalInput } from '../../src/ops/slot-watch.ts';
 
 const MB = 2 ** 20;
 const GB = 2 ** 30;

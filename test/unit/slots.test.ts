@@ -3,15 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatCheck, formatSlots, thresholdsFromOptions } from '../../src/cli/slots-commands.ts';
-import { checkSlots, DEFAULT_SLOT_THRESHOLDS } from '../../src/ops/slot-watch.ts';
+import { formatBytes, formatDuration, parseBytes, parseDurationSeconds } from '../../src/units.ts';
+import { DEFAULT_SLOT_THRESHOLDS } from '../../src/config/slot-thresholds.ts';
+import { checkSlots } from '../../src/ops/slot-watch.ts';
 import {
   attachTideConnectors,
   deriveInactiveSince,
   findTideSlots,
-  formatBytes,
-  formatDuration,
-  parseBytes,
-  parseDurationSeconds,
   slotFromRow,
   slotsSql,
   type ServerSlots,
@@ -192,7 +190,7 @@ describe('deriveInactiveSince', () => {
   it("uses a stopped Tide connector's last status time, and never overrides the server's own inactive_since", () => {
     const path = join(mkdtempSync(join(tmpdir(), 'tide-activity-')), 'slot-activity.json');
     const status = { name: 'orders-source', slot: 'tide_orders', pid: 99, updatedAt: '2025-12-31T22:00:00.000Z' } as never;
-    const tide = new Map([['tide_orders', { connector: 'orders-source', file: null, database: null, status }]]);
+    const tide = new Map([['tide_orders', { connector: 'orders-source', file: null, database: null, status, thresholds: null }]]);
     const dead = [facts({ connector: 'orders-source' })];
     deriveInactiveSince(at('2026-01-01T00:00:00.000Z', dead), tide, path, () => false);
     expect(dead[0]).toMatchObject({ inactiveSinceSource: 'connector-status', inactiveSeconds: 7200 });
@@ -236,7 +234,7 @@ describe('tide slots check', () => {
     });
     expect(thresholdsFromOptions({ stateDir: '', connectorsDir: '' })).toEqual(DEFAULT_SLOT_THRESHOLDS);
     expect(() => thresholdsFromOptions({ stateDir: '', connectorsDir: '', warnLag: 2 * MB, maxLag: MB })).toThrow(
-      /--warn-lag: must not be above the critical threshold/,
+      /--warn-lag: 2\.0 MB is above the critical threshold 1\.0 MB \(--crit-lag\): set --crit-lag to at least 2\.0 MB, or lower --warn-lag/,
     );
   });
 
@@ -254,6 +252,40 @@ describe('tide slots check', () => {
     expect([warn.status, warn.exitCode]).toEqual(['WARNING', 1]);
     const ok = checkSlots(server, thresholdsFromOptions({ stateDir: '', connectorsDir: '', maxRetained: MB }), { slot: ['small'] });
     expect([ok.status, ok.exitCode, ok.slots.map((s) => s.name)]).toEqual(['OK', 0, ['small']]);
+  });
+
+  it("judges a Tide slot by its connector file's thresholds, with flags over the file", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tide-slots-unit-'));
+    const config = { 'connector.class': 'tide.PostgresSource', 'slot.name': 'big', 'slot.retained.wal.critical': '${env:CRIT}' };
+    writeFileSync(join(dir, 'orders-source.json'), JSON.stringify({ name: 'orders-source', config }));
+    const tide = findTideSlots({ connectorsDir: dir, env: { CRIT: '10MB' } });
+    expect(tide.get('big')!.thresholds).toEqual({ retainedWalCriticalBytes: 10 * MB });
+    const own = (o: Parameters<typeof thresholdsFromOptions>[0]) => (s: SlotFacts) => {
+      const file = tide.get(s.name)?.thresholds;
+      return file ? thresholdsFromOptions(o, file) : undefined;
+    };
+    const opts = { stateDir: '', connectorsDir: dir };
+    const byFile = checkSlots(server, thresholdsFromOptions(opts), {}, own(opts));
+    expect([byFile.status, byFile.slots.map((s) => [s.name, s.level, s.thresholds.retainedWalCriticalBytes])]).toEqual([
+      'CRITICAL',
+      [
+        ['big', 'critical', 10 * MB],
+        ['small', 'ok', DEFAULT_SLOT_THRESHOLDS.retainedWalCriticalBytes],
+      ],
+    ]);
+    const flagged = { ...opts, critRetained: 100 * MB };
+    expect(checkSlots(server, thresholdsFromOptions(flagged), {}, own(flagged)).status).toBe('OK');
+    expect(() => thresholdsFromOptions({ ...opts, warnRetained: 50 * MB }, tide.get('big')!.thresholds!)).toThrow(
+      /--warn-retained: 50\.0 MB is above the critical threshold 10\.0 MB \(slot\.retained\.wal\.critical \(connector file\)\)/,
+    );
+
+    writeFileSync(
+      join(dir, 'orders-source.json'),
+      JSON.stringify({ name: 'orders-source', config: { ...config, 'slot.lag.warning': 'x' } }),
+    );
+    expect(() => findTideSlots({ connectorsDir: dir, env: { CRIT: '10MB' } })).toThrow(
+      /orders-source\.json: slot\.lag\.warning: "x" is not a size/,
+    );
   });
 
   it('--slot of a slot that does not exist is critical; --tide-only keeps Tide slots', () => {

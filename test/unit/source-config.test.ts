@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { loadSourceConfig, parseConnectorFile, sourceConfigSchema, sourceConnectorJsonSchema } from '../../src/config/source-config.ts';
+import { slotThresholdsOf } from '../../src/config/slot-thresholds.ts';
 import { buildPlan, needsSnapshot } from '../../src/source/plan.ts';
 import type { CatalogTable } from '../../src/source/catalog.ts';
 
@@ -47,6 +48,30 @@ describe('source connector config', () => {
     expect(parse({ ...base, 'database.password': '${env:PGPASS}' }, { PGPASS: 's3cret' }).config['database.password']).toBe('s3cret');
     expect(() => parse({ ...base, 'database.password': '${env:PGPASS}' })).toThrowErrorMatchingInlineSnapshot(
       `[ConfigError: c.json: database.password: refers to environment variable PGPASS, which is not set. Export PGPASS or put the value in the file.]`,
+    );
+  });
+
+  it('takes slot thresholds as sizes and durations, and refuses a warning above its critical level', () => {
+    const { config } = parse({
+      ...base,
+      'slot.retained.wal.warning': '512MB',
+      'slot.lag.critical': 1048576,
+      'slot.inactive.warning': '2h',
+    });
+    expect(slotThresholdsOf(config)).toEqual({
+      retainedWalWarningBytes: 512 * 2 ** 20,
+      retainedWalCriticalBytes: 4 * 2 ** 30,
+      lagWarningBytes: 2 ** 20, // pulled down to the critical level given alone
+      lagCriticalBytes: 2 ** 20,
+      inactiveWarningSeconds: 7200,
+      inactiveCriticalSeconds: 86400,
+    });
+    expect(config['slot.watch.interval.ms']).toBe(10_000);
+    expect(() => parse({ ...base, 'slot.lag.warning': 'lots' })).toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: c.json: slot.lag.warning: "lots" is not a size: use e.g. "512MB", "2GB" or a number of bytes]`,
+    );
+    expect(() => parse({ ...base, 'slot.retained.wal.warning': '8GB' })).toThrowErrorMatchingInlineSnapshot(
+      `[ConfigError: c.json: slot.retained.wal.warning: 8.0 GB is above the critical threshold 4.0 GB (slot.retained.wal.critical, not set, so its default): set slot.retained.wal.critical to at least 8.0 GB, or lower slot.retained.wal.warning]`,
     );
   });
 

@@ -26,15 +26,3 @@ export class GoldReadError extends TideError {
     this.name = 'GoldReadError';
   }
 }
-
-/** The slots query against Postgres failed: names the server (never its password) and what to check. */
-export class SlotsQueryError extends TideError {
-  constructor(
-    readonly server: string,
-    message: string,
-    options: { cause?: unknown } = {},
-  ) {
-    super(`replication slots of ${server}: ${message}`, { ...options, retriable: true });
-    this.name = 'SlotsQueryError';
-  }
-}

@@ -9,7 +9,8 @@ import { DashboardRequestError } from './dashboard-errors.ts';
 import { GoldReader } from './gold-reader.ts';
 import type { PipelineStatus } from './pipeline-status.ts';
 import { customerPanel, dailyRevenue, ordersPanel, parseCustomer, topProducts } from './report-tiles.ts';
-import { DEFAULT_SLOT_THRESHOLDS, readSlots, type SlotThresholds } from './slot-facts.ts';
+import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../../config/slot-thresholds.ts';
+import { readSlots } from './slot-facts.ts';
 
 /**
  * The live dashboard (issue 5): the page at `/` (plain HTML, CSS and one ES module, no build step)
