@@ -7,7 +7,8 @@ import { readServerSlots } from '../ops/slots.ts';
 import { formatBytes } from '../units.ts';
 import { readStatus } from '../source/status-file.ts';
 import { isPidAlive } from '../stack/process.ts';
-import { activeSlotError, confirmByName, dropSlotOnServer, withSlotClient } from './slots-commands.ts';
+import { activeSlotError, confirmByName, dropSlotOnServer } from './slots-commands.ts';
+import { withSlotClient } from './slots-connection.ts';
 
 /**
  * Recovery from a lost slot as one command (issue 5, "Slots"): `tide source resnapshot <connector.json>`.

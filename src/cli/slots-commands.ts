@@ -1,30 +1,11 @@
 import { createInterface } from 'node:readline/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import pg from 'pg';
-import { loadSourceConfig } from '../config/source-config.ts';
-import { ConfigError, TideError } from '../errors.ts';
-import {
-  CONFIG_THRESHOLD_NAMES,
-  DEFAULT_SLOT_THRESHOLDS,
-  resolveSlotThresholds,
-  type GivenThresholds,
-  type SlotThresholds,
-  type ThresholdNames,
-} from '../config/slot-thresholds.ts';
-import { checkSlots, type CheckResult, type SlotLevel } from '../ops/slot-watch.ts';
-import {
-  activityFilePath,
-  attachTideConnectors,
-  deriveInactiveSince,
-  findTideSlots,
-  readServerSlots,
-  type ServerSlots,
-  type SlotFacts,
-  type TideSlot,
-} from '../ops/slots.ts';
+import { DEFAULT_SLOT_THRESHOLDS } from '../config/slot-thresholds.ts';
+import { TideError } from '../errors.ts';
+import { type ServerSlots, type SlotFacts } from '../ops/slots.ts';
 import { formatBytes, formatDuration, parseBytes, parseDurationSeconds } from '../units.ts';
-import { pgClientConfig } from '../source/connector.ts';
-import { connectionSetting } from '../stack/context.ts';
+import { runCheck } from './slots-check.ts';
+import { collectSlots, withConnection, withSlotClient, type ConnectionOptions } from './slots-connection.ts';
 
 /**
  * `tide slots` (list), `tide slots check` (Nagios-style thresholds) and `tide slots drop` (issue 5, "Slots").
@@ -32,90 +13,6 @@ import { connectionSetting } from '../stack/context.ts';
  * (https://nagios-plugins.org/doc/guidelines.html#AEN78): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the check
  * itself could not run).
  */
-
-export interface ConnectionOptions {
-  url?: string;
-  connector?: string[];
-  stateDir: string;
-  connectorsDir: string;
-}
-
-/** --url / --connector / --state-dir / --connectors-dir, the same on every slot command. */
-export function withConnection(cmd: Command): Command {
-  return cmd
-    .option('--url <postgres url>', 'the server to look at (default: DATABASE_URL from the environment or .stack/env)')
-    .option(
-      '--connector <source.json>',
-      'connect as this source connector does, and mark its slot as Tide (repeatable)',
-      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
-    )
-    .option('--state-dir <dir>', 'where running sources write their status files, and where slot-activity.json is kept', '.tide')
-    .option('--connectors-dir <dir>', 'source connector files whose slots are Tide slots', 'connectors');
-}
-
-/** Where the server is, for messages: host and port (slots are server-wide), never the password. */
-export function serverLabel(c: { host?: string | undefined; port?: number | undefined }): string {
-  return `postgres at ${c.host ?? 'localhost'}:${c.port ?? 5432}`;
-}
-
-/** A client for --connector (its first file), --url or DATABASE_URL, and its label. Not yet connected. */
-export function slotClient(opts: Pick<ConnectionOptions, 'url' | 'connector'>): { client: pg.Client; server: string } {
-  if (opts.url && opts.connector?.length) throw new ConfigError('--url', 'give either --url or --connector, not both');
-  let config: pg.ClientConfig;
-  let server: string;
-  if (opts.connector?.length) {
-    config = pgClientConfig(loadSourceConfig(opts.connector[0]!).config);
-    server = serverLabel({ host: config.host, port: config.port });
-  } else {
-    const url = opts.url ?? connectionSetting('DATABASE_URL');
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new ConfigError(opts.url ? '--url' : 'DATABASE_URL', 'is not a postgres:// URL');
-    }
-    config = { connectionString: url };
-    server = serverLabel({ host: u.hostname, port: Number(u.port || 5432) });
-  }
-  return { client: new pg.Client({ ...config, application_name: 'tide-slots', connectionTimeoutMillis: 10_000 }), server };
-}
-
-/** Run `work` on a fresh connection and close it. A failure names the server; closing after a failure cannot hide it. */
-export async function withSlotClient<T>(
-  opts: Pick<ConnectionOptions, 'url' | 'connector'>,
-  work: (c: pg.Client, server: string) => Promise<T>,
-): Promise<T> {
-  const { client, server } = slotClient(opts);
-  let result: T;
-  try {
-    await client.connect();
-    result = await work(client, server);
-  } catch (err) {
-    // The first error is the one to report; ending a connection that failed may fail as well.
-    await client.end().catch(() => undefined);
-    if (err instanceof TideError) throw err;
-    throw new TideError(`${server}: ${(err as Error).message}. Check that the server is up and the URL or connector file is right.`, {
-      cause: err,
-      retriable: true,
-    });
-  }
-  await client.end();
-  return result;
-}
-
-/** Every slot with Tide's marked and the time since last active derived (writes the state dir's slot-activity.json). */
-export async function collectSlots(opts: ConnectionOptions): Promise<ServerSlots> {
-  return (await collectSlotsWithTide(opts)).result;
-}
-
-/** The same, with the Tide slots found (slot name → connector, its file and its thresholds). */
-export async function collectSlotsWithTide(opts: ConnectionOptions): Promise<{ result: ServerSlots; tide: Map<string, TideSlot> }> {
-  const result = await withSlotClient(opts, (client, server) => readServerSlots(client, server));
-  const tide = findTideSlots({ files: opts.connector, connectorsDir: opts.connectorsDir, stateDir: opts.stateDir });
-  attachTideConnectors(result.slots, tide);
-  deriveInactiveSince(result, tide, activityFilePath(opts.stateDir));
-  return { result, tide };
-}
 
 /** A plain text table, columns padded to their widest cell. */
 export function renderTable(header: string[], rows: string[][]): string {
@@ -176,75 +73,6 @@ export function formatSlots(r: ServerSlots): string {
     );
   return `${out.join('\n')}\n`;
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// check
-
-export interface CheckOptions extends ConnectionOptions {
-  json?: boolean;
-  slot?: string[];
-  tideOnly?: boolean;
-  maxRetained?: number;
-  warnRetained?: number;
-  critRetained?: number;
-  maxLag?: number;
-  warnLag?: number;
-  critLag?: number;
-  maxInactive?: number;
-  warnInactive?: number;
-  critInactive?: number;
-}
-
-const FLAG_NAMES: ThresholdNames = {
-  retainedWalWarningBytes: '--warn-retained',
-  retainedWalCriticalBytes: '--crit-retained',
-  lagWarningBytes: '--warn-lag',
-  lagCriticalBytes: '--crit-lag',
-  inactiveWarningSeconds: '--warn-inactive',
-  inactiveCriticalSeconds: '--crit-inactive',
-};
-
-/** The thresholds the flags set (--max-X is the same as --crit-X). */
-export function givenByFlags(o: CheckOptions): GivenThresholds {
-  return {
-    retainedWalWarningBytes: o.warnRetained,
-    retainedWalCriticalBytes: o.critRetained ?? o.maxRetained,
-    lagWarningBytes: o.warnLag,
-    lagCriticalBytes: o.critLag ?? o.maxLag,
-    inactiveWarningSeconds: o.warnInactive,
-    inactiveCriticalSeconds: o.critInactive ?? o.maxInactive,
-  };
-}
-
-/**
- * Flags over `file` (the `slot.*` keys of the slot's connector file) over the defaults. A critical level given
- * alone pulls the default warning down to it; a warning above the critical level is an error naming the flag.
- */
-export function thresholdsFromOptions(o: CheckOptions, file: GivenThresholds = {}): SlotThresholds {
-  const flags = Object.fromEntries(Object.entries(givenByFlags(o)).filter(([, v]) => v !== undefined));
-  const names = { ...FLAG_NAMES };
-  for (const k of Object.keys(file) as (keyof SlotThresholds)[])
-    if (!(k in flags)) names[k] = `${CONFIG_THRESHOLD_NAMES[k]} (connector file)`;
-  return resolveSlotThresholds({ ...file, ...flags }, DEFAULT_SLOT_THRESHOLDS, names);
-}
-
-export function formatCheck(c: CheckResult): string {
-  const count = (l: SlotLevel) => c.slots.filter((s) => s.level === l).length;
-  const out = [
-    `SLOTS ${c.status} - ${count('critical') + c.missing.length} critical, ${count('warning')} warning, ${count('ok')} ok (${c.slots.length} slot${c.slots.length === 1 ? '' : 's'} checked on ${c.server})`,
-  ];
-  for (const name of c.missing)
-    out.push(`CRITICAL ${name}: the slot does not exist`, `  do: start its connector (it creates the slot), or stop monitoring it`);
-  for (const s of [...c.slots].sort((a, b) => rank(b.level) - rank(a.level))) {
-    if (s.level === 'ok') continue;
-    const who = `${s.active ? `active, pid ${s.activePid}` : 'inactive'}${s.connector ? `, Tide connector ${s.connector}` : ''}`;
-    out.push(`${s.level.toUpperCase()} ${s.name} (${who}):`);
-    for (const p of s.problems) out.push(`  ${p}`);
-    for (const a of s.advice) out.push(`  do: ${a}`);
-  }
-  return `${out.join('\n')}\n`;
-}
-const rank = (l: SlotLevel) => ({ ok: 0, warning: 1, critical: 2 })[l];
 
 // ---------------------------------------------------------------------------------------------------------------
 // confirmation, shared with `tide source resnapshot`
@@ -408,27 +236,7 @@ export function registerSlotsCommands(program: Command): void {
       .option('--json', 'print JSON')
       // A usage error is UNKNOWN (3) to a monitoring agent, not WARNING (1); help still exits 0.
       .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 3)),
-  ).action(async (opts: CheckOptions) => {
-    let result: CheckResult;
-    try {
-      // Flags over the slot's connector file over the defaults.
-      const { result: slots, tide } = await collectSlotsWithTide(opts);
-      result = checkSlots(slots, thresholdsFromOptions(opts), opts, (s) => {
-        const file = s.connector === null ? undefined : (tide.get(s.name)?.thresholds ?? undefined);
-        return file && thresholdsFromOptions(opts, file);
-      });
-    } catch (err) {
-      // The check could not run: Nagios' UNKNOWN (3), not a warning.
-      const message = err instanceof TideError ? err.message : ((err as Error)?.stack ?? String(err));
-      process.stdout.write(
-        opts.json ? `${JSON.stringify({ status: 'UNKNOWN', exitCode: 3, error: message })}\n` : `SLOTS UNKNOWN - ${message}\n`,
-      );
-      process.exitCode = 3;
-      return;
-    }
-    process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatCheck(result));
-    process.exitCode = result.exitCode;
-  });
+  ).action(runCheck);
 
   withConnection(
     slots
