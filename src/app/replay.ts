@@ -16,6 +16,8 @@ export interface ReplayOptions {
   /** Orders written in parallel. */
   concurrency?: number;
   onProgress?: (done: { rows: number; orders: number; totalRows: number }) => void;
+  /** Stop after the orders in flight (each is one transaction, so an order is written whole or not at all). */
+  signal?: AbortSignal;
 }
 
 export interface ReplayResult {
@@ -23,6 +25,8 @@ export interface ReplayResult {
   /** Sale lines written (skipped orders not counted). */
   rows: number;
   skippedOrders: number;
+  /** The signal stopped it before the end of the data. */
+  stopped: boolean;
   seconds: number;
   rowsPerSecond: number;
 }
@@ -105,10 +109,17 @@ export async function replay(prisma: PrismaClient, opts: ReplayOptions = {}): Pr
 
   let next = 0;
   const worker = async () => {
-    while (next < queue.length) await writeOrder(queue[next++]!);
+    while (next < queue.length && !opts.signal?.aborted) await writeOrder(queue[next++]!);
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 4) }, worker));
 
   const seconds = (performance.now() - started) / 1000;
-  return { orders: written, rows: writtenRows, skippedOrders: skipped, seconds, rowsPerSecond: writtenRows / seconds };
+  return {
+    orders: written,
+    rows: writtenRows,
+    skippedOrders: skipped,
+    stopped: next < queue.length,
+    seconds,
+    rowsPerSecond: writtenRows / seconds,
+  };
 }

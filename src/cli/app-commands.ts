@@ -13,7 +13,12 @@ export async function runMigrate(databaseUrl = connectionSetting('DATABASE_URL')
   console.log(applied.length ? `applied migrations: ${applied.join(', ')}` : 'database is up to date');
 }
 
-export async function runReplay(opts: { limit?: number; data?: string; concurrency?: number }): Promise<ReplayResult> {
+export async function runReplay(opts: {
+  limit?: number;
+  data?: string;
+  concurrency?: number;
+  signal?: AbortSignal;
+}): Promise<ReplayResult> {
   const prisma = createPrisma(connectionSetting('DATABASE_URL'), (opts.concurrency ?? 4) + 1);
   const bar = new cliProgress.SingleBar(
     {
@@ -30,6 +35,7 @@ export async function runReplay(opts: { limit?: number; data?: string; concurren
       dataPath: opts.data,
       limit: opts.limit,
       concurrency: opts.concurrency,
+      signal: opts.signal,
       onProgress: ({ rows, totalRows }) => {
         if (!barStarted) {
           bar.start(totalRows, 0, { rate: 0 });
@@ -41,7 +47,8 @@ export async function runReplay(opts: { limit?: number; data?: string; concurren
     if (barStarted) bar.stop();
     console.log(
       `replayed ${result.rows} rows in ${result.orders} orders in ${result.seconds.toFixed(1)} s (${Math.round(result.rowsPerSecond)} rows/s)` +
-        (result.skippedOrders ? `; ${result.skippedOrders} orders were already loaded` : ''),
+        (result.skippedOrders ? `; ${result.skippedOrders} orders were already loaded` : '') +
+        (result.stopped ? '; stopped before the end (the rest loads on the next run)' : ''),
     );
     return result;
   } finally {
@@ -88,14 +95,17 @@ export function registerAppCommands(program: Command): void {
       const lifecycle = new Lifecycle().handleSignals();
       const prisma = createPrisma(connectionSetting('DATABASE_URL'), opts.concurrency + 1);
       lifecycle.onClose('prisma', () => prisma.$disconnect());
-      const stats = await runTraffic(prisma, {
-        rate: opts.rate,
-        durationMs: opts.duration,
-        mix,
-        concurrency: opts.concurrency,
-        signal: lifecycle.signal,
-        onReport: (s) => process.stderr.write(`${formatTraffic(s, opts.rate)}\n`),
-      });
+      const stats = await lifecycle.track(
+        'app traffic',
+        runTraffic(prisma, {
+          rate: opts.rate,
+          durationMs: opts.duration,
+          mix,
+          concurrency: opts.concurrency,
+          signal: lifecycle.signal,
+          onReport: (s) => process.stderr.write(`${formatTraffic(s, opts.rate)}\n`),
+        }),
+      );
       console.log(formatTraffic(stats, opts.rate));
       await lifecycle.shutdown();
       if (stats.errors > 0) process.exitCode = 1;

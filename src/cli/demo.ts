@@ -50,9 +50,14 @@ export function registerDemoCommand(program: Command): void {
       registerConfigSecrets(sourceFile.config);
       registerConfigSecrets(sinkFile.config);
       const connector = new SourceConnector(sourceFile, { stateDir: join(PROJECT_ROOT, '.tide') });
-      superviseSource(connector, sourceFile, lifecycle);
-      const sourceDone = connector.run(lifecycle.signal);
-      sourceDone.catch(() => lifecycle.shutdown());
+      const supervision = superviseSource(connector, sourceFile, lifecycle);
+      // Tracked: on Ctrl-C the connector flushes, confirms and closes before the slot watch and the rest go.
+      const sourceDone = lifecycle.track('source connector', connector.run(lifecycle.signal));
+      // A source that stops by itself (paused, failed, slot lost) stops the demo.
+      void sourceDone.then(
+        () => lifecycle.shutdown(),
+        () => lifecycle.shutdown(),
+      );
       if (opts.duration !== undefined) setTimeout(() => void lifecycle.shutdown(), opts.duration).unref();
       // The sink needs the source's topics: it starts once the source has created them (its first state change).
       const store = meteredStore(await openStore(sinkFile.config['lake.uri']), sinkFile.name);
@@ -87,8 +92,10 @@ export function registerDemoCommand(program: Command): void {
         lifecycle,
       });
       console.log(`dashboard: ${server.url}   (metrics ${server.url}metrics)`);
-      const sinkDone = waitForTopics(connector, lifecycle.signal).then(() =>
-        lifecycle.signal.aborted ? undefined : sink.run(lifecycle.signal),
+      // Tracked after the lake store opened: the sink writes its last batch before the store closes.
+      const sinkDone = lifecycle.track(
+        'sink worker',
+        waitForTopics(connector, lifecycle.signal).then(() => (lifecycle.signal.aborted ? undefined : sink.run(lifecycle.signal))),
       );
       sinkDone.catch((err: unknown) => {
         console.error(`sink failed: ${(err as Error).message}`);
@@ -101,20 +108,22 @@ export function registerDemoCommand(program: Command): void {
       const report = setInterval(() => void printStatus(connector, sql, sink), 5000);
       lifecycle.onClose('status timer', () => clearInterval(report));
 
-      await runReplay({ limit: opts.limit });
+      await lifecycle.track('replay', runReplay({ limit: opts.limit, signal: lifecycle.signal }));
       if (!lifecycle.signal.aborted) {
         console.log(
-          `app traffic at ${opts.rate} ops/s until Ctrl-C${opts.duration ? ` or ${opts.duration / 1000} s` : ''}; Kafka topics orders.public.*`,
+          `app traffic at ${opts.rate} ops/s until Ctrl-C${opts.duration ? ` or ${opts.duration / 1000} s` : ''}; Kafka topics ${sourceFile.config['topic.prefix']}.public.*`,
         );
         const prisma = createPrisma(connectionSetting('DATABASE_URL'), 5);
         lifecycle.onClose('prisma', () => prisma.$disconnect());
-        await runTraffic(prisma, { rate: opts.rate, concurrency: 4, signal: lifecycle.signal });
+        await lifecycle.track('app traffic', runTraffic(prisma, { rate: opts.rate, concurrency: 4, signal: lifecycle.signal }));
       }
       await lifecycle.shutdown();
       const state = await sourceDone.catch(() => 'failed');
       await sinkDone.catch(() => undefined);
+      const why = supervision.failure()?.message ?? connector.lastError;
+      if (why) process.exitCode ||= 1;
       console.log(
-        `source ${connector.lastError ? `${state}: ${connector.lastError}` : state}; lake in ${sink.file.config['lake.uri']} (tide lake tables). The stack keeps running: npm test, or npm run stack:down.`,
+        `source ${why ? `${state}: ${why}` : state}; lake in ${sink.file.config['lake.uri']} (tide lake tables). The stack keeps running: npm test, or npm run stack:down.`,
       );
     });
 }

@@ -40,15 +40,8 @@ export function registerSinkCommands(program: Command): void {
           lifecycle,
         });
         console.log(`sink ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);
-        const done = worker.run(lifecycle.signal);
-        // Closed first (closers run in reverse): the server answers until the worker has flushed. Its error reaches the caller below.
-        lifecycle.onClose('sink worker', () =>
-          done.then(
-            () => undefined,
-            () => undefined,
-          ),
-        );
-        await done;
+        // Closed first (closers run in reverse): the server answers until the worker has flushed. Its error reaches the caller.
+        await lifecycle.track('sink worker', worker.run(lifecycle.signal));
       } finally {
         await lifecycle.shutdown();
       }

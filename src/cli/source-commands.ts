@@ -42,7 +42,8 @@ export function registerSourceCommands(program: Command): void {
           lifecycle,
         });
         console.log(`source ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);
-        const state = await connector.run(lifecycle.signal);
+        // Closed first on a signal: the connector flushes, confirms and closes before the slot watch and server go.
+        const state = await lifecycle.track('source connector', connector.run(lifecycle.signal));
         if (state === 'paused') process.exitCode = 3;
         const failure = supervision.failure();
         if (failure) process.stderr.write(`tide: ${failure.message}\n`);

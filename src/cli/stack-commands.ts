@@ -3,7 +3,9 @@ import { stackContext } from '../stack/context.ts';
 import { stackDown, stackStatus, stackUp } from '../stack/stack.ts';
 
 export function registerStackCommands(program: Command): void {
-  const stack = program.command('stack').description('the native local stack: PostgreSQL, Kafka (KRaft) and a schema registry');
+  const stack = program
+    .command('stack')
+    .description('the native local stack: PostgreSQL, Kafka (KRaft), a schema registry (Apicurio) and azurite (Azure Blob Storage)');
 
   stack
     .command('up')

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import type { TestProject } from 'vitest/node';
 import { readStackEnv, stackContext } from '../../src/stack/context.ts';
 import { stackStatus } from '../../src/stack/stack.ts';
@@ -18,6 +19,13 @@ export default async function setup(project: TestProject): Promise<void> {
         ').',
     );
   }
+  // The independent Delta reader (delta-rs from PyPI, in .cache/venv): installed here too, so `npm test`
+  // after the quickstart's first command works on a fresh clone. Idempotent; returns at once when present.
+  const venv = spawnSync('bash', ['scripts/setup-python.sh'], { encoding: 'utf8' });
+  if (venv.status !== 0)
+    console.warn(
+      `scripts/setup-python.sh failed (${venv.stderr.trim() || `exit ${venv.status}`}); tests that read Delta tables with delta-rs will fail until it works`,
+    );
   const env = readStackEnv();
   for (const [k, v] of Object.entries(env)) process.env[k] ??= v;
   project.provide('stackEnv', env);
