@@ -5,10 +5,13 @@
  */
 export class TideError extends Error {
   readonly retriable: boolean;
-  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+  /** The CLI's exit code when this error ends a command (default 1). */
+  readonly exitCode: number;
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean; exitCode?: number } = {}) {
     super(message, { cause: options.cause });
     this.name = 'TideError';
     this.retriable = options.retriable ?? false;
+    this.exitCode = options.exitCode ?? 1;
   }
 }
 

@@ -43,5 +43,5 @@ try {
   } else {
     process.stderr.write(`tide: unexpected error: ${scrubSecrets((err as Error)?.stack ?? String(err))}\n`);
   }
-  process.exitCode = 1;
+  process.exitCode = err instanceof TideError ? err.exitCode : 1;
 }

@@ -162,9 +162,35 @@ export class SlotLostError extends TideError {
         : `the server invalidated it (${reason})`;
     super(
       `replication slot "${slot}" on ${server} is lost (wal_status=lost): ${why}. Changes after LSN ${confirmedFlushLsn ?? '?'} can no longer be streamed, so the connector needs a fresh snapshot. Recover with: ${command}`,
+      { exitCode: 2 },
     );
     this.name = 'SlotLostError';
   }
+}
+
+/**
+ * The SlotLostError for `slot` when the server has invalidated it, else undefined (also when it does not
+ * exist). The source asks at start and when its stream breaks: Postgres 13–15 end the walsender of a slot
+ * they invalidate, and its raw error would not say why or what to do.
+ */
+export async function findLostSlot(
+  client: SlotClient,
+  server: string,
+  slot: Pick<SlotFacts, 'name' | 'connector' | 'connectorFile'>,
+): Promise<SlotLostError | undefined> {
+  const { rows } = await client.query(
+    `SELECT current_setting('server_version_num')::int AS version, current_setting('max_slot_wal_keep_size', true) AS keep`,
+  );
+  const facts = await readSlot(client, server, Number(rows[0]!.version), slot.name);
+  if (!facts || !isLost(facts)) return undefined;
+  return new SlotLostError(
+    slot.name,
+    server,
+    facts.invalidationReason ?? 'wal_removed',
+    recoveryCommand(slot),
+    facts.confirmedFlushLsn,
+    (rows[0]!.keep as string | null) ?? null,
+  );
 }
 
 /** The source's slot no longer exists (dropped while the connector ran). */

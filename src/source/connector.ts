@@ -15,6 +15,7 @@ import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic, type DatabaseState } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
+import { findLostSlot, SlotLostError } from '../ops/slot-watch.ts';
 import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
 import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
@@ -291,6 +292,10 @@ export class SourceConnector {
       [this.config['slot.name']],
     );
     const s = slot.rows[0];
+    if (s) {
+      const lost = await this.lostSlot();
+      if (lost) throw lost;
+    }
     if (s && (s.plugin !== 'pgoutput' || s.database !== this.config['database.dbname'])) {
       throw new ConfigError(
         'slot.name',
@@ -431,7 +436,30 @@ export class SourceConnector {
     }
   }
 
+  /** The SlotLostError when the server has invalidated our slot (see findLostSlot). */
+  private lostSlot(): Promise<SlotLostError | undefined> {
+    const c = this.config;
+    return findLostSlot(this.sql!, `postgres at ${c['database.hostname']}:${c['database.port']}`, {
+      name: c['slot.name'],
+      connector: this.file.name,
+      connectorFile: this.file.source,
+    });
+  }
+
+  /** A failure; when the stream broke because the server invalidated the slot, the failure says that instead. */
   private fail(err: Error): void {
+    if (err instanceof SchemaPausedError || err instanceof SlotLostError || !this.sql || this.state !== 'streaming') {
+      this.failNow(err);
+      return;
+    }
+    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000).unref());
+    void Promise.race([this.lostSlot(), timeout]).then(
+      (lost) => this.failNow(lost ?? err),
+      () => this.failNow(err),
+    );
+  }
+
+  private failNow(err: Error): void {
     this.error = err.message;
     if (err instanceof SchemaPausedError) {
       if (this.state === 'streaming' || this.state === 'snapshotting') this.to('pause');

@@ -500,7 +500,12 @@ describe('a slot lost to max_slot_wal_keep_size (throwaway cluster)', () => {
     expect((err as SlotLostError).command).toBe(`tide source resnapshot ${path}`);
     expect(watch.last).toBeUndefined();
 
-    // 5. The recovery command: drops the lost slot and the offsets ...
+    // 5. Starting the connector on the lost slot fails at once with the same error (exit 2), not Postgres' raw one.
+    const start = await tide(dir, ['source', 'start', path, '--http-port', '0']);
+    expect(start.code, start.stderr).toBe(2);
+    expect(start.stderr).toContain(`tide: ${err.message}\n`);
+
+    // 6. The recovery command: drops the lost slot and the offsets ...
     const recover = await tide(dir, ['source', 'resnapshot', path, '--yes']);
     expect(recover.code, recover.stderr).toBe(0);
     expect(recover.stdout).toContain(`the slot is LOST (wal_removed): it can never stream again`);
@@ -510,7 +515,7 @@ describe('a slot lost to max_slot_wal_keep_size (throwaway cluster)', () => {
     expect(await slotRow(url, slot)).toBeUndefined();
     expect(existsSync(offsetsFile())).toBe(false);
 
-    // 6. ... so the next start creates a new slot and snapshots again: every row is in Kafka twice as a snapshot read.
+    // 7. ... so the next start creates a new slot and snapshots again: every row is in Kafka twice as a snapshot read.
     const secondRun = await startSource(file, join(dir, '.tide'));
     try {
       expect((await slotRow(url, slot))?.wal_status).toBe('reserved');
