@@ -40,6 +40,9 @@ export function seriesNames(expr: string): string[] {
 const metrics = new TideMetrics();
 const types = new Map(metrics.registry.getMetricsAsArray().map((m) => [m.name, (m as unknown as { type: string }).type]));
 
+/** Series Prometheus itself records for every scrape target. */
+const PROMETHEUS_SERIES = new Set(['up']);
+
 /** A name Tide exports: a metric, or a histogram's _bucket/_sum/_count series. */
 function exported(name: string): boolean {
   if (types.has(name)) return true;
@@ -98,12 +101,14 @@ describe('prometheus-alerts.yml', () => {
       'TideSourceMetricsAbsent',
     ]);
     expect(uses('tide_sink_flushes_total')).toEqual(['TideSinkStalled', 'TideSinkMetricsAbsent']);
+    // One process of several exiting: Prometheus' own `up` for Tide's scrape jobs.
+    expect(uses('up')).toEqual(['TideProcessDown']);
   });
 
   it('uses only metrics Tide exports', () => {
     const unknown = rules.flatMap((r) =>
       seriesNames(String(r.expr))
-        .filter((n) => !exported(n))
+        .filter((n) => !exported(n) && !PROMETHEUS_SERIES.has(n))
         .map((n) => `${String(r.alert)}: ${n}`),
     );
     expect(unknown).toEqual([]);
@@ -160,7 +165,7 @@ describe('grafana-dashboard.json', () => {
     expect(
       exprs.flatMap((e) =>
         seriesNames(e.expr)
-          .filter((n) => !exported(n))
+          .filter((n) => !exported(n) && !PROMETHEUS_SERIES.has(n))
           .map((n) => `${e.where}: ${n}`),
       ),
     ).toEqual([]);
