@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadSinkConfig } from '../../src/config/sink-config.ts';
+import { loadSourceConfig } from '../../src/config/source-config.ts';
 import { DEFAULT_PORTS } from '../../src/stack/context.ts';
 
 /**
@@ -8,7 +10,13 @@ import { DEFAULT_PORTS } from '../../src/stack/context.ts';
  * (.ci/run runs it where it exists). This parses the file and checks what
  * Tide relies on.
  */
-type Service = { image: string; command?: string[]; environment?: Record<string, string | number>; ports?: string[] };
+type Service = {
+  image: string;
+  command?: string[];
+  environment?: Record<string, string | number>;
+  ports?: string[];
+  volumes?: string[];
+};
 const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, Service> };
 
 describe('docker-compose.yml', () => {
@@ -36,6 +44,27 @@ describe('docker-compose.yml', () => {
     const env = compose.services.kafka!.environment!;
     expect(env.KAFKA_PROCESS_ROLES).toBe('broker,controller');
     expect(env.KAFKA_AUTO_CREATE_TOPICS_ENABLE).toBe('false');
+    // The log lives on the volume, not in the image's /tmp.
+    expect(compose.services.kafka!.volumes).toEqual([`kafka-data:${env.KAFKA_LOG_DIRS}`]);
+  });
+
+  it("scripts/compose.env has what the shipped connectors read from the environment, with the compose stack's values", () => {
+    const env = Object.fromEntries(
+      readFileSync(new URL('../../scripts/compose.env', import.meta.url), 'utf8')
+        .split('\n')
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    const source = loadSourceConfig('connectors/orders-source.json', env).config;
+    expect([source['database.hostname'], source['database.port'], source['database.password']]).toEqual([
+      '127.0.0.1',
+      DEFAULT_PORTS.postgres,
+      'tide',
+    ]);
+    expect(compose.services.postgres!.environment).toMatchObject({ POSTGRES_USER: source['database.user'], POSTGRES_PASSWORD: 'tide' });
+    expect(loadSinkConfig('connectors/orders-lake.json', env).config['kafka.bootstrap.servers']).toEqual([
+      `127.0.0.1:${DEFAULT_PORTS.kafka}`,
+    ]);
   });
 
   it('publishes each service on loopback at the native stack port', () => {
