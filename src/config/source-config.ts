@@ -44,7 +44,6 @@ export const sourceConfigSchema = z
     'schema.registry.url': z.url(),
     'offset.storage.file.filename': z.string().min(1).optional(),
     'max.batch.size': int(1, 1_000_000).default(2048),
-    'max.inflight.events': int(1, 10_000_000).default(50_000),
   })
   .strict()
   .superRefine(checkSlotThresholds);

@@ -1,3 +1,4 @@
+import { TideError } from '../errors.ts';
 /**
  * Avro names must match [A-Za-z_][A-Za-z0-9_]*. Postgres allows far more, so
  * names are adjusted deterministically, the way Debezium's
@@ -23,7 +24,7 @@ export function uniqueAvroNames(table: string, columns: readonly string[]): Map<
     const adjusted = avroName(column);
     const other = byAvro.get(adjusted);
     if (other !== undefined) {
-      throw new Error(
+      throw new TideError(
         `table ${table}: columns "${other}" and "${column}" both become the Avro name "${adjusted}". Rename one, or exclude one with column.exclude.list.`,
       );
     }

@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors.ts';
 import type { Type } from 'avsc';
 import type { CatalogColumn, CatalogTable } from '../source/catalog.ts';
 import { mapColumn, type ColumnMapping, type DecimalHandlingMode } from '../source/type-mapping.ts';
@@ -118,7 +119,11 @@ export class TableCodec {
     }));
     this.keyColumns = table.keyColumns.map((k) => {
       const col = this.columns.find((c) => c.name === k);
-      if (!col) throw new Error(`table ${table.qualified}: primary-key column ${k} cannot be excluded (column.exclude.list)`);
+      if (!col)
+        throw new ConfigError(
+          'column.exclude.list',
+          `matches primary-key column ${k} of table ${table.qualified}, which cannot be excluded: the key identifies the row. Narrow the pattern.`,
+        );
       return { ...col, nullable: false };
     });
     const ns = avroNamespace(topicPrefix, table.schema, table.name);

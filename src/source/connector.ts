@@ -129,7 +129,9 @@ export class SourceConnector {
       if (this.state === 'streaming') {
         await new Promise<void>((resolve, reject) => {
           this.fatal = reject;
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          // A signal that came during start-up (topics, schemas, the snapshot's last chunk) has already fired.
+          if (signal.aborted) resolve();
+          else signal.addEventListener('abort', () => resolve(), { once: true });
         });
       }
       if (this.state !== 'paused') this.to('stop');
@@ -462,7 +464,7 @@ export class SourceConnector {
   private failNow(err: Error): void {
     this.error = err.message;
     if (err instanceof SchemaPausedError) {
-      if (this.state === 'streaming' || this.state === 'snapshotting') this.to('pause');
+      if (this.state === 'streaming' || this.state === 'snapshotting' || this.state === 'starting') this.to('pause');
       this.log.error({ err }, 'paused: incompatible schema change');
     } else {
       this.log.error({ err }, 'source failed');

@@ -12,7 +12,7 @@ export type SourceState = 'starting' | 'snapshotting' | 'streaming' | 'paused' |
 export type SourceEvent = 'snapshot' | 'stream' | 'pause' | 'fail' | 'stop';
 
 export const TRANSITIONS: Readonly<Record<SourceState, Partial<Record<SourceEvent, SourceState>>>> = {
-  starting: { snapshot: 'snapshotting', stream: 'streaming', fail: 'failed', stop: 'stopped' },
+  starting: { snapshot: 'snapshotting', stream: 'streaming', fail: 'failed', stop: 'stopped', pause: 'paused' },
   snapshotting: { stream: 'streaming', fail: 'failed', stop: 'stopped', pause: 'paused' },
   streaming: { pause: 'paused', fail: 'failed', stop: 'stopped' },
   paused: { stop: 'stopped', fail: 'failed' },

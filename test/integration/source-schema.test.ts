@@ -63,6 +63,12 @@ describe('schema changes while streaming', () => {
     const events = await consumeUntil([topic()], (es) => es.length >= 2);
     expect(events.map((e) => (e.value as Env).after?.id).sort()).toEqual([1, 2]); // keys sit on different partitions: no order across them
     expect(await versions()).toHaveLength(2);
+
+    // A restart with the change still in place pauses again at start-up, with the same message, and keeps the slot as it was.
+    const again = await startSource(file, running!.stateDir);
+    expect(await again.done).toBe('paused');
+    expect(again.connector.lastError).toContain('column name changed type');
+    expect(await unconfirmedMessages(db.url, file.config['slot.name'], file.config['publication.name'])).toEqual(['B', 'R', 'I', 'C']);
   });
 });
 

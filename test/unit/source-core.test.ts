@@ -139,7 +139,7 @@ describe('Avro names', () => {
   ])('%j becomes %j', (pg, avro) => expect(avroName(pg)).toBe(avro));
   it('refuses two columns that adjust to the same name', () => {
     expect(() => uniqueAvroNames('public.t', ['a-b', 'a_b'])).toThrowErrorMatchingInlineSnapshot(
-      `[Error: table public.t: columns "a-b" and "a_b" both become the Avro name "a_b". Rename one, or exclude one with column.exclude.list.]`,
+      `[TideError: table public.t: columns "a-b" and "a_b" both become the Avro name "a_b". Rename one, or exclude one with column.exclude.list.]`,
     );
   });
 });
