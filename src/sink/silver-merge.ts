@@ -3,7 +3,7 @@ import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { faultPoint } from './fault.ts';
-import type { KeyChange, SilverBatch } from './silver-changes.ts';
+import { comparePosition, type KeyChange, type SilverBatch } from './silver-changes.ts';
 import { SILVER_META } from './table-layout.ts';
 
 /**
@@ -65,6 +65,25 @@ export function mergeSql(schema: LakeSchema, keyColumns: string[], old: string, 
   ].join('\n');
 }
 
+/** Table property: the position of the last truncate applied, `<commit LSN>/<event index>`. */
+export const TRUNCATED_AT = 'tide.truncatedAt';
+
+function truncatedAt(configuration: Record<string, string>): { commitLsn: bigint; eventIndex: number } | undefined {
+  const m = /^(\d+)\/(\d+)$/.exec(configuration[TRUNCATED_AT] ?? '');
+  return m ? { commitLsn: BigInt(m[1]!), eventIndex: Number(m[2]) } : undefined;
+}
+
+/** The largest _commit_lsn in a file, from its stats; undefined when unknown. */
+function maxCommitLsn(f: AddAction): bigint | undefined {
+  if (!f.stats) return undefined;
+  try {
+    const v = (JSON.parse(f.stats) as { maxValues?: Record<string, unknown> }).maxValues?._commit_lsn;
+    return typeof v === 'number' || typeof v === 'string' ? BigInt(v) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 type Comparable = number | bigint | string;
 
 function comparable(v: unknown): Comparable | undefined {
@@ -119,21 +138,59 @@ export async function mergeSilver(
   evolved?: Action,
 ): Promise<MergeResult> {
   const now = Date.now();
-  const actions: Action[] = evolved ? [evolved] : [];
+  const actions: Action[] = [];
   let files = table.files();
-  if (batch.truncate) {
+  // A truncate the table already applied: changes from before it (late, from another partition) stay gone.
+  const cut = truncatedAt(table.metadata.configuration);
+  const changes = cut ? batch.changes.filter((c) => comparePosition(c, cut) > 0) : batch.changes;
+  const truncate = batch.truncate && (!cut || comparePosition(batch.truncate, cut) > 0) ? batch.truncate : undefined;
+  let metaData = evolved && 'metaData' in evolved ? evolved.metaData : undefined;
+  let survivors: AddAction[] = [];
+  if (truncate) {
+    // Every file goes; rows committed after the truncate (another partition's, applied by an earlier batch) are kept.
     for (const f of files)
       actions.push({
         remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size },
       });
+    survivors = files.filter((f) => maxCommitLsn(f) === undefined || maxCommitLsn(f)! >= truncate.commitLsn);
     files = [];
+    const base = metaData ?? table.metadata;
+    metaData = { ...base, configuration: { ...base.configuration, [TRUNCATED_AT]: `${truncate.commitLsn}/${truncate.eventIndex}` } };
   }
+  if (metaData) actions.push({ metaData });
+  else if (evolved) actions.push(evolved);
+  const after = (alias: string, t: { commitLsn: bigint; eventIndex: number }) =>
+    `(${alias}._commit_lsn > ${t.commitLsn} OR (${alias}._commit_lsn = ${t.commitLsn} AND ${alias}._event_index > ${t.eventIndex}))`;
   let touched: AddAction[] = [];
   let adds: AddAction[] = [];
-  if (batch.changes.length) {
-    const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, batch.changes));
+  if (truncate && survivors.length) {
+    await engine.createView('silver_survivors', table.store, table.root, survivors, schema);
+    const kept = `(SELECT * FROM silver_survivors s WHERE ${after('s', truncate)})`;
+    if (changes.length) {
+      const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
+      try {
+        adds = await engine.writeFiles(mergeSql(schema, keyColumns, kept, staged), {
+          store: table.store,
+          root: table.root,
+          schema,
+          targetFileRows: SILVER_TARGET_FILE_ROWS,
+        });
+      } finally {
+        await engine.drop(staged);
+      }
+    } else {
+      const names = schema.columns.map((c) => q(c.name)).join(', ');
+      adds = await engine.writeFiles(`SELECT ${names} FROM ${kept} ORDER BY ${keyColumns.map(q).join(', ')}`, {
+        store: table.store,
+        root: table.root,
+        schema,
+        targetFileRows: SILVER_TARGET_FILE_ROWS,
+      });
+    }
+  } else if (changes.length) {
+    const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
     try {
-      const singleKey = keyColumns.length === 1 ? batch.changes.map((c) => comparable(c.key[0])) : [];
+      const singleKey = keyColumns.length === 1 ? changes.map((c) => comparable(c.key[0])) : [];
       const candidates =
         keyColumns.length === 1 && singleKey.every((k) => k !== undefined)
           ? candidateFiles(files, keyColumns[0]!, singleKey as Comparable[])
@@ -156,8 +213,8 @@ export async function mergeSilver(
   actions.push(...adds.map((add) => ({ add })), ...txns.map((txn) => ({ txn })));
   faultPoint('before-commit');
   const version = await table.commit(actions, {
-    operation: batch.truncate ? 'TRUNCATE+MERGE' : 'MERGE',
-    parameters: { predicate: `key(${keyColumns.join(', ')})`, changes: batch.changes.length },
+    operation: truncate ? 'TRUNCATE+MERGE' : 'MERGE',
+    parameters: { predicate: `key(${keyColumns.join(', ')})`, changes: changes.length },
   });
   return { version, rewrittenFiles: touched.length, addedFiles: adds.length };
 }
