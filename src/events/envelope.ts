@@ -132,7 +132,7 @@ export class TableCodec {
       return {
         name: c.avroName,
         type: c.nullable ? ['null', c.mapping.avroType] : c.mapping.avroType,
-        ...(c.nullable ? { default: null } : {}),
+        ...(c.nullable ? { default: null } : avroDefaultOf(catalog.defaultExpr, c.mapping.avroType)),
         ...(c.avroName !== c.name ? { 'tide.column': c.name } : {}),
         ...(catalog.defaultExpr ? { 'pg.default': catalog.defaultExpr } : {}),
       };
@@ -265,5 +265,41 @@ export class TableCodec {
   /** Decode a value this codec framed (for tests and tools). */
   decodeValue(framed: Buffer): unknown {
     return this.valueType.fromBuffer(framed.subarray(5));
+  }
+}
+
+const LITERAL = /^\(?('(?:[^']|'')*'|-?\d+(?:\.\d+)?|true|false)\)?(?:::[\w\s."[\]]+)*$/;
+
+/**
+ * An Avro `default` for a NOT NULL column from a constant Postgres default: integers, floating-point numbers,
+ * booleans, and strings (text, varchar, enum labels). With it, a column added as `NOT NULL DEFAULT …` is a
+ * BACKWARD-compatible change (old events read with the new schema get the default). Expressions (now(),
+ * nextval(), …) and types without a plain Avro literal (decimal bytes, dates, timestamps) get none.
+ */
+export function avroDefaultOf(expr: string | null, avroType: unknown): { default?: unknown } {
+  const m = expr === null ? null : LITERAL.exec(expr.trim());
+  if (!m) return {};
+  const t = avroType as string | { type?: unknown; logicalType?: unknown };
+  const base = typeof t === 'string' ? t : typeof t.type === 'string' ? t.type : undefined;
+  if (typeof t === 'object' && t.logicalType !== undefined && base !== 'string') return {};
+  const literal = m[1]!;
+  const quoted = literal.startsWith("'") ? literal.slice(1, -1).replace(/''/g, "'") : undefined;
+  switch (base) {
+    case 'string':
+      return quoted !== undefined ? { default: quoted } : {};
+    case 'boolean':
+      return literal === 'true' || literal === 'false' ? { default: literal === 'true' } : {};
+    case 'int':
+    case 'long': {
+      const n = Number(quoted ?? literal);
+      return Number.isSafeInteger(n) && /^'?-?\d+'?$/.test(literal) ? { default: n } : {};
+    }
+    case 'float':
+    case 'double': {
+      const n = Number(quoted ?? literal);
+      return Number.isFinite(n) ? { default: n } : {};
+    }
+    default:
+      return {};
   }
 }
