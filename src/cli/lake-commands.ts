@@ -56,6 +56,9 @@ function withLake(cmd: Command): Command {
     .option('--connector <file>', 'read lake.uri from this sink connector file', DEFAULT_CONNECTOR);
 }
 
+/** Below this, vacuum needs --force. */
+const MIN_SAFE_RETAIN_HOURS = 1;
+
 export function registerLakeCommands(program: Command): void {
   const lake = program.command('lake').description('the Delta Lake tables the sink keeps: list, export, compact, clean up');
 
@@ -159,8 +162,17 @@ export function registerLakeCommands(program: Command): void {
     .description('delete data files no table version within the retention needs (files removed earlier, and orphans of crashed writes)')
     .requiredOption('--retain <hours>', 'keep files removed less than this many hours ago (time travel and running readers need them)')
     .option('--dry-run', 'list what would be deleted')
-    .action(async (name: string | undefined, opts: LakeOptions & { retain: string; dryRun?: boolean }) => {
+    .option('--force', `allow --retain under ${MIN_SAFE_RETAIN_HOURS} h (only with every writer and reader of the lake stopped)`)
+    .action(async (name: string | undefined, opts: LakeOptions & { retain: string; dryRun?: boolean; force?: boolean }) => {
       const hours = nonNegative('--retain', opts.retain, 'a number of hours >= 0', true);
+      // Delta's own vacuum has the same guard (retentionDurationCheck): a running sink writes its data files
+      // just before it commits them, so they look unreferenced for a moment, and a running reader may still
+      // read files a newer version removed.
+      if (hours < MIN_SAFE_RETAIN_HOURS && !opts.dryRun && !opts.force)
+        throw new ConfigError(
+          '--retain',
+          `${hours} h is under ${MIN_SAFE_RETAIN_HOURS} h: it can delete files a running sink has written but not yet committed, or that a running query still reads. Stop the sinks and readers of this lake and add --force, or retain longer.`,
+        );
       const store = await lakeStore(opts);
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);

@@ -345,7 +345,15 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     }
     expect(total).toBeGreaterThan(0);
 
-    const real = parse(await tideOk(['lake', 'vacuum', '--retain', '0', ...lake], workDir));
+    // Under an hour needs --force (nothing writes to this lake now); without it nothing is deleted.
+    const refused = await tide(['lake', 'vacuum', '--retain', '0', ...lake], workDir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^tide: --retain: 0 h is under 1 h: it can delete files a running sink has written but not yet committed/,
+    );
+    for (const name of allTables)
+      for (const p of dry.get(name)!.paths) expect(existsSync(join(lakeDir, name.replace('.', '/'), p)), `${name}/${p}`).toBe(true);
+    const real = parse(await tideOk(['lake', 'vacuum', '--retain', '0', '--force', ...lake], workDir));
     for (const name of allTables) {
       expect(real.get(name)!.count, name).toBe(dry.get(name)!.count);
       for (const p of dry.get(name)!.paths) expect(existsSync(join(lakeDir, name.replace('.', '/'), p)), `${name}/${p}`).toBe(false);
