@@ -109,7 +109,15 @@ export class SinkWorker {
       await new Promise<void>((resolve, reject) => {
         const tick = () => {
           if (this.intake?.error) return reject(this.intake.error);
-          if (this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms']) this.flush().catch(reject);
+          const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
+          // Gold also follows a silver change after traffic stops: its interval passes without new messages.
+          if (due) this.flush().catch(reject);
+          else if (this.goldDue() && !this.goldQueued) {
+            this.goldQueued = true;
+            this.flush()
+              .finally(() => (this.goldQueued = false))
+              .catch(reject);
+          }
         };
         timer = setInterval(tick, Math.min(250, c['flush.interval.ms']));
         if (signal.aborted) resolve();
@@ -168,7 +176,7 @@ export class SinkWorker {
 
   private async flushNow(): Promise<void> {
     const messages = this.intake?.drain() ?? [];
-    if (!messages.length) return;
+    if (!messages.length) return this.refreshGoldIfDue();
     this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
     const started = Date.now();
     const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[] }>();
@@ -220,18 +228,28 @@ export class SinkWorker {
   }
 
   private silverDirty = false;
+  /** A flush for a due gold build is queued (the tick must not queue one every 250 ms while it builds). */
+  private goldQueued = false;
   private lastGoldAt = 0;
   private gold: GoldRefresher | undefined;
 
   /** Gold is rebuilt when silver changed and gold.refresh.interval.ms passed since the last build (0: never). */
+  private goldDue(): boolean {
+    const interval = this.file.config['gold.refresh.interval.ms'];
+    return !!interval && this.silverDirty && Date.now() - this.lastGoldAt >= interval;
+  }
+
   private async refreshGoldIfDue(force = false): Promise<void> {
     const interval = this.file.config['gold.refresh.interval.ms'];
-    if (!interval || !this.silverDirty || (!force && Date.now() - this.lastGoldAt < interval)) return;
+    if (!interval || !this.silverDirty || (!force && !this.goldDue())) return;
     this.gold ??= new GoldRefresher(this.ctx!.engine, this.ctx!.store, this.log);
     this.lastGoldAt = Date.now();
     const results = await this.gold.refresh();
-    if (results.length) this.silverDirty = false;
-    this.stats.goldRefreshes++;
+    // A build where every report failed is no build: silver stays dirty and the next interval tries again.
+    if (results.length) {
+      this.silverDirty = false;
+      this.stats.goldRefreshes++;
+    }
   }
 
   /** Rebuild gold now if silver changed since the last build (tests, shutdown). */
