@@ -11,7 +11,7 @@ import {
   type ServerSlots,
   type TideSlot,
 } from '../ops/slots.ts';
-import { pgClientConfig } from '../source/connector.ts';
+import { pgClientConfig } from '../source/pg-connection.ts';
 import { connectionSetting } from '../stack/context.ts';
 
 /** How the slot commands reach the server and find Tide's slots: the options they share and the reads they make. */

@@ -6,7 +6,8 @@ import type { Lifecycle } from '../lifecycle.ts';
 import { log as rootLog } from '../log.ts';
 import { watchSlot, type SlotWatch } from '../ops/slot-watch.ts';
 import { registerSourceMetrics } from '../ops/source-metrics.ts';
-import { pgClientConfig, type SourceConnector } from '../source/connector.ts';
+import type { SourceConnector } from '../source/connector.ts';
+import { pgClientConfig } from '../source/pg-connection.ts';
 
 /**
  * What runs beside a source connector in a Tide process: the watch on its own replication slot

@@ -13,13 +13,14 @@ import { OffsetStore } from './offset-store.ts';
 import { ChangeHandler } from './change-handler.ts';
 import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
-import { buildPlan, transactionTopic, type DatabaseState } from './plan.ts';
+import { buildPlan, transactionTopic } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
 import { findLostSlot, SlotLostError } from '../ops/slot-watch.ts';
 import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
+import { readDatabaseState } from './database-state.ts';
+import { pgClientConfig } from './pg-connection.ts';
 import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
-import { sessionOptions } from './session-settings.ts';
 import { runSnapshot } from './snapshot.ts';
 import { transition, type SourceEvent, type SourceState } from './source-state.ts';
 import { writeStatus, type SourceStatus } from './status-file.ts';
@@ -35,26 +36,6 @@ export interface SourceDeps {
   registry?: SchemaRegistry;
   log?: Logger;
   stateDir?: string;
-}
-
-export function pgClientConfig(c: SourceConfig): pg.ClientConfig {
-  const ssl = {
-    disable: false,
-    prefer: false,
-    require: { rejectUnauthorized: false },
-    'verify-ca': { rejectUnauthorized: true },
-    'verify-full': { rejectUnauthorized: true },
-  }[c['database.sslmode']];
-  return {
-    host: c['database.hostname'],
-    port: c['database.port'],
-    user: c['database.user'],
-    password: c['database.password'],
-    database: c['database.dbname'],
-    ssl,
-    options: sessionOptions(),
-    connectionTimeoutMillis: 10_000,
-  };
 }
 
 /** Wait for every task; then throw the first failure (so no task is left running unobserved). */
@@ -155,7 +136,7 @@ export class SourceConnector {
     await this.sql.connect();
     await checkWalLevel(this.sql, this.where());
     const offsets = this.store.read();
-    const state = await this.readDatabaseState(offsets);
+    const state = await readDatabaseState(this.sql, this.file, offsets, () => this.lostSlot());
     const plan = buildPlan(c, state);
     if (plan.captured.length === 0) {
       throw new ConfigError(
@@ -277,51 +258,6 @@ export class SourceConnector {
     if (this.state === 'failed') throw new TideError(`the replication stream failed during start-up: ${this.error}`, { retriable: true });
     this.beginStreaming();
     release?.(); // after the state says streaming: the handler drops messages in any other state
-  }
-
-  private async readDatabaseState(offsets: DatabaseState['offsets']): Promise<DatabaseState> {
-    const sql = this.sql!;
-    const tables = await readTables(sql);
-    const pub = await sql.query<{ puballtables: boolean }>(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [
-      this.config['publication.name'],
-    ]);
-    const pubTables = await sql.query<{ q: string }>(
-      `SELECT schemaname || '.' || tablename AS q FROM pg_publication_tables WHERE pubname = $1`,
-      [this.config['publication.name']],
-    );
-    const slot = await sql.query<{ plugin: string; database: string }>(
-      `SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1`,
-      [this.config['slot.name']],
-    );
-    const s = slot.rows[0];
-    if (s) {
-      const lost = await this.lostSlot();
-      if (lost) throw lost;
-    }
-    if (s && (s.plugin !== 'pgoutput' || s.database !== this.config['database.dbname'])) {
-      throw new ConfigError(
-        'slot.name',
-        `slot "${this.config['slot.name']}" exists for plugin ${s.plugin} on database ${s.database}; Tide needs pgoutput on ${this.config['database.dbname']}. Choose another slot.name.`,
-        this.file.source,
-      );
-    }
-    if (!pub.rowCount && this.config['publication.autocreate.mode'] === 'disabled') {
-      throw new ConfigError(
-        'publication.name',
-        `publication "${this.config['publication.name']}" does not exist and publication.autocreate.mode=disabled. Create it, or set the mode to filtered.`,
-        this.file.source,
-      );
-    }
-    return {
-      tables,
-      publication: {
-        exists: (pub.rowCount ?? 0) > 0,
-        allTables: pub.rows[0]?.puballtables ?? false,
-        tables: pubTables.rows.map((r) => r.q),
-      },
-      slotExists: !!s,
-      offsets,
-    };
   }
 
   private async codecFor(table: CatalogTable): Promise<TableCodec> {
