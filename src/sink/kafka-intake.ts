@@ -67,7 +67,15 @@ export class KafkaIntake {
     const { groupId, topics, log } = this.opts;
     // A member that died (kill -9) holds its partitions until its session times out, so a restart
     // resumes after at most sessionTimeout. Heartbeats keep flowing during a flush: fetching is paused, not blocked.
-    const consumer = this.kafka.consumer({ groupId, sessionTimeout: 10_000, heartbeatInterval: 1000, maxBytesPerPartition: 4 << 20 });
+    const consumer = this.kafka.consumer({
+      groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      maxBytesPerPartition: 4 << 20,
+      // A fresh broker answers "not the coordinator" while it creates and loads __consumer_offsets; kafkajs'
+      // default 5 retries (~9 s) can run out under load, so joining keeps trying for about two minutes.
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 30_000 },
+    });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       const assignment = e.payload.memberAssignment as Record<string, number[]>;
