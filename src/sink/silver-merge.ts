@@ -163,45 +163,27 @@ export async function mergeSilver(
     `(${alias}._commit_lsn > ${t.commitLsn} OR (${alias}._commit_lsn = ${t.commitLsn} AND ${alias}._event_index > ${t.eventIndex}))`;
   let touched: AddAction[] = [];
   let adds: AddAction[] = [];
-  if (truncate && survivors.length) {
-    await engine.createView('silver_survivors', table.store, table.root, survivors, schema);
-    const kept = `(SELECT * FROM silver_survivors s WHERE ${after('s', truncate)})`;
-    if (changes.length) {
-      const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
-      try {
-        adds = await engine.writeFiles(mergeSql(schema, keyColumns, kept, staged), {
-          store: table.store,
-          root: table.root,
-          schema,
-          targetFileRows: SILVER_TARGET_FILE_ROWS,
-        });
-      } finally {
-        await engine.drop(staged);
-      }
-    } else {
-      const names = schema.columns.map((c) => q(c.name)).join(', ');
-      adds = await engine.writeFiles(`SELECT ${names} FROM ${kept} ORDER BY ${keyColumns.map(q).join(', ')}`, {
-        store: table.store,
-        root: table.root,
-        schema,
-        targetFileRows: SILVER_TARGET_FILE_ROWS,
-      });
-    }
-  } else if (changes.length) {
+  if (changes.length || survivors.length) {
     const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
     try {
-      const singleKey = keyColumns.length === 1 ? changes.map((c) => comparable(c.key[0])) : [];
-      const candidates =
-        keyColumns.length === 1 && singleKey.every((k) => k !== undefined)
-          ? candidateFiles(files, keyColumns[0]!, singleKey as Comparable[])
-          : files;
-      touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
       let select: string;
-      if (touched.length) {
-        await engine.createView('silver_old', table.store, table.root, touched, schema);
-        select = mergeSql(schema, keyColumns, 'silver_old', staged);
+      if (truncate) {
+        // Every file is removed above: the survivors (rows committed after the truncate) merged with the changes.
+        await engine.createView('silver_old', table.store, table.root, survivors, schema);
+        select = mergeSql(schema, keyColumns, `(SELECT * FROM silver_old s WHERE ${after('s', truncate)})`, staged);
       } else {
-        select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} WHERE NOT _deleted ORDER BY ${keyColumns.map(q).join(', ')}`;
+        const singleKey = keyColumns.length === 1 ? changes.map((c) => comparable(c.key[0])) : [];
+        const candidates =
+          keyColumns.length === 1 && singleKey.every((k) => k !== undefined)
+            ? candidateFiles(files, keyColumns[0]!, singleKey as Comparable[])
+            : files;
+        touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
+        if (touched.length) {
+          await engine.createView('silver_old', table.store, table.root, touched, schema);
+          select = mergeSql(schema, keyColumns, 'silver_old', staged);
+        } else {
+          select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} WHERE NOT _deleted ORDER BY ${keyColumns.map(q).join(', ')}`;
+        }
       }
       adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });
     } finally {

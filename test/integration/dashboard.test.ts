@@ -22,7 +22,6 @@ import { silverPath } from '../../src/sink/table-layout.ts';
 import { readStatus } from '../../src/source/status-file.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
-import { waitFor } from '../support/kafka.ts';
 import {
   describeDiff,
   diffTables,
@@ -33,7 +32,7 @@ import {
   waitForLake,
   type RunningSink,
 } from '../support/lake.ts';
-import { dropSlot, sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * The live dashboard in a real headless Chromium (Debian's package, driven by playwright-core), over
@@ -259,18 +258,7 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
 
   /** Wait until every change committed so far is confirmed by the source and committed to the lake, then rebuild gold. */
   async function settleAndRefreshGold(): Promise<void> {
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            src.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, src.config['topic.prefix']);
     const results = await new GoldRefresher(goldEngine, store, log).refresh();
     expect(results.length, 'gold reports built').toBeGreaterThan(0);

@@ -27,8 +27,9 @@ import {
   startSink,
   waitForLake,
   type RunningSink,
+  ORDER_KEYS,
 } from '../support/lake.ts';
-import { sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * `tide lake tables | export | optimize | vacuum`, run as the CLI (a child process), on a lake that a
@@ -67,13 +68,6 @@ async function tideOk(args: string[], cwd: string): Promise<string> {
   return r.stdout;
 }
 
-const KEYS: Record<string, string[]> = {
-  'public.customers': ['id'],
-  'public.products': ['product_no'],
-  'public.orders': ['id'],
-  'public.order_items': ['id'],
-};
-
 describe('tide lake commands on a lake written by the real pipeline', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
   let prisma: PrismaClient;
@@ -96,18 +90,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
   const lake = ['--lake', lakeDir];
 
   async function settle(): Promise<void> {
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            src.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, prefix);
   }
 
@@ -245,7 +228,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     try {
       const rows = await engine.query(`SELECT * FROM read_csv('${out}', header = true, all_varchar = true)`);
       expect(rows).toHaveLength(expected.length);
-      const diff = diffTables(expected, rows, KEYS['public.orders']!, Object.keys(expected[0]!));
+      const diff = diffTables(expected, rows, ORDER_KEYS['public.orders']!, Object.keys(expected[0]!));
       expect(diff.expectedChecksum, describeDiff('orders.csv', diff)).toBe(diff.actualChecksum);
     } finally {
       await engine.close();
@@ -266,7 +249,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
       expect(types.get('quantity')).toBe('INTEGER');
       expect(types.get('_commit_ts')).toBe('TIMESTAMP WITH TIME ZONE');
       const rows = await engine.query(`SELECT COLUMNS(*)::VARCHAR FROM read_parquet('${out}')`);
-      const diff = diffTables(expected, rows, KEYS['public.order_items']!, Object.keys(expected[0]!));
+      const diff = diffTables(expected, rows, ORDER_KEYS['public.order_items']!, Object.keys(expected[0]!));
       expect(diff.expectedChecksum, describeDiff('silver.order_items.parquet', diff)).toBe(diff.actualChecksum);
       // A gold report too: any layer exports.
       const goldOut = join(workDir, 'billing.csv');

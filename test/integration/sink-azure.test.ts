@@ -23,7 +23,6 @@ import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { azuriteStorageOptions, readWithDeltaRs, type DeltaRsReadOptions } from '../support/delta-reader.ts';
-import { waitFor } from '../support/kafka.ts';
 import {
   checkHistory,
   describeDiff,
@@ -35,8 +34,9 @@ import {
   startSink,
   waitForLake,
   type RunningSink,
+  ORDER_KEYS,
 } from '../support/lake.ts';
-import { sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * The end-to-end check of sink-e2e, with the lake on Azure Blob Storage (Microsoft's azurite emulator
@@ -45,12 +45,6 @@ import { sourceConfig, startSource, type RunningSource } from '../support/source
  * refreshed against the Azure store; optimize and vacuum run there too. The container is deleted at
  * the end.
  */
-const KEYS: Record<string, string[]> = {
-  'public.customers': ['id'],
-  'public.products': ['product_no'],
-  'public.orders': ['id'],
-  'public.order_items': ['id'],
-};
 const BIN = resolve('bin/tide.js');
 
 describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, bronze exactly once, gold = Postgres reports', () => {
@@ -75,18 +69,7 @@ describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, br
   const objects = (rows: unknown[][], columns: string[]) => rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]])));
 
   async function settle(): Promise<void> {
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            src.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, prefix);
   }
 
@@ -143,7 +126,7 @@ describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, br
       expect(view.files.every((f) => f.startsWith(`${lakeUri}/${silverPath(table)}/`))).toBe(true);
       const columns = Object.keys(expected[0] ?? {});
       expect(columns.length).toBeGreaterThan(2);
-      const diff = diffTables(expected, objects(view.rows, view.columns), KEYS[table]!, columns);
+      const diff = diffTables(expected, objects(view.rows, view.columns), ORDER_KEYS[table]!, columns);
       console.log(`azure ${describeDiff(table, diff)}: ${expected.length} rows`);
       expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
       expect(expected.length).toBeGreaterThan(0);

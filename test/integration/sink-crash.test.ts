@@ -15,16 +15,10 @@ import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { consumeAll } from '../support/kafka.ts';
-import { describeDiff, diffTables, MASK_SALT, ORDER_TABLES, postgresRows, sinkFile, waitForLake } from '../support/lake.ts';
+import { describeDiff, diffTables, MASK_SALT, ORDER_TABLES, postgresRows, sinkFile, waitForLake, ORDER_KEYS } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 const BIN = resolve('bin/tide.js');
-const KEYS: Record<string, string[]> = {
-  'public.customers': ['id'],
-  'public.products': ['product_no'],
-  'public.orders': ['id'],
-  'public.order_items': ['id'],
-};
 
 /**
  * kill -9 of the sink, five times, while the order app writes: twice between writing data files and
@@ -132,7 +126,7 @@ describe('sink survives kill -9 with no duplicated and no missing rows', () => {
       if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
       const silver = await readWithDeltaRs(join(lakeDir, silverPath(table)));
       const actual = silver.rows.map((r) => Object.fromEntries(silver.columns.map((c, i) => [c, r[i]])));
-      const diff = diffTables(expected, actual, KEYS[table]!, Object.keys(expected[0]!));
+      const diff = diffTables(expected, actual, ORDER_KEYS[table]!, Object.keys(expected[0]!));
       console.log(`${describeDiff(table, diff)}; bronze ${inBronze.length} events`);
       expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
     }

@@ -29,6 +29,7 @@ import {
   startSink,
   waitForLake,
   type RunningSink,
+  ORDER_KEYS,
 } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
@@ -36,12 +37,6 @@ import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } 
  * The whole pipeline on real parts: the order app (Prisma) → Postgres → Tide source → Kafka + Apicurio →
  * Tide sink → Delta tables, read back by delta-rs (an independent reader) and compared with Postgres.
  */
-const KEYS: Record<string, string[]> = {
-  'public.customers': ['id'],
-  'public.products': ['product_no'],
-  'public.orders': ['id'],
-  'public.order_items': ['id'],
-};
 
 describe('sink end to end: Postgres = silver, gold = the same reports on Postgres', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -94,7 +89,7 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
       const actual = view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));
       const columns = Object.keys(expected[0] ?? {});
       expect(columns.length).toBeGreaterThan(2);
-      const diff = diffTables(expected, actual, KEYS[table]!, columns);
+      const diff = diffTables(expected, actual, ORDER_KEYS[table]!, columns);
       console.log(`${describeDiff(table, diff)}: ${expected.length} rows`);
       expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
       expect(expected.length).toBeGreaterThan(0);

@@ -9,7 +9,7 @@ import { replay } from '../../src/app/replay.ts';
 import { runTraffic } from '../../src/app/traffic.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { consumeAll, waitFor, type ConsumedEvent } from '../support/kafka.ts';
-import { dropSlot, sourceConfig } from '../support/source.ts';
+import { dropSlot, sourceConfig, waitForSourceCaughtUp } from '../support/source.ts';
 
 const KILLS = 5;
 const BIN = resolve('bin/tide.js');
@@ -109,18 +109,7 @@ describe('source survives kill -9 without losing a committed change', () => {
     expect(stats.errors, stats.lastError).toBe(0);
 
     // Everything committed before `target` is in Kafka once the slot's confirmed LSN passes it (heartbeats move it on).
-    const target = (await sql.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-    await waitFor(
-      async () =>
-        (
-          await sql.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn >= $2::pg_lsn`, [
-            file.config['slot.name'],
-            target,
-          ])
-        ).rowCount === 1,
-      'the source to confirm every change',
-      120_000,
-    );
+    await waitForSourceCaughtUp(sql, file.config['slot.name']);
     const topics = ['customers', 'products', 'orders', 'order_items', 'ledger'].map((t) => `${file.config['topic.prefix']}.public.${t}`);
     const events = await consumeAll(topics);
     const seen = new Set<string>();

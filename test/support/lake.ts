@@ -12,6 +12,13 @@ import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { waitFor } from './kafka.ts';
 
 export const ORDER_TABLES = ['public.customers', 'public.products', 'public.orders', 'public.order_items'];
+/** The primary-key columns of the order app's tables. */
+export const ORDER_KEYS: Record<string, string[]> = {
+  'public.customers': ['id'],
+  'public.products': ['product_no'],
+  'public.orders': ['id'],
+  'public.order_items': ['id'],
+};
 export const MASK_SALT = 'test-salt-0123456789';
 
 export function sinkFile(
