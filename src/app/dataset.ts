@@ -46,7 +46,9 @@ function parseDate(path: string, line: number, text: string): Date {
 /** Stream the first `limit` sale lines of the file. */
 export async function* readSaleLines(path = DEFAULT_DATASET, limit = Infinity): AsyncGenerator<SaleLine> {
   if (!existsSync(path)) {
-    throw new TideError(`data set not found at ${path}. Pass --data <file.csv.gz> or check that shared/ sits beside the repo.`);
+    throw new TideError(
+      `data set not found at ${path}. Pass --data <file.csv.gz>, set TIDE_DATASET to its path, or clone the repo beside shared/.`,
+    );
   }
   const input = createReadStream(path);
   const parser = (path.endsWith('.gz') ? input.pipe(createGunzip()) : input).pipe(
