@@ -54,3 +54,32 @@ export class TypeConversionError extends TideError {
     this.name = 'TypeConversionError';
   }
 }
+
+/**
+ * One of Tide's connections (Postgres, Postgres replication, Kafka, the schema registry, the lake's
+ * object store) failed. The message always has three parts: which connection (with its address, never
+ * its credentials), what went wrong, and what to do. `retriable` says whether waiting can help (a
+ * restarting server, a broker leadership change) or not (a wrong password, a wrong CA, a missing right):
+ * retry loops (`errors.retry.timeout.ms`) retry only the former, and end at once on the latter.
+ */
+export type ConnectionKind = 'postgres' | 'postgres replication' | 'kafka' | 'schema registry' | 'lake';
+
+export class ConnectionError extends TideError {
+  constructor(
+    /** Which connection, e.g. `kafka`, `postgres`. */
+    readonly kind: ConnectionKind,
+    /** Where it points, e.g. `127.0.0.1:59092` or `s3://bucket/prefix`: never a password. */
+    readonly target: string,
+    /** What went wrong, in the user's words, e.g. `the password for user tide was refused`. */
+    readonly problem: string,
+    /** What to do about it, e.g. `check database.password`. */
+    readonly fix: string,
+    options: { cause?: unknown; retriable?: boolean; exitCode?: number; code?: string } = {},
+  ) {
+    super(`${kind} (${target}): ${problem}. ${fix}`, options);
+    this.name = 'ConnectionError';
+    this.code = options.code;
+  }
+  /** A stable short code for the kind of failure (e.g. `auth`, `tls`, `unreachable`, `timeout`), for tests and metrics. */
+  readonly code: string | undefined;
+}

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { bool, int, list, regexList } from './config-types.ts';
+import { checkKafkaSecurity, checkRegistryAuth, kafkaSecurityShape, registryAuthShape, retryShape } from './connection-keys.ts';
 import { parseConnectorFile, readJsonFile, type ConnectorFile } from './source-config.ts';
 
 /**
@@ -18,7 +19,10 @@ export const sinkConfigSchema = z
     topics: list.optional(),
     'topics.regex': z.string().optional(),
     'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
+    ...kafkaSecurityShape,
     'schema.registry.url': z.url(),
+    ...registryAuthShape,
+    ...retryShape,
     'group.id': z.string().min(1).optional(),
     /** Where the lake lives: a directory (default `.lake`), `file://…`, `az://container/prefix` or `abfss://…`. */
     'lake.uri': z.string().min(1).default('.lake'),
@@ -45,6 +49,8 @@ export const sinkConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    checkKafkaSecurity(c, ctx);
+    checkRegistryAuth(c, ctx);
     if (!c.topics?.length && !c['topics.regex'])
       ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics (a comma-separated list) or topics.regex' });
     if (c['topics.regex']) {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { bool, int, list, regexList } from './config-types.ts';
+import { checkKafkaSecurity, checkRegistryAuth, kafkaSecurityShape, registryAuthShape, retryShape } from './connection-keys.ts';
 import { resolveEnvRefs } from './env-refs.ts';
 import { checkSlotThresholds, slotThresholdConfigShape } from './slot-thresholds.ts';
 
@@ -41,12 +42,19 @@ export const sourceConfigSchema = z
     'tombstones.on.delete': bool.default(true),
     'decimal.handling.mode': z.enum(['precise', 'double', 'string']).default('precise'),
     'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
+    ...kafkaSecurityShape,
     'schema.registry.url': z.url(),
+    ...registryAuthShape,
+    ...retryShape,
     'offset.storage.file.filename': z.string().min(1).optional(),
     'max.batch.size': int(1, 1_000_000).default(2048),
   })
   .strict()
-  .superRefine(checkSlotThresholds);
+  .superRefine((c, ctx) => {
+    checkSlotThresholds(c, ctx);
+    checkKafkaSecurity(c, ctx);
+    checkRegistryAuth(c, ctx);
+  });
 
 export type SourceConfig = z.output<typeof sourceConfigSchema>;
 

@@ -8,13 +8,25 @@ import type { StackContext, StackPorts } from './service.ts';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Non-default loopback ports, so the stack never collides with a system service. Override with env vars. */
-export const DEFAULT_PORTS: StackPorts = { postgres: 55432, kafka: 59092, kafkaController: 59093, registry: 58081, azurite: 50000 };
+export const DEFAULT_PORTS: StackPorts = {
+  postgres: 55432,
+  kafka: 59092,
+  kafkaController: 59093,
+  registry: 58081,
+  azurite: 50000,
+  kafkaSaslSsl: 59094,
+  kafkaMtls: 59095,
+  s3: 59000,
+};
 const PORT_ENV: Record<keyof StackPorts, string> = {
   postgres: 'TIDE_PG_PORT',
   kafka: 'TIDE_KAFKA_PORT',
   kafkaController: 'TIDE_KAFKA_CONTROLLER_PORT',
   registry: 'TIDE_REGISTRY_PORT',
   azurite: 'TIDE_AZURITE_PORT',
+  kafkaSaslSsl: 'TIDE_KAFKA_SASL_SSL_PORT',
+  kafkaMtls: 'TIDE_KAFKA_MTLS_PORT',
+  s3: 'TIDE_S3_PORT',
 };
 
 function portFromEnv(key: keyof StackPorts, env: NodeJS.ProcessEnv): number {
@@ -43,6 +55,9 @@ export function stackContext(
       kafkaController: portFromEnv('kafkaController', env),
       registry: portFromEnv('registry', env),
       azurite: portFromEnv('azurite', env),
+      kafkaSaslSsl: portFromEnv('kafkaSaslSsl', env),
+      kafkaMtls: portFromEnv('kafkaMtls', env),
+      s3: portFromEnv('s3', env),
     },
     say,
   };

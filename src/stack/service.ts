@@ -11,6 +11,12 @@ export interface StackPorts {
   registry: number;
   /** Azurite's blob endpoint. */
   azurite: number;
+  /** Kafka's SASL_SSL listener (SCRAM-SHA-512 and PLAIN users), next to the plaintext one. */
+  kafkaSaslSsl: number;
+  /** Kafka's SSL listener that requires a client certificate (mutual TLS). */
+  kafkaMtls: number;
+  /** The S3-compatible object store for the lake on S3. */
+  s3: number;
 }
 
 export interface StackContext {
@@ -26,7 +32,7 @@ export interface StackContext {
 }
 
 export interface StackService {
-  readonly name: 'postgres' | 'kafka' | 'registry' | 'azurite';
+  readonly name: 'postgres' | 'kafka' | 'registry' | 'azurite' | 's3';
   /** Download or install what the service needs. Idempotent and cached. */
   install(ctx: StackContext): Promise<void>;
   /** Start the service detached from this process. Must not be called when already up. */

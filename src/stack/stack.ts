@@ -4,6 +4,7 @@ import { kafkaService } from './kafka.ts';
 import { registryService } from './registry.ts';
 import { azuriteService } from './azurite.ts';
 import { stackEnvPath } from './context.ts';
+import { ensureStackCerts } from './certs.ts';
 import type { StackContext, StackService } from './service.ts';
 
 /** Start order matters only for readability; the services are independent. Azurite is the lake's Azure Blob Storage. */
@@ -13,6 +14,8 @@ const READY_TIMEOUT_MS = 180_000;
 /** Install, start and wait for every service not already up; then write `.stack/env`. Idempotent. */
 export async function stackUp(ctx: StackContext): Promise<void> {
   mkdirSync(ctx.stackDir, { recursive: true });
+  // The secured listeners (Kafka SASL_SSL and mutual TLS, Postgres TLS, S3) use the stack's own throwaway CA.
+  ensureStackCerts(ctx);
   // Installs run one at a time (apt and Maven both print), starts overlap: JVM start-up dominates.
   for (const service of SERVICES) await service.install(ctx);
   await Promise.all(
@@ -54,6 +57,12 @@ export interface ServiceStatus {
 }
 
 export async function stackStatus(ctx: StackContext): Promise<ServiceStatus[]> {
-  const ports = { postgres: ctx.ports.postgres, kafka: ctx.ports.kafka, registry: ctx.ports.registry, azurite: ctx.ports.azurite };
+  const ports = {
+    postgres: ctx.ports.postgres,
+    kafka: ctx.ports.kafka,
+    registry: ctx.ports.registry,
+    azurite: ctx.ports.azurite,
+    s3: ctx.ports.s3,
+  };
   return Promise.all(SERVICES.map(async (s) => ({ name: s.name, up: await s.isUp(ctx), port: ports[s.name], log: s.logPath(ctx) })));
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadSourceConfig, parseConnectorFile, sourceConfigSchema, sourceConnectorJsonSchema } from '../../src/config/source-config.ts';
 import { slotThresholdsOf } from '../../src/config/slot-thresholds.ts';
 import { buildPlan, needsSnapshot } from '../../src/source/plan.ts';
@@ -49,6 +51,43 @@ describe('source connector config', () => {
     expect(() => parse({ ...base, 'database.password': '${env:PGPASS}' })).toThrowErrorMatchingInlineSnapshot(
       `[ConfigError: c.json: database.password: refers to environment variable PGPASS, which is not set. Export PGPASS or put the value in the file.]`,
     );
+  });
+
+  it('resolves ${file:/path} secrets (trimmed) and names a missing file, never its contents', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tide-secret-'));
+    writeFileSync(join(dir, 'pw'), 'from-a-file\n');
+    expect(parse({ ...base, 'database.password': `\${file:${dir}/pw}` }).config['database.password']).toBe('from-a-file');
+    expect(() => parse({ ...base, 'database.password': `\${file:${dir}/nope}` })).toThrow(
+      `c.json: database.password: refers to the file ${dir}/nope, which does not exist. Mount the secret there or fix the path.`,
+    );
+    expect(() => parse({ ...base, 'database.password': '${file:relative/pw}' })).toThrow(/must name an absolute path/);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('checks the Kafka security keys together: SASL needs a mechanism and credentials, TLS keys need a TLS protocol', () => {
+    expect(() => parse({ ...base, 'kafka.security.protocol': 'SASL_SSL' })).toThrowErrorMatchingInlineSnapshot(`
+      [ConfigError: c.json: 2 problems:
+        - kafka.sasl.mechanism: is required with kafka.security.protocol SASL_SSL: one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+        - kafka.sasl.username: kafka.security.protocol SASL_SSL needs credentials: set kafka.sasl.username and kafka.sasl.password, or kafka.sasl.jaas.config]
+    `);
+    expect(() => parse({ ...base, 'kafka.sasl.mechanism': 'GSSAPI' })).toThrow(
+      /kafka.sasl.mechanism: must be one of "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", got "GSSAPI"/,
+    );
+    expect(() => parse({ ...base, 'kafka.ssl.ca.location': '/ca.pem' })).toThrow(
+      /kafka.security.protocol: is PLAINTEXT, so kafka.ssl.ca.location would be ignored/,
+    );
+    expect(() => parse({ ...base, 'kafka.security.protocol': 'SSL', 'kafka.ssl.certificate.location': '/c.pem' })).toThrow(
+      /mutual TLS needs both/,
+    );
+    const ok = parse({
+      ...base,
+      'kafka.security.protocol': 'SASL_SSL',
+      'kafka.sasl.mechanism': 'SCRAM-SHA-512',
+      'kafka.sasl.username': 'tide',
+      'kafka.sasl.password': 'pw',
+    }).config;
+    expect(ok['kafka.ssl.endpoint.identification.algorithm']).toBe('https');
+    expect(ok['errors.retry.timeout']).toBe(300_000);
   });
 
   it('takes slot thresholds as sizes and durations, and refuses a warning above its critical level', () => {
