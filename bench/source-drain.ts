@@ -10,7 +10,8 @@
  *  1. a fresh database `bench_<id>`, table `bench_rows` (8 columns, ~120 bytes a row), a publication, and
  *     two pgoutput slots per round (--rounds, default 2), all created before the load;
  *  2. one transaction inserting N rows; the WAL LSN after its commit is the target;
- *  3. per round, alternating so that load from elsewhere on the machine hits both sides:
+ *  3. per round, in ABBA order (baseline first in round 1, Tide first in round 2, …), each drain after a
+ *     CHECKPOINT, `sync` and a wait for the CPU to settle (so neither side inherits the other's writeback):
  *     a. baseline: `pg_recvlogical --endpos <lsn> -f /dev/null` on the round's first slot;
  *     b. Tide: `node bin/tide.js source start` as a child on the round's second slot, timed from spawn until
  *        the slot's confirmed_flush_lsn >= target (Tide confirms only what Kafka acknowledged); peak RSS from
@@ -401,18 +402,29 @@ async function loadDrainData(db: pg.Client) {
   return load;
 }
 
-/** pg_recvlogical drains round r's baseline slot up to the load's LSN. */
+/**
+ * pg_recvlogical drains round r's baseline slot up to the load's LSN, run as it would be by hand:
+ * through `/usr/bin/time` (its own elapsed and CPU time, no /proc polling of it), with TLS off as Tide's
+ * child has it (libpq's default `sslmode=prefer` would encrypt the baseline's stream only), and with a
+ * 1 s sampler of the walsender's CPU only. The elapsed time is this process's spawn-to-exit clock;
+ * /usr/bin/time's own elapsed is kept beside it as the hand-timed check.
+ */
 async function runBaseline(r: number, loadLsn: string) {
   const pub = drainPub;
   const { slotBase } = drainNames(r);
   say(`round ${r + 1}: baseline: pg_recvlogical ...`);
   const recvCpu = new CpuMeter();
+  const url = new URL(dbUrl);
+  url.searchParams.set('sslmode', 'disable');
   const recvStart = performance.now();
   const recv = spawn(
-    join(PG_BINDIR, 'pg_recvlogical'),
+    '/usr/bin/time',
     [
+      '-f',
+      'TIME %e %U %S',
+      join(PG_BINDIR, 'pg_recvlogical'),
       '-d',
-      dbUrl,
+      url.toString(),
       '--slot',
       slotBase,
       '--start',
@@ -437,19 +449,55 @@ async function runBaseline(r: number, loadLsn: string) {
   // If the run fails, main() drops the database WITH (FORCE), which ends this connection: say so rather than crash.
   sampler.on('error', (err: Error) => say(`sampler connection: ${err.message}`));
   await sampler.connect();
+  let walsender: number | undefined;
   while (!recvDone) {
-    const s = await slotState(sampler, slotBase, undefined);
-    recvCpu.sample('pg_recvlogical', recv.pid);
-    recvCpu.sample('postgres walsender', s?.pid ?? undefined);
-    await sleep(100);
+    walsender ??= (await slotState(sampler, slotBase, undefined))?.pid ?? undefined;
+    recvCpu.sample('postgres walsender', walsender);
+    await Promise.race([recvExit, sleep(1000)]);
   }
   const recvCode = await recvExit;
   const baselineSeconds = (performance.now() - recvStart) / 1000;
   if (recvCode !== 0) throw new Error(`pg_recvlogical exited ${recvCode}: ${recvErr}`);
   await sampler.end();
-  const baseline = { seconds: round(baselineSeconds), rowsPerSecond: Math.round(N / baselineSeconds), cpuSeconds: recvCpu.result() };
-  say(`round ${r + 1}: baseline: ${baseline.seconds} s, ${baseline.rowsPerSecond.toLocaleString('en')} rows/s`);
+  const [elapsed, user, sys] = (/TIME ([\d.]+) ([\d.]+) ([\d.]+)/.exec(recvErr)?.slice(1) ?? []).map(Number);
+  const baseline = {
+    seconds: round(baselineSeconds),
+    rowsPerSecond: Math.round(N / baselineSeconds),
+    timeElapsedSeconds: elapsed,
+    cpuSeconds: { ...recvCpu.result(), pg_recvlogical: round((user ?? NaN) + (sys ?? NaN)) },
+  };
+  say(
+    `round ${r + 1}: baseline: ${baseline.seconds} s (/usr/bin/time: ${elapsed} s), ${baseline.rowsPerSecond.toLocaleString('en')} rows/s`,
+  );
   return baseline;
+}
+
+/**
+ * Before each drain: let the machine settle, so that neither side pays for the other's leftovers. After
+ * the load, and after a Tide drain, Postgres has dirty buffers and the kernel ~hundreds of MB of dirty
+ * pages (heap, WAL, Kafka's log) to write back; a drain that starts at once competes with that writeback
+ * on 2 cores. A CHECKPOINT and `sync` flush it, then we wait (at most 30 s) until the machine's CPU is
+ * under 25 % busy for two 500 ms windows in a row. Returns what it waited and the busy share it saw.
+ */
+async function settle(db: pg.Client): Promise<{ seconds: number; busyPct: number }> {
+  const t0 = performance.now();
+  await db.query('CHECKPOINT');
+  execFileSync('sync');
+  const busy = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  let quiet = 0;
+  let last = 100;
+  while (performance.now() - t0 < 30_000 && quiet < 2) {
+    const a = busy();
+    await sleep(500);
+    const b = busy();
+    last = round(100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)), 1);
+    quiet = last < 25 ? quiet + 1 : 0;
+  }
+  return { seconds: round((performance.now() - t0) / 1000), busyPct: last };
 }
 
 /** Tide (`tide source start` as a child) drains round r's slot; timed from spawn until the slot confirms the load's LSN. */
@@ -709,6 +757,7 @@ async function main() {
   const rounds: { baseline: Awaited<ReturnType<typeof runBaseline>>; tide: Awaited<ReturnType<typeof runTide>>['tide'] }[] = [];
   let profile: Awaited<ReturnType<typeof runTide>>['profile'];
   let latency: Awaited<ReturnType<typeof latencyBenchmark>> | undefined;
+  const settles: { seconds: number; busyPct: number }[] = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
       const n = drainNames(r);
@@ -719,11 +768,21 @@ async function main() {
     topics.push(`${id}_live.public.bench_live`, `${id}_live.transaction`);
     load = await loadDrainData(db);
     // Baseline and Tide alternate on the same data, so a burst of load from elsewhere hits both sides.
+    // ABBA: even rounds run the baseline first, odd rounds Tide first, and the machine settles before every
+    // drain, so neither side always inherits the other's writeback.
     for (let r = 0; r < ROUNDS; r++) {
-      const baseline = await runBaseline(r, load.lsn);
-      const t = await runTide(r, load.lsn);
-      rounds.push({ baseline, tide: t.tide });
-      profile ??= t.profile;
+      const baselineFirst = r % 2 === 0;
+      let baseline: Awaited<ReturnType<typeof runBaseline>> | undefined;
+      let t: Awaited<ReturnType<typeof runTide>> | undefined;
+      for (const side of baselineFirst ? ['baseline', 'tide'] : ['tide', 'baseline']) {
+        const s = await settle(db);
+        settles.push(s);
+        say(`round ${r + 1}: settled in ${s.seconds} s (CPU ${s.busyPct} % busy)`);
+        if (side === 'baseline') baseline = await runBaseline(r, load.lsn);
+        else t = await runTide(r, load.lsn);
+      }
+      rounds.push({ baseline: baseline!, tide: t!.tide });
+      profile ??= t!.profile;
     }
     if (!args['no-latency']) latency = await latencyBenchmark(db, admin);
   } finally {
@@ -776,7 +835,9 @@ async function main() {
     tideBin: BIN,
     code: provenance(),
     load,
-    baselineTool: 'pg_recvlogical (pgoutput proto 1, -f /dev/null)',
+    baselineTool: 'pg_recvlogical (pgoutput proto 1, -f /dev/null, sslmode=disable, under /usr/bin/time)',
+    order: 'ABBA (baseline first in odd-numbered rounds, Tide first in even), CHECKPOINT + sync + CPU settle before every drain',
+    settles,
     ratioTarget: 0.8,
     summary,
     drains: rounds,
@@ -786,13 +847,16 @@ async function main() {
 
   const rows: [string, string][] = [
     ['machine', `${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')} at start`],
-    ['rows (one transaction)', `${N.toLocaleString('en')}, drained ${ROUNDS} times each way, alternating`],
+    ['rows (one transaction)', `${N.toLocaleString('en')}, drained ${ROUNDS} times each way, ABBA order, settled before each drain`],
     ['row size / WAL', `~${load!.avgRowBytes} B a row, ${load!.walMB} MB WAL`],
   ];
   rounds.forEach((x, i) => {
     const t = x.tide;
     rows.push(
-      [`round ${i + 1} pg_recvlogical`, `${x.baseline.seconds} s   ${x.baseline.rowsPerSecond.toLocaleString('en')} rows/s`],
+      [
+        `round ${i + 1} pg_recvlogical`,
+        `${x.baseline.seconds} s   ${x.baseline.rowsPerSecond.toLocaleString('en')} rows/s   (/usr/bin/time: ${x.baseline.timeElapsedSeconds} s)`,
+      ],
       [`round ${i + 1} tide`, `${t.seconds} s   ${t.rowsPerSecond.toLocaleString('en')} rows/s  (spawn to confirm)`],
       [
         '  phases',
