@@ -6,7 +6,8 @@ import type { ChangeEvent } from './change-event.ts';
 import { faultPoint } from './fault.ts';
 import type { ColumnMask } from './masking.ts';
 import { comparePosition, keyOf, keyString } from './silver-changes.ts';
-import { candidateFiles, q } from './silver-merge.ts';
+import { candidateFiles } from './key-pruning.ts';
+import { q } from './silver-merge.ts';
 import { HISTORY_META } from './table-layout.ts';
 
 /**
@@ -133,13 +134,16 @@ export async function mergeHistory(
   const firsts = await engine.stage({ columns: firstCols }, firstRows);
   try {
     const files = table.files();
-    const single = keyColumns.length === 1 ? batch.firsts.map((f) => f.key[0]) : [];
-    const comparable = single.every((k) => typeof k === 'number' || typeof k === 'bigint' || typeof k === 'string');
+    const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
     // A truncate closes every open version: all files are touched.
     let touched: AddAction[] = batch.truncateAt
       ? files
-      : keyColumns.length === 1 && comparable
-        ? candidateFiles(files, keyColumns[0]!, single as (number | bigint | string)[])
+      : keyColumn
+        ? candidateFiles(
+            files,
+            keyColumn,
+            batch.firsts.map((f) => f.key[0]),
+          )
         : files;
     if (!batch.truncateAt && touched.length && batch.firsts.length) {
       await engine.createView('history_candidates', table.store, table.root, touched, schema);

@@ -3,12 +3,13 @@ import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { faultPoint } from './fault.ts';
+import { candidateFiles } from './key-pruning.ts';
 import { comparePosition, type KeyChange, type SilverBatch } from './silver-changes.ts';
 import { SILVER_META } from './table-layout.ts';
 
 /**
  * Copy-on-write merge of a batch of key changes into a silver Delta table, in one commit:
- *  1. prune: only files whose key range (file stats min/max) may hold a changed key are candidates;
+ *  1. prune: only files whose key range (file stats min/max) may hold a changed key are candidates (key-pruning.ts);
  *  2. DuckDB finds which candidates really hold one (the touched files);
  *  3. the touched files are rewritten — their rows with the changes applied, plus new keys — and
  *     replaced (remove + add), so untouched files are never rewritten.
@@ -84,44 +85,6 @@ function maxCommitLsn(f: AddAction): bigint | undefined {
   }
 }
 
-type Comparable = number | bigint | string;
-
-function comparable(v: unknown): Comparable | undefined {
-  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string') return v;
-  return undefined;
-}
-
-/** Files whose single-column key range may contain one of `keys` (sorted). Without usable stats a file is a candidate. */
-export function candidateFiles(files: AddAction[], keyColumn: string, keys: Comparable[]): AddAction[] {
-  const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return files.filter((f) => {
-    if (!f.stats) return true;
-    let stats: { minValues?: Record<string, unknown>; maxValues?: Record<string, unknown> };
-    try {
-      stats = JSON.parse(f.stats) as typeof stats;
-    } catch {
-      return true;
-    }
-    const min = comparable(stats.minValues?.[keyColumn]);
-    const max = comparable(stats.maxValues?.[keyColumn]);
-    if (min === undefined || max === undefined) return true;
-    // JSON numbers beyond 2^53 are not exact: do not prune on them.
-    if (typeof min === 'number' && !Number.isSafeInteger(min)) return true;
-    if (typeof max === 'number' && !Number.isSafeInteger(max)) return true;
-    const lo = typeof sorted[0] === 'bigint' && typeof min === 'number' ? BigInt(min) : min;
-    const hi = typeof sorted[0] === 'bigint' && typeof max === 'number' ? BigInt(max) : max;
-    // First key >= lo, by binary search; a candidate when it is <= hi.
-    let a = 0;
-    let b = sorted.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (sorted[m]! < lo) a = m + 1;
-      else b = m;
-    }
-    return a < sorted.length && sorted[a]! <= hi;
-  });
-}
-
 export interface MergeResult {
   version: number;
   rewrittenFiles: number;
@@ -172,11 +135,14 @@ export async function mergeSilver(
         await engine.createView('silver_old', table.store, table.root, survivors, schema);
         select = mergeSql(schema, keyColumns, `(SELECT * FROM silver_old s WHERE ${after('s', truncate)})`, staged);
       } else {
-        const singleKey = keyColumns.length === 1 ? changes.map((c) => comparable(c.key[0])) : [];
-        const candidates =
-          keyColumns.length === 1 && singleKey.every((k) => k !== undefined)
-            ? candidateFiles(files, keyColumns[0]!, singleKey as Comparable[])
-            : files;
+        const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
+        const candidates = keyColumn
+          ? candidateFiles(
+              files,
+              keyColumn,
+              changes.map((c) => c.key[0]),
+            )
+          : files;
         touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
         if (touched.length) {
           await engine.createView('silver_old', table.store, table.root, touched, schema);

@@ -6,7 +6,10 @@ import { lakeColumnsOf } from '../../src/sink/lake-columns.ts';
 import { hashValue, masksFor } from '../../src/sink/masking.ts';
 import { resumeOffset, txnActions, uncommitted } from '../../src/sink/offsets.ts';
 import { reduceToChanges } from '../../src/sink/silver-changes.ts';
-import { candidateFiles, mergeSql } from '../../src/sink/silver-merge.ts';
+import { mergeSql } from '../../src/sink/silver-merge.ts';
+import { candidateFiles, compareCodePoints } from '../../src/sink/key-pruning.ts';
+import { statsJson } from '../../src/lake/parquet/file-stats.ts';
+import type { LakeColumn, LakeType } from '../../src/lake/lake-schema.ts';
 import { lakeTableName, reconcileColumns, tableOfTopic } from '../../src/sink/table-layout.ts';
 
 const config = sinkConfigSchema.parse({
@@ -134,15 +137,47 @@ describe('silver: file pruning by key stats', () => {
     dataChange: true,
     stats: JSON.stringify({ numRecords: 1, minValues: { id: min }, maxValues: { id: max }, nullCount: {} }),
   });
+  const col = (type: LakeType): LakeColumn => ({ name: 'id', type, nullable: false });
   it('keeps only files whose [min, max] holds a changed key; no stats means candidate', () => {
     const files = [file('a', 1, 100), file('b', 101, 200), file('c', 201, 300), { ...file('d', 0, 0), stats: undefined }];
-    expect(candidateFiles(files, 'id', [150, 999]).map((f) => f.path)).toEqual(['b', 'd']);
-    expect(candidateFiles(files, 'id', [150n]).map((f) => f.path)).toEqual(['b', 'd']);
-    expect(candidateFiles([file('s', 'apple', 'mango')], 'id', ['banana']).map((f) => f.path)).toEqual(['s']);
-    expect(candidateFiles([file('s', 'apple', 'mango')], 'id', ['zebra'])).toEqual([]);
+    expect(candidateFiles(files, col({ kind: 'integer' }), [150, 999]).map((f) => f.path)).toEqual(['b', 'd']);
+    expect(candidateFiles(files, col({ kind: 'long' }), [150n]).map((f) => f.path)).toEqual(['b', 'd']);
+    expect(candidateFiles([file('s', 'apple', 'mango')], col({ kind: 'string' }), ['banana']).map((f) => f.path)).toEqual(['s']);
+    expect(candidateFiles([file('s', 'apple', 'mango')], col({ kind: 'string' }), ['zebra'])).toEqual([]);
   });
   it('does not prune on JSON numbers beyond 2^53', () => {
-    expect(candidateFiles([file('big', 2 ** 60, 2 ** 61)], 'id', [5n])).toHaveLength(1);
+    expect(candidateFiles([file('big', 2 ** 60, 2 ** 61)], col({ kind: 'long' }), [5n])).toHaveLength(1);
+  });
+  it('reads bounds as the statistics writer wrote them, for every key type', () => {
+    // Bounds made by the real writer (file-stats.ts), compared with keys in the sink's representation.
+    const written = (type: LakeType, lo: unknown, hi: unknown) => {
+      const c = col(type);
+      const stats = statsJson(2, [{ column: c, min: lo, max: hi, nullCount: 0 }]);
+      return { ...file('f', 0, 0), stats };
+    };
+    const hit = (type: LakeType, lo: unknown, hi: unknown, key: unknown) =>
+      candidateFiles([written(type, lo, hi)], col(type), [key]).length === 1;
+    // date: days since the epoch against 'YYYY-MM-DD'
+    expect(hit({ kind: 'date' }, 19_000, 19_010, 19_005)).toBe(true);
+    expect(hit({ kind: 'date' }, 19_000, 19_010, 19_011)).toBe(false);
+    // timestamp: microseconds against millisecond ISO strings (min floored, max ceiled)
+    expect(hit({ kind: 'timestamp' }, 1_000_000_500n, 2_000_000_400n, 2_000_000_400n)).toBe(true);
+    expect(hit({ kind: 'timestamp' }, 1_000_000_500n, 2_000_000_400n, 1_000_000_000n)).toBe(true); // same millisecond as the min
+    expect(hit({ kind: 'timestamp' }, 1_000_000_500n, 2_000_000_400n, 2_000_002_000n)).toBe(false);
+    // decimal: unscaled keys against scaled JSON numbers (100.00 parses as the integer 100)
+    expect(hit({ kind: 'decimal', precision: 12, scale: 2 }, 10_000n, 20_000n, 15_000n)).toBe(true);
+    expect(hit({ kind: 'decimal', precision: 12, scale: 2 }, 10_000n, 20_000n, 150n)).toBe(false);
+    expect(hit({ kind: 'decimal', precision: 12, scale: 2 }, 1n, 3n, 3n)).toBe(true); // 0.01 .. 0.03
+    // strings: code-point order, not UTF-16 (U+1F600 sorts after U+FF21)
+    expect(hit({ kind: 'string' }, '\uff21', '\uff5a', String.fromCodePoint(0x1f600))).toBe(false);
+    expect(hit({ kind: 'string' }, '\uff21', String.fromCodePoint(0x1f600), '\uff30')).toBe(true);
+    expect(hit({ kind: 'string' }, 'a', 'z'.repeat(40), 'z'.repeat(50))).toBe(true); // truncated max stays an upper bound
+    // types without useful ranges are never pruned
+    expect(hit({ kind: 'boolean' }, false, false, true)).toBe(true);
+  });
+  it('orders strings by code point', () => {
+    const smile = String.fromCodePoint(0x1f600);
+    expect(['\uff21', smile, 'a', '\ud7ff'].sort(compareCodePoints)).toEqual(['a', '\ud7ff', '\uff21', smile]);
   });
   it('merge SQL applies only newer changes and keeps unchanged TOAST columns', () => {
     const sql = mergeSql(
