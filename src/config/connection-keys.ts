@@ -28,6 +28,10 @@ export const kafkaSecurityShape = {
   'kafka.ssl.endpoint.identification.algorithm': z.enum(['https', '']).default('https'),
 };
 
+/** The Kafka security keys after parsing (defaults applied). */
+export type KafkaSecurityConfig = z.output<z.ZodObject<typeof kafkaSecurityShape>>;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
 export const registryAuthShape = {
   /** `USER_INFO` takes `schema.registry.basic.auth.user.info`; `URL` takes `user:password@` in the URL. */
   'schema.registry.basic.auth.credentials.source': z.enum(['USER_INFO', 'URL']).optional(),

@@ -1,6 +1,8 @@
 import { Producer as PlatformaticKafkaProducer, ProduceAcks, compatibilityPartitioner } from '@platformatic/kafka';
 import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
 import { TideError } from '../errors.ts';
+import type { KafkaConnection } from './kafka-connection.ts';
+import { explainKafkaError, verifyKafkaConnection } from './kafka-errors.ts';
 import { keyHash } from './murmur2.ts';
 
 /**
@@ -45,12 +47,19 @@ export class KafkajsProducer implements EventProducer {
   private readonly kafka: Kafka;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
+  private verified: Promise<void> | undefined;
 
   constructor(
-    brokers: string[],
+    private readonly conn: KafkaConnection,
     private readonly clientId = 'tide-source',
   ) {
-    this.kafka = new Kafka({ clientId, brokers, logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } });
+    this.kafka = new Kafka(conn.kafkajs(clientId, { logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } }));
+  }
+
+  /** The TLS/SASL pre-flight, once: a refused credential fails in a second, before kafkajs' retries. */
+  verify(): Promise<void> {
+    this.verified ??= verifyKafkaConnection(this.conn, { clientId: this.clientId });
+    return this.verified;
   }
 
   private async getProducer(): Promise<Producer> {
@@ -68,6 +77,15 @@ export class KafkajsProducer implements EventProducer {
   }
 
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    await this.verify();
+    try {
+      await this.createMissing(specs);
+    } catch (err) {
+      throw explainKafkaError(this.conn, err, `creating topics ${specs.map((s) => s.topic).join(', ')}`);
+    }
+  }
+
+  private async createMissing(specs: TopicSpec[]): Promise<void> {
     if (!this.admin) {
       this.admin = this.kafka.admin();
       await this.admin.connect();
@@ -125,11 +143,14 @@ export class PlatformaticProducer implements EventProducer {
   private readonly producer: PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer>;
   private ready: Promise<unknown> | undefined;
 
-  constructor(brokers: string[], clientId = 'tide-source') {
-    this.admin = new KafkajsProducer(brokers, `${clientId}-admin`);
+  constructor(
+    private readonly conn: KafkaConnection,
+    clientId = 'tide-source',
+  ) {
+    this.admin = new KafkajsProducer(conn, `${clientId}-admin`);
     this.producer = new PlatformaticKafkaProducer({
       clientId,
-      bootstrapBrokers: brokers,
+      ...conn.platformatic(),
       idempotent: true,
       acks: ProduceAcks.ALL,
       partitioner: compatibilityPartitioner, // used only when a message comes without a partition; send() always sets one
@@ -140,10 +161,15 @@ export class PlatformaticProducer implements EventProducer {
 
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
     await this.admin.ensureTopics(specs);
-    // Fetch metadata and the idempotent producer id now rather than on the first event.
-    await this.producer.metadata({ topics: specs.map((s) => s.topic) });
-    this.ready ??= this.producer.initIdempotentProducer({});
-    await this.ready;
+    try {
+      // Fetch metadata and the idempotent producer id now rather than on the first event.
+      await this.producer.metadata({ topics: specs.map((s) => s.topic) });
+      this.ready ??= this.producer.initIdempotentProducer({});
+      await this.ready;
+    } catch (err) {
+      this.ready = undefined;
+      throw explainKafkaError(this.conn, err, 'starting the producer');
+    }
   }
 
   async send(messages: OutgoingMessage[]): Promise<void> {

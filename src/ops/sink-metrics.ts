@@ -3,6 +3,8 @@ import { Kafka, logLevel, type Admin } from 'kafkajs';
 import type { SinkConfig } from '../config/sink-config.ts';
 import type { ConnectorFile } from '../config/source-config.ts';
 import { TideError } from '../errors.ts';
+import { kafkaConnection, type KafkaConnection } from '../events/kafka-connection.ts';
+import { explainKafkaError } from '../events/kafka-errors.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { resumeOffset } from '../sink/offsets.ts';
@@ -175,6 +177,7 @@ export interface LagReading {
  */
 export class SinkLagProbe {
   private readonly kafka: Kafka;
+  private readonly conn: KafkaConnection;
   private admin: Admin | undefined;
   private readonly tables = new Map<string, DeltaTable | undefined>();
   private last: LagReading | undefined;
@@ -186,14 +189,15 @@ export class SinkLagProbe {
     private readonly store: ObjectStore,
     private readonly opts: { minIntervalMs?: number } = {},
   ) {
-    this.kafka = new Kafka({
-      clientId: `tide-sink-${file.name}-metrics`,
-      brokers: file.config['kafka.bootstrap.servers'],
-      logLevel: logLevel.NOTHING,
-      connectionTimeout: 3000,
-      requestTimeout: 5000,
-      retry: { retries: 1, initialRetryTime: 200 },
-    });
+    this.conn = kafkaConnection(file.config, { source: file.source });
+    this.kafka = new Kafka(
+      this.conn.kafkajs(`tide-sink-${file.name}-metrics`, {
+        logLevel: logLevel.NOTHING,
+        connectionTimeout: 5000,
+        requestTimeout: 5000,
+        retry: { retries: 1, initialRetryTime: 200 },
+      }),
+    );
   }
 
   /** The latest reading, probing again when the last one is older than minIntervalMs. */
@@ -242,7 +246,7 @@ export class SinkLagProbe {
       this.admin = undefined;
       throw err instanceof TideError
         ? err
-        : new SinkLagError(name, `reading Kafka offsets from ${c['kafka.bootstrap.servers'].join(',')} failed: ${(err as Error).message}`, {
+        : new SinkLagError(name, `reading Kafka offsets failed: ${explainKafkaError(this.conn, err, 'reading offsets').message}`, {
             cause: err,
           });
     }

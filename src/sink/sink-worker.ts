@@ -2,6 +2,8 @@ import { Kafka, logLevel } from 'kafkajs';
 import type { ConnectorFile } from '../config/source-config.ts';
 import type { SinkConfig } from '../config/sink-config.ts';
 import { TideError } from '../errors.ts';
+import { kafkaConnection, type KafkaConnection } from '../events/kafka-connection.ts';
+import { explainKafkaError, verifyKafkaConnection } from '../events/kafka-errors.ts';
 import { HttpSchemaRegistry } from '../events/schema-registry.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
@@ -58,6 +60,7 @@ export class SinkWorker {
   private dlq: DeadLetterQueue | undefined;
   private decoder: ChangeEventDecoder;
   private readonly kafka: Kafka;
+  private readonly conn: KafkaConnection;
 
   constructor(
     readonly file: ConnectorFile<SinkConfig>,
@@ -65,12 +68,8 @@ export class SinkWorker {
   ) {
     this.log = rootLog.child({ connector: file.name });
     const c = file.config;
-    this.kafka = new Kafka({
-      clientId: `tide-sink-${file.name}`,
-      brokers: c['kafka.bootstrap.servers'],
-      logLevel: logLevel.ERROR,
-      retry: { retries: 10 },
-    });
+    this.conn = kafkaConnection(c, { source: file.source, log: this.log });
+    this.kafka = new Kafka(this.conn.kafkajs(`tide-sink-${file.name}`, { logLevel: logLevel.ERROR, retry: { retries: 10 } }));
     this.decoder = new ChangeEventDecoder(new HttpSchemaRegistry(c['schema.registry.url']));
   }
 
@@ -90,9 +89,13 @@ export class SinkWorker {
     this.dlq = new DeadLetterQueue(this.kafka, c['dead.letter.topic'] ?? `${this.file.name}.dlq`, this.log);
     let timer: NodeJS.Timeout | undefined;
     try {
+      // A refused password, CA, host name or client certificate ends the start here, before anything is read or written.
+      await verifyKafkaConnection(this.conn, { clientId: `tide-sink-${this.file.name}`, log: this.log });
       const topics = await this.topics();
       for (const topic of topics) await this.tableFor(topic);
-      await this.dlq.open();
+      await this.dlq.open().catch((err: unknown) => {
+        throw explainKafkaError(this.conn, err, `opening the dead-letter topic ${this.dlq!.topic}`);
+      });
       this.intake = new KafkaIntake(this.kafka, {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
         topics,
@@ -104,11 +107,13 @@ export class SinkWorker {
         },
         onFull: () => this.flush(),
       });
-      await this.intake.start();
+      await this.intake.start().catch((err: unknown) => {
+        throw explainKafkaError(this.conn, err, 'joining the consumer group');
+      });
       this.log.info({ topics, lake: store.uri }, 'sink started');
       await new Promise<void>((resolve, reject) => {
         const tick = () => {
-          if (this.intake?.error) return reject(this.intake.error);
+          if (this.intake?.error) return reject(explainKafkaError(this.conn, this.intake.error, 'consuming'));
           const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
           // Gold also follows a silver change after traffic stops: its interval passes without new messages.
           if (due) this.flush().catch(reject);
@@ -147,12 +152,15 @@ export class SinkWorker {
     const c = this.file.config;
     if (c.topics?.length) return c.topics;
     const admin = this.kafka.admin();
-    await admin.connect();
     try {
       const re = new RegExp(`^(?:${c['topics.regex']})$`);
-      const found = (await admin.listTopics()).filter(
-        (t) => re.test(t) && !t.endsWith('.transaction') && !t.endsWith('.dlq') && !t.startsWith('__'),
-      );
+      const listed = await admin
+        .connect()
+        .then(() => admin.listTopics())
+        .catch((err: unknown) => {
+          throw explainKafkaError(this.conn, err, 'listing topics');
+        });
+      const found = listed.filter((t) => re.test(t) && !t.endsWith('.transaction') && !t.endsWith('.dlq') && !t.startsWith('__'));
       if (!found.length)
         throw new TideError(
           `sink ${this.file.name}: no topic matches topics.regex ${c['topics.regex']}. Start the source connector first (it creates the topics), or fix the pattern.`,

@@ -4,6 +4,7 @@ import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
 import { TableCodec } from '../events/envelope.ts';
 import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
+import { kafkaConnection } from '../events/kafka-connection.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
@@ -77,7 +78,8 @@ export class SourceConnector {
   ) {
     this.config = file.config;
     this.log = (deps.log ?? rootLog).child({ connector: file.name });
-    this.producer = deps.producer ?? new PlatformaticProducer(this.config['kafka.bootstrap.servers'], `tide-${file.name}`);
+    this.producer =
+      deps.producer ?? new PlatformaticProducer(kafkaConnection(this.config, { source: file.source, log: this.log }), `tide-${file.name}`);
     this.registry = deps.registry ?? new HttpSchemaRegistry(this.config['schema.registry.url']);
     const stateDir = deps.stateDir ?? '.tide';
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));

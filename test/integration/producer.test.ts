@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkajsProducer, PlatformaticProducer, type EventProducer } from '../../src/events/kafka-producer.ts';
-import { kafka } from '../support/kafka.ts';
+import { kafka, plaintextConnection } from '../support/kafka.ts';
 
 /**
  * Java clients must find a key on the partition Tide put it on. Kafka's murmur2 vectors (Kafka's own
@@ -17,8 +17,8 @@ const JAVA_MURMUR2: [string, number][] = [
 const PARTITIONS = 7;
 
 describe.each([
-  ['@platformatic/kafka', (b: string[]) => new PlatformaticProducer(b, 'tide-test')],
-  ['kafkajs', (b: string[]) => new KafkajsProducer(b, 'tide-test')],
+  ['@platformatic/kafka', (b: string[]) => new PlatformaticProducer(plaintextConnection(b), 'tide-test')],
+  ['kafkajs', (b: string[]) => new KafkajsProducer(plaintextConnection(b), 'tide-test')],
 ])('%s producer', (_name, make) => {
   const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
   const topic = `t_producer_${_name.replace(/\W/g, '')}_${Date.now().toString(36)}`;

@@ -1,6 +1,7 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { Kafka, logLevel } from 'kafkajs';
+import { kafkaConnection, type KafkaConnection } from '../../src/events/kafka-connection.ts';
 
 export interface ConsumedEvent {
   topic: string;
@@ -18,6 +19,15 @@ export function kafka(): Kafka {
     clientId: 'tide-test',
     brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(','),
     logLevel: logLevel.NOTHING,
+  });
+}
+
+/** The local stack's plaintext listener as a KafkaConnection (what Tide's clients are built from). */
+export function plaintextConnection(brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',')): KafkaConnection {
+  return kafkaConnection({
+    'kafka.bootstrap.servers': brokers,
+    'kafka.security.protocol': 'PLAINTEXT',
+    'kafka.ssl.endpoint.identification.algorithm': 'https',
   });
 }
 
