@@ -40,6 +40,8 @@ export interface ApplyResult {
 }
 
 const KEY_CONFIG = 'tide.primaryKey';
+/** How often one batch re-plans against a table that other writers keep moving. */
+const MAX_REPLANS = 5;
 
 /**
  * The lake tables of one source table: bronze (append) and silver (merge). Tables are created on the
@@ -112,13 +114,71 @@ export class TableSink {
       }
     }
 
+    // Silver, then history, each on its own txn versions: a crash between their commits leaves history
+    // behind silver, and the replayed batch must still bring history up (it is not skipped because
+    // silver has nothing left to do). Each re-plans when the table moved under it (see replanned).
+    await this.replanned(
+      () => this.silver,
+      result,
+      () => this.applySilver(events, offsets, incoming, keyColumns, result),
+    );
+    if (!this.silver || !this.keepsHistory) return result;
+    const silverKey = this.silverKey(keyColumns);
+    const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
+    await this.replanned(
+      () => this.history,
+      result,
+      () => this.applyHistory(events, offsets, incoming, silverKey, masks, result),
+    );
+    return result;
+  }
+
+  private silverKey(keyColumns: string[]): string[] {
+    return (this.silver?.metadata.configuration[KEY_CONFIG] ?? keyColumns.join(',')).split(',').filter(Boolean);
+  }
+
+  /**
+   * Run `work` (which plans from `table()`'s snapshot and commits); if it fails and the table has moved
+   * since (another process committed: `lake optimize`, a second sink worker), re-read the log and run it
+   * again from the new snapshot. A merge planned from an old snapshot fails either at the commit (a
+   * conflict with the winner's removes) or before it, reading a data file that the other commit replaced
+   * and vacuum then deleted. Work that fails on an unchanged table fails for real: the error is thrown.
+   */
+  private async replanned(table: () => DeltaTable | undefined, result: ApplyResult, work: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const before = table()?.version;
+      const letters = result.deadLetters.length;
+      try {
+        return await work();
+      } catch (err) {
+        const t = table();
+        if (!t || before === undefined || attempt >= MAX_REPLANS) throw err;
+        result.deadLetters.length = letters; // the new plan finds them again (at least once, as dead letters are)
+        this.sent = Math.min(this.sent, letters);
+        await t.refresh();
+        if (t.version === before) throw err;
+        this.ctx.log.info(
+          { table: t.label, from: before, to: t.version, err: err instanceof Error ? err.message : String(err) },
+          'the table moved under this sink (another writer committed): re-reading its log and planning again',
+        );
+      }
+    }
+  }
+
+  private async applySilver(
+    events: ChangeEvent[],
+    offsets: { topic: string; partition: number; offset: bigint }[],
+    incoming: LakeColumn[],
+    keyColumns: string[],
+    result: ApplyResult,
+  ): Promise<void> {
     const pending = uncommitted(this.silver, this.ctx.name, events);
     const pendingOffsets = this.silver
       ? offsets.filter((o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
       : offsets;
-    if (!pendingOffsets.length) return result;
+    if (!pendingOffsets.length) return;
     if (!this.silver) {
-      if (!keyColumns.length) return result; // only truncates so far: nothing to keep yet
+      if (!keyColumns.length) return; // only truncates so far: nothing to keep yet
       const masks = masksFor(this.ctx.config, this.qualified, incoming, keyColumns);
       this.silver = await DeltaTable.create(this.ctx.store, silverPath(this.qualified), {
         name: `silver.${this.qualified}`,
@@ -130,7 +190,7 @@ export class TableSink {
         },
       });
     }
-    const silverKey = (this.silver.metadata.configuration[KEY_CONFIG] ?? keyColumns.join(',')).split(',').filter(Boolean);
+    const silverKey = this.silverKey(keyColumns);
     const meta = new Set(SILVER_META.map((c) => c.name));
     const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
@@ -165,8 +225,6 @@ export class TableSink {
     result.silverVersion = merged.version;
     result.silverChanges = batch.changes.length;
     result.rewrittenFiles = merged.rewrittenFiles;
-    if (this.keepsHistory) await this.applyHistory(events, offsets, incoming, silverKey, masks, result);
-    return result;
   }
 
   /** SCD type 2 history: every version of every row, with its validity interval. */
