@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import type { PrismaClient } from './db.ts';
 import { readOrders, type OrderLines } from './dataset.ts';
 
+const TRANSACTION_LIMITS = { maxWait: 30_000, timeout: 60_000 };
+
 /**
  * Loads the online-shop data set through the app's own Prisma code, one
  * database transaction per order, the way the squad's app writes: customer and
@@ -98,7 +100,9 @@ export async function replay(prisma: PrismaClient, opts: ReplayOptions = {}): Pr
           },
         },
       });
-    });
+      // Prisma's defaults (2 s to get a connection, 5 s for the transaction) fail the replay on a busy
+      // machine; an order is a handful of rows, so waiting longer is the right answer to load.
+    }, TRANSACTION_LIMITS);
     if (customerNo !== null) customers.add(customerNo);
     for (const p of newProducts.keys()) products.add(p);
     rows += order.lines.length;

@@ -15,10 +15,13 @@ import { HISTORY_META } from './table-layout.ts';
  * validity interval [_valid_from, _valid_to) in source commit time; the current version has
  * _valid_to NULL and _is_current true; a delete closes the current version without opening a new one.
  *
- * A batch becomes (1) the new versions, each closed by the key's next change in the batch, and (2) per
- * key, the time of its first change, which closes the version that was current before the batch. Only
- * files holding a touched key's current version are rewritten. Events at or before a key's current
- * version (a replay) change nothing. Unchanged-TOAST columns take the previous version's value.
+ * A batch becomes (1) the new versions, each closed by the key's next change in the batch, and (2) every
+ * change's position and time: the version current before the batch is closed by the first change newer
+ * than it. Only files holding a current version that closes are rewritten. Replays change nothing: a
+ * version whose (commit LSN, event index) history already holds, or that is older than the key's current
+ * version, is dropped (the source re-sends events after a crash, at new Kafka offsets, so the sink's txn
+ * versions cannot catch them), and a replayed change older than the current version closes nothing.
+ * Unchanged-TOAST columns take the previous version's value.
  */
 export interface HistoryVersion {
   key: unknown[];
@@ -32,8 +35,11 @@ export interface HistoryVersion {
 
 export interface HistoryBatch {
   versions: HistoryVersion[];
-  /** Per key: the first change's position and time (what closes the version current before the batch). */
-  firsts: { key: unknown[]; commitLsn: bigint; eventIndex: number; at: number }[];
+  /**
+   * Every change's key, position and time, deletes included: the version current before the batch is
+   * closed by the first of them that is newer than it (a replayed older change closes nothing).
+   */
+  changes: { key: unknown[]; commitLsn: bigint; eventIndex: number; at: number }[];
   /** A truncate: every open version is closed at this time (history is kept). */
   truncateAt?: { commitLsn: bigint; eventIndex: number; at: number };
 }
@@ -42,7 +48,7 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
   const sorted = [...events].sort(comparePosition);
   const versions: HistoryVersion[] = [];
   const open = new Map<string, HistoryVersion>();
-  const firsts = new Map<string, HistoryBatch['firsts'][number]>();
+  const changes: HistoryBatch['changes'] = [];
   let truncateAt: HistoryBatch['truncateAt'];
   for (const e of sorted) {
     if (e.op === 't') {
@@ -55,7 +61,7 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
     if (!image) continue;
     const key = keyOf(e, image, keyColumns);
     const id = keyString(key);
-    if (!firsts.has(id)) firsts.set(id, { key, commitLsn: e.commitLsn, eventIndex: e.eventIndex, at: e.commitTsMs });
+    changes.push({ key, commitLsn: e.commitLsn, eventIndex: e.eventIndex, at: e.commitTsMs });
     const prior = open.get(id);
     if (prior) prior.validTo = e.commitTsMs;
     open.delete(id);
@@ -79,7 +85,7 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
     versions.push(v);
     open.set(id, v);
   }
-  return { versions, firsts: [...firsts.values()], ...(truncateAt ? { truncateAt } : {}) };
+  return { versions, changes, ...(truncateAt ? { truncateAt } : {}) };
 }
 
 export function historyColumns(rowColumns: LakeColumn[]): LakeColumn[] {
@@ -129,57 +135,72 @@ export async function mergeHistory(
     { name: '_f_idx', type: { kind: 'long' }, nullable: false },
     { name: '_f_at', type: { kind: 'timestamp' }, nullable: false },
   ];
-  const firstRows = batch.firsts.map((f) => [...f.key, f.commitLsn, BigInt(f.eventIndex), US(f.at)]);
+  const changeRows = batch.changes.map((f) => [...f.key, f.commitLsn, BigInt(f.eventIndex), US(f.at)]);
   const versions = await engine.stage({ columns: versionCols }, versionRows);
-  const firsts = await engine.stage({ columns: firstCols }, firstRows);
+  const changes = await engine.stage({ columns: firstCols }, changeRows);
   try {
     const files = table.files();
     const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
-    // A truncate closes every open version: all files are touched.
-    let touched: AddAction[] = batch.truncateAt
-      ? files
-      : keyColumn
+    // The files that may hold any version of a batch's key: replays are looked up there, current versions
+    // found there. A truncate closes every open version: then every file is read and rewritten.
+    const candidates =
+      keyColumn && !batch.truncateAt
         ? candidateFiles(
             files,
             keyColumn,
-            batch.firsts.map((f) => f.key[0]),
+            batch.changes.map((f) => f.key[0]),
           )
         : files;
-    if (!batch.truncateAt && touched.length && batch.firsts.length) {
-      await engine.createView('history_candidates', table.store, table.root, touched, schema);
-      const on = keyColumns.map((k) => `h.${q(k)} = f.${q(k)}`).join(' AND ');
-      const hit = await engine.query(`SELECT count(*) AS n FROM history_candidates h JOIN ${firsts} f ON ${on} WHERE h._is_current`);
-      if (Number(hit[0]!.n) === 0) touched = [];
-    } else if (!batch.firsts.length && !batch.truncateAt) touched = [];
+    await engine.createView('history_candidates', table.store, table.root, candidates, schema);
+    const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
+    const newer = (a: string, b: string) =>
+      `(${a}._f_lsn > ${b}._commit_lsn OR (${a}._f_lsn = ${b}._commit_lsn AND ${a}._f_idx > ${b}._event_index))`;
+    const beforeTruncate = batch.truncateAt
+      ? `AND (f._f_lsn < ${batch.truncateAt.commitLsn} OR (f._f_lsn = ${batch.truncateAt.commitLsn} AND f._f_idx < ${batch.truncateAt.eventIndex}))`
+      : '';
+    // When the current version `o` closes: at the first change newer than it (before the truncate, if any).
+    const firstNewer = (o: string) =>
+      `(SELECT first(f._f_at ORDER BY f._f_lsn, f._f_idx) FROM ${changes} f WHERE ${on(o, 'f')} AND ${newer('f', o)} ${beforeTruncate})`;
+    let touched: AddAction[] = batch.truncateAt ? files : [];
+    if (!batch.truncateAt && candidates.length && batch.changes.length)
+      touched = await filesClosing(
+        engine,
+        table,
+        candidates,
+        `h._is_current AND EXISTS (SELECT 1 FROM ${changes} f WHERE ${on('h', 'f')} AND ${newer('f', 'h')})`,
+      );
+    // New versions: not already in history, and newer than the key's current version.
+    const fresh = [
+      `SELECT v.* FROM ${versions} v LEFT JOIN (SELECT * FROM history_candidates WHERE _is_current) cur ON ${on('v', 'cur')}`,
+      `WHERE (cur._commit_lsn IS NULL OR v._commit_lsn > cur._commit_lsn OR (v._commit_lsn = cur._commit_lsn AND v._event_index > cur._event_index))`,
+      `AND NOT EXISTS (SELECT 1 FROM history_candidates h WHERE ${on('h', 'v')} AND h._commit_lsn = v._commit_lsn AND h._event_index = v._event_index)`,
+    ].join('\n');
     const names = schema.columns.map((c) => q(c.name)).join(', ');
     let select: string;
     if (touched.length) {
       await engine.createView('history_old', table.store, table.root, touched, schema);
-      const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
-      const newerF = `(f._f_lsn > o._commit_lsn OR (f._f_lsn = o._commit_lsn AND f._f_idx > o._event_index))`;
       const closeAt = batch.truncateAt ? `TIMESTAMPTZ '${new Date(batch.truncateAt.at).toISOString()}'` : 'NULL';
-      const closes = batch.truncateAt ? `o._is_current` : `(o._is_current AND f._f_lsn IS NOT NULL AND ${newerF})`;
-      // Under a truncate, a key changed earlier in the batch closes at that change, the others at the truncate.
-      const closeTime = batch.truncateAt ? `CASE WHEN f._f_lsn IS NOT NULL AND ${newerF} THEN f._f_at ELSE ${closeAt} END` : 'f._f_at';
+      const closeTime = `COALESCE(${firstNewer('o')}, ${closeAt})`;
       const oldCols = schema.columns.map((c) => {
-        if (c.name === '_valid_to') return `CASE WHEN ${closes} THEN ${closeTime} ELSE o._valid_to END AS _valid_to`;
-        if (c.name === '_is_current') return `CASE WHEN ${closes} THEN false ELSE o._is_current END AS _is_current`;
+        if (c.name === '_valid_to')
+          return `CASE WHEN o._is_current THEN COALESCE(${closeTime}, o._valid_to) ELSE o._valid_to END AS _valid_to`;
+        if (c.name === '_is_current')
+          return `CASE WHEN o._is_current AND ${closeTime} IS NOT NULL THEN false ELSE o._is_current END AS _is_current`;
         return `o.${q(c.name)}`;
       });
-      const newerV = `(cur._commit_lsn IS NULL OR v._commit_lsn > cur._commit_lsn OR (v._commit_lsn = cur._commit_lsn AND v._event_index > cur._event_index))`;
       const newCols = schema.columns.map((c) =>
         meta.has(c.name)
           ? `v.${q(c.name)}`
           : `CASE WHEN list_contains(v._unchanged, '${c.name.replace(/'/g, "''")}') THEN cur.${q(c.name)} ELSE v.${q(c.name)} END AS ${q(c.name)}`,
       );
       select = [
-        `SELECT ${oldCols.join(', ')} FROM history_old o LEFT JOIN ${firsts} f ON ${on('o', 'f')}`,
+        `SELECT ${oldCols.join(', ')} FROM history_old o`,
         `UNION ALL BY NAME`,
-        `SELECT ${newCols.join(', ')} FROM ${versions} v LEFT JOIN (SELECT * FROM history_old WHERE _is_current) cur ON ${on('v', 'cur')} WHERE ${newerV}`,
+        `SELECT ${newCols.join(', ')} FROM (${fresh}) v LEFT JOIN (SELECT * FROM history_old WHERE _is_current) cur ON ${on('v', 'cur')}`,
       ].join('\n');
       select = `SELECT ${names} FROM (${select}) ORDER BY ${keyColumns.map(q).join(', ')}, _valid_from`;
     } else {
-      select = `SELECT ${names} FROM ${versions} ORDER BY ${keyColumns.map(q).join(', ')}, _valid_from`;
+      select = `SELECT ${names} FROM (${fresh}) ORDER BY ${keyColumns.map(q).join(', ')}, _valid_from`;
     }
     const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema });
     const now = Date.now();
@@ -193,6 +214,17 @@ export async function mergeHistory(
     return await table.commit(actions, { operation: 'MERGE', parameters: { predicate: `scd2(${keyColumns.join(', ')})` } });
   } finally {
     await engine.drop(versions);
-    await engine.drop(firsts);
+    await engine.drop(changes);
   }
+}
+
+/** The candidate files that hold a row matching `where` (alias h, with the batch's changes in scope). */
+async function filesClosing(engine: ParquetEngine, table: DeltaTable, candidates: AddAction[], where: string): Promise<AddAction[]> {
+  const byLocal = new Map<string, AddAction>();
+  for (const f of candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const list = [...byLocal.keys()].map((p) => `'${p.replace(/'/g, "''")}'`).join(', ');
+  const rows = await engine.query(
+    `SELECT DISTINCT h.filename FROM read_parquet([${list}], filename = true, union_by_name = true) h WHERE ${where}`,
+  );
+  return rows.map((r) => byLocal.get(String(r.filename))!).filter(Boolean);
 }

@@ -138,4 +138,25 @@ describe('a running sink whose tables moved under it', () => {
       '102=a (current)',
     ]);
   });
+
+  it('history ignores a source replay: no second open version, no duplicate closed version, no resurrected delete', async () => {
+    const config = { ...context('replay', true).config, 'silver.history.tables': ['public\\.items3'] };
+    const sink = new TableSink({ ...context('replay', true), config }, 'public.items3');
+    await sink.open();
+    const at = (e: ChangeEvent) => ({ ...e, table: 'public.items3' });
+    const del = (id: number): ChangeEvent => ({ ...upsert(id, 'x'), op: 'd', before: { id: BigInt(id), name: 'x' }, after: null });
+    const applied = [at(upsert(1, 'a')), at(upsert(2, 'a')), at(del(2))];
+    await sink.apply(applied, offsetsOf(applied));
+    // The source crashed before confirming and sends the same changes again (same LSNs, new Kafka offsets),
+    // followed by a new one.
+    const replayed = [...applied.map((e) => ({ ...e, offset: offset++ })), at(upsert(1, 'b'))];
+    await sink.apply(replayed, offsetsOf(replayed));
+
+    expect(await rows(silverPath('public.items3'))).toEqual(['1=b']);
+    const history = await readWithDeltaRs(join(dir, historyPath('public.items3')));
+    const id = history.columns.indexOf('id');
+    const name = history.columns.indexOf('name');
+    const current = history.columns.indexOf('_is_current');
+    expect(history.rows.map((r) => `${r[id]}=${r[name]}${r[current] ? ' (current)' : ''}`).sort()).toEqual(['1=a', '1=b (current)', '2=a']);
+  });
 });
