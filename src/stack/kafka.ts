@@ -32,6 +32,13 @@ import {
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { StackServiceError } from '../errors.ts';
+import {
+  ensureScramUsers,
+  localhostFallbackNote,
+  secureKafkaEnv,
+  secureListenerAnswers,
+  secureListenerProperties,
+} from './kafka-security.ts';
 import type { StackContext, StackService } from './service.ts';
 import { isPidAlive, portOpen, readPid, spawnDetached, stopPid, tailFile, waitUntil } from './process.ts';
 
@@ -104,6 +111,7 @@ logger.config.level = warn
 
 function serverProperties(ctx: StackContext): string {
   const { kafka, kafkaController } = ctx.ports;
+  const secure = secureListenerProperties(ctx);
   return `# Written by src/stack/kafka.ts on every start; edits are overwritten.
 process.roles=broker,controller
 node.id=1
@@ -111,10 +119,10 @@ node.id=1
 # then not baked into the formatted storage, so ports may change between runs.
 controller.quorum.voters=1@127.0.0.1:${kafkaController}
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:${kafka},CONTROLLER://127.0.0.1:${kafkaController}
-advertised.listeners=PLAINTEXT://127.0.0.1:${kafka}
+listeners=${[`PLAINTEXT://127.0.0.1:${kafka}`, `CONTROLLER://127.0.0.1:${kafkaController}`, ...secure.listeners].join(',')}
+advertised.listeners=${[`PLAINTEXT://127.0.0.1:${kafka}`, ...secure.advertised].join(',')}
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=${['PLAINTEXT:PLAINTEXT', 'CONTROLLER:PLAINTEXT', ...secure.protocolMap].join(',')}
 log.dirs=${dataDir(ctx)}
 auto.create.topics.enable=false
 offsets.topic.replication.factor=1
@@ -124,7 +132,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
-`;
+${secure.body}`;
 }
 
 /**
@@ -255,11 +263,25 @@ export const kafkaService: StackService = {
       const where = `127.0.0.1:${ctx.ports.kafka}`;
       throw new StackServiceError('kafka', logFile, `broker not ready on ${where} after ${timeoutMs} ms:\n${why()}`);
     }
+    // The secured listeners: SCRAM users (kept in the cluster metadata), then one real SCRAM login over SASL_SSL.
+    const secureStarted = Date.now();
+    await ensureScramUsers(ctx, logFile);
+    if (!(await waitUntil(() => secureListenerAnswers(ctx, 5000), 30_000, 250)))
+      throw new StackServiceError(
+        'kafka',
+        logFile,
+        `the SASL_SSL listener on localhost:${ctx.ports.kafkaSaslSsl} refused the stack's SCRAM user:\n${why()}`,
+      );
+    ctx.say(
+      `kafka: SASL_SSL (localhost:${ctx.ports.kafkaSaslSsl}) and mTLS (localhost:${ctx.ports.kafkaMtls}) listeners ready, +${((Date.now() - secureStarted) / 1000).toFixed(1)} s`,
+    );
+    const note = localhostFallbackNote();
+    if (note) ctx.say(`kafka: ${note}`);
   },
 
   isUp: (ctx) => probe(ctx, 1500),
 
   stop: (ctx) => stopPid(pidFile(ctx)),
 
-  env: (ctx) => ({ KAFKA_BROKERS: brokers(ctx).join(',') }),
+  env: (ctx) => ({ KAFKA_BROKERS: brokers(ctx).join(','), ...secureKafkaEnv(ctx) }),
 };
