@@ -32,6 +32,7 @@ import {
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { StackServiceError } from '../errors.ts';
+import { ensureStackCerts } from './certs.ts';
 import {
   ensureScramUsers,
   localhostFallbackNote,
@@ -220,6 +221,7 @@ export const kafkaService: StackService = {
   async start(ctx) {
     const logFile = logPath(ctx);
     mkdirSync(dataDir(ctx), { recursive: true });
+    ensureStackCerts(ctx); // the secured listeners' keystore and truststore (kept when present)
     const props = join(dir(ctx), 'server.properties');
     const log4jFile = join(dir(ctx), 'log4j2.properties');
     writeFileSync(props, serverProperties(ctx));

@@ -24,6 +24,8 @@ describe('stack commands', () => {
     TIDE_KAFKA_PORT: '56092',
     TIDE_KAFKA_CONTROLLER_PORT: '56093',
     TIDE_REGISTRY_PORT: '56081',
+    TIDE_KAFKA_SASL_SSL_PORT: '56094',
+    TIDE_KAFKA_MTLS_PORT: '56095',
   };
   const ctx = stackContext(env, () => undefined);
 
