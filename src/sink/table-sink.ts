@@ -13,7 +13,7 @@ import { txnActions, uncommitted } from './offsets.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
-import { bronzePath, HISTORY_META, historyPath, reconcileColumns, SILVER_META, silverPath, typeText } from './table-layout.ts';
+import { bronzePath, HISTORY_META, historyPath, reconcileColumns, sameType, SILVER_META, silverPath, typeText } from './table-layout.ts';
 
 export interface SinkContext {
   name: string;
@@ -195,8 +195,14 @@ export class TableSink {
     const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const { schema, evolved, good } = this.evolve(this.silver, current, maskedIncoming, pending, result, (cols) =>
-      silverColumns(cols, [], silverKey),
+    const { schema, evolved, good } = this.evolve(
+      this.silver,
+      current,
+      maskedIncoming,
+      pending,
+      result,
+      (cols) => silverColumns(cols, [], silverKey),
+      (c) => maskedColumn(c, masks),
     );
     let batch;
     try {
@@ -255,8 +261,14 @@ export class TableSink {
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const { schema, evolved, good } = this.evolve(this.history, current, maskedIncoming, pending, result, (cols) =>
-      historyColumns(cols.map((c) => ({ ...c, nullable: !keyColumns.includes(c.name) }))),
+    const { schema, evolved, good } = this.evolve(
+      this.history,
+      current,
+      maskedIncoming,
+      pending,
+      result,
+      (cols) => historyColumns(cols.map((c) => ({ ...c, nullable: !keyColumns.includes(c.name) }))),
+      (c) => maskedColumn(c, masks),
     );
     await this.sendNewDeadLetters(result);
     const batch = historyVersions(
@@ -282,25 +294,31 @@ export class TableSink {
     events: ChangeEvent[],
     result: ApplyResult,
     full: (rowColumns: LakeColumn[]) => LakeColumn[],
+    asWritten: (column: LakeColumn) => LakeColumn = (c) => c,
   ): { schema: LakeSchema; evolved?: Action; good: ChangeEvent[] } {
     const r = reconcileColumns(current, incoming);
-    let good = events;
-    if (r.conflicts.length) {
-      const bad = new Set(r.conflicts.map((c) => c.column));
-      good = events.filter((e) => {
-        const clash = e.columns.find(
-          (c) => bad.has(c.name) && r.conflicts.some((x) => x.column === c.name && JSON.stringify(x.incoming) === JSON.stringify(c.type)),
-        );
-        if (!clash) return true;
-        const conflict = r.conflicts.find((x) => x.column === clash.name)!;
+    // Each event is checked against the type its columns are written with: the table's, or for a new
+    // column the type the batch's first schema gave it. An event whose type differs (the column's type
+    // changed upstream, before this batch or inside it) cannot be written without changing its values
+    // (a numeric's scale) or failing (int4 → int8 beyond int32): it goes to the dead-letter topic.
+    const written = new Map(r.columns.map((c) => [c.name, c.type]));
+    const good = events.filter((e) => {
+      for (const column of e.columns) {
+        const incomingType = asWritten(column).type;
+        const writtenType = written.get(column.name);
+        if (!writtenType || sameType(writtenType, incomingType)) continue;
+        const inTable = current.some((c) => c.name === column.name);
         if (!result.deadLetters.some((d) => d.event === e))
           result.deadLetters.push({
             event: e,
-            reason: `column ${clash.name} of ${this.qualified} arrives as ${typeText(conflict.incoming)} but the lake table ${table.root} has ${typeText(conflict.table)}; Delta cannot change a column's type in place. Backfill into a new table (rename the old one) or revert the type change upstream.`,
+            reason: inTable
+              ? `column ${column.name} of ${this.qualified} arrives as ${typeText(incomingType)} but the lake table ${table.root} has ${typeText(writtenType)}; Delta cannot change a column's type in place. Backfill into a new table (rename the old one) or revert the type change upstream.`
+              : `column ${column.name} of ${this.qualified} arrives as ${typeText(incomingType)} but is new in ${table.root}, where an earlier change of the same flush created it as ${typeText(writtenType)}; Delta cannot change a column's type in place. Backfill into a new table or revert the type change upstream.`,
           });
         return false;
-      });
-    }
+      }
+      return true;
+    });
     if (!r.added.length) return { schema: table.schema, good };
     const schema = { columns: withMetaLast(table.schema.columns, full(r.columns)) };
     this.ctx.log.info({ table: table.root, added: r.added.map((c) => c.name) }, 'schema evolution: adding nullable columns');

@@ -159,4 +159,44 @@ describe('a running sink whose tables moved under it', () => {
     const current = history.columns.indexOf('_is_current');
     expect(history.rows.map((r) => `${r[id]}=${r[name]}${r[current] ? ' (current)' : ''}`).sort()).toEqual(['1=a', '1=b (current)', '2=a']);
   });
+
+  it('a type change inside one flush: each event is checked against the type it is written with (dead letter, not a silent rescale)', async () => {
+    const letters: { reason: string; offset: bigint }[] = [];
+    const ctx = {
+      ...context('types', false),
+      sendDeadLetters: async (l: { event: ChangeEvent; reason: string }[]) =>
+        void letters.push(...l.map((d) => ({ reason: d.reason, offset: d.event.offset }))),
+    };
+    const sink = new TableSink(ctx, 'public.prices');
+    await sink.open();
+    const priceColumns = (scale: number, amount: 'integer' | 'long'): SinkColumn[] => [
+      columns[0]!,
+      { name: 'price', avroName: 'price', type: { kind: 'decimal', precision: 10 + scale, scale }, nullable: true, convert: (v) => v },
+      { name: 'qty', avroName: 'qty', type: { kind: amount }, nullable: true, convert: (v) => v },
+    ];
+    const row = (
+      id: number,
+      price: bigint,
+      qty: number | bigint,
+      scale: number,
+      amount: 'integer' | 'long',
+      schemaId: number,
+    ): ChangeEvent => ({
+      ...upsert(id, 'x'),
+      table: 'public.prices',
+      after: { id: BigInt(id), price, qty },
+      columns: priceColumns(scale, amount),
+      valueSchemaId: schemaId,
+    });
+    // numeric(12,2) → numeric(14,4) and int4 → int8 between two changes of one flush.
+    const events = [row(1, 150n, 1, 2, 'integer', 1), row(2, 12_345n, 3_000_000_000n, 4, 'long', 2)];
+    await sink.apply(events, offsetsOf(events));
+    const view = await readWithDeltaRs(join(dir, silverPath('public.prices')));
+    const price = view.columns.indexOf('price');
+    const id = view.columns.indexOf('id');
+    expect(view.rows.map((r) => `${r[id]}=${r[price]}`)).toEqual(['1=1.50']);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]!.offset).toBe(events[1]!.offset);
+    expect(letters[0]!.reason).toMatch(/column price of public\.prices arrives as decimal\(14,4\) but .* has decimal\(12,2\)/);
+  });
 });
