@@ -12,6 +12,7 @@ import { openStore } from '../lake/storage/open-store.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
 import { dashboardRoutes } from '../ops/dashboard/routes.ts';
 import { sinkView, sourceView } from '../ops/dashboard/pipeline-status.ts';
+import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
 import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
 import { sourceReadiness } from '../ops/source-metrics.ts';
@@ -49,7 +50,10 @@ export function registerDemoCommand(program: Command): void {
       const sinkFile = loadSinkConfig(opts.sink);
       registerConfigSecrets(sourceFile.config);
       registerConfigSecrets(sinkFile.config);
-      const connector = new SourceConnector(sourceFile, { stateDir: join(PROJECT_ROOT, '.tide') });
+      const sourceHealth = new ConnectionHealth(sourceFile.name);
+      const sinkHealth = new ConnectionHealth(sinkFile.name);
+      lifecycle.onClose('connection metrics', () => (sourceHealth.close(), sinkHealth.close()));
+      const connector = new SourceConnector(sourceFile, { stateDir: join(PROJECT_ROOT, '.tide'), monitor: sourceHealth });
       const supervision = superviseSource(connector, sourceFile, lifecycle);
       // Tracked: on Ctrl-C the connector flushes, confirms and closes before the slot watch and the rest go.
       const sourceDone = lifecycle.track('source connector', connector.run(lifecycle.signal));
@@ -62,7 +66,7 @@ export function registerDemoCommand(program: Command): void {
       // The sink needs the source's topics: it starts once the source has created them (its first state change).
       const store = meteredStore(await openStore(sinkFile.config['lake.uri']), sinkFile.name);
       lifecycle.onClose('lake store', () => store.close());
-      const sink = new SinkWorker(sinkFile, { store });
+      const sink = new SinkWorker(sinkFile, { store, monitor: sinkHealth });
       const lag = new SinkLagProbe(sinkFile, store);
       lifecycle.onClose('consumer lag probe', () => lag.close());
       const stats = () => sink.stats;
@@ -72,6 +76,8 @@ export function registerDemoCommand(program: Command): void {
       const server = await startHttpServer({
         port: resolveHttpPort(opts.httpPort, process.env, DEMO_HTTP_PORT),
         ready: allReady([
+          sourceHealth.readiness(),
+          sinkHealth.readiness(),
           sourceReadiness({ name: sourceFile.name, status: () => connector.status() }),
           sinkReadiness({ name: sinkFile.name, stats, lag }),
         ]),

@@ -3,7 +3,8 @@ import { loadSinkConfig } from '../config/sink-config.ts';
 import { openStore } from '../lake/storage/open-store.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
-import { DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
+import { ConnectionHealth } from '../ops/connection-health.ts';
+import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
 import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
 import { SinkWorker } from '../sink/sink-worker.ts';
 
@@ -30,13 +31,15 @@ export function registerSinkCommands(program: Command): void {
         lifecycle.onClose('lake store', () => store.close());
         const lag = new SinkLagProbe(file, store);
         lifecycle.onClose('consumer lag probe', () => lag.close());
-        const worker = new SinkWorker(file, { store });
+        const health = new ConnectionHealth(file.name);
+        lifecycle.onClose('connection metrics', () => health.close());
+        const worker = new SinkWorker(file, { store, monitor: health });
         const stats = () => worker.stats;
         lifecycle.onClose('sink metrics', registerSinkMetrics({ name: file.name, stats, lag }));
         const server = await startHttpServer({
           host: opts.httpHost ?? process.env[HTTP_HOST_ENV] ?? DEFAULT_HTTP_HOST,
           port,
-          ready: sinkReadiness({ name: file.name, stats, lag }),
+          ready: allReady([health.readiness(), sinkReadiness({ name: file.name, stats, lag })]),
           lifecycle,
         });
         console.log(`sink ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);

@@ -4,7 +4,8 @@ import pg from 'pg';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
-import { DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
+import { ConnectionHealth } from '../ops/connection-health.ts';
+import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
 import { sourceReadiness } from '../ops/source-metrics.ts';
 import { checkWalLevel, readTables } from '../source/catalog.ts';
 import { SourceConnector } from '../source/connector.ts';
@@ -32,14 +33,16 @@ export function registerSourceCommands(program: Command): void {
       registerEnvironmentSecrets(process.env);
       const file = loadSourceConfig(path);
       registerConfigSecrets(file.config);
-      const connector = new SourceConnector(file, { stateDir: STATE_DIR });
+      const health = new ConnectionHealth(file.name);
+      const connector = new SourceConnector(file, { stateDir: STATE_DIR, monitor: health });
       const lifecycle = new Lifecycle().handleSignals();
       try {
+        lifecycle.onClose('connection metrics', () => health.close());
         const supervision = superviseSource(connector, file, lifecycle);
         const server = await startHttpServer({
           host: opts.httpHost ?? process.env[HTTP_HOST_ENV] ?? DEFAULT_HTTP_HOST,
           port: resolveHttpPort(opts.httpPort),
-          ready: sourceReadiness({ name: file.name, status: () => connector.status() }),
+          ready: allReady([health.readiness(), sourceReadiness({ name: file.name, status: () => connector.status() })]),
           lifecycle,
         });
         console.log(`source ${file.name}: metrics ${server.url}metrics, health ${server.url}healthz, readiness ${server.url}readyz`);

@@ -1,5 +1,5 @@
 import { Kafka, logLevel } from 'kafkajs';
-import { ConnectionError } from '../errors.ts';
+import { ConnectionError, TideError } from '../errors.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import type { KafkaConnection } from './kafka-connection.ts';
 
@@ -193,4 +193,66 @@ export async function verifyKafkaConnection(conn: KafkaConnection, opts: { clien
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/** Kafka's own limit (org.apache.kafka.common.internals.Topic: MAX_NAME_LENGTH = 249, legal chars [a-zA-Z0-9._-]). */
+export const MAX_TOPIC_NAME_LENGTH = 249;
+const LEGAL_TOPIC = /^[a-zA-Z0-9._-]+$/;
+
+/** Why Kafka would refuse `topic` as a name, or undefined when it is valid. */
+export function topicNameProblem(topic: string): string | undefined {
+  if (topic.length > MAX_TOPIC_NAME_LENGTH) return `is ${topic.length} characters long; Kafka allows at most ${MAX_TOPIC_NAME_LENGTH}`;
+  if (topic === '' || topic === '.' || topic === '..') return 'is not a valid Kafka topic name';
+  if (!LEGAL_TOPIC.test(topic)) return 'has characters Kafka does not allow in a topic name (only letters, digits, ".", "_" and "-")';
+  return undefined;
+}
+
+/** A topic Tide needs cannot be created (a name Kafka refuses, a policy, a lack of rights). Not retriable. */
+export class TopicCreationError extends TideError {
+  constructor(
+    readonly topic: string,
+    problem: string,
+    fix: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`kafka topic ${topic.length > 80 ? `${topic.slice(0, 80)}…` : topic}: ${problem}. ${fix}`, { ...options, retriable: false });
+    this.name = 'TopicCreationError';
+  }
+}
+
+/** The error for a topic name Kafka would refuse, before asking Kafka. */
+export function invalidTopicName(topic: string, problem: string): TopicCreationError {
+  return new TopicCreationError(
+    topic,
+    problem,
+    'Topic names are <topic.prefix>.<schema>.<table>: shorten topic.prefix (or rename the table, or exclude it with table.exclude.list)',
+  );
+}
+
+/** The errors of one kafkajs createTopics call that failed for some topics, each naming its topic. */
+export function topicCreationError(err: unknown): TideError | undefined {
+  if (err instanceof TopicCreationError) return err;
+  const errors =
+    (err as { errors?: unknown[] } | undefined)?.errors ?? (err as { cause?: { errors?: unknown[] } } | undefined)?.cause?.errors;
+  const failed = Array.isArray(errors)
+    ? errors.filter((e): e is { topic: string; type?: string; message: string } => typeof (e as { topic?: unknown })?.topic === 'string')
+    : [];
+  const first = failed[0];
+  if (!first) return undefined;
+  const fix =
+    first.type === 'TOPIC_AUTHORIZATION_FAILED' || first.type === 'CLUSTER_AUTHORIZATION_FAILED'
+      ? "grant Tide's Kafka user the right to create topics (CREATE on the cluster or the topics), or create the topics yourself with the partitions source plan lists"
+      : first.type === 'INVALID_REPLICATION_FACTOR'
+        ? 'set topic.replication.factor to at most the number of brokers'
+        : first.type === 'POLICY_VIOLATION'
+          ? "the cluster's topic policy refused it: create the topic yourself, or change topic.partitions / topic.replication.factor to what the policy allows"
+          : 'fix the topic settings (topic.prefix, topic.partitions, topic.replication.factor) or create the topic yourself';
+  const others =
+    failed.length > 1
+      ? ` (and ${failed.length - 1} more: ${failed
+          .slice(1, 4)
+          .map((e) => e.topic)
+          .join(', ')})`
+      : '';
+  return new TopicCreationError(first.topic, `Kafka refused to create it: ${first.message}${others}`, fix, { cause: err });
 }

@@ -53,7 +53,8 @@ export class KafkajsProducer implements EventProducer {
     private readonly conn: KafkaConnection,
     private readonly clientId = 'tide-source',
   ) {
-    this.kafka = new Kafka(conn.kafkajs(clientId, { logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } }));
+    // Few retries of its own: KafkaRetrier (kafka-retry.ts) retries with backoff, logs what it waits for and stops at the budget.
+    this.kafka = new Kafka(conn.kafkajs(clientId, { logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 200 } }));
   }
 
   /** The TLS/SASL pre-flight, once: a refused credential fails in a second, before kafkajs' retries. */
@@ -155,7 +156,9 @@ export class PlatformaticProducer implements EventProducer {
       acks: ProduceAcks.ALL,
       partitioner: compatibilityPartitioner, // used only when a message comes without a partition; send() always sets one
       autocreateTopics: false,
-      retries: 10,
+      // A try ends after ~2 s of its own retries; KafkaRetrier resends the same batch (same sequence numbers) within errors.retry.timeout.
+      retries: 3,
+      retryDelay: 500,
     });
   }
 

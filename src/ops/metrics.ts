@@ -186,8 +186,26 @@ function defineSinkMetrics(registers: Registry[]) {
   };
 }
 
+function defineConnectionMetrics(registers: Registry[]) {
+  return {
+    retries: new Counter({
+      name: 'tide_connection_retries_total',
+      help: 'Failed tries on a connection (kafka, postgres, postgres replication, schema registry, lake) that were retried within errors.retry.timeout.',
+      labelNames: ['connector', 'connection'] as const,
+      registers,
+    }),
+    up: new Gauge({
+      name: 'tide_connection_up',
+      help: 'Whether a connection works: 1, or 0 while it is down and being retried (the connector stops when errors.retry.timeout runs out).',
+      labelNames: ['connector', 'connection'] as const,
+      registers,
+    }),
+  };
+}
+
 export type SourceMetricSet = ReturnType<typeof defineSourceMetrics>;
 export type SinkMetricSet = ReturnType<typeof defineSinkMetrics>;
+export type ConnectionMetricSet = ReturnType<typeof defineConnectionMetrics>;
 
 export interface TideMetricsOptions {
   /** Also export Node's process metrics (CPU, memory, event loop lag, GC). Default true. */
@@ -202,6 +220,7 @@ export class TideMetrics {
   readonly registry = new Registry();
   readonly source: SourceMetricSet;
   readonly sink: SinkMetricSet;
+  readonly connection: ConnectionMetricSet;
   private readonly collectorErrors: Counter<'collector'>;
   private readonly collectors = new Map<string, Collector>();
   private readonly log: Logger;
@@ -211,6 +230,7 @@ export class TideMetrics {
     const registers = [this.registry];
     this.source = defineSourceMetrics(registers);
     this.sink = defineSinkMetrics(registers);
+    this.connection = defineConnectionMetrics(registers);
     this.collectorErrors = new Counter({
       name: 'tide_metrics_collector_errors_total',
       help: 'Scrapes in which a collector failed (its series keep their previous values); the log says why.',

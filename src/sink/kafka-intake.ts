@@ -1,5 +1,10 @@
 import type { Consumer, Kafka } from 'kafkajs';
+import type { ConnectionMonitor } from '../connection-monitor.ts';
+import { ConnectionError } from '../errors.ts';
+import type { KafkaConnection } from '../events/kafka-connection.ts';
+import { explainKafkaError } from '../events/kafka-errors.ts';
 import type { Logger } from '../log.ts';
+import type { RetryPolicy } from '../retry.ts';
 
 /**
  * The sink's Kafka side: a consumer-group member that buffers raw messages for the worker.
@@ -27,6 +32,12 @@ export interface IntakeOptions {
   onFull: () => Promise<void>;
   maxBuffered: number;
   log: Logger;
+  /** Told when the consumer loses Kafka and when it has joined again. */
+  monitor: ConnectionMonitor;
+  /** The connection, for messages. */
+  conn: KafkaConnection;
+  /** errors.retry.timeout: how long the consumer restarts after failures before the sink stops. */
+  policy: RetryPolicy;
 }
 
 export class KafkaIntake {
@@ -36,6 +47,8 @@ export class KafkaIntake {
   /** Highest offset buffered per partition: kafkajs may deliver a message again after a seek. */
   private readonly highest = new Map<string, bigint>();
   private failure: unknown;
+  /** When the consumer first crashed in the current outage (undefined while it works). */
+  private outageSince: number | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -74,7 +87,9 @@ export class KafkaIntake {
       maxBytesPerPartition: 4 << 20,
       // A fresh broker answers "not the coordinator" while it creates and loads __consumer_offsets; kafkajs'
       // default 5 retries (~9 s) can run out under load, so joining keeps trying for about two minutes.
-      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 30_000 },
+      // When they run out (a broker restart), kafkajs restarts the consumer (it rejoins, and GROUP_JOIN seeks
+      // to the lake's offsets) for as long as errors.retry.timeout allows since the outage began.
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 30_000, restartOnFailure: async () => this.withinBudget() },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -89,13 +104,41 @@ export class KafkaIntake {
         }
       }
       log.info({ assignment }, 'joined the consumer group; partitions resume where the lake tables say');
+      if (this.outageSince !== undefined) {
+        log.info({ seconds: Math.round((Date.now() - this.outageSince) / 1000) }, 'the consumer is back after losing Kafka');
+        this.outageSince = undefined;
+      }
+      this.opts.monitor.up('kafka', this.opts.conn.target);
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      this.failure = e.payload.error;
-      log.error({ err: e.payload.error, restart: e.payload.restart }, 'Kafka consumer crashed');
+      const err = explainKafkaError(this.opts.conn, e.payload.error, 'consuming');
+      if (e.payload.restart) {
+        this.opts.monitor.retrying('kafka', this.opts.conn.target, err.message, 0);
+        log.warn({ err: err.message }, 'the Kafka consumer lost Kafka; kafkajs restarts it (errors.retry.timeout)');
+        return;
+      }
+      const seconds = this.outageSince === undefined ? undefined : Math.round((Date.now() - this.outageSince) / 1000);
+      this.failure =
+        err instanceof ConnectionError && err.retriable && seconds !== undefined
+          ? new ConnectionError(
+              'kafka',
+              err.target,
+              `${err.problem} (the consumer was restarted for ${seconds} s, errors.retry.timeout ran out)`,
+              `${err.fix}; raise errors.retry.timeout to wait longer (-1: for ever)`,
+              { cause: e.payload.error, code: err.code },
+            )
+          : err;
+      log.error({ err: this.failure }, 'Kafka consumer crashed');
     });
-    await consumer.connect();
-    await consumer.subscribe({ topics, fromBeginning: true });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics, fromBeginning: true });
+    } catch (err) {
+      // Tried again from the start by the caller's KafkaRetrier.
+      this.consumer = undefined;
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
+    }
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
@@ -122,6 +165,14 @@ export class KafkaIntake {
   }
 
   private paused = false;
+
+  /** Whether kafkajs may restart the consumer after a failure: within errors.retry.timeout since the outage began. */
+  private withinBudget(): boolean {
+    const now = Date.now();
+    this.outageSince ??= now;
+    const { timeoutMs } = this.opts.policy;
+    return timeoutMs < 0 || now - this.outageSince < timeoutMs;
+  }
 
   /** Resume fetching after a flush made room (no-op when not paused). */
   resume(): void {

@@ -1,9 +1,10 @@
 import { Kafka, logLevel } from 'kafkajs';
 import type { ConnectorFile } from '../config/source-config.ts';
 import type { SinkConfig } from '../config/sink-config.ts';
-import { TideError } from '../errors.ts';
 import { kafkaConnection, type KafkaConnection } from '../events/kafka-connection.ts';
-import { explainKafkaError, verifyKafkaConnection } from '../events/kafka-errors.ts';
+import { explainKafkaError, topicCreationError, verifyKafkaConnection } from '../events/kafka-errors.ts';
+import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
+import { KafkaRetrier, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
 import { HttpSchemaRegistry } from '../events/schema-registry.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
@@ -16,7 +17,9 @@ import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { GoldRefresher } from '../reports/gold-refresh.ts';
 import { resumeOffset } from './offsets.ts';
+import { retryPolicyOf } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
+import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
 
 export interface SinkStats {
@@ -36,6 +39,8 @@ export interface SinkWorkerOptions {
   store?: ObjectStore;
   /** Called after each flush that changed silver (gold refresh hooks in here). */
   onSilverChanged?: (tables: string[]) => Promise<void>;
+  /** Told about retries and recoveries of the connections (ops' ConnectionHealth: /readyz and metrics). */
+  monitor?: ConnectionMonitor;
 }
 
 /**
@@ -61,6 +66,9 @@ export class SinkWorker {
   private decoder: ChangeEventDecoder;
   private readonly kafka: Kafka;
   private readonly conn: KafkaConnection;
+  /** Bounds, retries and reports the sink's Kafka calls (errors.retry.timeout). */
+  private readonly retrier: KafkaRetrier;
+  private readonly monitor: ConnectionMonitor;
 
   constructor(
     readonly file: ConnectorFile<SinkConfig>,
@@ -69,12 +77,32 @@ export class SinkWorker {
     this.log = rootLog.child({ connector: file.name });
     const c = file.config;
     this.conn = kafkaConnection(c, { source: file.source, log: this.log });
-    this.kafka = new Kafka(this.conn.kafkajs(`tide-sink-${file.name}`, { logLevel: logLevel.ERROR, retry: { retries: 10 } }));
+    this.kafka = new Kafka(
+      this.conn.kafkajs(`tide-sink-${file.name}`, {
+        // Its connection errors would repeat, unstructured, what the KafkaRetrier and the intake's CRASH handler log.
+        logLevel: logLevel.NOTHING,
+        // Few retries of its own: the KafkaRetrier retries with backoff and logging (the consumer sets its own, kafka-intake.ts).
+        retry: { retries: 2 },
+      }),
+    );
+    this.monitor = opts.monitor ?? QUIET_MONITOR;
+    this.retrier = new KafkaRetrier(this.conn, retryPolicyOf(c), this.log, this.monitor);
     this.decoder = new ChangeEventDecoder(new HttpSchemaRegistry(c['schema.registry.url']));
   }
 
   /** Run until `signal` aborts; then flush what is buffered and close everything. */
   async run(signal: AbortSignal): Promise<void> {
+    try {
+      await this.work(signal);
+    } catch (err) {
+      // A stop asked while the sink waited for Kafka or its topics is a clean stop.
+      if (!(err instanceof StoppedWhileWaitingError && signal.aborted)) throw err;
+      this.log.info({ reason: err.message }, 'stopped before the sink started');
+    }
+  }
+
+  private async work(signal: AbortSignal): Promise<void> {
+    this.retrier.signal = signal;
     const c = this.file.config;
     const store = this.opts.store ?? (await openStore(c['lake.uri']));
     const engine = await ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] });
@@ -91,25 +119,24 @@ export class SinkWorker {
     try {
       // A refused password, CA, host name or client certificate ends the start here, before anything is read or written.
       await verifyKafkaConnection(this.conn, { clientId: `tide-sink-${this.file.name}`, log: this.log });
-      const topics = await this.topics();
+      const topics = await this.topics(signal);
       for (const topic of topics) await this.tableFor(topic);
-      await this.dlq.open().catch((err: unknown) => {
-        throw explainKafkaError(this.conn, err, `opening the dead-letter topic ${this.dlq!.topic}`);
-      });
+      await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.kafka, {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
         topics,
         maxBuffered: c['flush.max.events'],
         log: this.log,
+        monitor: this.monitor,
+        conn: this.conn,
+        policy: retryPolicyOf(c),
         resumeAt: (topic, partition) => {
           const t = this.tables.get(tableOfTopic(topic) ?? topic);
           return t ? resumeOffset(t.tables(), this.file.name, topic, partition) : undefined;
         },
         onFull: () => this.flush(),
       });
-      await this.intake.start().catch((err: unknown) => {
-        throw explainKafkaError(this.conn, err, 'joining the consumer group');
-      });
+      await this.retrier.run('joining the consumer group', () => this.intake!.start());
       this.log.info({ topics, lake: store.uri }, 'sink started');
       await new Promise<void>((resolve, reject) => {
         const tick = () => {
@@ -148,26 +175,25 @@ export class SinkWorker {
     return next;
   }
 
-  private async topics(): Promise<string[]> {
-    const c = this.file.config;
-    if (c.topics?.length) return c.topics;
+  /** The topics to read; waits (errors.retry.timeout) for topics that do not exist yet (topic-wait.ts). */
+  private async topics(signal: AbortSignal): Promise<string[]> {
     const admin = this.kafka.admin();
     try {
-      const re = new RegExp(`^(?:${c['topics.regex']})$`);
-      const listed = await admin
-        .connect()
-        .then(() => admin.listTopics())
-        .catch((err: unknown) => {
-          throw explainKafkaError(this.conn, err, 'listing topics');
-        });
-      const found = listed.filter((t) => re.test(t) && !t.endsWith('.transaction') && !t.endsWith('.dlq') && !t.startsWith('__'));
-      if (!found.length)
-        throw new TideError(
-          `sink ${this.file.name}: no topic matches topics.regex ${c['topics.regex']}. Start the source connector first (it creates the topics), or fix the pattern.`,
-        );
-      return found.sort();
+      return await waitForTopics({
+        connector: this.file.name,
+        config: this.file.config,
+        kafka: this.retrier,
+        listTopics: async () => {
+          await admin.connect();
+          return admin.listTopics();
+        },
+        policy: retryPolicyOf(this.file.config),
+        monitor: this.monitor,
+        log: this.log,
+        signal,
+      });
     } finally {
-      await admin.disconnect();
+      await admin.disconnect().catch(() => undefined);
     }
   }
 
@@ -203,7 +229,7 @@ export class SinkWorker {
       }
     }
     // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
-    await this.dlq!.send(dead);
+    await this.retrier.run('sending dead letters', () => this.dlq!.send(dead));
     this.stats.deadLetters += dead.length;
     const changed: string[] = [];
     const progress: { topic: string; partition: number; offset: bigint }[] = [];
@@ -281,7 +307,7 @@ export class SinkWorker {
         reason: d.reason,
       };
     });
-    await this.dlq!.send(raw);
+    await this.retrier.run('sending dead letters', () => this.dlq!.send(raw));
     this.stats.deadLetters += raw.length;
   }
 

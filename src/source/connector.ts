@@ -6,6 +6,9 @@ import { TableCodec } from '../events/envelope.ts';
 import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
 import { kafkaConnection } from '../events/kafka-connection.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
+import { KafkaRetrier, RetryingProducer, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
+import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
+import { retryPolicyOf } from '../retry.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
@@ -37,6 +40,8 @@ export interface SourceDeps {
   registry?: SchemaRegistry;
   log?: Logger;
   stateDir?: string;
+  /** Told about retries and recoveries of the connections (ops' ConnectionHealth: /readyz and metrics). */
+  monitor?: ConnectionMonitor;
 }
 
 /** Wait for every task; then throw the first failure (so no task is left running unobserved). */
@@ -51,6 +56,9 @@ export class SourceConnector {
   private readonly config: SourceConfig;
   private readonly log: Logger;
   private readonly producer: EventProducer;
+  private readonly monitor: ConnectionMonitor;
+  /** Bounds, retries and reports every Kafka call (errors.retry.timeout); stops waiting when run's signal aborts. */
+  private readonly kafka: KafkaRetrier;
   private readonly registry: SchemaRegistry;
   private readonly store: OffsetStore;
   private readonly statusPath: string;
@@ -78,8 +86,10 @@ export class SourceConnector {
   ) {
     this.config = file.config;
     this.log = (deps.log ?? rootLog).child({ connector: file.name });
-    this.producer =
-      deps.producer ?? new PlatformaticProducer(kafkaConnection(this.config, { source: file.source, log: this.log }), `tide-${file.name}`);
+    const conn = kafkaConnection(this.config, { source: file.source, log: this.log });
+    this.monitor = deps.monitor ?? QUIET_MONITOR;
+    this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
+    this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`), this.kafka);
     this.registry = deps.registry ?? new HttpSchemaRegistry(this.config['schema.registry.url']);
     const stateDir = deps.stateDir ?? '.tide';
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
@@ -106,6 +116,7 @@ export class SourceConnector {
 
   /** Run until `signal` aborts (clean stop), the connector pauses on an incompatible schema, or a fatal error. */
   async run(signal: AbortSignal): Promise<SourceState> {
+    this.kafka.signal = signal;
     this.timers.push(setInterval(() => this.flushStatus(), 1000));
     try {
       await this.start(signal);
@@ -122,6 +133,9 @@ export class SourceConnector {
       this.error = (err as Error).message;
       if (err instanceof SchemaPausedError) {
         if (this.state !== 'paused') this.fail(err);
+      } else if (err instanceof StoppedWhileWaitingError && signal.aborted) {
+        this.log.info({ reason: err.message }, 'stopped while starting');
+        if (this.state !== 'stopped') this.to('stop');
       } else {
         if (this.state !== 'failed') this.to('fail');
         throw err;

@@ -93,6 +93,8 @@ describe('the metric definitions', () => {
       tide_sink_messages_total: 'counter connector',
       tide_sink_flushes_total: 'counter connector',
       tide_sink_last_flush_timestamp_seconds: 'gauge connector',
+      tide_connection_retries_total: 'counter connector,connection',
+      tide_connection_up: 'gauge connector,connection',
       tide_metrics_collector_errors_total: 'counter collector',
     });
   });
