@@ -4,6 +4,7 @@ import pg from 'pg';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
+import { invalidTopicName, topicNameProblem } from '../events/kafka-errors.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
 import { sourceReadiness } from '../ops/source-metrics.ts';
@@ -89,6 +90,10 @@ export function registerSourceCommands(program: Command): void {
         out.push(`-- captured tables (${plan.captured.length}): ${plan.captured.map((t) => t.qualified).join(', ') || 'none'}`);
         if (plan.missingPrimaryKey.length)
           out.push(`-- BLOCKER: no primary key on ${plan.missingPrimaryKey.join(', ')}: add one or exclude the table`);
+        const badTopics = plan.topics.flatMap((t) =>
+          topicNameProblem(t.topic) ? [invalidTopicName(t.topic, topicNameProblem(t.topic)!)] : [],
+        );
+        for (const err of badTopics) out.push(`-- BLOCKER: ${err.message}`);
         out.push('', '-- SQL');
         if (plan.statements.length === 0) out.push('-- (none: publication and slot are in place)');
         for (const s of plan.statements) out.push(`-- ${s.why}${s.replication ? ' (replication protocol)' : ''}`, `${s.sql};`);
@@ -101,7 +106,7 @@ export function registerSourceCommands(program: Command): void {
         out.push('', '-- Schema Registry subjects');
         for (const s of plan.subjects) out.push(`--   ${s}`);
         console.log(out.join('\n'));
-        if (plan.missingPrimaryKey.length) process.exitCode = 1;
+        if (plan.missingPrimaryKey.length || badTopics.length) process.exitCode = 1;
       } finally {
         await client.end();
       }
