@@ -55,9 +55,9 @@ describe('Kafka unreachable: source and sink say so, stop on SIGTERM, and end wi
   const waitingLine = () => new RegExp(`waiting for Kafka at 127\\.0\\.0\\.1:${port}`);
   const finalError = (doing: string) =>
     new RegExp(
-      `^tide: kafka \\(127\\.0\\.0\\.1:${port}\\): ${doing}: nothing accepts connections there \\(ECONNREFUSED\\) ` +
+      `^tide: kafka \\(127\\.0\\.0\\.1:${port}\\): no broker answered while ${doing} \\(ECONNREFUSED\\) ` +
         `\\(tried \\d+ times over \\d+ s; at start-up Tide waits at most 15 s for a broker it has not reached yet\\)\\. ` +
-        'check kafka.bootstrap.servers \\(host:port of a broker listener the client can reach\\) and that the broker runs$',
+        'Check kafka.bootstrap.servers and that the brokers are running and reachable from this machine$',
       'm',
     );
 
