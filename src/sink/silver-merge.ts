@@ -43,7 +43,7 @@ export function changeRows(schema: LakeSchema, changes: KeyChange[]): unknown[][
 }
 
 /** SQL producing the new content of the touched files (`old`) merged with the changes (`changes`), plus new keys. */
-export function mergeSql(schema: LakeSchema, keyColumns: string[], old: string, changes: string): string {
+export function mergeSql(schema: LakeSchema, keyColumns: string[], old: string, changes: string, deleted?: string): string {
   const meta = new Set(SILVER_META.map((c) => c.name));
   const on = keyColumns.map((k) => `o.${q(k)} = c.${q(k)}`).join(' AND ');
   const newer = `(c._commit_lsn > o._commit_lsn OR (c._commit_lsn = o._commit_lsn AND c._event_index > o._event_index))`;
@@ -61,9 +61,19 @@ export function mergeSql(schema: LakeSchema, keyColumns: string[], old: string, 
     `  FROM ${old} o LEFT JOIN ${changes} c ON ${on}`,
     `) WHERE NOT _drop`,
     `UNION ALL`,
-    `SELECT ${names} FROM ${changes} c WHERE NOT c._deleted AND NOT EXISTS (SELECT 1 FROM ${old} o WHERE ${on})`,
+    `SELECT ${names} FROM ${changes} c WHERE NOT c._deleted AND NOT EXISTS (SELECT 1 FROM ${old} o WHERE ${on})${notDeletedLater(keyColumns, deleted)}`,
     `ORDER BY ${keys}`,
   ].join('\n');
+}
+
+/**
+ * A new key's insert is kept only when no delete marker of that key sits at or after it (delete-markers.ts):
+ * silver holds no row for a deleted key, so a replayed older insert would otherwise bring it back.
+ */
+function notDeletedLater(keyColumns: string[], deleted: string | undefined): string {
+  if (!deleted) return '';
+  const on = keyColumns.map((k) => `d.${q(k)} = c.${q(k)}`).join(' AND ');
+  return ` AND NOT EXISTS (SELECT 1 FROM ${deleted} d WHERE ${on} AND (d._commit_lsn > c._commit_lsn OR (d._commit_lsn = c._commit_lsn AND d._event_index >= c._event_index)))`;
 }
 
 /** Table property: the position of the last truncate applied, `<commit LSN>/<event index>`. */
@@ -99,6 +109,8 @@ export async function mergeSilver(
   batch: SilverBatch,
   txns: TxnAction[],
   evolved?: Action,
+  /** A view of the table's delete markers (delete-markers.ts), when it keeps them. */
+  deleted?: string,
 ): Promise<MergeResult> {
   const now = Date.now();
   const actions: Action[] = [];
@@ -133,7 +145,7 @@ export async function mergeSilver(
       if (truncate) {
         // Every file is removed above: the survivors (rows committed after the truncate) merged with the changes.
         await engine.createView('silver_old', table.store, table.root, survivors, schema);
-        select = mergeSql(schema, keyColumns, `(SELECT * FROM silver_old s WHERE ${after('s', truncate)})`, staged);
+        select = mergeSql(schema, keyColumns, `(SELECT * FROM silver_old s WHERE ${after('s', truncate)})`, staged, deleted);
       } else {
         const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
         const candidates = keyColumn
@@ -146,9 +158,9 @@ export async function mergeSilver(
         touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
         if (touched.length) {
           await engine.createView('silver_old', table.store, table.root, touched, schema);
-          select = mergeSql(schema, keyColumns, 'silver_old', staged);
+          select = mergeSql(schema, keyColumns, 'silver_old', staged, deleted);
         } else {
-          select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} WHERE NOT _deleted ORDER BY ${keyColumns.map(q).join(', ')}`;
+          select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} c WHERE NOT _deleted${notDeletedLater(keyColumns, deleted)} ORDER BY ${keyColumns.map(q).join(', ')}`;
         }
       }
       adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });

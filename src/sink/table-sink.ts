@@ -12,6 +12,7 @@ import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
 import { txnActions, uncommitted } from './offsets.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
+import { DeleteMarkers } from './delete-markers.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
 import { bronzePath, HISTORY_META, historyPath, reconcileColumns, sameType, SILVER_META, silverPath, typeText } from './table-layout.ts';
 
@@ -53,6 +54,7 @@ export class TableSink {
   private bronze: DeltaTable | undefined;
   private silver: DeltaTable | undefined;
   private history: DeltaTable | undefined;
+  private markers: DeleteMarkers | undefined;
 
   constructor(
     private readonly ctx: SinkContext,
@@ -217,6 +219,18 @@ export class TableSink {
       );
     }
     await this.sendNewDeadLetters(result);
+    // Deletes leave markers before silver commits (a replay then finds them); new keys check them.
+    const markers = (this.markers ??= await DeleteMarkers.open(
+      this.ctx.store,
+      this.qualified,
+      silverKey.map((k) => schema.columns.find((c) => c.name === k)!),
+    ));
+    await markers.record(
+      this.ctx.engine,
+      batch.changes.filter((c) => c.deleted),
+      silverKey,
+    );
+    await markers.createView(this.ctx.engine, 'silver_deleted');
     const mergeStarted = performance.now();
     const merged = await mergeSilver(
       this.ctx.engine,
@@ -226,6 +240,7 @@ export class TableSink {
       batch,
       txnActions(this.ctx.name, pendingOffsets),
       evolved,
+      'silver_deleted',
     );
     observeMerge(this.ctx.name, this.qualified, (performance.now() - mergeStarted) / 1000);
     result.silverVersion = merged.version;

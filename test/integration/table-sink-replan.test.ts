@@ -13,6 +13,9 @@ import { log } from '../../src/log.ts';
 import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import type { SinkColumn } from '../../src/sink/lake-columns.ts';
 import { TableSink, type SinkContext } from '../../src/sink/table-sink.ts';
+import { DeleteMarkers, deleteMarkersPath, MARKER_RETENTION_MS } from '../../src/sink/delete-markers.ts';
+import type { KeyChange } from '../../src/sink/silver-changes.ts';
+import type { LakeColumn } from '../../src/lake/lake-schema.ts';
 import { historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 
@@ -198,5 +201,50 @@ describe('a running sink whose tables moved under it', () => {
     expect(letters).toHaveLength(1);
     expect(letters[0]!.offset).toBe(events[1]!.offset);
     expect(letters[0]!.reason).toMatch(/column price of public\.prices arrives as decimal\(14,4\) but .* has decimal\(12,2\)/);
+  });
+
+  it('deleted keys stay deleted: a replayed older insert of a deleted key does not come back, and silver has plain rows only', async () => {
+    const sink = new TableSink(context('markers', false), 'public.items4');
+    await sink.open();
+    const at = (e: ChangeEvent) => ({ ...e, table: 'public.items4' });
+    const insert = at(upsert(7, 'a'));
+    const keep = at(upsert(8, 'a'));
+    const del = at({ ...upsert(7, 'x'), op: 'd', before: { id: 7n, name: 'x' }, after: null });
+    await sink.apply([insert, keep, del], offsetsOf([insert, keep, del]));
+    expect(await rows(silverPath('public.items4'))).toEqual(['8=a']);
+    // The source restarts and re-sends from before the delete: the insert arrives again, alone in its batch.
+    const replayed = { ...insert, offset: offset++ };
+    await sink.apply([replayed], offsetsOf([replayed]));
+    expect(await rows(silverPath('public.items4'))).toEqual(['8=a']);
+    // A newer insert of the key is a real one.
+    const again = at(upsert(7, 'b'));
+    await sink.apply([again], offsetsOf([again]));
+    expect(await rows(silverPath('public.items4'))).toEqual(['7=b', '8=a']);
+    const view = await readWithDeltaRs(join(dir, silverPath('public.items4')));
+    expect(view.columns).toEqual(['id', 'name', '_commit_lsn', '_event_index', '_commit_ts']);
+  });
+
+  it('delete markers compact to the newest marker per key and drop those past the retention', async () => {
+    const key: LakeColumn = { name: 'id', type: { kind: 'long' }, nullable: false };
+    const markers = await DeleteMarkers.open(store, 'public.compact', [key]);
+    const d = (id: number, lsn: number): KeyChange => ({
+      key: [BigInt(id)],
+      deleted: true,
+      row: {},
+      unchanged: [],
+      commitLsn: BigInt(lsn),
+      eventIndex: 0,
+      commitTsMs: 0,
+    });
+    await markers.record(engine, [d(1, 10), d(2, 20)], ['id']);
+    await markers.record(engine, [d(1, 30)], ['id']);
+    await markers.compact(engine, ['id']);
+    const view = await readWithDeltaRs(join(dir, deleteMarkersPath('public.compact')));
+    const id = view.columns.indexOf('id');
+    const lsnAt = view.columns.indexOf('_commit_lsn');
+    expect(view.rows.map((r) => `${r[id]}@${r[lsnAt]}`).sort()).toEqual(['1@30', '2@20']);
+    expect(view.files).toHaveLength(1);
+    await markers.compact(engine, ['id'], Date.now() + MARKER_RETENTION_MS + 60_000);
+    expect((await readWithDeltaRs(join(dir, deleteMarkersPath('public.compact')))).rows).toEqual([]);
   });
 });
