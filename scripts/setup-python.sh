@@ -7,19 +7,22 @@ cd "$(dirname "$0")/.."
 
 DELTALAKE_VERSION=1.6.6
 PYARROW_VERSION=26.0.1
+# Confluent's stock Python Avro consumer (AvroDeserializer over fastavro): the tests decode Tide's topics with it.
+CONFLUENT_KAFKA_VERSION=2.16.2
 VENV=.cache/venv
 PY=${PYTHON:-python3}
 
 have() {
-  "$VENV/bin/python" - "$DELTALAKE_VERSION" "$PYARROW_VERSION" <<'PYEOF' 2>/dev/null
+  "$VENV/bin/python" - "$DELTALAKE_VERSION" "$PYARROW_VERSION" "$CONFLUENT_KAFKA_VERSION" <<'PYEOF' 2>/dev/null
 import sys
 from importlib.metadata import version
-sys.exit(0 if (version("deltalake"), version("pyarrow")) == (sys.argv[1], sys.argv[2]) else 1)
+import confluent_kafka.schema_registry.avro  # its optional dependencies (fastavro, httpx, ...) are there too
+sys.exit(0 if (version("deltalake"), version("pyarrow"), version("confluent-kafka")) == tuple(sys.argv[1:4]) else 1)
 PYEOF
 }
 
 if [ -x "$VENV/bin/python" ] && have; then
-  echo "python venv: $VENV has deltalake $DELTALAKE_VERSION and pyarrow $PYARROW_VERSION"
+  echo "python venv: $VENV has deltalake $DELTALAKE_VERSION, pyarrow $PYARROW_VERSION and confluent-kafka $CONFLUENT_KAFKA_VERSION"
   exit 0
 fi
 
@@ -29,6 +32,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     exit 1
   fi
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"
-have || { echo "python venv: $VENV still lacks deltalake $DELTALAKE_VERSION / pyarrow $PYARROW_VERSION after pip install" >&2; exit 1; }
-echo "python venv: installed deltalake $DELTALAKE_VERSION and pyarrow $PYARROW_VERSION in $VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION" \
+  "confluent-kafka[avro,schemaregistry]==$CONFLUENT_KAFKA_VERSION"
+have || { echo "python venv: $VENV still lacks deltalake $DELTALAKE_VERSION / pyarrow $PYARROW_VERSION / confluent-kafka $CONFLUENT_KAFKA_VERSION after pip install" >&2; exit 1; }
+echo "python venv: installed deltalake $DELTALAKE_VERSION, pyarrow $PYARROW_VERSION and confluent-kafka $CONFLUENT_KAFKA_VERSION in $VENV"

@@ -25,12 +25,18 @@ export class PgTextError extends Error {
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-/** Sentinels for timestamp 'infinity' / '-infinity' (Debezium's convention: Long.MAX_VALUE / Long.MIN_VALUE). */
-export const TIMESTAMP_POS_INFINITY = INT64_MAX;
-export const TIMESTAMP_NEG_INFINITY = INT64_MIN;
-/** Sentinels for date 'infinity' / '-infinity': int32 max / min, as Postgres stores them. */
-export const DATE_POS_INFINITY = 2147483647;
-export const DATE_NEG_INFINITY = -2147483648;
+/**
+ * What 'infinity' / '-infinity' become: the last and first instants and days that every common Avro
+ * consumer can hold — 9999-12-31T23:59:59.999999Z / 0001-01-01T00:00:00Z and 9999-12-31 / 0001-01-01,
+ * the range of Python's datetime and date, which Java and Spark hold too. Debezium's convention (int64
+ * max/min micros) and Postgres' own int32 max/min days made Confluent's stock Python AvroDeserializer fail
+ * ("OverflowError: date value out of range"; issue 11, item 11). A real value at those very bounds reads
+ * the same as the infinity (README, "Type mapping").
+ */
+export const TIMESTAMP_POS_INFINITY = 253_402_300_799_999_999n;
+export const TIMESTAMP_NEG_INFINITY = -62_135_596_800_000_000n;
+export const DATE_POS_INFINITY = 2_932_896;
+export const DATE_NEG_INFINITY = -719_162;
 
 function bad(what: string): never {
   throw new PgTextError(`is not a valid ${what}`);
@@ -154,7 +160,7 @@ function bcSuffix(text: string): boolean {
   return bad('date/time (unexpected trailing text)');
 }
 
-/** date -> days since 1970-01-01; 'infinity' / '-infinity' -> int32 max / min. */
+/** date -> days since 1970-01-01; 'infinity' / '-infinity' -> 9999-12-31 / 0001-01-01 (DATE_POS_INFINITY). */
 export function parseDate(text: string): number {
   if (text === 'infinity') return DATE_POS_INFINITY;
   if (text === '-infinity') return DATE_NEG_INFINITY;
@@ -232,9 +238,9 @@ export function parseTimeTz(text: string): string {
 /**
  * timestamp / timestamptz -> microseconds since 1970-01-01T00:00:00 (UTC for
  * timestamptz, any printed offset applied). A number while exact (about years
- * 1685 to 2255), else a bigint. 'infinity' / '-infinity' -> int64 max / min;
- * values beyond int64 microseconds (after 294247-01-10) are rejected, so the
- * sentinels never collide with a real value.
+ * 1685 to 2255), else a bigint. 'infinity' / '-infinity' -> 9999-12-31T23:59:59.999999Z /
+ * 0001-01-01T00:00:00Z (TIMESTAMP_POS_INFINITY); values beyond int64 microseconds
+ * (after 294247-01-10) are rejected.
  */
 export function parseTimestamp(text: string, withZone: boolean): number | bigint {
   const what = withZone ? 'timestamp with time zone' : 'timestamp';

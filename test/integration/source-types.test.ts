@@ -25,6 +25,8 @@ import { dropSlot, sourceConfig, startSource, type RunningSource } from '../supp
 
 const REGISTRY = process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7';
 const INT64_MAX = 2n ** 63n - 1n;
+const TS_POS_INF = 253_402_300_799_999_999n; // 'infinity': 9999-12-31T23:59:59.999999Z
+const TS_NEG_INF = -62_135_596_800_000_000n; // '-infinity': 0001-01-01T00:00:00Z
 const INT64_MIN = -(2n ** 63n);
 
 // --- an independent decoder -------------------------------------------------
@@ -195,8 +197,8 @@ const CASES: Case[] = [
     ["'1970-01-01'", 0],
     ["'2000-02-29'", 11016],
     ["'0044-03-15 BC'", days(-43, 3, 15)],
-    ["'infinity'", 2147483647],
-    ["'-infinity'", -2147483648],
+    ["'infinity'", 2932896],
+    ["'-infinity'", -719162],
     ["'0001-12-31 BC'", days(0, 12, 31)],
     ["'1969-12-31'", -1],
     ["'5874897-12-31'", 2145042905],
@@ -217,8 +219,8 @@ const CASES: Case[] = [
     ["'2024-05-01 12:34:56.789'", utcMicros(2024, 5, 1, 12, 34, 56, 789_000)],
     ["'0044-03-15 12:00:00 BC'", utcMicros(-43, 3, 15, 12)],
     ["'10000-01-01 00:00:00'", utcMicros(10000, 1, 1)],
-    ["'infinity'", INT64_MAX],
-    ["'-infinity'", INT64_MIN],
+    ["'infinity'", TS_POS_INF],
+    ["'-infinity'", TS_NEG_INF],
     ["'1999-12-31 23:59:59.123456'", utcMicros(1999, 12, 31, 23, 59, 59, 123_456)],
     ["'1969-12-31 23:59:59.999999'", -1n],
     ["'2000-01-01 00:00:00.12345'", utcMicros(2000, 1, 1, 0, 0, 0, 123_450)],
@@ -227,8 +229,8 @@ const CASES: Case[] = [
   { col: 'c_tstz', sqlType: 'timestamptz', avro: TIMESTAMPTZ, values: [
     ["'2024-05-01 12:34:56.789+02'", utcMicros(2024, 5, 1, 10, 34, 56, 789_000)],
     ["'1969-12-31 23:59:59.999999+00'", -1n],
-    ["'infinity'", INT64_MAX],
-    ["'-infinity'", INT64_MIN],
+    ["'infinity'", TS_POS_INF],
+    ["'-infinity'", TS_NEG_INF],
     ["'0044-03-15 12:00:00+00 BC'", utcMicros(-43, 3, 15, 12)],
     ["'2024-03-31 02:30:00-05:30'", utcMicros(2024, 3, 31, 8)],
   ] },
@@ -268,8 +270,8 @@ const CASES: Case[] = [
   { col: 'c_int8_arr', sqlType: 'bigint[]', avro: arrayOf('long'), values: [["'{-9223372036854775808,9223372036854775807,NULL,7}'", [INT64_MIN, INT64_MAX, null, 7n]], ["'{}'", []]] },
   { col: 'c_num_arr', sqlType: 'numeric(5,2)[]', avro: arrayOf(DECIMAL(5, 2)), values: [["'{1.5,-999.99,NULL}'", ['1.50', '-999.99', null]], ["'{NaN}'", [null]], ["'{}'", []]] },
   { col: 'c_numany_arr', sqlType: 'numeric[]', avro: arrayOf(VARIABLE_SCALE_DECIMAL), values: [["'{1.50,NaN,-0.001,NULL,Infinity,123456789012345678901234567890}'", ['1.50', null, '-0.001', null, null, '123456789012345678901234567890']]] },
-  { col: 'c_tstz_arr', sqlType: 'timestamptz[]', avro: arrayOf(TIMESTAMPTZ), values: [["ARRAY['2020-01-01 00:00:00+00'::timestamptz, 'infinity', '-infinity', NULL]", [utcMicros(2020, 1, 1), INT64_MAX, INT64_MIN, null]]] },
-  { col: 'c_date_arr', sqlType: 'date[]', avro: arrayOf(DATE), values: [["'{2000-02-29,-infinity,NULL}'", [11016, -2147483648, null]], ["'{}'", []]] },
+  { col: 'c_tstz_arr', sqlType: 'timestamptz[]', avro: arrayOf(TIMESTAMPTZ), values: [["ARRAY['2020-01-01 00:00:00+00'::timestamptz, 'infinity', '-infinity', NULL]", [utcMicros(2020, 1, 1), TS_POS_INF, TS_NEG_INF, null]]] },
+  { col: 'c_date_arr', sqlType: 'date[]', avro: arrayOf(DATE), values: [["'{2000-02-29,-infinity,NULL}'", [11016, -719162, null]], ["'{}'", []]] },
   { col: 'c_enum_arr', sqlType: 'mood[]', avro: arrayOf(ENUM), values: [[`'{ok,"so so",NULL,"happy 😀"}'`, ['ok', 'so so', null, 'happy 😀']]] },
   { col: 'c_jsonb_arr', sqlType: 'jsonb[]', avro: arrayOf(JSON_STRING), values: [[`ARRAY['{"a": "x,y}"}'::jsonb, 'null']`, ['{"a": "x,y}"}', 'null']]] },
   { col: 'c_bytea_arr', sqlType: 'bytea[]', avro: arrayOf('bytes'), values: [["ARRAY['\\x0001'::bytea, NULL, '']", [Buffer.from([0, 1]), null, Buffer.alloc(0)]]] },

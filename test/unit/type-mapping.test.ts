@@ -255,7 +255,7 @@ describe('arrays', () => {
     expect(rt(map(arr('int4')).m, '{1,-2,NULL,2147483647}')).toEqual([1, -2, null, 2147483647]);
     expect(rt(map(arr('int8')).m, '{9223372036854775807,1}')).toEqual([2n ** 63n - 1n, 1]);
     expect(rt(map(arr('bytea')).m, '{"\\\\x0102",NULL}')).toEqual([Buffer.from([1, 2]), null]);
-    expect(rt(map(arr('timestamptz')).m, '{"2020-01-01 00:00:00+00",infinity}')).toEqual([utcMicros(2020, 1, 1), 2n ** 63n - 1n]);
+    expect(rt(map(arr('timestamptz')).m, '{"2020-01-01 00:00:00+00",infinity}')).toEqual([utcMicros(2020, 1, 1), 253_402_300_799_999_999n]);
     expect(rt(map(arr('jsonb')).m, '{"{\\"a\\": 1}"}')).toEqual(['{"a": 1}']);
     expect(rt(map(arr('bpchar')).m, '{"a  "}')).toEqual(['a  ']);
     const dec = map(arr('numeric', { typeMod: numericMod(5, 2) })).m;
