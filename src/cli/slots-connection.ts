@@ -11,7 +11,8 @@ import {
   type ServerSlots,
   type TideSlot,
 } from '../ops/slots.ts';
-import { pgClientConfig } from '../source/pg-connection.ts';
+import { connectPg } from '../source/pg-connection.ts';
+import { translatePgError } from '../source/pg-errors.ts';
 import { connectionSetting } from '../stack/context.ts';
 
 /** How the slot commands reach the server and find Tide's slots: the options they share and the reads they make. */
@@ -41,26 +42,46 @@ export function serverLabel(c: { host?: string | undefined; port?: number | unde
   return `postgres at ${c.host ?? 'localhost'}:${c.port ?? 5432}`;
 }
 
-/** A client for --connector (its first file), --url or DATABASE_URL, and its label. Not yet connected. */
-export function slotClient(opts: Pick<ConnectionOptions, 'url' | 'connector'>): { client: pg.Client; server: string } {
+/** How to connect for --connector (its first file: with its TLS settings), --url or DATABASE_URL, and its label. */
+export function slotClient(opts: Pick<ConnectionOptions, 'url' | 'connector'>): { connect: () => Promise<pg.Client>; server: string } {
   if (opts.url && opts.connector?.length) throw new ConfigError('--url', 'give either --url or --connector, not both');
-  let config: pg.ClientConfig;
-  let server: string;
   if (opts.connector?.length) {
-    config = pgClientConfig(loadSourceConfig(opts.connector[0]!).config);
-    server = serverLabel({ host: config.host, port: config.port });
-  } else {
-    const url = opts.url ?? connectionSetting('DATABASE_URL');
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new ConfigError(opts.url ? '--url' : 'DATABASE_URL', 'is not a postgres:// URL');
-    }
-    config = { connectionString: url };
-    server = serverLabel({ host: u.hostname, port: Number(u.port || 5432) });
+    const c = loadSourceConfig(opts.connector[0]!).config;
+    return {
+      connect: () => connectPg(c, { applicationName: 'tide-slots' }),
+      server: serverLabel({ host: c['database.hostname'], port: c['database.port'] }),
+    };
   }
-  return { client: new pg.Client({ ...config, application_name: 'tide-slots', connectionTimeoutMillis: 10_000 }), server };
+  const url = opts.url ?? connectionSetting('DATABASE_URL');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ConfigError(opts.url ? '--url' : 'DATABASE_URL', 'is not a postgres:// URL');
+  }
+  const where = {
+    kind: 'postgres' as const,
+    host: u.hostname,
+    port: Number(u.port || 5432),
+    database: u.pathname.slice(1) || 'postgres',
+    user: decodeURIComponent(u.username),
+    sslmode: u.searchParams.get('sslmode') ?? 'prefer',
+  };
+  return {
+    connect: async () => {
+      // A URL's sslmode is node-postgres' to interpret (pg-connection-string).
+      const client = new pg.Client({ connectionString: url, application_name: 'tide-slots', connectionTimeoutMillis: 10_000 });
+      client.on('error', () => undefined); // a short-lived command: the failing query reports it
+      try {
+        await client.connect();
+      } catch (err) {
+        void client.end().catch(() => undefined); // not awaited: see connectPg
+        throw translatePgError(err, where);
+      }
+      return client;
+    },
+    server: serverLabel({ host: where.host, port: where.port }),
+  };
 }
 
 /** Run `work` on a fresh connection and close it. A failure names the server; closing after a failure cannot hide it. */
@@ -68,14 +89,15 @@ export async function withSlotClient<T>(
   opts: Pick<ConnectionOptions, 'url' | 'connector'>,
   work: (c: pg.Client, server: string) => Promise<T>,
 ): Promise<T> {
-  const { client, server } = slotClient(opts);
+  const { connect, server } = slotClient(opts);
+  let client: pg.Client | undefined;
   let result: T;
   try {
-    await client.connect();
+    client = await connect();
     result = await work(client, server);
   } catch (err) {
     // The first error is the one to report; ending a connection that failed may fail as well.
-    await client.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
     if (err instanceof TideError) throw err;
     throw new TideError(`${server}: ${(err as Error).message}. Check that the server is up and the URL or connector file is right.`, {
       cause: err,

@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import pg from 'pg';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
@@ -8,9 +7,10 @@ import { invalidTopicName, topicNameProblem } from '../events/kafka-errors.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
 import { sourceReadiness } from '../ops/source-metrics.ts';
-import { checkWalLevel, readTables } from '../source/catalog.ts';
+import { readTables } from '../source/catalog.ts';
 import { SourceConnector } from '../source/connector.ts';
-import { pgClientConfig } from '../source/pg-connection.ts';
+import { connectPg } from '../source/pg-connection.ts';
+import { checkPrerequisites, leastPrivilegeSql } from '../source/prerequisites.ts';
 import { OffsetStore } from '../source/offset-store.ts';
 import { buildPlan } from '../source/plan.ts';
 import { readStatus } from '../source/status-file.ts';
@@ -62,10 +62,8 @@ export function registerSourceCommands(program: Command): void {
     .description('print the SQL, topics and subjects `start` would create, and what to fix first; changes nothing')
     .action(async (file: string) => {
       const { name, config } = loadSourceConfig(file);
-      const client = new pg.Client(pgClientConfig(config));
-      await client.connect();
+      const client = await connectPg(config);
       try {
-        await checkWalLevel(client, `Postgres at ${config['database.hostname']}:${config['database.port']}`);
         const tables = await readTables(client);
         const pub = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_publication WHERE pubname = $1', [
           config['publication.name'],
@@ -76,7 +74,7 @@ export function registerSourceCommands(program: Command): void {
         );
         const slot = await client.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [config['slot.name']]);
         const offsets = new OffsetStore(config['offset.storage.file.filename'] ?? join(STATE_DIR, `${name}.offsets.json`)).read();
-        const plan = buildPlan(config, {
+        const state = {
           tables,
           publication: {
             exists: (pub.rowCount ?? 0) > 0,
@@ -85,8 +83,22 @@ export function registerSourceCommands(program: Command): void {
           },
           slotExists: (slot.rowCount ?? 0) > 0,
           offsets,
-        });
+        };
+        const plan = buildPlan(config, state);
+        const checks = await checkPrerequisites(client, config, plan, state);
+        const owners = (
+          await client.query<{ owner: string }>(
+            'SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = ANY($1::oid[]) ORDER BY 1',
+            [plan.captured.map((t) => t.oid)],
+          )
+        ).rows.map((r) => r.owner);
         const out: string[] = [`# tide source plan: ${name} (dry run, nothing was changed)`, ''];
+        out.push(`-- prerequisites of start, checked as ${config['database.user']} (see README "Prerequisites checklist")`);
+        for (const c of checks)
+          out.push(
+            `--   [${c.ok ? 'ok' : c.blocking ? 'MISSING' : 'warn'}] ${c.name}: ${c.detail}${c.ok ? '' : `\n--          fix: ${c.fix}`}`,
+          );
+        out.push('');
         out.push(`-- captured tables (${plan.captured.length}): ${plan.captured.map((t) => t.qualified).join(', ') || 'none'}`);
         if (plan.missingPrimaryKey.length)
           out.push(`-- BLOCKER: no primary key on ${plan.missingPrimaryKey.join(', ')}: add one or exclude the table`);
@@ -98,15 +110,20 @@ export function registerSourceCommands(program: Command): void {
         if (plan.statements.length === 0) out.push('-- (none: publication and slot are in place)');
         for (const s of plan.statements) out.push(`-- ${s.why}${s.replication ? ' (replication protocol)' : ''}`, `${s.sql};`);
         out.push('', `-- initial snapshot: ${plan.snapshot ? 'yes' : 'no'} (snapshot.mode=${config['snapshot.mode']})`);
-        out.push('', '-- replica identity: tables whose TOAST-able columns arrive as "unchanged" in updates that do not touch them');
+        out.push(
+          '',
+          '-- replica identity: in these tables an update that does not touch a TOAST-able column carries no value for it when',
+          '-- the value is stored out of line (over ~2 kB); the event lists it in unchanged_toast. Start warns only for tables that hold such values.',
+        );
         if (plan.toastAffected.length === 0) out.push('-- (none)');
         for (const t of plan.toastAffected) out.push(`-- ${t.table}: ${t.columns.join(', ')}  (to avoid: ${t.fix};)`);
         out.push('', '-- Kafka topics (created if missing)');
         for (const t of plan.topics) out.push(`--   ${t.topic}  partitions=${t.partitions} replication.factor=${t.replicationFactor}`);
         out.push('', '-- Schema Registry subjects');
         for (const s of plan.subjects) out.push(`--   ${s}`);
+        out.push('', ...leastPrivilegeSql(config, plan, owners));
         console.log(out.join('\n'));
-        if (plan.missingPrimaryKey.length || badTopics.length) process.exitCode = 1;
+        if (plan.missingPrimaryKey.length || badTopics.length || checks.some((c) => !c.ok && c.blocking)) process.exitCode = 1;
       } finally {
         await client.end();
       }
@@ -120,8 +137,7 @@ export function registerSourceCommands(program: Command): void {
       const { name, config } = loadSourceConfig(file);
       const status = readStatus(join(STATE_DIR, `${name}.status.json`));
       const running = status !== undefined && isPidAlive(status.pid);
-      const client = new pg.Client(pgClientConfig(config));
-      await client.connect();
+      const client = await connectPg(config);
       const slot = await client
         .query<{ active: boolean; confirmed: string | null; lag: string | null; retained: string | null }>(
           `SELECT active, confirmed_flush_lsn::text AS confirmed, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag,

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { slotThresholdsOf } from '../config/slot-thresholds.ts';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import type { TideError } from '../errors.ts';
@@ -7,7 +6,7 @@ import { log as rootLog } from '../log.ts';
 import { watchSlot, type SlotWatch } from '../ops/slot-watch.ts';
 import { registerSourceMetrics } from '../ops/source-metrics.ts';
 import type { SourceConnector } from '../source/connector.ts';
-import { pgClientConfig } from '../source/pg-connection.ts';
+import { ReopeningPgClient } from '../source/pg-connection.ts';
 
 /**
  * What runs beside a source connector in a Tide process: the watch on its own replication slot
@@ -31,43 +30,35 @@ export function superviseSource(connector: SourceConnector, file: ConnectorFile<
     'source metrics',
     registerSourceMetrics({ name: file.name, status: () => connector.status(), slot: () => watch?.last }),
   );
-  const client = new pg.Client(pgClientConfig(c));
-  let connected = false;
+  // Reopened after a Postgres restart: the watch outlives it as the connector does.
+  const client = new ReopeningPgClient(c, { applicationName: 'tide-slot-watch', log });
   // The watch starts once the connector has created (or found) its slot: before that the slot may not exist.
   const start = setInterval(() => {
     if (connector.state === 'starting' || watch || lifecycle.signal.aborted) return;
     clearInterval(start);
     if (connector.state !== 'snapshotting' && connector.state !== 'streaming') return;
-    void client
-      .connect()
-      .then(() => {
-        connected = true;
-        watch = watchSlot({
-          client,
-          slot: c['slot.name'],
-          server: `postgres at ${c['database.hostname']}:${c['database.port']}`,
-          connector: file.name,
-          connectorFile: file.source,
-          thresholds: slotThresholdsOf(c),
-          intervalMs: c['slot.watch.interval.ms'],
-          log,
-          onError: (err) => {
-            if (err.retriable) return log.warn({ err: err.message }, 'slot check failed; trying again');
-            failure = err;
-            log.error({ err }, 'replication slot problem: stopping the connector');
-            process.exitCode = 2;
-            void lifecycle.shutdown();
-          },
-        });
-      })
-      .catch((err: unknown) =>
-        log.warn({ err: (err as Error).message }, 'cannot connect for the slot watch; slot metrics are unavailable'),
-      );
+    watch = watchSlot({
+      client,
+      slot: c['slot.name'],
+      server: `postgres at ${c['database.hostname']}:${c['database.port']}`,
+      connector: file.name,
+      connectorFile: file.source,
+      thresholds: slotThresholdsOf(c),
+      intervalMs: c['slot.watch.interval.ms'],
+      log,
+      onError: (err) => {
+        if (err.retriable) return log.warn({ err: err.message }, 'slot check failed; trying again');
+        failure = err;
+        log.error({ err }, 'replication slot problem: stopping the connector');
+        process.exitCode = 2;
+        void lifecycle.shutdown();
+      },
+    });
   }, 500);
   lifecycle.onClose('slot watch', async () => {
     clearInterval(start);
     await watch?.stop();
-    if (connected) await client.end();
+    await client.end();
   });
   return { watch: () => watch, failure: () => failure };
 }

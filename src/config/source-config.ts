@@ -23,7 +23,15 @@ export const sourceConfigSchema = z
     'database.user': z.string().min(1),
     'database.password': z.string().default(''),
     'database.dbname': z.string().min(1),
+    // libpq's meanings; see src/source/pg-connection.ts. Managed servers want verify-full with the provider's CA.
     'database.sslmode': z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).default('prefer'),
+    /** PEM file of the CA(s) that signed the server's certificate; `system` = Node's built-in roots. */
+    'database.sslrootcert': z.string().min(1).optional(),
+    /** PEM client certificate and key, for servers that check client certificates (pg_hba `clientcert=`). */
+    'database.sslcert': z.string().min(1).optional(),
+    'database.sslkey': z.string().min(1).optional(),
+    /** The passphrase of an encrypted database.sslkey. */
+    'database.sslpassword': z.string().optional(),
     'slot.name': identifier.default('tide'),
     // The slot watch of the running source, and `tide slots check` for this connector's slot (src/config/slot-thresholds.ts).
     ...slotThresholdConfigShape,
@@ -52,9 +60,28 @@ export const sourceConfigSchema = z
   .strict()
   .superRefine((c, ctx) => {
     checkSlotThresholds(c, ctx);
+    checkPgTls(c, ctx);
     checkKafkaSecurity(c, ctx);
     checkRegistryAuth(c, ctx);
   });
+
+/** Cross-key checks of the database TLS keys. */
+function checkPgTls(c: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const mode = c['database.sslmode'];
+  const tlsKeys = ['database.sslrootcert', 'database.sslcert', 'database.sslkey'].filter((k) => c[k] !== undefined);
+  if (mode === 'disable' && tlsKeys.length)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['database.sslmode'],
+      message: `is disable, so ${tlsKeys.join(', ')} would be ignored: set it to verify-full (or verify-ca, require)`,
+    });
+  if ((c['database.sslcert'] === undefined) !== (c['database.sslkey'] === undefined))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['database.sslkey'],
+      message: 'a client certificate needs both database.sslcert and database.sslkey',
+    });
+}
 
 export type SourceConfig = z.output<typeof sourceConfigSchema>;
 

@@ -156,6 +156,7 @@ export function sourceReadiness(source: Pick<SourceMetricsSource, 'name' | 'stat
       const snap = s.snapshot ? `, table ${s.snapshot.table} at ${s.snapshot.rows}/${s.snapshot.totalRows} rows` : '';
       return { ready: false, component, reason: `is ${s.state}${snap}${s.error ? `: ${s.error}` : ''}` };
     }
+    if (s.reconnecting) return { ready: false, component, reason: `is reconnecting to Postgres: ${s.error ?? ''}` };
     if (s.pendingEvents > 0 && !moved)
       return {
         ready: false,

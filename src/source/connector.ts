@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
 import { TableCodec } from '../events/envelope.ts';
@@ -7,8 +7,8 @@ import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } f
 import { kafkaConnection } from '../events/kafka-connection.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
 import { KafkaRetrier, RetryingProducer, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
-import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
-import { retryPolicyOf } from '../retry.ts';
+import { QUIET_MONITOR, reportingRetries, type ConnectionMonitor } from '../connection-monitor.ts';
+import { retryPolicyOf, withRetries } from '../retry.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
@@ -19,10 +19,13 @@ import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
+import { isConnectionLoss } from './reconnect.ts';
 import { findLostSlot, SlotLostError } from '../ops/slot-watch.ts';
 import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
 import { readDatabaseState } from './database-state.ts';
-import { pgClientConfig } from './pg-connection.ts';
+import { connectPg, pgWhere } from './pg-connection.ts';
+import { isDriverError, pgTarget, translatePgError } from './pg-errors.ts';
+import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNow } from './prerequisites.ts';
 import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
 import { runSnapshot } from './snapshot.ts';
@@ -79,6 +82,9 @@ export class SourceConnector {
   private snapshotInfo: SourceStatus['snapshot'];
   private readonly timers: NodeJS.Timeout[] = [];
   private fatal: ((err: Error) => void) | undefined;
+  private signal: AbortSignal | undefined;
+  /** Set while a lost connection is being re-established (see reconnect). */
+  private reconnecting: Promise<void> | undefined;
 
   constructor(
     private readonly file: ConnectorFile<SourceConfig>,
@@ -117,6 +123,7 @@ export class SourceConnector {
   /** Run until `signal` aborts (clean stop), the connector pauses on an incompatible schema, or a fatal error. */
   async run(signal: AbortSignal): Promise<SourceState> {
     this.kafka.signal = signal;
+    this.signal = signal;
     this.timers.push(setInterval(() => this.flushStatus(), 1000));
     try {
       await this.start(signal);
@@ -129,7 +136,9 @@ export class SourceConnector {
         });
       }
       if (this.state !== 'paused') this.to('stop');
-    } catch (err) {
+    } catch (caught) {
+      // Driver errors (SQLSTATE, errno) become ConnectionErrors that say what to do; bugs keep their stack.
+      const err = isDriverError(caught) ? translatePgError(caught, pgWhere(this.config)) : caught;
       this.error = (err as Error).message;
       if (err instanceof SchemaPausedError) {
         if (this.state !== 'paused') this.fail(err);
@@ -148,8 +157,7 @@ export class SourceConnector {
 
   private async start(signal: AbortSignal): Promise<void> {
     const c = this.config;
-    this.sql = new pg.Client(pgClientConfig(c));
-    await this.sql.connect();
+    this.sql = await this.connectSql();
     await checkWalLevel(this.sql, this.where());
     const offsets = this.store.read();
     const state = await readDatabaseState(this.sql, this.file, offsets, () => this.lostSlot());
@@ -162,10 +170,12 @@ export class SourceConnector {
       );
     }
     if (plan.missingPrimaryKey.length > 0) throw new MissingPrimaryKeyError(plan.missingPrimaryKey);
-    for (const t of plan.toastAffected) {
+    requirePrerequisites(await checkPrerequisites(this.sql, c, plan, state), this.where());
+    // `tide source plan` lists every table with TOAST-able columns; here only those whose values are stored out of line now.
+    for (const t of await toastedNow(this.sql, plan)) {
       this.log.warn(
         { table: t.table, columns: t.columns, fix: t.fix },
-        'updates that do not touch these TOAST-able columns carry no value for them (see unchanged_toast)',
+        'this table holds out-of-line (TOAST) values: updates that do not touch these columns carry no value for them (see unchanged_toast)',
       );
     }
     for (const s of plan.statements.filter((s) => !s.replication)) {
@@ -205,11 +215,12 @@ export class SourceConnector {
     let exported: string | undefined;
     let repl: pg.Client | undefined;
     if (!state.slotExists) {
-      repl = new pg.Client({ ...pgClientConfig(c), replication: 'database' } as pg.ClientConfig);
-      await repl.connect();
+      repl = await connectPg(c, { replication: true, log: this.log });
       const slotSql = plan.statements.find((s) => s.replication)!.sql;
       this.log.info({ sql: slotSql }, 'creating replication slot');
-      const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(slotSql);
+      const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(slotSql).catch(async (err: unknown) => {
+        throw await explainSlotFailure(translatePgError(err, pgWhere(c, true)), this.sql!);
+      });
       exported = rows[0]!.snapshot_name ?? undefined;
       const fresh = {
         slot: c['slot.name'],
@@ -230,8 +241,7 @@ export class SourceConnector {
           current.snapshot = { status: 'running', consistentLsn: rows[0]!.lsn, nextIndex: 0, tables: {} };
         }
         this.to('snapshot');
-        const snapClient = new pg.Client(pgClientConfig(c));
-        await snapClient.connect();
+        const snapClient = await connectPg(c, { log: this.log });
         try {
           const result = await runSnapshot({
             client: snapClient,
@@ -276,6 +286,60 @@ export class SourceConnector {
     release?.(); // after the state says streaming: the handler drops messages in any other state
   }
 
+  /** The SQL connection; once streaming, its loss starts a reconnect. */
+  private connectSql(): Promise<pg.Client> {
+    return connectPg(this.config, {
+      log: this.log,
+      onError: (err) => {
+        if (this.state === 'streaming') this.fail(err);
+      },
+    });
+  }
+
+  /**
+   * The connection to Postgres was lost while streaming (a restart, a failover, a network cut): reconnect
+   * with backoff for at most errors.retry.timeout, as pg_recvlogical does, and resume from the slot's
+   * confirmed position, exactly as a restarted source would. What was sent to Kafka meanwhile is flushed
+   * first; what the server sends again is published again (duplicates carry the same commit_lsn and
+   * event_index). Only when the budget runs out, or the failure cannot pass (a revoked right), does the
+   * source fail.
+   */
+  private reconnect(cause: TideError): void {
+    if (this.reconnecting || this.signal?.aborted) return;
+    const target = pgTarget(pgWhere(this.config));
+    this.reconnecting = (async () => {
+      const since = Date.now();
+      this.error = `reconnecting to ${this.where()}: ${cause.message}`;
+      this.monitor.retrying('postgres', target, cause.message, 0);
+      this.log.warn({ err: cause.message }, "lost the connection to Postgres; reconnecting, to resume from the slot's confirmed position");
+      await this.replication?.stop();
+      this.replication = undefined;
+      await this.sql?.end().catch(() => undefined);
+      this.sql = undefined;
+      await this.publisher!.flush();
+      await withRetries(
+        retryPolicyOf(this.config),
+        reportingRetries(this.monitor, 'postgres', target, { what: `reconnect to ${this.where()}`, log: this.log, signal: this.signal }),
+        async () => {
+          const sql = await this.connectSql();
+          this.sql = sql;
+          if (this.signal?.aborted) return;
+          await this.openStream(undefined);
+        },
+      );
+      this.error = undefined;
+      this.monitor.up('postgres', target);
+      this.log.info(
+        { confirmedLsn: formatLsn(this.confirmed), seconds: Math.round((Date.now() - since) / 1000) },
+        "reconnected to Postgres; streaming resumes from the slot's confirmed position",
+      );
+    })()
+      .catch((err: unknown) => {
+        if (!this.signal?.aborted) this.failNow(isDriverError(err) ? translatePgError(err, pgWhere(this.config)) : (err as Error));
+      })
+      .finally(() => (this.reconnecting = undefined));
+  }
+
   private async codecFor(table: CatalogTable): Promise<TableCodec> {
     const codec = new TableCodec(
       table,
@@ -318,7 +382,11 @@ export class SourceConnector {
       [c['slot.name']],
     );
     this.confirmed = this.acked = parseLsn(rows[0]!.lsn);
-    const stream = new ReplicationStream(pgClientConfig(c), handler);
+    const stream = new ReplicationStream(
+      (onError) => connectPg(c, { replication: true, log: this.log, onError }),
+      handler,
+      (err) => translatePgError(err, pgWhere(c, true)),
+    );
     this.replication = stream;
     await stream.start(c['slot.name'], this.confirmed, pgoutputOptions([c['publication.name']]), gate);
   }
@@ -382,6 +450,7 @@ export class SourceConnector {
   }
 
   private async heartbeat(): Promise<void> {
+    if (this.reconnecting || !this.sql) return;
     try {
       // A tiny transactional WAL message: it comes back through the slot, so the slot advances even when captured tables are idle.
       await this.sql!.query(`SELECT pg_logical_emit_message(true, 'tide_heartbeat', '')`);
@@ -402,6 +471,7 @@ export class SourceConnector {
 
   /** A failure; when the stream broke because the server invalidated the slot, the failure says that instead. */
   private fail(err: Error): void {
+    if (this.state === 'streaming' && isConnectionLoss(err)) return this.reconnect(err);
     if (err instanceof SchemaPausedError || err instanceof SlotLostError || !this.sql || this.state !== 'streaming') {
       this.failNow(err);
       return;
@@ -449,6 +519,7 @@ export class SourceConnector {
       pendingEvents: this.publisher?.pendingEvents ?? 0,
       snapshot: this.snapshotInfo,
       error: this.error,
+      reconnecting: this.reconnecting ? true : undefined,
       updatedAt: new Date().toISOString(),
     };
   }
@@ -459,6 +530,7 @@ export class SourceConnector {
 
   private async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    await this.reconnecting;
     try {
       if (this.publisher && this.state !== 'failed') {
         await this.publisher.flush();

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { TideError } from '../errors.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 
@@ -37,6 +37,7 @@ export interface ReplicationHandler {
 interface CopyConnection {
   stream: { pause(): void; resume(): void };
   on(event: 'copyData', listener: (msg: { chunk: Buffer }) => void): void;
+  once(event: 'replicationStart', listener: () => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
 }
 
@@ -45,6 +46,7 @@ const PG_EPOCH_MS = 946_684_800_000;
 const TWO32 = 4294967296;
 const TWO21 = 2097152;
 const HELD_STATUS_INTERVAL_MS = 10_000;
+const STOP_TIMEOUT_MS = 5000;
 
 export class ReplicationStream {
   private client: pg.Client | undefined;
@@ -59,8 +61,12 @@ export class ReplicationStream {
   private ended: Promise<unknown> | undefined;
 
   constructor(
-    private readonly config: pg.ClientConfig,
+    /** Opens a replication connection (connectPg with replication); errors after it opened go to `onError`, translated. */
+    private readonly connect: (onError: (err: TideError) => void) => Promise<pg.Client>,
     private readonly handler: ReplicationHandler,
+    /** Turns a driver error (a failed START_REPLICATION) into Tide's (pg-errors.ts). */
+    private readonly translate: (err: unknown) => TideError = (err) =>
+      err instanceof TideError ? err : new TideError(`replication stream: ${(err as Error).message}`, { cause: err, retriable: true }),
   ) {}
 
   /**
@@ -70,18 +76,41 @@ export class ReplicationStream {
    * before it resolves (the server meanwhile decodes what it has to send).
    */
   async start(slot: string, startLsn: Lsn, options: string, gate?: Promise<void>): Promise<void> {
-    const client = new pg.Client({ ...this.config, replication: 'database' } as pg.ClientConfig);
+    const client = await this.connect((err) => this.fail(err));
     this.client = client;
-    client.on('error', (err: Error) => this.fail(err));
-    await client.connect();
     const connection = client.connection as unknown as CopyConnection;
     this.connection = connection;
     connection.on('copyData', (msg) => this.onCopyData(msg.chunk));
-    if (gate) this.hold(gate);
+    // Held: what arrives before the gate opens is queued (the socket is paused once the server has answered).
+    if (gate) this.waiting = true;
     const command = `START_REPLICATION SLOT "${slot.replace(/"/g, '""')}" LOGICAL ${formatLsn(startLsn)} (${options})`;
-    this.ended = client.query(command).catch((err: Error) => {
-      if (!this.stopped) this.fail(err);
+    // Resolve once the server has accepted the command (CopyBothResponse), so a refused start (a slot in use, a
+    // missing right) is the caller's error, not a later stream failure.
+    let started = false;
+    const begun = new Promise<void>((resolve, reject) => {
+      connection.once('replicationStart', () => {
+        started = true;
+        resolve();
+      });
+      this.ended = client.query(command).then(
+        () => {
+          if (!started) reject(new TideError('the server ended the replication stream before it began', { retriable: true }));
+        },
+        (err: Error) => {
+          if (!started) reject(this.translate(err));
+          else if (!this.stopped) this.fail(err);
+        },
+      );
     });
+    try {
+      await begun;
+    } catch (err) {
+      this.stopped = true;
+      this.waiting = false;
+      await this.stop();
+      throw err;
+    }
+    if (gate) this.hold(gate);
   }
 
   /** Report `lsn` as written, flushed and applied (a standby status update). */
@@ -109,8 +138,17 @@ export class ReplicationStream {
     this.client = undefined;
     this.connection = undefined;
     if (!client) return;
-    await client.end().catch(() => undefined);
-    await this.ended;
+    // Bounded: on a connection that was already lost, pg's end() can wait for an 'end' event that never comes.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => (timer = setTimeout(r, STOP_TIMEOUT_MS)));
+    await Promise.race([
+      (async () => {
+        await client.end().catch(() => undefined);
+        await this.ended;
+      })(),
+      bound,
+    ]);
+    clearTimeout(timer);
   }
 
   private clearHeldTimer(): void {
@@ -124,9 +162,7 @@ export class ReplicationStream {
     this.stopped = true;
     this.queue = [];
     this.head = 0;
-    this.handler.onError(
-      err instanceof TideError ? err : new TideError(`replication stream: ${err.message}`, { cause: err, retriable: true }),
-    );
+    this.handler.onError(this.translate(err));
   }
 
   private onCopyData(chunk: Buffer): void {

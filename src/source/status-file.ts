@@ -15,6 +15,8 @@ export interface SourceStatus {
   pendingEvents: number;
   snapshot?: { table: string; rows: number; totalRows: number; rowsPerSecond: number; etaSeconds: number | null } | undefined;
   error?: string | undefined;
+  /** Set while the source re-establishes a lost connection to Postgres (the state stays streaming). */
+  reconnecting?: boolean | undefined;
   updatedAt: string;
 }
 

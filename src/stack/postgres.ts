@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { StackServiceError } from '../errors.ts';
 import type { StackContext, StackService } from './service.ts';
+import { ensureStackCerts, stackCertPaths } from './certs.ts';
 import { tailFile } from './process.ts';
 
 /**
@@ -113,7 +114,9 @@ export const postgresService: StackService = {
         ctx,
       );
     }
-    // Settings live in a file we own, rewritten on each start, so port changes apply.
+    const tls = installServerTls(ctx);
+    // Settings live in a file we own, rewritten on each start, so port changes apply (and a data dir from
+    // before TLS comes up with it: the hba file is ours too, initdb's pg_hba.conf is no longer read).
     const conf = [
       `listen_addresses = '127.0.0.1'`,
       `port = ${ctx.ports.postgres}`,
@@ -126,6 +129,12 @@ export const postgresService: StackService = {
       `max_wal_size = 2GB`,
       `logical_decoding_work_mem = 64MB`,
       `timezone = 'UTC'`,
+      // TLS on the same port: each client chooses (sslmode). The server certificate names only localhost.
+      `ssl = on`,
+      `ssl_cert_file = '${tls.cert}'`,
+      `ssl_key_file = '${tls.key}'`,
+      `ssl_ca_file = '${tls.ca}'`,
+      `hba_file = '${tls.hba}'`,
       // Extra postgresql.conf lines, ';'-separated, e.g. TIDE_PG_SETTINGS="work_mem=64MB;max_slot_wal_keep_size=1GB". Later lines win.
       ...(process.env.TIDE_PG_SETTINGS ?? '')
         .split(';')
@@ -149,6 +158,8 @@ export const postgresService: StackService = {
       try {
         const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${PG_DATABASE}'`);
         if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${PG_DATABASE}`);
+        for (const group of [CERT_GROUP, NO_TLS_GROUP])
+          await query(ctx, 'postgres', `DO $$ BEGIN CREATE ROLE ${group} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
         return;
       } catch (err) {
         lastError = err;
@@ -189,8 +200,53 @@ export const postgresService: StackService = {
     PGPASSWORD: PG_PASSWORD,
     PGDATABASE: PG_DATABASE,
     TIDE_PG_BINDIR: pgBinDir() ?? '',
+    // The CA of the stack's certificates: database.sslrootcert for sslmode verify-full (host localhost).
+    TIDE_STACK_CA: stackCertPaths(ctx).ca,
   }),
 };
+
+/**
+ * Login rules (our own pg_hba file). Members of `tide_cert_users` must come over TLS with a client
+ * certificate signed by the stack CA (`clientcert=verify-ca`) and their password; members of
+ * `tide_no_tls_users` are refused over TLS (to test sslmode=prefer's plaintext fallback); everyone else
+ * may use TLS or not, with a password.
+ */
+export const CERT_GROUP = 'tide_cert_users';
+export const NO_TLS_GROUP = 'tide_no_tls_users';
+
+function installServerTls(ctx: StackContext): { cert: string; key: string; ca: string; hba: string } {
+  const certs = ensureStackCerts(ctx);
+  const tlsDir = join(dir(ctx), 'tls');
+  mkdirSync(tlsDir, { recursive: true });
+  const out = {
+    cert: join(tlsDir, 'server.pem'),
+    key: join(tlsDir, 'server.key'),
+    ca: join(tlsDir, 'ca.pem'),
+    hba: join(tlsDir, 'pg_hba.conf'),
+  };
+  copyFileSync(certs.serverCert, out.cert);
+  copyFileSync(certs.serverKey, out.key);
+  copyFileSync(certs.ca, out.ca);
+  const nets = ['127.0.0.1/32', '::1/128'];
+  // `all` does not match replication connections: each rule comes once for `all` and once for `replication`.
+  const lines = [
+    'local all all trust',
+    'local replication all trust',
+    ...['all', 'replication'].flatMap((db) =>
+      nets.flatMap((n) => [
+        `hostssl ${db} +${CERT_GROUP} ${n} scram-sha-256 clientcert=verify-ca`,
+        `hostnossl ${db} +${CERT_GROUP} ${n} reject`,
+        `hostssl ${db} +${NO_TLS_GROUP} ${n} reject`,
+        `host ${db} all ${n} scram-sha-256`,
+      ]),
+    ),
+  ];
+  writeFileSync(out.hba, `# Written by tide stack up on each start.\n${lines.join('\n')}\n`);
+  // The server refuses a key file others can read; it runs as the postgres OS user.
+  chmodSync(out.key, 0o600);
+  if (isRoot()) for (const f of [tlsDir, ...Object.values(out)]) chownSync(f, ...postgresOsUser());
+  return out;
+}
 
 function postgresOsUser(): [number, number] {
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
 import { replay } from '../../src/app/replay.ts';
+import { stackCertPaths } from '../../src/stack/certs.ts';
+import { stackContext } from '../../src/stack/context.ts';
+import { CERT_GROUP } from '../../src/stack/postgres.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { waitFor } from '../support/kafka.ts';
 import { ORDER_TABLES, sinkFile } from '../support/lake.ts';
@@ -26,6 +29,8 @@ const PASSWORD = `PgPw-${tag}-s3cret`;
 const WRONG_PASSWORD = `PgPw-${tag}-wr0ng`;
 const SALT = `Salt-${tag}-pepper`;
 const REGISTRY_PASSWORD = `RegPw-${tag}-k3y`;
+const KEY_PASSPHRASE = `KeyPass-${tag}-phrase`;
+const WRONG_KEY_PASSPHRASE = `KeyPass-${tag}-wr0ng`;
 const WRONG_AZURE_KEY = Buffer.from(`wrong-azure-key-${tag}`).toString('base64');
 
 describe('secrets never appear in logs, metrics or error messages', () => {
@@ -64,7 +69,9 @@ describe('secrets never appear in logs, metrics or error messages', () => {
   }
 
   function secretsIn(text: string): string[] {
-    return [PASSWORD, WRONG_PASSWORD, SALT, REGISTRY_PASSWORD, WRONG_AZURE_KEY, azureKey].filter((s) => text.includes(s));
+    return [PASSWORD, WRONG_PASSWORD, SALT, REGISTRY_PASSWORD, WRONG_AZURE_KEY, azureKey, KEY_PASSPHRASE, WRONG_KEY_PASSPHRASE].filter(
+      (s) => text.includes(s),
+    );
   }
 
   beforeAll(async () => {
@@ -93,6 +100,7 @@ describe('secrets never appear in logs, metrics or error messages', () => {
     // The role owned the publication in the test database: it can go once the database is gone.
     const server = new pg.Client({ connectionString: process.env.DATABASE_URL });
     await server.connect();
+    await server.query(`DROP ROLE IF EXISTS ${role}_cert`);
     await server.query(`DROP ROLE IF EXISTS ${role}`).finally(() => server.end());
     if (azureKey)
       await BlobServiceClient.fromConnectionString(process.env.AZURE_STORAGE_CONNECTION_STRING!)
@@ -149,9 +157,36 @@ describe('secrets never appear in logs, metrics or error messages', () => {
     const run = tide('wrong-password', ['source', 'start', writeConnectorFile(dir, file)]);
     expect(await run.exited).toBe(1);
     const output = run.stderr() + run.stdout();
-    expect(output).toContain(`password authentication failed for user "${role}"`);
+    expect(output).toContain(`the password for user ${role} was refused. Check database.password`);
     expect(secretsIn(output)).toEqual([]);
     expect(secretsIn(statusFile(file.name))).toEqual([]);
+  });
+
+  it('database.sslpassword (the passphrase of an encrypted client key): a right one connects, a wrong one fails; neither is shown', async () => {
+    const certs = stackCertPaths(stackContext());
+    const key = join(dir, 'client-encrypted.key');
+    execFileSync('openssl', ['pkey', '-in', certs.clientKey, '-aes256', '-passout', `pass:${KEY_PASSPHRASE}`, '-out', key]);
+    const certRole = `${role}_cert`;
+    await admin.query(`CREATE ROLE ${certRole} LOGIN SUPERUSER PASSWORD '${PASSWORD}' IN ROLE ${CERT_GROUP}`);
+    const tls = (name: string, passphrase: string) => ({
+      ...src,
+      name: `${src.name}-${name}`,
+      config: {
+        ...src.config,
+        'database.user': certRole,
+        'database.sslmode': 'require' as const,
+        'database.sslcert': certs.clientCert,
+        'database.sslkey': key,
+        'database.sslpassword': passphrase,
+      },
+    });
+    const plan = tide('tls-plan', ['source', 'plan', writeConnectorFile(dir, tls('tls-ok', KEY_PASSPHRASE))]);
+    expect(await plan.exited, plan.stderr()).toBe(0);
+    expect(plan.stdout()).toContain(`checked as ${certRole}`);
+    const wrong = tide('tls-wrong', ['source', 'start', writeConnectorFile(dir, tls('tls-wrong', WRONG_KEY_PASSPHRASE))]);
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.stderr()).toContain('the client key could not be decrypted. Check database.sslpassword');
+    expect(secretsIn(plan.stdout() + plan.stderr() + wrong.stdout() + wrong.stderr())).toEqual([]);
   });
 
   let registryOutput: string | undefined;
