@@ -7,8 +7,8 @@ import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } f
 import { kafkaConnection } from '../events/kafka-connection.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
 import { KafkaRetrier, RetryingProducer, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
-import { QUIET_MONITOR, reportingRetries, type ConnectionMonitor } from '../connection-monitor.ts';
-import { retryPolicyOf, withRetries } from '../retry.ts';
+import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
+import { retryPolicyOf } from '../retry.ts';
 import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
@@ -19,7 +19,7 @@ import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
-import { isConnectionLoss } from './reconnect.ts';
+import { isConnectionLoss, reconnectToPostgres } from './reconnect.ts';
 import { findLostSlot, SlotLostError } from '../ops/slot-watch.ts';
 import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
 import { readDatabaseState } from './database-state.ts';
@@ -306,34 +306,27 @@ export class SourceConnector {
    */
   private reconnect(cause: TideError): void {
     if (this.reconnecting || this.signal?.aborted) return;
-    const target = pgTarget(pgWhere(this.config));
-    this.reconnecting = (async () => {
-      const since = Date.now();
-      this.error = `reconnecting to ${this.where()}: ${cause.message}`;
-      this.monitor.retrying('postgres', target, cause.message, 0);
-      this.log.warn({ err: cause.message }, "lost the connection to Postgres; reconnecting, to resume from the slot's confirmed position");
-      await this.replication?.stop();
-      this.replication = undefined;
-      await this.sql?.end().catch(() => undefined);
-      this.sql = undefined;
-      await this.publisher!.flush();
-      await withRetries(
-        retryPolicyOf(this.config),
-        reportingRetries(this.monitor, 'postgres', target, { what: `reconnect to ${this.where()}`, log: this.log, signal: this.signal }),
-        async () => {
-          const sql = await this.connectSql();
-          this.sql = sql;
-          if (this.signal?.aborted) return;
-          await this.openStream(undefined);
-        },
-      );
-      this.error = undefined;
-      this.monitor.up('postgres', target);
-      this.log.info(
-        { confirmedLsn: formatLsn(this.confirmed), seconds: Math.round((Date.now() - since) / 1000) },
-        "reconnected to Postgres; streaming resumes from the slot's confirmed position",
-      );
-    })()
+    this.error = `reconnecting to ${this.where()}: ${cause.message}`;
+    this.reconnecting = reconnectToPostgres(cause, {
+      where: this.where(),
+      target: pgTarget(pgWhere(this.config)),
+      policy: retryPolicyOf(this.config),
+      monitor: this.monitor,
+      log: this.log,
+      signal: this.signal,
+      teardown: async () => {
+        await this.replication?.stop();
+        this.replication = undefined;
+        await this.sql?.end().catch(() => undefined);
+        this.sql = undefined;
+      },
+      flush: () => this.publisher!.flush(),
+      reopen: async () => {
+        this.sql = await this.connectSql();
+        if (!this.signal?.aborted) await this.openStream(undefined);
+      },
+    })
+      .then(() => (this.error = undefined))
       .catch((err: unknown) => {
         if (!this.signal?.aborted) this.failNow(isDriverError(err) ? translatePgError(err, pgWhere(this.config)) : (err as Error));
       })

@@ -234,4 +234,38 @@ describe('Postgres connections: TLS modes and failures', () => {
       `"postgres replication (127.0.0.1:<port>/<db> as t_norepl_<tag>): user t_norepl_<tag> may not open a replication connection: it lacks the REPLICATION attribute. Run as a superuser (or on RDS/Cloud SQL, grant rds_replication / cloudsqlsuperuser): ALTER ROLE "t_norepl_<tag>" REPLICATION;"`,
     );
   });
+
+  it('no free replication slot: the CLI ends at once naming max_replication_slots and the slots that use them', async () => {
+    // Physical slots count against max_replication_slots like logical ones, cost nothing, and go in `finally`.
+    const { rows } = await admin.query<{ free: number }>(
+      `SELECT current_setting('max_replication_slots')::int - count(*)::int AS free FROM pg_replication_slots`,
+    );
+    const fillers = Array.from({ length: rows[0]!.free }, (_, i) => `t_fill_${tag}_${i}`);
+    try {
+      for (const f of fillers) await admin.query('SELECT pg_create_physical_replication_slot($1)', [f]);
+      const f = file('no_free_slot', {});
+      failedSlots.push(f.config['slot.name']);
+      const started = Date.now();
+      const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((r) =>
+        execFile(
+          process.execPath,
+          [BIN, 'source', 'start', writeConnectorFile(dir, f), '--http-port', '0'],
+          { cwd: dir, timeout: 60_000 },
+          (e, _o, stderr) => r({ code: e ? ((e as { code?: number }).code ?? null) : 0, stderr }),
+        ),
+      );
+      console.log(`no free slot: exit ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect(code).toBe(1);
+      const answer = stderr.split('\n').filter((l) => l && !l.startsWith('{'));
+      expect(answer[0]).toMatch(/^tide: Postgres at .*: the source cannot start/);
+      expect(answer.join('\n')).toMatch(
+        /free replication slot: \d+ of max_replication_slots=\d+ in use; slot t_no_free_slot_\w+ will be created: .*t_fill_/,
+      );
+      expect(answer.join('\n')).toContain('raise max_replication_slots');
+      expect(stderr).not.toMatch(/unexpected error|\n\s+at /);
+    } finally {
+      for (const f of fillers) await admin.query('SELECT pg_drop_replication_slot($1)', [f]).catch(() => undefined);
+    }
+    expect(await slotCount()).toBe(0);
+  });
 });
