@@ -90,6 +90,23 @@ export class SinkWorker {
     this.decoder = new ChangeEventDecoder(new HttpSchemaRegistry(c['schema.registry.url']));
   }
 
+  /**
+   * The consumer's own client. kafkajs looks the group coordinator up with the CLIENT's retry settings
+   * (cluster/index.js findGroupCoordinator), not the consumer's, and gives up with
+   * KafkaJSGroupCoordinatorNotFound, which is not retriable, so the consumer is not restarted: with the
+   * 2 retries above, a sink started right after its broker (which creates __consumer_offsets on the first
+   * group) died under load in CI ("Failed to find group coordinator"). Joining keeps trying for about two
+   * minutes, as the consumer's own retries do (kafka-intake.ts).
+   */
+  private consumerKafka(): Kafka {
+    return new Kafka(
+      this.conn.kafkajs(`tide-sink-${this.file.name}`, {
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 30_000 },
+      }),
+    );
+  }
+
   /** Run until `signal` aborts; then flush what is buffered and close everything. */
   async run(signal: AbortSignal): Promise<void> {
     try {
@@ -122,7 +139,7 @@ export class SinkWorker {
       const topics = await this.topics(signal);
       for (const topic of topics) await this.tableFor(topic);
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
-      this.intake = new KafkaIntake(this.kafka, {
+      this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
         topics,
         maxBuffered: c['flush.max.events'],
