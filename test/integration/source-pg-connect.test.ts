@@ -6,7 +6,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConnectionError } from '../../src/errors.ts';
 import { SourceConnector } from '../../src/source/connector.ts';
+import { readTables } from '../../src/source/catalog.ts';
 import { connectPg } from '../../src/source/pg-connection.ts';
+import { buildPlan } from '../../src/source/plan.ts';
+import { toastedNow } from '../../src/source/prerequisites.ts';
 import { stackCertPaths } from '../../src/stack/certs.ts';
 import { stackContext } from '../../src/stack/context.ts';
 import { CERT_GROUP, NO_TLS_GROUP } from '../../src/stack/postgres.ts';
@@ -267,5 +270,28 @@ describe('Postgres connections: TLS modes and failures', () => {
       for (const f of fillers) await admin.query('SELECT pg_drop_replication_slot($1)', [f]).catch(() => undefined);
     }
     expect(await slotCount()).toBe(0);
+  });
+
+  it('start-up noise: start warns about unchanged TOAST only for tables that hold out-of-line values (plan lists every candidate)', async () => {
+    await admin.query('CREATE TABLE toast_probe (id int PRIMARY KEY, body text)');
+    await admin.query(`INSERT INTO toast_probe VALUES (1, 'short')`);
+    const f = file('toast', { 'table.include.list': 'public\\.toast_probe' });
+    const plan = () =>
+      readTables(admin).then((tables) =>
+        buildPlan(f.config, {
+          tables,
+          publication: { exists: false, allTables: false, tables: [] },
+          slotExists: false,
+          offsets: undefined,
+        }),
+      );
+    expect((await plan()).toastAffected.map((t) => t.table)).toEqual(['public.toast_probe']);
+    expect(await toastedNow(admin, await plan())).toEqual([]);
+    // ~12 kB of hex: stored out of line, so an update that does not touch it carries no value for it.
+    await admin.query(`INSERT INTO toast_probe SELECT 2, string_agg(md5(random()::text), '') FROM generate_series(1, 400)`);
+    expect((await toastedNow(admin, await plan())).map((t) => t.table)).toEqual(['public.toast_probe']);
+    // REPLICA IDENTITY FULL: updates carry every value, nothing to warn about.
+    await admin.query('ALTER TABLE toast_probe REPLICA IDENTITY FULL');
+    expect((await plan()).toastAffected).toEqual([]);
   });
 });
