@@ -43,7 +43,8 @@ export const sourceConfigSchema = z
     'column.exclude.list': regexList.optional(),
     'topic.prefix': z.string().regex(/^[a-zA-Z0-9_-]+$/, 'may hold only letters, digits, _ and - (it starts every topic name)'),
     'topic.partitions': int(1, 1000).default(3),
-    'topic.replication.factor': int(1, 10).default(1),
+    /** Unset: the cluster's default.replication.factor (Tide warns at start when topics end up below 3). */
+    'topic.replication.factor': int(1, 10).optional(),
     'snapshot.mode': z.enum(['initial', 'never', 'when_needed', 'initial_only']).default('initial'),
     'snapshot.fetch.size': int(1, 1_000_000).default(10_000),
     'heartbeat.interval.ms': int(0).default(10_000),

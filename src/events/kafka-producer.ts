@@ -4,6 +4,8 @@ import { TideError } from '../errors.ts';
 import type { KafkaConnection } from './kafka-connection.ts';
 import { explainKafkaError, verifyKafkaConnection } from './kafka-errors.ts';
 import { keyHash } from './murmur2.ts';
+import { log as rootLog, type Logger } from '../log.ts';
+import { logTopicDurability, readTopicDurability } from './topic-durability.ts';
 
 /**
  * The narrow slice of Kafka that the source uses. The rest of Tide does not
@@ -18,7 +20,8 @@ export interface OutgoingMessage {
 export interface TopicSpec {
   topic: string;
   partitions: number;
-  replicationFactor: number;
+  /** undefined: the cluster's default.replication.factor (CreateTopics with -1). */
+  replicationFactor?: number;
   config?: Record<string, string>;
 }
 
@@ -48,10 +51,12 @@ export class KafkajsProducer implements EventProducer {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private verified: Promise<void> | undefined;
+  private durabilityChecked = false;
 
   constructor(
     private readonly conn: KafkaConnection,
     private readonly clientId = 'tide-source',
+    private readonly log: Logger = rootLog,
   ) {
     // Few retries of its own: KafkaRetrier (kafka-retry.ts) retries with backoff, logs what it waits for and stops at the budget.
     this.kafka = new Kafka(conn.kafkajs(clientId, { logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 200 } }));
@@ -84,6 +89,18 @@ export class KafkajsProducer implements EventProducer {
     } catch (err) {
       throw explainKafkaError(this.conn, err, `creating topics ${specs.map((s) => s.topic).join(', ')}`);
     }
+    if (!this.durabilityChecked && specs.length) {
+      // Once, for the topics the connector starts with.
+      this.durabilityChecked = true;
+      await readTopicDurability(
+        this.admin!,
+        specs.map((s) => s.topic),
+      )
+        .then((report) => logTopicDurability(report, this.log))
+        .catch((err: unknown) =>
+          this.log.info({ err: (err as Error).message }, "could not read the topics' replication settings; durability not checked"),
+        );
+    }
   }
 
   private async createMissing(specs: TopicSpec[]): Promise<void> {
@@ -99,7 +116,7 @@ export class KafkajsProducer implements EventProducer {
       topics: missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
-        replicationFactor: s.replicationFactor,
+        replicationFactor: s.replicationFactor ?? -1,
         configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
       })),
     });
@@ -147,8 +164,9 @@ export class PlatformaticProducer implements EventProducer {
   constructor(
     private readonly conn: KafkaConnection,
     clientId = 'tide-source',
+    log: Logger = rootLog,
   ) {
-    this.admin = new KafkajsProducer(conn, `${clientId}-admin`);
+    this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log);
     this.producer = new PlatformaticKafkaProducer({
       clientId,
       ...conn.platformatic(),

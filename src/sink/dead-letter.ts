@@ -1,5 +1,6 @@
 import type { Kafka, Producer } from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { logTopicDurability, readTopicDurability } from '../events/topic-durability.ts';
 
 /**
  * Messages the sink cannot write go to a dead-letter topic, unchanged (key and value bytes as
@@ -33,9 +34,15 @@ export class DeadLetterQueue {
     try {
       const existing = await admin.listTopics();
       if (!existing.includes(this.topic)) {
+        // Replication factor: the cluster's default (kafkajs sends -1).
         await admin.createTopics({ topics: [{ topic: this.topic, numPartitions: 1 }], waitForLeaders: true });
         this.log.info({ topic: this.topic }, 'created the dead-letter topic');
       }
+      await readTopicDurability(admin, [this.topic])
+        .then((report) => logTopicDurability(report, this.log))
+        .catch((err: unknown) =>
+          this.log.info({ err: (err as Error).message }, "could not read the dead-letter topic's replication settings"),
+        );
     } finally {
       await admin.disconnect();
     }

@@ -95,7 +95,7 @@ export class SourceConnector {
     const conn = kafkaConnection(this.config, { source: file.source, log: this.log });
     this.monitor = deps.monitor ?? QUIET_MONITOR;
     this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
-    this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`), this.kafka);
+    this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log), this.kafka);
     this.registry = deps.registry ?? new HttpSchemaRegistry(this.config['schema.registry.url']);
     const stateDir = deps.stateDir ?? '.tide';
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
