@@ -118,7 +118,8 @@ export function registerSourceCommands(program: Command): void {
         if (plan.toastAffected.length === 0) out.push('-- (none)');
         for (const t of plan.toastAffected) out.push(`-- ${t.table}: ${t.columns.join(', ')}  (to avoid: ${t.fix};)`);
         out.push('', '-- Kafka topics (created if missing)');
-        for (const t of plan.topics) out.push(`--   ${t.topic}  partitions=${t.partitions} replication.factor=${t.replicationFactor ?? 'cluster default'}`);
+        for (const t of plan.topics)
+          out.push(`--   ${t.topic}  partitions=${t.partitions} replication.factor=${t.replicationFactor ?? 'cluster default'}`);
         out.push('', '-- Schema Registry subjects');
         for (const s of plan.subjects) out.push(`--   ${s}`);
         out.push('', ...leastPrivilegeSql(config, plan, owners));
