@@ -68,8 +68,8 @@ describe('Kafka keys → client options', () => {
   let certs: StackCerts;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tide-kafka-conn-'));
-    certs = ensureStackCerts({ stackDir: dir });
-  });
+    certs = ensureStackCerts({ stackDir: dir }); // openssl and keytool: seconds on a loaded machine
+  }, 120_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const base: KafkaSecurityConfig = { 'kafka.security.protocol': 'PLAINTEXT', 'kafka.ssl.endpoint.identification.algorithm': 'https' };
