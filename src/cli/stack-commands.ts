@@ -32,7 +32,11 @@ export function registerStackCommands(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const rows = await stackStatus(stackContext());
       if (opts.json) console.log(JSON.stringify(rows, null, 2));
-      else for (const r of rows) console.log(`${r.name.padEnd(9)} ${r.up ? 'up  ' : 'DOWN'}  127.0.0.1:${r.port}  log: ${r.log}`);
-      if (rows.some((r) => !r.up)) process.exitCode = 1;
+      else
+        for (const r of rows) {
+          console.log(`${r.name.padEnd(9)} ${r.up ? 'up  ' : 'DOWN'}  127.0.0.1:${r.port}  log: ${r.log}`);
+          for (const l of r.listeners ?? []) console.log(`  ${l.name.padEnd(9)}${l.up ? 'up  ' : 'DOWN'}  ${l.address}  (${l.detail})`);
+        }
+      if (rows.some((r) => !r.up || r.listeners?.some((l) => !l.up))) process.exitCode = 1;
     });
 }

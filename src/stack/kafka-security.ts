@@ -2,7 +2,7 @@ import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { getDefaultAutoSelectFamily } from 'node:net';
 import { Connection, alterUserScramCredentialsV0, ScramMechanisms } from '@platformatic/kafka';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
 import { StackServiceError } from '../errors.ts';
 import { STORE_PASSWORD, stackCertPaths } from './certs.ts';
 import { portOpen } from './process.ts';
@@ -106,14 +106,29 @@ export async function ensureScramUsers(ctx: StackContext, logFile: string): Prom
 }
 
 /** One SCRAM-SHA-512 login over SASL_SSL (the CA, the certificate's name, the user): the secured listener really works. */
-export async function secureListenerAnswers(ctx: StackContext, timeoutMs: number): Promise<boolean> {
-  if (!(await portOpen(ctx.ports.kafkaSaslSsl, '127.0.0.1', Math.min(1000, timeoutMs)))) return false;
+export function secureListenerAnswers(ctx: StackContext, timeoutMs: number): Promise<boolean> {
   const certs = stackCertPaths(ctx);
-  const admin = new Kafka({
-    clientId: 'tide-stack-probe',
-    brokers: [saslSslBrokers(ctx)],
+  return answers(ctx.ports.kafkaSaslSsl, saslSslBrokers(ctx), timeoutMs, {
     ssl: { ca: readFileSync(certs.ca, 'utf8') },
     sasl: { mechanism: 'scram-sha-512', ...KAFKA_STACK_USERS.scram },
+  });
+}
+
+/** One TLS connection with the stack's client certificate to the listener that requires one. */
+export function mtlsListenerAnswers(ctx: StackContext, timeoutMs: number): Promise<boolean> {
+  const certs = stackCertPaths(ctx);
+  const pem = (path: string) => readFileSync(path, 'utf8');
+  return answers(ctx.ports.kafkaMtls, mtlsBrokers(ctx), timeoutMs, {
+    ssl: { ca: pem(certs.ca), cert: pem(certs.clientCert), key: pem(certs.clientKey) },
+  });
+}
+
+async function answers(port: number, broker: string, timeoutMs: number, security: Pick<KafkaConfig, 'ssl' | 'sasl'>): Promise<boolean> {
+  if (!(await portOpen(port, '127.0.0.1', Math.min(1000, timeoutMs)))) return false;
+  const admin = new Kafka({
+    clientId: 'tide-stack-probe',
+    brokers: [broker],
+    ...security,
     logLevel: logLevel.NOTHING,
     connectionTimeout: timeoutMs,
     authenticationTimeout: timeoutMs,
@@ -129,6 +144,18 @@ export async function secureListenerAnswers(ctx: StackContext, timeoutMs: number
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/** The secured listeners for `stack status`: each checked with a real login or client certificate. */
+export async function secureListenerStatus(ctx: StackContext): Promise<{ name: string; address: string; up: boolean; detail: string }[]> {
+  const [sasl, mtls] = await Promise.all([
+    secureListenerAnswers(ctx, 3000).catch(() => false),
+    mtlsListenerAnswers(ctx, 3000).catch(() => false),
+  ]);
+  return [
+    { name: 'SASL_SSL', address: saslSslBrokers(ctx), up: sasl, detail: 'SCRAM-SHA-512, SCRAM-SHA-256, PLAIN' },
+    { name: 'mTLS', address: mtlsBrokers(ctx), up: mtls, detail: 'SSL, client certificate required' },
+  ];
 }
 
 /** What `.stack/env` gets for the secured listeners. */

@@ -39,6 +39,7 @@ import {
   secureKafkaEnv,
   secureListenerAnswers,
   secureListenerProperties,
+  secureListenerStatus,
 } from './kafka-security.ts';
 import type { StackContext, StackService } from './service.ts';
 import { isPidAlive, portOpen, readPid, spawnDetached, stopPid, tailFile, waitUntil } from './process.ts';
@@ -284,6 +285,8 @@ export const kafkaService: StackService = {
   isUp: (ctx) => probe(ctx, 1500),
 
   stop: (ctx) => stopPid(pidFile(ctx)),
+
+  listeners: (ctx) => secureListenerStatus(ctx),
 
   env: (ctx) => ({ KAFKA_BROKERS: brokers(ctx).join(','), ...secureKafkaEnv(ctx) }),
 };

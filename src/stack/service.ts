@@ -45,6 +45,8 @@ export interface StackService {
   stop(ctx: StackContext): Promise<void>;
   /** Path of the service's log file, named in errors. */
   logPath(ctx: StackContext): string;
+  /** Further listeners (e.g. Kafka's secured ones) for `stack status`, each checked for real. */
+  listeners?(ctx: StackContext): Promise<{ name: string; address: string; up: boolean; detail: string }[]>;
   /** Connection settings this service contributes to `.stack/env`. */
   env(ctx: StackContext): Record<string, string>;
 }

@@ -54,6 +54,8 @@ export interface ServiceStatus {
   up: boolean;
   port: number;
   log: string;
+  /** Further listeners of the service (Kafka's SASL_SSL and mTLS), each checked for real. */
+  listeners?: { name: string; address: string; up: boolean; detail: string }[];
 }
 
 export async function stackStatus(ctx: StackContext): Promise<ServiceStatus[]> {
@@ -64,5 +66,11 @@ export async function stackStatus(ctx: StackContext): Promise<ServiceStatus[]> {
     azurite: ctx.ports.azurite,
     s3: ctx.ports.s3,
   };
-  return Promise.all(SERVICES.map(async (s) => ({ name: s.name, up: await s.isUp(ctx), port: ports[s.name], log: s.logPath(ctx) })));
+  return Promise.all(
+    SERVICES.map(async (s) => {
+      const up = await s.isUp(ctx);
+      const listeners = s.listeners && up ? await s.listeners(ctx) : undefined;
+      return { name: s.name, up, port: ports[s.name], log: s.logPath(ctx), ...(listeners ? { listeners } : {}) };
+    }),
+  );
 }
