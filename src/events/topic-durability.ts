@@ -1,6 +1,8 @@
-import { ConfigResourceTypes, type Admin } from 'kafkajs';
+import type { Admin, ConfigResourceTypes } from 'kafkajs';
 import type { Logger } from '../log.ts';
 
+/** kafkajs' ConfigResourceTypes.TOPIC (Kafka's resource type 2): its CommonJS export is not visible to Node's ESM named imports. */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 /**
  * What `acks=all` really protects. Tide's producers wait for every in-sync replica, but "all" is only as
  * many as the topic's replication factor, and the broker lets a write through with as few in-sync
@@ -42,7 +44,7 @@ export async function readTopicDurability(admin: Admin, topics: string[]): Promi
   try {
     const described = await admin.describeConfigs({
       includeSynonyms: false,
-      resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
+      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['min.insync.replicas'] })),
     });
     for (const r of described.resources) {
       const v = r.configEntries.find((e) => e.configName === 'min.insync.replicas')?.configValue;
