@@ -227,6 +227,14 @@ describe('Kafka keys → client options', () => {
     );
     expect(explainKafkaError(k, tls('ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN')).message).toMatch(/requires a client certificate/);
     expect(explainKafkaError(k, tls('ERR_SSL_WRONG_VERSION_NUMBER')).message).toMatch(/does not answer TLS/);
+    // kafkajs' words when the listener does not enable the mechanism (saslAuthenticator/index.js)
+    const mechanism = Object.assign(new Error('SASL SCRAM-SHA-512 mechanism is not supported by the server'), {
+      name: 'KafkaJSSASLAuthenticationError',
+    });
+    expect(explainKafkaError(k, mechanism).message).toMatch(
+      /does not offer SASL mechanism SCRAM-SHA-512 on this listener\. Set kafka.sasl.mechanism/,
+    );
+    expect(explainKafkaError(k, mechanism).retriable).toBe(false);
     const down = explainKafkaError(k, tls('ECONNREFUSED'));
     expect([down.retriable, down.code]).toEqual([true, 'unreachable']);
   });
