@@ -130,10 +130,19 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
   it('lake optimize of a bronze table while the sink keeps appending to it: both land, bronze keeps every event once', async () => {
     const root = bronzePath('public.order_items');
     const before = (await DeltaTable.open(store, root))!.version;
-    const traffic = runTraffic(prisma, { rate: 40, durationMs: 5000, concurrency: 3 });
+    // Traffic goes on until the optimize has committed and the sink has appended after it (on a busy machine
+    // the CLI alone can take longer than a fixed traffic window), at most two minutes.
+    const trafficStop = new AbortController();
+    const traffic = runTraffic(prisma, { rate: 40, durationMs: 120_000, concurrency: 3, signal: trafficStop.signal });
     // Start compacting once the sink has appended during the traffic.
     await waitFor(async () => (await DeltaTable.open(store, root))!.version > before, 'the sink to append to bronze.order_items', 30_000);
     const out = await tideOk(['lake', 'optimize', 'bronze.order_items', ...lake], workDir);
+    const committed = Number(/version (\d+)/.exec(out)?.[1] ?? NaN);
+    await waitFor(
+      async () => (await DeltaTable.open(store, root))!.version > committed,
+      'the sink to append to bronze.order_items after the optimize',
+      60_000,
+    ).finally(() => trafficStop.abort());
     expect(out).toMatch(/^bronze\.order_items: \d+ files \(.+\) -> \d+ \(.+\), version \d+\n$/);
     const optimizeVersion = Number(/version (\d+)/.exec(out)![1]);
     const stats = await traffic;
