@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * appended to `logFile` and its pid written to `pidFile`, so `stack down` from
  * another process can stop it later.
  */
+/** `bash -c` script (dash takes only one-digit descriptors): close descriptors 3 and up (listed in /proc on Linux; nothing elsewhere), then exec "$@". */
+const CLOSE_INHERITED_FDS = 'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"';
+
 export function spawnDetached(opts: {
   command: string;
   args: string[];
@@ -20,12 +23,17 @@ export function spawnDetached(opts: {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   mkdirSync(dirname(opts.pidFile), { recursive: true });
   const fd = openSync(opts.logFile, 'a');
-  const child = spawn(opts.command, opts.args, {
+  // Through bash, which closes every descriptor above 2 and then execs the service (same pid): a child gets
+  // every descriptor its parent holds without close-on-exec (Node has no close_fds), e.g. a test runner's
+  // pipes. A broker restarted from a test would keep them open for its whole life, and whoever reads their
+  // other end would wait for an EOF that never comes.
+  const child = spawn('bash', ['-c', CLOSE_INHERITED_FDS, 'bash', opts.command, ...opts.args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     detached: true,
     stdio: ['ignore', fd, fd],
   });
+  closeSync(fd); // the child has its own copy
   if (child.pid === undefined) throw new Error(`could not spawn ${opts.command}; see ${opts.logFile}`);
   child.unref();
   writeFileSync(opts.pidFile, String(child.pid));
