@@ -87,7 +87,19 @@ describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, br
     store = await openStore(lakeUri, { azure: { cacheDir } });
     sinkStore = await openStore(lakeUri, { azure: { cacheDir } });
     sink = startSink(sinkFile(sinkName, prefix, lakeUri, { 'delta.checkpoint.interval': 5 }), sinkStore);
-    const stats = await runTraffic(prisma, { rate: 40, durationMs: 4000, concurrency: 3 });
+    // The sink has the replayed data before the traffic starts, and the traffic goes on until a table has
+    // passed a checkpoint (at most a minute): a fixed window let a busy machine's sink take it all in one batch.
+    await settle();
+    const trafficStop = new AbortController();
+    const traffic = runTraffic(prisma, { rate: 40, durationMs: 60_000, concurrency: 3, signal: trafficStop.signal });
+    const checkpointed = async () => {
+      for (const t of ORDER_TABLES) if (await store.get(lastCheckpointPath(bronzePath(t)))) return true;
+      return false;
+    };
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline && !(await checkpointed());)
+      await new Promise((r) => setTimeout(r, 500));
+    trafficStop.abort();
+    const stats = await traffic;
     expect(stats.errors, stats.lastError).toBe(0);
     await settle();
     await sink.stop();
