@@ -15,8 +15,9 @@ pyarrow reads from each data file's Parquet footer, e.g. timestamp[us, tz=UTC]) 
 --history, history (delta-rs's commit history, newest first: version, operation, operationParameters,
 timestamp, ...).
 
-Object storage: <table_uri> may be az://<container>/<path> (or abfss://...); delta-rs's storage options
-(e.g. account_name, account_key, azure_storage_endpoint, allow_http for azurite) come from
+Object storage: <table_uri> may be az://<container>/<path> (or abfss://...) or s3://<bucket>/<path>;
+delta-rs's storage options (e.g. account_name, account_key, azure_storage_endpoint, allow_http for
+azurite; aws_endpoint, aws_access_key_id, aws_secret_access_key, aws_allow_http for S3) come from
 --storage-option KEY=VALUE and from the environment variable DELTA_READER_STORAGE_OPTIONS (a JSON
 object; keeps keys out of the process list), the flags winning.
 

@@ -8,7 +8,7 @@ import { slotThresholdsOf } from '../config/slot-thresholds.ts';
 import { loadSourceConfig } from '../config/source-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { openStore } from '../lake/storage/open-store.ts';
+import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
 import { dashboardRoutes } from '../ops/dashboard/routes.ts';
 import { sinkView, sourceView } from '../ops/dashboard/pipeline-status.ts';
@@ -64,7 +64,7 @@ export function registerDemoCommand(program: Command): void {
       );
       if (opts.duration !== undefined) setTimeout(() => void lifecycle.shutdown(), opts.duration).unref();
       // The sink needs the source's topics: it starts once the source has created them (its first state change).
-      const store = meteredStore(await openStore(sinkFile.config['lake.uri']), sinkFile.name);
+      const store = meteredStore(await openStore(sinkFile.config['lake.uri'], { s3: s3Settings(sinkFile.config) }), sinkFile.name);
       lifecycle.onClose('lake store', () => store.close());
       const sink = new SinkWorker(sinkFile, { store, monitor: sinkHealth });
       const lag = new SinkLagProbe(sinkFile, store);

@@ -8,7 +8,7 @@ import { listTableRoots, openTable, tableInfo } from '../lake/lake-catalog.ts';
 import { optimizeTable } from '../lake/maintenance/optimize.ts';
 import { vacuumTable } from '../lake/maintenance/vacuum.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { openStore } from '../lake/storage/open-store.ts';
+import { openStore, parseStoreUri, s3Settings, type OpenStoreOptions } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 
 const DEFAULT_CONNECTOR = 'connectors/orders-lake.json';
@@ -18,15 +18,38 @@ interface LakeOptions {
   connector: string;
 }
 
-/** The lake to work on: --lake, else the sink connector file's lake.uri. */
-async function lakeStore(opts: LakeOptions): Promise<ObjectStore> {
-  if (opts.lake) return openStore(opts.lake);
-  if (!existsSync(opts.connector))
+/**
+ * The lake to work on: --lake, else the sink connector file's lake.uri (with its s3.* keys; with
+ * --lake s3://…, the AWS SDK's own settings apply: AWS_REGION, AWS_ENDPOINT_URL_S3, the profile).
+ * `access` is what the command does: `read` (tables, export) or `write` (optimize, vacuum); an S3
+ * lake is checked for it at open. A local lake directory must exist: a typo in --lake would
+ * otherwise look like an empty lake.
+ */
+async function lakeStore(opts: LakeOptions, access: 'read' | 'write'): Promise<ObjectStore> {
+  let uri: string;
+  let key: string;
+  let s3: OpenStoreOptions['s3'];
+  if (opts.lake) {
+    uri = opts.lake;
+    key = '--lake';
+  } else {
+    if (!existsSync(opts.connector))
+      throw new ConfigError(
+        '--lake',
+        `no --lake given and the connector file ${opts.connector} does not exist: pass --lake <dir or URI> or --connector <file>`,
+      );
+    const config = loadSinkConfig(opts.connector).config;
+    uri = config['lake.uri'];
+    key = `lake.uri (${opts.connector})`;
+    s3 = s3Settings(config);
+  }
+  const location = parseStoreUri(uri, { configKey: key });
+  if (location.kind === 'local' && !existsSync(location.dir))
     throw new ConfigError(
-      '--lake',
-      `no --lake given and the connector file ${opts.connector} does not exist: pass --lake <dir or URI> or --connector <file>`,
+      key,
+      `the lake directory ${location.dir} does not exist${opts.lake ? '' : ' (has the sink run yet?)'}: check the path, or start the sink to create it`,
     );
-  return openStore(loadSinkConfig(opts.connector).config['lake.uri']);
+  return openStore(uri, { configKey: key, access, ...(s3 ? { s3 } : {}) });
 }
 
 const human = (bytes: number): string =>
@@ -52,7 +75,7 @@ function nonNegative(option: string, text: string, expected: string, zeroOk: boo
 
 function withLake(cmd: Command): Command {
   return cmd
-    .option('--lake <uri>', 'the lake: a directory, file://, az:// or abfss:// URI')
+    .option('--lake <uri>', 'the lake: a directory, file://, az://, abfss:// or s3:// URI')
     .option('--connector <file>', 'read lake.uri from this sink connector file', DEFAULT_CONNECTOR);
 }
 
@@ -66,7 +89,7 @@ export function registerLakeCommands(program: Command): void {
     .description("each table's version, files, size, rows, last commit and freshness (age of the newest change applied)")
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: LakeOptions & { json?: boolean }) => {
-      const store = await lakeStore(opts);
+      const store = await lakeStore(opts, 'read');
       try {
         const infos = [];
         for (const root of await listTableRoots(store)) {
@@ -109,7 +132,7 @@ export function registerLakeCommands(program: Command): void {
       if (opts.format !== 'csv' && opts.format !== 'parquet')
         throw new ConfigError('--format', `must be csv or parquet, got ${JSON.stringify(opts.format)}`);
       const out = resolve(opts.out ?? `${name}.${opts.format}`);
-      const store = await lakeStore(opts);
+      const store = await lakeStore(opts, 'read');
       const engine = await ParquetEngine.create();
       try {
         const table = await openTable(store, name);
@@ -129,7 +152,7 @@ export function registerLakeCommands(program: Command): void {
     .option('--min-file-mb <mb>', 'files below this size are compacted', '64')
     .action(async (name: string | undefined, opts: LakeOptions & { minFileMb: string }) => {
       const minFileMb = nonNegative('--min-file-mb', opts.minFileMb, 'a size in MiB > 0', false);
-      const store = await lakeStore(opts);
+      const store = await lakeStore(opts, 'write');
       const engine = await ParquetEngine.create();
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
@@ -173,7 +196,7 @@ export function registerLakeCommands(program: Command): void {
           '--retain',
           `${hours} h is under ${MIN_SAFE_RETAIN_HOURS} h: it can delete files a running sink has written but not yet committed, or that a running query still reads. Stop the sinks and readers of this lake and add --force, or retain longer.`,
         );
-      const store = await lakeStore(opts);
+      const store = await lakeStore(opts, 'write');
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
         for (const root of roots) {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadSinkConfig } from '../config/sink-config.ts';
-import { openStore } from '../lake/storage/open-store.ts';
+import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
@@ -27,7 +27,7 @@ export function registerSinkCommands(program: Command): void {
       const lifecycle = new Lifecycle().handleSignals();
       try {
         // The sink writes through a metered store (commits, files, bytes per lake table); it is ours to close.
-        const store = meteredStore(await openStore(file.config['lake.uri']), file.name);
+        const store = meteredStore(await openStore(file.config['lake.uri'], { s3: s3Settings(file.config) }), file.name);
         lifecycle.onClose('lake store', () => store.close());
         const lag = new SinkLagProbe(file, store);
         lifecycle.onClose('consumer lag probe', () => lag.close());

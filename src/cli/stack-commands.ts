@@ -5,7 +5,9 @@ import { stackDown, stackStatus, stackUp } from '../stack/stack.ts';
 export function registerStackCommands(program: Command): void {
   const stack = program
     .command('stack')
-    .description('the native local stack: PostgreSQL, Kafka (KRaft), a schema registry (Apicurio) and azurite (Azure Blob Storage)');
+    .description(
+      'the native local stack: PostgreSQL, Kafka (KRaft), a schema registry (Apicurio), azurite (Azure Blob Storage) and versitygw (S3)',
+    );
 
   stack
     .command('up')

@@ -24,8 +24,14 @@ export const sinkConfigSchema = z
     ...registryAuthShape,
     ...retryShape,
     'group.id': z.string().min(1).optional(),
-    /** Where the lake lives: a directory (default `.lake`), `file://…`, `az://container/prefix` or `abfss://…`. */
+    /** Where the lake lives: a directory (default `.lake`), `file://…`, `az://container/prefix`, `abfss://…` or `s3://bucket/prefix`. */
     'lake.uri': z.string().min(1).default('.lake'),
+    /** The S3 bucket's region; default the AWS SDK's (AWS_REGION, the profile), or us-east-1 with s3.endpoint. */
+    's3.region': z.string().min(1).optional(),
+    /** An S3-compatible store's endpoint (MinIO, versitygw, R2, Ceph), e.g. http://127.0.0.1:59000; default AWS (or AWS_ENDPOINT_URL_S3). */
+    's3.endpoint': z.url().optional(),
+    /** Address buckets as <endpoint>/<bucket> (path style) rather than <bucket>.<endpoint>; default true when s3.endpoint is set. */
+    's3.force.path.style': bool.optional(),
     'bronze.enabled': bool.default(true),
     /** Tables (regexes on schema.table) that also get `silver.<table>_history` (SCD type 2). */
     'silver.history.tables': regexList.default([]),
@@ -51,6 +57,13 @@ export const sinkConfigSchema = z
   .superRefine((c, ctx) => {
     checkKafkaSecurity(c, ctx);
     checkRegistryAuth(c, ctx);
+    const s3Keys = (['s3.region', 's3.endpoint', 's3.force.path.style'] as const).filter((k) => c[k] !== undefined);
+    if (s3Keys.length && !/^s3a?:\/\//i.test(c['lake.uri']))
+      ctx.addIssue({
+        code: 'custom',
+        path: [s3Keys[0]!],
+        message: `applies only to a lake on S3, but lake.uri is ${JSON.stringify(c['lake.uri'])}: use s3://<bucket>/<prefix> or drop ${s3Keys.join(', ')}`,
+      });
     if (!c.topics?.length && !c['topics.regex'])
       ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics (a comma-separated list) or topics.regex' });
     if (c['topics.regex']) {

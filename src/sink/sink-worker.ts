@@ -8,7 +8,7 @@ import { KafkaRetrier, StoppedWhileWaitingError } from '../events/kafka-retry.ts
 import { HttpSchemaRegistry } from '../events/schema-registry.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { openStore } from '../lake/storage/open-store.ts';
+import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { ChangeEventDecoder, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
@@ -121,7 +121,7 @@ export class SinkWorker {
   private async work(signal: AbortSignal): Promise<void> {
     this.retrier.signal = signal;
     const c = this.file.config;
-    const store = this.opts.store ?? (await openStore(c['lake.uri']));
+    const store = this.opts.store ?? (await openStore(c['lake.uri'], { s3: s3Settings(c) }));
     const engine = await ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] });
     this.ctx = {
       name: this.file.name,

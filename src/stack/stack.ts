@@ -3,12 +3,16 @@ import { postgresService } from './postgres.ts';
 import { kafkaService } from './kafka.ts';
 import { registryService } from './registry.ts';
 import { azuriteService } from './azurite.ts';
+import { s3Service } from './s3.ts';
 import { stackEnvPath } from './context.ts';
 import { ensureStackCerts } from './certs.ts';
 import type { StackContext, StackService } from './service.ts';
 
-/** Start order matters only for readability; the services are independent. Azurite is the lake's Azure Blob Storage. */
-export const SERVICES: readonly StackService[] = [postgresService, kafkaService, registryService, azuriteService];
+/**
+ * Start order matters only for readability; the services are independent. Azurite is the lake's
+ * Azure Blob Storage, s3 (versitygw) the lake's S3.
+ */
+export const SERVICES: readonly StackService[] = [postgresService, kafkaService, registryService, azuriteService, s3Service];
 const READY_TIMEOUT_MS = 180_000;
 
 /** Install, start and wait for every service not already up; then write `.stack/env`. Idempotent. */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -385,8 +385,16 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
       const r = await tide(args, workDir);
       expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }, args.join(' ')).toEqual({ code: 1, stderr: message, stdout: '' });
     }
-    // An empty lake is not an error: it says so.
+    // A --lake path that does not exist is a typo, not an empty lake (issue 10): it says so and fails.
+    const missing = join(workDir, 'no-such-lake');
+    expect(await tide(['lake', 'tables', '--lake', missing], workDir)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `tide: --lake: the lake directory ${missing} does not exist: check the path, or start the sink to create it\n`,
+    });
+    // An existing, empty lake is not an error: it says so.
     const empty = join(workDir, 'empty-lake');
+    mkdirSync(empty);
     expect(await tideOk(['lake', 'tables', '--lake', empty], workDir)).toBe(
       `no tables yet in ${new LocalStore(empty).uri} (start the sink: tide sink start connectors/orders-lake.json)\n`,
     );

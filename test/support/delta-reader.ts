@@ -72,6 +72,30 @@ export function azuriteStorageOptions(connectionString: string): Record<string, 
   };
 }
 
+/**
+ * delta-rs's storage options for an S3-compatible store (the local stack's versitygw, from the
+ * TIDE_S3_* settings in .stack/env). deltalake 1.6.6 (object_store's AmazonS3Builder) takes
+ * `aws_endpoint`, `aws_access_key_id`, `aws_secret_access_key`, `aws_region`, `aws_allow_http`;
+ * path-style requests are its default with a custom endpoint. `aws_conditional_put: etag` makes its
+ * own writes use `If-None-Match: *` (object_store's S3ConditionalPut::ETagMatch), as Tide's do.
+ */
+export function s3StorageOptions(env: Record<string, string | undefined>): Record<string, string> {
+  const need = (name: string): string => {
+    const v = env[name];
+    if (!v) throw new Error(`${name} is not set; delta-rs needs it (npm run stack:up writes it to .stack/env)`);
+    return v;
+  };
+  const endpoint = need('TIDE_S3_ENDPOINT');
+  return {
+    aws_endpoint: endpoint,
+    aws_access_key_id: need('TIDE_S3_ACCESS_KEY_ID'),
+    aws_secret_access_key: need('TIDE_S3_SECRET_ACCESS_KEY'),
+    aws_region: need('TIDE_S3_REGION'),
+    aws_allow_http: String(endpoint.startsWith('http:')),
+    aws_conditional_put: 'etag',
+  };
+}
+
 export function deltaReaderAvailable(): boolean {
   return existsSync(python);
 }

@@ -39,7 +39,7 @@ describe('parseStoreUri', () => {
   it('rejects other schemes with a ConfigError that names the URI and lists the accepted forms', () => {
     const err = (() => {
       try {
-        parseStoreUri('s3://bucket/lake');
+        parseStoreUri('gs://bucket/lake');
       } catch (e) {
         return e;
       }
@@ -47,12 +47,22 @@ describe('parseStoreUri', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.key).toBe('lake.uri');
     expect(err.message).toMatchInlineSnapshot(`
-      "lake.uri: "s3://bucket/lake" uses the scheme s3://, which Tide does not support. Accepted forms:
+      "lake.uri: "gs://bucket/lake" uses the scheme gs://, which Tide does not support. Accepted forms:
         <directory> or file:///<absolute directory>   (local filesystem)
         az://<container>/<prefix>                      (Azure Blob Storage, account from the credentials)
         az://<container>@<account>/<prefix>
-        abfss://<container>@<account>.dfs.core.windows.net/<prefix>   (ADLS Gen2)"
+        abfss://<container>@<account>.dfs.core.windows.net/<prefix>   (ADLS Gen2)
+        s3://<bucket>/<prefix> or s3a://<bucket>/<prefix>       (Amazon S3 and S3-compatible stores)"
     `);
+  });
+
+  it('reads s3:// and s3a:// (as Spark writes it) as a bucket and a prefix', () => {
+    expect(parseStoreUri('s3://tide-lake/prod/lake/')).toEqual({ kind: 's3', bucket: 'tide-lake', prefix: 'prod/lake', scheme: 's3' });
+    expect(parseStoreUri('s3a://tide.lake')).toEqual({ kind: 's3', bucket: 'tide.lake', prefix: '', scheme: 's3a' });
+    expect(() => parseStoreUri('s3://Tide_Lake/x')).toThrow(
+      'lake.uri: "s3://Tide_Lake/x" names the bucket "Tide_Lake"; S3 bucket names are 3-63 lowercase letters, digits, dots and hyphens',
+    );
+    expect(() => parseStoreUri('s3:///x')).toThrow(/names the bucket ""/);
   });
 
   it('rejects bad container and account names, a malformed abfss host and an empty URI', () => {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { TideError } from '../../errors.ts';
+import { ConnectionError, TideError } from '../../errors.ts';
 import type { ObjectInfo, ObjectStore } from './object-store.ts';
 
 /** A store path is not a safe relative path, or an object is missing where one is required. */
@@ -50,6 +50,10 @@ export class LocalStore implements ObjectStore {
   }
 
   async put(path: string, data: Buffer | Uint8Array): Promise<void> {
+    return this.writing(() => this.putNow(path, data));
+  }
+
+  private async putNow(path: string, data: Buffer | Uint8Array): Promise<void> {
     const target = this.file(path);
     const temp = await this.writeTemp(target, data);
     try {
@@ -71,6 +75,10 @@ export class LocalStore implements ObjectStore {
    * may lose that commit, but never leaves it torn.) Needs a filesystem with hard links.
    */
   async putIfAbsent(path: string, data: Buffer | Uint8Array): Promise<boolean> {
+    return this.writing(() => this.putIfAbsentNow(path, data));
+  }
+
+  private async putIfAbsentNow(path: string, data: Buffer | Uint8Array): Promise<boolean> {
     const target = this.file(path);
     const temp = await this.writeTemp(target, data);
     try {
@@ -86,6 +94,10 @@ export class LocalStore implements ObjectStore {
 
   /** Copy a local file in (temporary copy, then rename), leaving the source where it is. */
   async putFile(path: string, localFile: string): Promise<void> {
+    return this.writing(() => this.putFileNow(path, localFile));
+  }
+
+  private async putFileNow(path: string, localFile: string): Promise<void> {
     const target = this.file(path);
     await mkdir(dirname(target), { recursive: true });
     const temp = tempName(target);
@@ -152,6 +164,42 @@ export class LocalStore implements ObjectStore {
 
   async close(): Promise<void> {
     // Nothing is held open between calls.
+  }
+
+  /**
+   * Whether Tide can write here: creates the directory if missing, then writes and removes a hidden
+   * probe file. `openStore` runs it for a lake opened to write, so a read-only or misplaced lake
+   * directory fails at start, naming the directory, instead of at the first commit.
+   */
+  async checkWritable(): Promise<void> {
+    await this.writing(async () => {
+      await mkdir(this.root, { recursive: true });
+      const probe = join(this.root, `.tide-write-probe-${randomUUID()}`);
+      await writeFile(probe, '');
+      await unlink(probe);
+    });
+  }
+
+  /** Runs a write, turning "not allowed to write here" into a ConnectionError naming the lake directory and the fix. */
+  private async writing<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      // ENOENT from mkdir: a recursive mkdir can report a parent it may not create as missing.
+      const syscall = (e as { syscall?: unknown }).syscall;
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || (code === 'ENOENT' && syscall === 'mkdir')) {
+        const where = typeof (e as { path?: unknown }).path === 'string' ? (e as { path: string }).path : this.root;
+        throw new ConnectionError(
+          'lake',
+          this.uri,
+          `cannot write in the lake directory ${this.root}: ${code} on ${where}${code === 'EROFS' ? ' (a read-only filesystem)' : ''}`,
+          `Make ${this.root} (or its parent) writable for the user Tide runs as${typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : ''}, or set lake.uri to a writable directory`,
+          { cause: e, code: 'not-writable' },
+        );
+      }
+      throw e;
+    }
   }
 
   /** Write `data` to a new temporary file next to `target` and fsync it, so that publishing it (link/rename) is durable. */

@@ -4,6 +4,7 @@ import type { StoragePipelineOptions } from '@azure/storage-blob';
 import { ConfigError } from '../../errors.ts';
 import type { AzureAuth, AzureStoreOptions } from './azure-store.ts';
 import type { ObjectStore } from './object-store.ts';
+import type { S3StoreOptions } from './s3-store.ts';
 
 /**
  * Where the lake lives, from one URI (the sink's `lake.uri`):
@@ -16,6 +17,14 @@ import type { ObjectStore } from './object-store.ts';
  *       the same, naming the account (what AzureStore.uri prints)
  *   abfss://<container>@<account>.dfs.core.windows.net/<prefix>
  *       ADLS Gen2 in the form Spark and Databricks use (same account, via its Blob endpoint)
+ *   s3://<bucket>/<prefix>, s3a://<bucket>/<prefix>
+ *       Amazon S3 or an S3-compatible store (s3a:// is how Spark's Hadoop connector writes it)
+ *
+ * S3 settings (`s3` options, the sink's s3.region / s3.endpoint / s3.force.path.style keys): the
+ * region and endpoint fall back to the AWS SDK's own (AWS_REGION, AWS_ENDPOINT_URL_S3, the profile);
+ * credentials always come from the SDK's default chain (environment, profile, web identity / IRSA,
+ * instance metadata) unless a test passes them. Path-style addressing is on by default when an
+ * endpoint is set (MinIO, versitygw and Ceph are usually reached as http://host:port/<bucket>).
  *
  * Azure credentials, first match wins: options (connectionString | accountKey | sasToken),
  * then the environment: AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT +
@@ -30,10 +39,27 @@ export const ACCEPTED_FORMS = [
   'az://<container>/<prefix>                      (Azure Blob Storage, account from the credentials)',
   'az://<container>@<account>/<prefix>',
   'abfss://<container>@<account>.dfs.core.windows.net/<prefix>   (ADLS Gen2)',
+  's3://<bucket>/<prefix> or s3a://<bucket>/<prefix>       (Amazon S3 and S3-compatible stores)',
 ];
 
 export type StoreLocation =
-  { kind: 'local'; dir: string } | { kind: 'azure'; container: string; prefix: string; account?: string; endpointSuffix?: string };
+  | { kind: 'local'; dir: string }
+  | { kind: 'azure'; container: string; prefix: string; account?: string; endpointSuffix?: string }
+  | { kind: 's3'; bucket: string; prefix: string; scheme: 's3' | 's3a' };
+
+/** The S3 settings of a sink connector file (s3.region, s3.endpoint, s3.force.path.style), and test-only extras. */
+export interface S3OpenOptions {
+  region?: string;
+  /** e.g. `http://127.0.0.1:59000` for the local stack, `https://<account>.r2.cloudflarestorage.com` for R2. */
+  endpoint?: string;
+  /** Address buckets as `<endpoint>/<bucket>` instead of `<bucket>.<endpoint>`. Default: true when an endpoint is set. */
+  forcePathStyle?: boolean;
+  /** Explicit credentials (tests); production uses the SDK's default chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** The SDK's attempts per request (default 3). */
+  maxAttempts?: number;
+  store?: Omit<S3StoreOptions, 'client' | 'bucket' | 'prefix' | 'scheme'>;
+}
 
 export interface OpenStoreOptions {
   /** Base for a relative local path. Default: process.cwd(). */
@@ -50,6 +76,14 @@ export interface OpenStoreOptions {
   azure?: Omit<AzureStoreOptions, 'container' | 'prefix'> & { pipelineOptions?: StoragePipelineOptions };
   /** The config key named in errors. Default `lake.uri`. */
   configKey?: string;
+  s3?: S3OpenOptions;
+  /**
+   * What the caller will do, checked at open so that a wrong key, a missing bucket, a store without
+   * conditional writes or a read-only lake directory fails at once. S3: `read` lists the prefix;
+   * `write` (default) also checks that conditional puts are enforced. Local: `write` creates the
+   * directory and checks that a file can be written there. Azure ignores it.
+   */
+  access?: 'read' | 'write';
 }
 
 /**
@@ -60,8 +94,11 @@ export async function openStore(uri: string, opts: OpenStoreOptions = {}): Promi
   const location = parseStoreUri(uri, opts);
   if (location.kind === 'local') {
     const { LocalStore } = await import('./local-store.ts');
-    return new LocalStore(location.dir);
+    const store = new LocalStore(location.dir);
+    if ((opts.access ?? 'write') === 'write') await store.checkWritable();
+    return store;
   }
+  if (location.kind === 's3') return openS3Store(location, opts);
   const auth = resolveAzureAuth(uri, location, opts);
   const { AzureStore, azureContainerClient } = await import('./azure-store.ts');
   const { pipelineOptions, ...storeOptions } = opts.azure ?? {};
@@ -72,6 +109,44 @@ export async function openStore(uri: string, opts: OpenStoreOptions = {}): Promi
   });
 }
 
+/** The S3 settings of a sink connector file. */
+export function s3Settings(config: { 's3.region'?: string; 's3.endpoint'?: string; 's3.force.path.style'?: boolean }): S3OpenOptions {
+  return {
+    ...(config['s3.region'] ? { region: config['s3.region'] } : {}),
+    ...(config['s3.endpoint'] ? { endpoint: config['s3.endpoint'] } : {}),
+    ...(config['s3.force.path.style'] !== undefined ? { forcePathStyle: config['s3.force.path.style'] } : {}),
+  };
+}
+
+async function openS3Store(location: Extract<StoreLocation, { kind: 's3' }>, opts: OpenStoreOptions): Promise<ObjectStore> {
+  const { S3Store, s3Client } = await import('./s3-store.ts');
+  const s3 = opts.s3 ?? {};
+  const env = opts.env ?? process.env;
+  const endpoint = s3.endpoint || undefined;
+  const hasEndpoint = endpoint !== undefined || Boolean(env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL);
+  // A custom endpoint (MinIO, versitygw, Ceph) rarely cares about the region, but the SDK signs with one:
+  // default to us-east-1 there when none is configured, rather than failing with "Region is missing".
+  const region = s3.region || (endpoint && !env.AWS_REGION ? 'us-east-1' : undefined);
+  const client = s3Client({
+    ...(region ? { region } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    forcePathStyle: s3.forcePathStyle ?? hasEndpoint,
+    ...(s3.credentials ? { credentials: s3.credentials } : {}),
+    ...(s3.maxAttempts ? { maxAttempts: s3.maxAttempts } : {}),
+  });
+  const store = new S3Store({ ...s3.store, client, bucket: location.bucket, prefix: location.prefix, scheme: location.scheme });
+  try {
+    await store.checkAccess();
+    if ((opts.access ?? 'write') === 'write') await store.checkConditionalWrites();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+/** S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit. */
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 const ACCOUNT = /^[a-z0-9]{3,24}$/;
 
@@ -103,6 +178,12 @@ export function parseStoreUri(uri: string, opts: Pick<OpenStoreOptions, 'cwd' | 
     const m = /^abfss:\/\/([^@/]+)@([^./]+)\.(?:dfs|blob)\.([^/?#]+)(?:\/([^?#]*))?$/i.exec(uri);
     if (!m) throw fail('is not abfss://<container>@<account>.dfs.core.windows.net/<prefix>');
     [, container, account, endpointSuffix, rest] = m;
+  } else if (scheme === 's3' || scheme === 's3a') {
+    const m = /^s3a?:\/\/([^/?#]*)(?:\/([^?#]*))?$/i.exec(uri);
+    const bucket = m?.[1] ?? '';
+    if (!BUCKET.test(bucket))
+      throw fail(`names the bucket ${JSON.stringify(bucket)}; S3 bucket names are 3-63 lowercase letters, digits, dots and hyphens`);
+    return { kind: 's3', bucket, prefix: (m?.[2] ?? '').replace(/^\/+|\/+$/g, ''), scheme };
   } else {
     throw fail(`uses the scheme ${scheme}://, which Tide does not support`);
   }
