@@ -55,6 +55,11 @@ export function registerConfigSecrets(config: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(config)) {
     if (typeof value !== 'string') continue;
     if (SECRET_KEY.test(key)) registerSecret(value);
+    // schema.registry.basic.auth.user.info is `key:secret`: the secret alone must not show either.
+    if (/user\.info$/i.test(key)) {
+      registerSecret(value);
+      registerSecret(value.slice(value.indexOf(':') + 1));
+    }
     for (const m of value.matchAll(/[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:([^@/\s]+)@/gi)) {
       registerSecret(m[1]);
       registerSecret(safeDecode(m[1]!));

@@ -1,4 +1,6 @@
-import { TideError } from '../errors.ts';
+import { readFileSync } from 'node:fs';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { ConfigError, ConnectionError, TideError } from '../errors.ts';
 
 /**
  * The narrow slice of Confluent's Schema Registry REST API that Tide uses.
@@ -29,29 +31,92 @@ export class SchemaRegistryError extends TideError {
 }
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+/** Where Apicurio Registry serves Confluent's API: the most common mistake is a URL without it. */
+const APICURIO_CCOMPAT_PATH = '/apis/ccompat/v7';
 
+/**
+ * How to authenticate, as Confluent's clients are configured (the connector keys
+ * `schema.registry.basic.auth.credentials.source`, `schema.registry.basic.auth.user.info`,
+ * `schema.registry.bearer.auth.token`, `schema.registry.ssl.ca.location`).
+ */
+export interface RegistryAuthOptions {
+  /** `USER_INFO`: basic auth from `basicAuthUserInfo`; `URL`: from `user:password@` in the URL. Unset: whichever is given. */
+  basicAuthCredentialsSource?: 'USER_INFO' | 'URL';
+  /** `key:secret` (e.g. a Confluent Cloud Schema Registry API key and its secret). */
+  basicAuthUserInfo?: string;
+  bearerToken?: string;
+  /** A PEM file with the CA(s) to trust for an https registry, instead of Node's built-in roots. */
+  caLocation?: string;
+}
+
+/** The registry client for a source or sink connector's configuration. */
+export function registryFromConfig(config: {
+  'schema.registry.url': string;
+  'schema.registry.basic.auth.credentials.source'?: 'USER_INFO' | 'URL';
+  'schema.registry.basic.auth.user.info'?: string;
+  'schema.registry.bearer.auth.token'?: string;
+  'schema.registry.ssl.ca.location'?: string;
+}): HttpSchemaRegistry {
+  return new HttpSchemaRegistry(config['schema.registry.url'], {
+    basicAuthCredentialsSource: config['schema.registry.basic.auth.credentials.source'],
+    basicAuthUserInfo: config['schema.registry.basic.auth.user.info'],
+    bearerToken: config['schema.registry.bearer.auth.token'],
+    caLocation: config['schema.registry.ssl.ca.location'],
+  });
+}
+
+/**
+ * Requests go through undici (the library behind Node's own fetch) rather than the global fetch,
+ * because only undici's Agent takes a CA for one client (`connect.ca`) without touching the
+ * process-wide trust store.
+ */
 export class HttpSchemaRegistry implements SchemaRegistry {
   private readonly ids = new Map<string, number>();
   /** The URL without credentials: what requests go to and messages show. */
   private readonly baseUrl: string;
-  /** `user:password@` in the URL becomes HTTP basic auth (fetch refuses URLs with credentials, and they must never reach a message). */
+  /** Basic or bearer; never in a message. (fetch refuses URLs with credentials anyway.) */
   private readonly authorization: string | undefined;
+  private readonly authKind: 'none' | 'basic' | 'bearer';
+  private readonly dispatcher: Dispatcher | undefined;
 
-  constructor(url: string) {
+  constructor(url: string, auth: RegistryAuthOptions = {}) {
     const u = new URL(url);
-    this.authorization =
-      u.username || u.password
-        ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`
-        : undefined;
+    const fromUrl = u.username || u.password ? `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` : undefined;
     u.username = '';
     u.password = '';
     this.baseUrl = u.toString().replace(/\/$/, '');
+    const source = auth.basicAuthCredentialsSource;
+    const userInfo = source === 'URL' ? fromUrl : source === 'USER_INFO' ? auth.basicAuthUserInfo : (auth.basicAuthUserInfo ?? fromUrl);
+    if (source === 'URL' && fromUrl === undefined)
+      throw new ConfigError(
+        'schema.registry.basic.auth.credentials.source',
+        `is URL, but schema.registry.url (${this.baseUrl}) carries no user:password@; put them in the URL or use USER_INFO`,
+      );
+    if (auth.bearerToken) {
+      this.authorization = `Bearer ${auth.bearerToken}`;
+      this.authKind = 'bearer';
+    } else if (userInfo !== undefined) {
+      this.authorization = `Basic ${Buffer.from(userInfo).toString('base64')}`;
+      this.authKind = 'basic';
+    } else {
+      this.authorization = undefined;
+      this.authKind = 'none';
+    }
+    if (auth.caLocation) {
+      let ca: string;
+      try {
+        ca = readFileSync(auth.caLocation, 'utf8');
+      } catch (err) {
+        throw new ConfigError('schema.registry.ssl.ca.location', `cannot read ${auth.caLocation}: ${(err as Error).message}`);
+      }
+      this.dispatcher = new Agent({ connect: { ca } });
+    }
   }
 
   private async call(subject: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    let res: Response;
+    let res: Awaited<ReturnType<typeof undiciFetch>>;
     try {
-      res = await fetch(`${this.baseUrl.replace(/\/$/, '')}${path}`, {
+      res = await undiciFetch(`${this.baseUrl.replace(/\/$/, '')}${path}`, {
         method,
         headers: {
           'content-type': CONTENT_TYPE,
@@ -59,8 +124,18 @@ export class HttpSchemaRegistry implements SchemaRegistry {
           ...(this.authorization ? { authorization: this.authorization } : {}),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
       });
     } catch (err) {
+      const tls = tlsProblem(err);
+      if (tls)
+        throw new ConnectionError(
+          'schema registry',
+          this.baseUrl,
+          `the TLS handshake failed: ${tls}`,
+          "Set schema.registry.ssl.ca.location to a PEM file with the CA that signed the registry's certificate, and check that the URL's host name is one the certificate names",
+          { cause: err, code: 'tls' },
+        );
       throw new SchemaRegistryError(
         subject,
         `cannot reach ${this.baseUrl}: ${(err as Error).message}. Is the registry up (tide stack status)?`,
@@ -77,7 +152,49 @@ export class HttpSchemaRegistry implements SchemaRegistry {
     } catch {
       json = text;
     }
+    this.checkAccess(res.status, method, path, json);
     return { status: res.status, json };
+  }
+
+  /**
+   * Answers that no retry and no dead-letter topic can fix end the connector here, as a
+   * ConnectionError: refused credentials (401, 403), and a URL that does not serve Confluent's API
+   * (a 404 without Confluent's `error_code`: a registry's own 404s, such as an unknown subject or
+   * schema id, always carry one).
+   */
+  private checkAccess(status: number, method: string, path: string, json: unknown): void {
+    if (status === 401) {
+      throw new ConnectionError(
+        'schema registry',
+        this.baseUrl,
+        this.authKind === 'none'
+          ? 'the registry requires authentication (HTTP 401 Unauthorized) and none is configured'
+          : `the registry refused the ${this.authKind === 'basic' ? 'basic-auth credentials' : 'bearer token'} (HTTP 401 Unauthorized)`,
+        this.authKind === 'bearer'
+          ? 'Check schema.registry.bearer.auth.token (is it expired?)'
+          : 'Set schema.registry.basic.auth.credentials.source to USER_INFO and schema.registry.basic.auth.user.info to key:secret (the registry API key and secret), or schema.registry.bearer.auth.token',
+        { code: 'auth' },
+      );
+    }
+    if (status === 403) {
+      throw new ConnectionError(
+        'schema registry',
+        this.baseUrl,
+        `the credentials are not allowed to ${method} ${path.split('?')[0]} (HTTP 403 Forbidden)`,
+        'Grant the API key read access to the subjects (the source also needs write access to register schemas)',
+        { code: 'forbidden' },
+      );
+    }
+    if (status === 404 && !hasConfluentErrorCode(json)) {
+      const suggestion = this.baseUrl.endsWith(APICURIO_CCOMPAT_PATH) ? '' : ` (e.g. ${this.baseUrl}${APICURIO_CCOMPAT_PATH})`;
+      throw new ConnectionError(
+        'schema registry',
+        this.baseUrl,
+        `${method} ${path.split('?')[0]} answered HTTP 404 without a Schema Registry error code: this URL does not serve Confluent's Schema Registry API`,
+        `Check schema.registry.url: for Apicurio Registry it ends in ${APICURIO_CCOMPAT_PATH}${suggestion}; for Confluent's registry it is the registry's base URL`,
+        { code: 'not-a-registry' },
+      );
+    }
   }
 
   async isCompatible(subject: string, schema: object): Promise<{ compatible: boolean; messages: string[] }> {
@@ -132,6 +249,20 @@ export class HttpSchemaRegistry implements SchemaRegistry {
     this.ids.set(cacheKey, id);
     return id;
   }
+}
+
+function hasConfluentErrorCode(json: unknown): boolean {
+  return typeof json === 'object' && json !== null && typeof (json as { error_code?: unknown }).error_code === 'number';
+}
+
+/** The TLS reason of a failed fetch (undici wraps the socket error in `cause`), or undefined. */
+function tlsProblem(err: unknown): string | undefined {
+  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    if (typeof e.code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL|HOSTNAME|ALTNAME/i.test(e.code))
+      return `${e.code}: ${e.message ?? ''}`.trim();
+    e = e.cause as typeof e;
+  }
+  return undefined;
 }
 
 /**

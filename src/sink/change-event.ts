@@ -2,7 +2,7 @@ import type { Type } from 'avsc';
 import { createAvroType } from '../events/avro-types.ts';
 import type { Op } from '../events/envelope.ts';
 import type { SchemaRegistry } from '../events/schema-registry.ts';
-import { TideError } from '../errors.ts';
+import { ConnectionError, TideError } from '../errors.ts';
 import { keyColumnsOf, lakeColumnsOf, type SinkColumn } from './lake-columns.ts';
 
 /**
@@ -97,7 +97,9 @@ export class ChangeEventDecoder {
     try {
       codec = await this.valueCodec(valueId);
     } catch (err) {
-      if (err instanceof TideError && err.retriable) throw err; // registry down: not the message's fault
+      // Not the message's fault, so never a dead letter: a registry that is down (retriable), or one that
+      // refuses Tide's credentials or is not a registry at all (a ConnectionError: the connector stops).
+      if (isRegistryProblem(err)) throw err;
       throw fail(`cannot use value schema ${valueId}: ${(err as Error).message}`, err);
     }
     let env: Envelope;
@@ -116,7 +118,7 @@ export class ChangeEventDecoder {
       try {
         keyColumns = await this.keyColumns(keyId);
       } catch (err) {
-        if (err instanceof TideError && err.retriable) throw err;
+        if (isRegistryProblem(err)) throw err;
         throw fail(`cannot use key schema ${keyId}: ${(err as Error).message}`, err);
       }
     }
@@ -168,6 +170,10 @@ export class ChangeEventDecoder {
     }
     return p;
   }
+}
+
+function isRegistryProblem(err: unknown): boolean {
+  return err instanceof ConnectionError || (err instanceof TideError && err.retriable);
 }
 
 function frameId(buf: Buffer): number | undefined {

@@ -5,7 +5,7 @@ import { kafkaConnection, type KafkaConnection } from '../events/kafka-connectio
 import { explainKafkaError, topicCreationError, verifyKafkaConnection } from '../events/kafka-errors.ts';
 import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
 import { KafkaRetrier, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
-import { HttpSchemaRegistry } from '../events/schema-registry.ts';
+import { registryFromConfig } from '../events/schema-registry.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { openStore, s3Settings } from '../lake/storage/open-store.ts';
@@ -87,7 +87,7 @@ export class SinkWorker {
     );
     this.monitor = opts.monitor ?? QUIET_MONITOR;
     this.retrier = new KafkaRetrier(this.conn, retryPolicyOf(c), this.log, this.monitor);
-    this.decoder = new ChangeEventDecoder(new HttpSchemaRegistry(c['schema.registry.url']));
+    this.decoder = new ChangeEventDecoder(registryFromConfig(c));
   }
 
   /**

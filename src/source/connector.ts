@@ -9,7 +9,7 @@ import { PlatformaticProducer, type EventProducer } from '../events/kafka-produc
 import { KafkaRetrier, RetryingProducer, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
 import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
 import { retryPolicyOf } from '../retry.ts';
-import { HttpSchemaRegistry, type SchemaRegistry } from '../events/schema-registry.ts';
+import { registryFromConfig, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
@@ -96,7 +96,7 @@ export class SourceConnector {
     this.monitor = deps.monitor ?? QUIET_MONITOR;
     this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
     this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log), this.kafka);
-    this.registry = deps.registry ?? new HttpSchemaRegistry(this.config['schema.registry.url']);
+    this.registry = deps.registry ?? registryFromConfig(this.config);
     const stateDir = deps.stateDir ?? '.tide';
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
     this.statusPath = join(stateDir, `${file.name}.status.json`);

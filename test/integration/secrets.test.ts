@@ -31,7 +31,11 @@ const SALT = `Salt-${tag}-pepper`;
 const REGISTRY_PASSWORD = `RegPw-${tag}-k3y`;
 const KEY_PASSPHRASE = `KeyPass-${tag}-phrase`;
 const WRONG_KEY_PASSPHRASE = `KeyPass-${tag}-wr0ng`;
+const REGISTRY_TOKEN = `RegToken-${tag}-b3arer`;
 const WRONG_AZURE_KEY = Buffer.from(`wrong-azure-key-${tag}`).toString('base64');
+const WRONG_S3_SECRET = `S3Secret-${tag}-wr0ng`;
+/** The local S3's secret key: public (like azurite's key), but still a secret key that must never be printed. */
+const S3_SECRET = process.env.TIDE_S3_SECRET_ACCESS_KEY ?? '';
 
 describe('secrets never appear in logs, metrics or error messages', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -69,9 +73,19 @@ describe('secrets never appear in logs, metrics or error messages', () => {
   }
 
   function secretsIn(text: string): string[] {
-    return [PASSWORD, WRONG_PASSWORD, SALT, REGISTRY_PASSWORD, WRONG_AZURE_KEY, azureKey, KEY_PASSPHRASE, WRONG_KEY_PASSPHRASE].filter(
-      (s) => text.includes(s),
-    );
+    return [
+      PASSWORD,
+      WRONG_PASSWORD,
+      SALT,
+      REGISTRY_PASSWORD,
+      REGISTRY_TOKEN,
+      WRONG_AZURE_KEY,
+      azureKey,
+      KEY_PASSPHRASE,
+      WRONG_KEY_PASSPHRASE,
+      WRONG_S3_SECRET,
+      S3_SECRET,
+    ].filter((s) => text.includes(s));
   }
 
   beforeAll(async () => {
@@ -200,6 +214,8 @@ describe('secrets never appear in logs, metrics or error messages', () => {
         ...src.config,
         'slot.name': `${src.config['slot.name']}_r`,
         'schema.registry.url': `http://tide:${REGISTRY_PASSWORD}@127.0.0.1:9/apis/ccompat/v7`,
+        // A bearer token too (it wins over the URL's user:password): neither may reach a log line.
+        'schema.registry.bearer.auth.token': REGISTRY_TOKEN,
       },
     };
     const run = tide('registry', ['source', 'start', writeConnectorFile(dir, file)]);
@@ -241,5 +257,31 @@ describe('secrets never appear in logs, metrics or error messages', () => {
     const output = run.stderr() + run.stdout();
     expect(output).toContain(`tide-secrets-${tag}`);
     expect(secretsIn(output)).toEqual([]);
+  });
+
+  it('a lake on S3 with a wrong secret key, then the right one with debug logging: no output shows either key', async () => {
+    expect(S3_SECRET.length, 'TIDE_S3_SECRET_ACCESS_KEY (from .stack/env)').toBeGreaterThan(8);
+    const lakeUri = `s3://${process.env.TIDE_S3_BUCKET}/secrets-${tag}`;
+    const file = sinkFile(`secrets-s3-${tag}`, src.config['topic.prefix'], lakeUri, {
+      's3.endpoint': process.env.TIDE_S3_ENDPOINT,
+      's3.region': process.env.TIDE_S3_REGION,
+    });
+    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+    const path = join(dir, 'sink-s3.json');
+    writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+    const env = { AWS_ACCESS_KEY_ID: process.env.TIDE_S3_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: WRONG_S3_SECRET };
+    const wrong = tide('wrong-s3-key', ['sink', 'start', path, '--http-port', '0'], env);
+    expect(await wrong.exited).toBe(1);
+    const output = wrong.stderr() + wrong.stdout();
+    expect(output).toContain(`lake (${lakeUri}): the request signature was refused (SignatureDoesNotMatch)`);
+    expect(secretsIn(output)).toEqual([]);
+    // The right key: the sink opens the lake (list, conditional-put probe), logs at debug, and stops on SIGTERM.
+    const right = tide('right-s3-key', ['sink', 'start', path, '--http-port', '0'], { ...env, AWS_SECRET_ACCESS_KEY: S3_SECRET });
+    await waitFor(() => right.stdout().includes('metrics http://'), 'the S3 sink to start', 60_000);
+    right.child.kill('SIGTERM');
+    expect(await right.exited).toBe(0);
+    const logs = right.stderr() + right.stdout();
+    expect(logs).toContain(lakeUri);
+    expect(secretsIn(logs)).toEqual([]);
   });
 });

@@ -16,6 +16,16 @@ function capture(): { logger: ReturnType<typeof createLogger>; lines: string[] }
 }
 
 describe('secrets in logs', () => {
+  it('registers the registry credentials: user.info (key:secret, and the secret alone) and the bearer token', () => {
+    registerConfigSecrets({
+      'schema.registry.basic.auth.user.info': 'SRKEY123:sr-secret-part-0001',
+      'schema.registry.bearer.auth.token': 'sr-bearer-token-0002',
+    });
+    expect(scrubSecrets('sent SRKEY123:sr-secret-part-0001; secret sr-secret-part-0001; token sr-bearer-token-0002')).toBe(
+      'sent [redacted]; secret [redacted]; token [redacted]',
+    );
+  });
+
   it('censors secret-bearing keys of logged objects, at any depth pino allows', () => {
     const { logger, lines } = capture();
     logger.info(
