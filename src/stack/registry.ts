@@ -32,6 +32,8 @@ const API_PATH = '/apis/ccompat/v7';
 
 const run = promisify(execFile);
 const installDir = (ctx: StackContext) => join(ctx.cacheDir, 'registry', VERSION);
+/** The installed runner jar (after `install`): tests start a second, authenticated Apicurio from it. */
+export const registryRunnerJar = (ctx: StackContext) => join(installDir(ctx), RUNNER_JAR);
 const dir = (ctx: StackContext) => join(ctx.stackDir, 'registry');
 const pidFile = (ctx: StackContext) => join(dir(ctx), 'registry.pid');
 const baseUrl = (ctx: StackContext) => `http://127.0.0.1:${ctx.ports.registry}${API_PATH}`;

@@ -1,8 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,16 +11,19 @@ import { ConnectionError } from '../../src/errors.ts';
 import { confluentFrame, HttpSchemaRegistry, registryFromConfig } from '../../src/events/schema-registry.ts';
 import { stackCertPaths } from '../../src/stack/certs.ts';
 import { stackContext } from '../../src/stack/context.ts';
+import { registryRunnerJar, registryService } from '../../src/stack/registry.ts';
 import { kafka } from '../support/kafka.ts';
 import { sinkFile, startSink } from '../support/lake.ts';
 
 /**
- * Registry authentication. Apicurio Registry 3 authenticates only through an OIDC server (Keycloak),
- * which these machines cannot run from a registry they reach, so the local stack's Apicurio runs
- * without authentication. Here a small real HTTP(S) server in front of it plays the part of an
- * authenticating registry such as Confluent Cloud's: it checks the Authorization header (basic
- * `key:secret` or a bearer token), answers 401/403 when it does not match, and otherwise passes the
- * request on to the real Apicurio. The https variant serves the stack CA's localhost certificate.
+ * Registry authentication, two ways:
+ *  - a second, real Apicurio Registry 3 (from the stack's cached install) with HTTP basic auth
+ *    switched on through Quarkus' embedded users, on http and on https with the stack CA's localhost
+ *    certificate: basic auth from USER_INFO and from the URL, 401s, the CA file;
+ *  - Apicurio's bearer tokens and roles need an OIDC server (Keycloak), which cannot run here, so a
+ *    small real HTTP server in front of the stack's Apicurio plays an authenticating registry such as
+ *    Confluent Cloud's for those: it checks the Authorization header, answers 401/403 when it does
+ *    not match, and otherwise passes the request on.
  */
 const REGISTRY = process.env.SCHEMA_REGISTRY_URL!;
 const KEY = 'tide-key';
@@ -66,6 +70,14 @@ function gateHandler(gate: Gate) {
 async function listen(server: Server): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return (server.address() as AddressInfo).port;
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 const basic = (userInfo: string) => `Basic ${Buffer.from(userInfo).toString('base64')}`;
@@ -203,5 +215,96 @@ describe('schema registry authentication (a real HTTP server in front of Apicuri
     );
     // The right URL's own 404s (an unknown schema id) are the registry's answer, not a wrong path.
     await expect(new HttpSchemaRegistry(REGISTRY).schemaById(2_000_000_000)).rejects.toThrow(/no such schema/);
+  });
+});
+
+describe('Apicurio Registry with HTTP basic auth (Quarkus embedded users), on http and https', () => {
+  const ctx = stackContext();
+  let java: ChildProcess | undefined;
+  let httpUrl: string;
+  let httpsUrl: string;
+  const log: string[] = [];
+
+  beforeAll(async () => {
+    await registryService.install(ctx);
+    const [httpPort, httpsPort] = [await freePort(), await freePort()];
+    httpUrl = `http://127.0.0.1:${httpPort}/apis/ccompat/v7`;
+    httpsUrl = `https://localhost:${httpsPort}/apis/ccompat/v7`;
+    // In-memory storage (Apicurio's default); every path needs an authenticated user; one user, KEY / SECRET.
+    const props = {
+      'quarkus.http.host': '127.0.0.1',
+      'quarkus.http.port': String(httpPort),
+      'quarkus.http.ssl-port': String(httpsPort),
+      'quarkus.http.ssl.certificate.files': certs.serverCert,
+      'quarkus.http.ssl.certificate.key-files': certs.serverKey,
+      'quarkus.oidc.tenant-enabled': 'false',
+      'apicurio.events.ksink': '',
+      'quarkus.http.auth.basic': 'true',
+      'quarkus.security.users.embedded.enabled': 'true',
+      'quarkus.security.users.embedded.plain-text': 'true',
+      [`quarkus.security.users.embedded.users.${KEY}`]: SECRET,
+      'quarkus.http.auth.permission.all.paths': '/*',
+      'quarkus.http.auth.permission.all.policy': 'authenticated',
+    };
+    java = spawn(
+      process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java',
+      ['-Xms64m', '-Xmx384m', '-XX:+UseSerialGC', ...Object.entries(props).map(([k, v]) => `-D${k}=${v}`), '-jar', registryRunnerJar(ctx)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    java.stdout!.on('data', (d: Buffer) => log.push(d.toString()));
+    java.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
+    const deadline = Date.now() + 170_000;
+    for (;;) {
+      const status = await fetch(`${httpUrl}/subjects`, { headers: { authorization: basic(`${KEY}:${SECRET}`) } }).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) break;
+      if (java.exitCode !== null || Date.now() > deadline)
+        throw new Error(`the authenticated Apicurio did not start:\n${log.join('').slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    java?.kill('SIGTERM');
+    if (java && java.exitCode === null) await new Promise((r) => java!.once('exit', r));
+  });
+
+  it('USER_INFO basic auth registers and reads; the URL form reads; a request without credentials is refused (401)', async () => {
+    const registry = registryFromConfig({
+      'schema.registry.url': httpUrl,
+      'schema.registry.basic.auth.credentials.source': 'USER_INFO',
+      'schema.registry.basic.auth.user.info': `${KEY}:${SECRET}`,
+    });
+    const id = await registry.register(subject, schema);
+    expect(await registry.schemaById(id)).toEqual(schema);
+    const inUrl = httpUrl.replace('http://', `http://${KEY}:${encodeURIComponent(SECRET)}@`);
+    expect(
+      await registryFromConfig({ 'schema.registry.url': inUrl, 'schema.registry.basic.auth.credentials.source': 'URL' }).latest(subject),
+    ).toEqual(schema);
+    expect((await fetch(`${httpUrl}/subjects`)).status).toBe(401);
+    const none = (await new HttpSchemaRegistry(httpUrl).latest(subject).catch((e: unknown) => e)) as ConnectionError;
+    expect(none).toMatchObject({ kind: 'schema registry', code: 'auth', retriable: false });
+  });
+
+  it('a wrong secret is a non-retriable ConnectionError that does not show the secret', async () => {
+    const wrong = `wrong-${randomBytes(6).toString('hex')}`;
+    const bad = registryFromConfig({ 'schema.registry.url': httpUrl, 'schema.registry.basic.auth.user.info': `${KEY}:${wrong}` });
+    const err = (await bad.latest(subject).catch((e: unknown) => e)) as ConnectionError;
+    expect(err).toMatchObject({ kind: 'schema registry', code: 'auth', retriable: false });
+    expect(err.message).toContain('the registry refused the basic-auth credentials (HTTP 401 Unauthorized)');
+    expect(err.message).not.toContain(wrong);
+  });
+
+  it('https: trusted through schema.registry.ssl.ca.location; without it, a TLS ConnectionError', async () => {
+    const trusted = registryFromConfig({
+      'schema.registry.url': httpsUrl,
+      'schema.registry.basic.auth.user.info': `${KEY}:${SECRET}`,
+      'schema.registry.ssl.ca.location': certs.ca,
+    });
+    expect(await trusted.latest(subject)).toEqual(schema);
+    const untrusted = registryFromConfig({ 'schema.registry.url': httpsUrl, 'schema.registry.basic.auth.user.info': `${KEY}:${SECRET}` });
+    expect(await untrusted.latest(subject).catch((e: unknown) => e)).toMatchObject({ kind: 'schema registry', code: 'tls' });
   });
 });
