@@ -238,7 +238,7 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
     expect((await deltaRs(root)).rows).toEqual(before.rows);
   });
 
-  it('tide lake tables and export work on the s3:// lake (endpoint and credentials from the AWS environment variables)', async () => {
+  it('tide lake tables, export, optimize and vacuum work on the s3:// lake (endpoint and credentials from the AWS environment variables)', async () => {
     const env = { ...s3ChildEnv(s3), TMPDIR: cacheDir };
     const tables = await tide(['lake', 'tables', '--json', '--lake', lakeUri], env);
     expect(tables.code, tables.stderr).toBe(0);
@@ -250,6 +250,12 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
     expect(exported.code, exported.stderr).toBe(0);
     expect(exported.stdout).toBe(`wrote ${view.row_count} rows of silver.orders (version ${view.version}) to ${out}\n`);
     expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(view.row_count + 1);
+    // The writing commands: optimize one table, and a vacuum dry run (within retention: nothing to delete).
+    const optimized = await tide(['lake', 'optimize', 'silver.order_items', '--lake', lakeUri, '--min-file-mb', '1'], env);
+    expect(optimized.code, optimized.stderr).toBe(0);
+    expect(optimized.stdout).toMatch(/^silver\.order_items: (nothing to compact|\d+ files \(.+\) -> \d+ \(.+\), version \d+)\n$/);
+    const vacuum = await tide(['lake', 'vacuum', 'silver.order_items', '--retain', '1', '--dry-run', '--lake', lakeUri], env);
+    expect({ code: vacuum.code, stdout: vacuum.stdout }).toEqual({ code: 0, stdout: 'silver.order_items: would delete 0 files (0 B)\n' });
   });
 
   it('tide sink start with a wrong secret key or a missing bucket exits 1 at once, naming the lake, and commits nothing', async () => {
