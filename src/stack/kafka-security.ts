@@ -149,8 +149,13 @@ async function answers(port: number, broker: string, timeoutMs: number, security
 /** The secured listeners for `stack status`: each checked with a real login or client certificate. */
 export async function secureListenerStatus(ctx: StackContext): Promise<{ name: string; address: string; up: boolean; detail: string }[]> {
   const [sasl, mtls] = await Promise.all([
-    secureListenerAnswers(ctx, 3000).catch(() => false),
-    mtlsListenerAnswers(ctx, 3000).catch(() => false),
+    // Through a promise chain, so a synchronous throw (e.g. a stack dir without certificates) reads as down too.
+    Promise.resolve()
+      .then(() => secureListenerAnswers(ctx, 3000))
+      .catch(() => false),
+    Promise.resolve()
+      .then(() => mtlsListenerAnswers(ctx, 3000))
+      .catch(() => false),
   ]);
   return [
     { name: 'SASL_SSL', address: saslSslBrokers(ctx), up: sasl, detail: 'SCRAM-SHA-512, SCRAM-SHA-256, PLAIN' },

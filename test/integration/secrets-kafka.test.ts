@@ -104,7 +104,10 @@ describe('Kafka secrets never appear in logs, status files or error messages', (
       expect(await run.exited).toBe(0);
       const output = run.output();
       expect(output).toContain(`"connector":"${src.name}"`); // the capture holds what surrounds the secrets
-      expect(output.split('\n').length).toBeGreaterThan(10);
+      // The log covers the whole run, start to clean stop (a restart on the existing slot logs fewer lines than
+      // the first run's snapshot, so no line count).
+      expect(output).toContain('"to":"streaming"');
+      expect(output).toContain('"to":"stopped"');
       expect(secretsIn(output)).toEqual([]);
       expect(secretsIn(statusFile())).toEqual([]);
     });
