@@ -46,7 +46,7 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relreplident
        array_position(i.indkey::int2[], a.attnum) AS key_position
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   LEFT JOIN pg_type et ON t.typcategory = 'A' AND et.oid = t.typelem
@@ -79,7 +79,14 @@ interface Row {
   key_position: number | null;
 }
 
-/** Every user table (or only the one with `oid`), with columns and primary key. */
+/**
+ * Every user table (or only the one with `oid`), with columns and primary key.
+ *
+ * Stored generated columns (`GENERATED ALWAYS AS (…) STORED`, pg_attribute.attgenerated = 's') are left out,
+ * everywhere: pgoutput before Postgres 18 never sends them (and 18 only with publish_generated_columns), and
+ * the sink cannot compute them, so a snapshot that carried them and a stream that does not would leave NULL
+ * in every row changed after the snapshot. Consumers compute them from the columns they are generated from.
+ */
 export async function readTables(client: pg.ClientBase, oid?: number): Promise<CatalogTable[]> {
   const { rows } = await client.query<Row>(TABLES_SQL, [oid ?? null]);
   const tables = new Map<number, CatalogTable & { keyPositions: [number, string][] }>();
