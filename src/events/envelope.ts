@@ -24,6 +24,8 @@ const streamWriter = new AvroWriter();
  */
 export const TIDE_VERSION = '0.1.0';
 export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+/** The values Debezium gives source.snapshot: the initial snapshot's records, incremental-snapshot records, and 'false' for streamed changes. */
+export type SnapshotMarker = 'first' | 'first_in_data_collection' | 'true' | 'last_in_data_collection' | 'last' | 'incremental' | 'false';
 
 export interface SourceInfo {
   name: string;
@@ -31,7 +33,8 @@ export interface SourceInfo {
   schema: string;
   table: string;
   tsMs: number;
-  snapshot: 'true' | 'last' | 'false';
+  /** Debezium's source.snapshot (io.debezium.connector.SnapshotRecord, lower-case): see snapshotMarker in snapshot.ts. */
+  snapshot: SnapshotMarker;
   txId: number | null;
   lsn: bigint | null;
   commitLsn: bigint;

@@ -144,7 +144,7 @@ export class ChangeEventDecoder {
       txId: env.source.txId === null ? null : Number(env.source.txId),
       commitTsMs: Number(env.source.ts_ms),
       eventTsMs: env.ts_ms === null ? null : Number(env.ts_ms),
-      snapshot: env.source.snapshot === 'true' || env.source.snapshot === 'last',
+      snapshot: env.source.snapshot !== null && env.source.snapshot !== 'false',
       columns: codec.columns,
       valueSchemaId: valueId,
       keyColumns,

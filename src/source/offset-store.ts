@@ -9,10 +9,15 @@ import { dirname } from 'node:path';
  */
 export interface SnapshotProgress {
   status: 'running' | 'done';
-  /** The slot's consistent point: snapshot events carry it as their commit LSN. */
+  /** The slot's consistent point: snapshot events carry the LSN just before it as their commit LSN. */
   consistentLsn: string;
   /** Next index for snapshot events (they are numbered across the whole snapshot). */
   nextIndex: number;
+  /**
+   * Written before a chunk is published: indexes below it may be in Kafka already. A snapshot resumed after a
+   * crash numbers on from here, so no (commit_lsn, event_index) is ever given to two different rows.
+   */
+  reservedIndex?: number;
   tables: Record<string, { done: boolean; lastKey?: (string | null)[]; rows: number }>;
 }
 

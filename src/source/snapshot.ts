@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../log.ts';
-import type { RawRow, TableCodec } from '../events/envelope.ts';
+import type { RawRow, SnapshotMarker, TableCodec } from '../events/envelope.ts';
 import type { EventPublisher } from './publisher.ts';
 import type { OffsetStore, SourceOffsets } from './offset-store.ts';
 import { parseLsn } from './lsn.ts';
@@ -38,9 +38,40 @@ export interface SnapshotArgs {
 // Raw text for every column, exactly as the stream delivers it (see pgoutput-plugin.ts).
 const RAW_TEXT = { getTypeParser: () => (text: string) => text };
 
+/**
+ * source.snapshot of the i-th row (0-based) of a table with `n` rows, as Debezium's relational snapshot marks its
+ * records (io.debezium.connector.SnapshotRecord): `first` on the snapshot's first record, `last` on its last,
+ * `first_in_data_collection` / `last_in_data_collection` on the first and last record of every other table,
+ * `true` in between.
+ */
+export function snapshotMarker(p: {
+  firstOverall: boolean;
+  lastOverall: boolean;
+  firstInTable: boolean;
+  lastInTable: boolean;
+}): SnapshotMarker {
+  if (p.lastOverall) return 'last';
+  if (p.firstOverall) return 'first';
+  if (p.lastInTable) return 'last_in_data_collection';
+  if (p.firstInTable) return 'first_in_data_collection';
+  return 'true';
+}
+
+/**
+ * The commit LSN of every initial-snapshot event: one below the slot's consistent point. The stream delivers
+ * exactly the transactions whose commit record starts at or after the consistent point, so every streamed
+ * change sorts after every snapshot row, also one committed exactly at the consistent point.
+ */
+export function snapshotCommitLsn(consistentLsn: string): bigint {
+  return parseLsn(consistentLsn) - 1n;
+}
+
 export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupted'> {
   const progress = a.offsets.snapshot;
-  const commitLsn = parseLsn(progress.consistentLsn);
+  const commitLsn = snapshotCommitLsn(progress.consistentLsn);
+  // Resumed after a crash: the chunk that was being published when it happened may be in Kafka with indexes up to
+  // the reservation; a resumed read (a fresh snapshot, rows may have come or gone) must not reuse them.
+  progress.nextIndex = Math.max(progress.nextIndex, progress.reservedIndex ?? 0);
   await a.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     if (a.exportedSnapshot) await a.client.query(`SET TRANSACTION SNAPSHOT '${a.exportedSnapshot.replace(/'/g, "''")}'`);
@@ -53,8 +84,18 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
     const started = performance.now();
     let rowsThisRun = 0;
     const doneBefore = Object.values(progress.tables).reduce((n, t) => n + t.rows, 0);
+    const fromTable = (t: TableCodec['table']) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+    /** Whether a table after `index` holds a row: if none does, the current table's last row is the snapshot's last. */
+    const laterRows = async (index: number): Promise<boolean> => {
+      for (const later of a.codecs.slice(index + 1)) {
+        if (progress.tables[later.table.qualified]?.done) continue;
+        const { rows } = await a.client.query(`SELECT 1 FROM ${fromTable(later.table)} LIMIT 1`);
+        if (rows.length > 0) return true;
+      }
+      return false;
+    };
 
-    for (const codec of a.codecs) {
+    for (const [tableIndex, codec] of a.codecs.entries()) {
       const t = codec.table;
       const state = (progress.tables[t.qualified] ??= { done: false, rows: 0 });
       if (state.done) continue;
@@ -67,17 +108,29 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
           return 'interrupted';
         }
         const after = state.lastKey ? `WHERE (${keys.join(', ')}) > (${state.lastKey.map((_, i) => `$${i + 1}`).join(', ')})` : '';
+        // One row more than a chunk: it tells whether this chunk holds the table's last row (for source.snapshot).
         const res = await a.client.query<string[]>({
-          text: `SELECT ${cols} FROM ${quoteIdent(t.schema)}.${quoteIdent(t.name)} ${after} ORDER BY ${keys.join(', ')} LIMIT ${a.fetchSize}`,
+          text: `SELECT ${cols} FROM ${fromTable(t)} ${after} ORDER BY ${keys.join(', ')} LIMIT ${a.fetchSize + 1}`,
           values: state.lastKey ?? [],
           rowMode: 'array',
           types: RAW_TEXT,
         });
+        const chunk = res.rows.slice(0, a.fetchSize);
+        const tableEnds = res.rows.length <= a.fetchSize;
+        const snapshotEnds = tableEnds && chunk.length > 0 && !(await laterRows(tableIndex));
         const names = codec.columnNames();
-        for (const values of res.rows) {
+        progress.reservedIndex = progress.nextIndex + chunk.length;
+        a.store.write(a.offsets);
+        for (const [i, values] of chunk.entries()) {
           const row: RawRow = {};
-          for (let i = 0; i < names.length; i++) row[names[i]!] = values[i] ?? null;
+          for (let c = 0; c < names.length; c++) row[names[c]!] = values[c] ?? null;
           const index = progress.nextIndex++;
+          const marker = snapshotMarker({
+            firstOverall: doneBefore + rowsThisRun + i === 0,
+            lastOverall: snapshotEnds && i === chunk.length - 1,
+            firstInTable: state.rows === 0,
+            lastInTable: tableEnds && i === chunk.length - 1,
+          });
           await a.publisher.add({
             topic: codec.topic,
             key: codec.encodeKey(row),
@@ -91,7 +144,7 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
                 schema: t.schema,
                 table: t.name,
                 tsMs: Date.now(),
-                snapshot: 'true',
+                snapshot: marker,
                 txId: null,
                 lsn: null,
                 commitLsn,
@@ -103,14 +156,14 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
           });
           state.rows++;
         }
-        const last = res.rows[res.rows.length - 1];
+        const last = chunk[chunk.length - 1];
         if (last) state.lastKey = keyIdx.map((i) => last[i] ?? null);
-        if (res.rows.length < a.fetchSize) state.done = true;
+        if (tableEnds) state.done = true;
         // The chunk is durable in Kafka before we remember it as done.
         await a.publisher.flush();
         a.store.write(a.offsets);
-        rowsThisRun += res.rows.length;
-        a.events?.add(t.qualified, 'r', res.rows.length);
+        rowsThisRun += chunk.length;
+        a.events?.add(t.qualified, 'r', chunk.length);
         const elapsed = (performance.now() - started) / 1000;
         const rate = rowsThisRun / Math.max(elapsed, 1e-3);
         const doneRows = doneBefore + rowsThisRun;
