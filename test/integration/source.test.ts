@@ -45,7 +45,7 @@ describe('source connector: snapshot and every operation, decoded from Kafka', (
     const first = env(events.find((e) => (e.key as { id: number }).id === 1)!);
     expect(first.before).toBeNull();
     expect(first.after).toMatchObject({ id: 1, email: 'a@x.example', country: 'France' });
-    expect(first.source).toMatchObject({ snapshot: 'true', connector: 'postgresql', db: db.name, schema: 'public', table: 'customers' });
+    expect(first.source).toMatchObject({ snapshot: 'first', connector: 'postgresql', db: db.name, schema: 'public', table: 'customers' });
   });
 
   it('streams insert, update and delete with a tombstone, in commit order on one partition', async () => {
