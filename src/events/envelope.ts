@@ -39,6 +39,18 @@ export interface SourceInfo {
   lsn: bigint | null;
   commitLsn: bigint;
   eventIndex: number;
+  /** End LSN of the transaction committed before this event's (Debezium's lastCommitLsn), when known. */
+  lastCommitLsn?: bigint | null;
+}
+
+/**
+ * `source.sequence` as Debezium's Postgres connector fills it: a JSON array of two decimal strings,
+ * `["<lastCommitLsn>","<lsn>"]`, the end LSN of the last transaction committed before this event and
+ * the event's own LSN; either may be null (Debezium's SourceInfo.sequence(), debezium-connector-postgres).
+ * A snapshot row has no WAL position of its own: its LSN is the snapshot's position, as in Debezium.
+ */
+export function debeziumSequence(lastCommitLsn: bigint | number | null | undefined, lsn: bigint | number | null): string {
+  return `[${lastCommitLsn == null ? 'null' : `"${lastCommitLsn}"`},${lsn === null ? 'null' : `"${lsn}"`}]`;
 }
 
 /** Raw text values as pgoutput delivers them: null = SQL NULL, undefined = unchanged TOAST value. */
@@ -215,7 +227,7 @@ export class TableCodec {
         ts_ms: source.tsMs,
         snapshot: source.snapshot,
         db: source.db,
-        sequence: null,
+        sequence: debeziumSequence(source.lastCommitLsn, source.lsn ?? source.commitLsn),
         schema: source.schema,
         table: source.table,
         txId: source.txId,
@@ -249,6 +261,11 @@ export class TableCodec {
     const keyRow = after ?? before;
     const key = op === 't' || !keyRow ? null : writer.writeKey(streamWriter, this.keySchemaId, keyRow);
     return { topic: this.topic, key, value: writer.writeValue(streamWriter, this.valueSchemaId, op, before, after, position) };
+  }
+
+  /** The Kafka key of a streamed row (its primary-key columns), as streamEvent writes it. */
+  streamKey(row: TupleView): Buffer {
+    return (this.rowWriter ??= this.createRowWriter()).writeKey(streamWriter, this.keySchemaId, row);
   }
 
   /** Whether an update moved the row to another primary key: some key column present in `before` differs in `after`. */

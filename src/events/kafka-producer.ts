@@ -15,6 +15,8 @@ export interface OutgoingMessage {
   topic: string;
   key: Buffer | null;
   value: Buffer | null;
+  /** Record headers, e.g. Debezium's `__debezium.newkey` / `__debezium.oldkey` on a primary-key change. */
+  headers?: Record<string, Buffer>;
 }
 
 export interface TopicSpec {
@@ -124,11 +126,11 @@ export class KafkajsProducer implements EventProducer {
 
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null }[]>();
+    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, Buffer> }[]>();
     for (const m of messages) {
       let list = byTopic.get(m.topic);
       if (!list) byTopic.set(m.topic, (list = []));
-      list.push({ key: m.key, value: m.value });
+      list.push(m.headers ? { key: m.key, value: m.value, headers: m.headers } : { key: m.key, value: m.value });
     }
     const producer = await this.getProducer();
     try {
@@ -196,11 +198,15 @@ export class PlatformaticProducer implements EventProducer {
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
     try {
-      const out = new Array<{ topic: string; key?: Buffer; value?: Buffer; partition: number }>(messages.length);
+      const out = new Array<{ topic: string; key?: Buffer; value?: Buffer; partition: number; headers?: Map<Buffer, Buffer> }>(
+        messages.length,
+      );
       for (let i = 0; i < messages.length; i++) {
         const m = messages[i]!;
         // The Java partitioner's hash, computed here (murmur2.ts); the client takes it modulo the partition count.
         out[i] = { topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined, partition: keyHash(m.key) };
+        // The client writes header keys as bytes as given (no serializer is configured): hand it Buffers.
+        if (m.headers) out[i]!.headers = new Map(Object.entries(m.headers).map(([k, v]) => [Buffer.from(k), v]));
       }
       await this.producer.send({ messages: out });
     } catch (err) {

@@ -36,6 +36,8 @@ export interface StreamPosition {
   txName: string;
   lsn: number | bigint;
   commitLsn: bigint;
+  /** End LSN of the transaction committed before this one (source.sequence's first element); null when unknown. */
+  lastCommitLsn: bigint | null;
   eventIndex: number;
   totalOrder: number;
   collectionOrder: number;
@@ -156,7 +158,11 @@ export class RowEventWriter {
   private readonly keys: Slot[];
   private namesSeen: SourceNames | undefined;
   private txSeen = '';
+  private lastCommitSeen: bigint | null = null;
   private sourceHead = Buffer.alloc(0);
+  private sourceNames = Buffer.alloc(0);
+  /** `["<lastCommitLsn>","` or `[null,"`: source.sequence up to the event's own LSN. */
+  private sequenceHead = '';
   private commitPart = Buffer.alloc(0);
   private txPart = Buffer.alloc(0);
   private readonly scratch = new AvroWriter();
@@ -189,7 +195,7 @@ export class RowEventWriter {
   writeValue(w: AvroWriter, schemaId: number, op: Op, before: TupleView | null, after: TupleView | null, p: StreamPosition): Buffer {
     if (before) this.check(before);
     if (after) this.check(after);
-    if (p.names !== this.namesSeen || p.txName !== this.txSeen) this.encodeTransaction(p);
+    if (p.names !== this.namesSeen || p.txName !== this.txSeen || p.lastCommitLsn !== this.lastCommitSeen) this.encodeTransaction(p);
     w.begin();
     w.confluentHeader(schemaId);
     // before: ['null', Before], every field nullable
@@ -214,8 +220,11 @@ export class RowEventWriter {
         } else writeField(w, s, s.nullable, after.buf, start, after.ends[s.index]!);
       }
     } else w.byte(0);
-    // source: version, connector, name, ts_ms, snapshot, db, sequence, schema, table, txId (fixed per transaction)
+    // source: version, connector, name, ts_ms, snapshot, db (fixed per transaction), sequence, schema, table, txId (fixed)
     w.raw(this.sourceHead);
+    w.byte(2); // sequence: ['null', 'string'], branch 1
+    w.string(`${this.sequenceHead}${p.lsn}"]`);
+    w.raw(this.sourceNames);
     w.byte(2);
     w.long(p.lsn);
     w.raw(this.commitPart); // xmin null, commit_lsn
@@ -248,12 +257,14 @@ export class RowEventWriter {
     s.byte(0); // snapshot: ['string', 'null'], branch 0
     s.string('false');
     s.string(n.db);
-    s.byte(0); // sequence: null
+    this.sourceHead = Buffer.from(s.end());
+    this.sequenceHead = p.lastCommitLsn === null ? '[null,"' : `["${p.lastCommitLsn}","`;
+    s.begin();
     s.string(n.schema);
     s.string(n.table);
     s.byte(2); // txId: ['null', 'long'], branch 1
     s.long(p.txId);
-    this.sourceHead = Buffer.from(s.end());
+    this.sourceNames = Buffer.from(s.end());
     s.begin();
     s.byte(0); // xmin: null
     s.long(p.commitLsn);
@@ -264,6 +275,7 @@ export class RowEventWriter {
     this.txPart = Buffer.from(s.end());
     this.namesSeen = n;
     this.txSeen = p.txName;
+    this.lastCommitSeen = p.lastCommitLsn;
   }
 
   private check(t: TupleView): void {

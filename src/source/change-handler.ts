@@ -6,6 +6,11 @@ import type { Lsn } from './lsn.ts';
 import { PgoutputDecoder, type RelationMessage, type TupleView } from './pgoutput-decoder.ts';
 import type { EventPublisher } from './publisher.ts';
 import type { ReplicationHandler } from './replication-stream.ts';
+import { relationIdentityGap } from './replica-identity.ts';
+
+/** Debezium's record headers on the two events of a primary-key change (RelationalChangeRecordEmitter). */
+export const NEW_KEY_HEADER = '__debezium.newkey';
+export const OLD_KEY_HEADER = '__debezium.oldkey';
 
 /**
  * pgoutput messages → change events, in stream order, for the publisher.
@@ -38,6 +43,8 @@ interface Transaction {
   commitLsn: bigint;
   tsMs: number;
   name: string;
+  /** End LSN of the transaction committed before this one (source.sequence). */
+  lastCommitLsn: bigint | null;
   index: number;
   perTable: Map<string, number>;
 }
@@ -48,6 +55,12 @@ export class ChangeHandler implements ReplicationHandler {
   /** Change events published so far. */
   eventsTotal = 0;
   private tx: Transaction | undefined;
+  /**
+   * End LSN of the last transaction seen to commit: source.sequence's first element, as Debezium's
+   * lastCommitLsn. Before the first COMMIT of this stream, the slot's confirmed position (the end of the
+   * last transaction delivered before it).
+   */
+  private lastCommitLsn: bigint | undefined;
   private readonly decoder = new PgoutputDecoder();
   /** Schema and table of each relation as the latest relation message named them. */
   private readonly names = new Map<number, SourceNames>();
@@ -59,6 +72,7 @@ export class ChangeHandler implements ReplicationHandler {
     txName: '',
     lsn: 0,
     commitLsn: 0n,
+    lastCommitLsn: null,
     eventIndex: 0,
     totalOrder: 0,
     collectionOrder: 0,
@@ -86,20 +100,26 @@ export class ChangeHandler implements ReplicationHandler {
         if (!codec) return undefined;
         const after = msg.after!;
         if (msg.before && codec.keyChanged(msg.before, after)) {
-          // A primary-key change: the old key's row is gone and a new one exists (as Debezium emits it).
-          const wait = this.emit('d', msg.relationOid, msg.before, null);
-          return this.emit('c', msg.relationOid, null, after) ?? wait;
+          // A primary-key change, as Debezium emits it (RelationalChangeRecordEmitter): a delete of the old key
+          // (and its tombstone) with header __debezium.newkey, then a create of the new key with __debezium.oldkey.
+          // The header values are the keys as their records carry them (Confluent-framed Avro).
+          const oldKey = Buffer.from(codec.streamKey(msg.before));
+          const newKey = Buffer.from(codec.streamKey(after));
+          const wait = this.emit('d', msg.relationOid, msg.before, null, { [NEW_KEY_HEADER]: newKey });
+          return this.emit('c', msg.relationOid, null, after, { [OLD_KEY_HEADER]: oldKey }) ?? wait;
         }
         return this.emit('u', msg.relationOid, msg.beforeIsKey ? null : msg.before, after);
       }
       case 'delete':
         return this.emit('d', msg.relationOid, msg.before, null);
       case 'begin':
+        this.lastCommitLsn ??= this.o.confirmedLsn();
         this.tx = {
           xid: msg.xid,
           commitLsn: msg.commitLsn,
           tsMs: msg.commitTimeMs,
           name: `${msg.xid}:${msg.commitLsn}`,
+          lastCommitLsn: this.lastCommitLsn > 0n ? this.lastCommitLsn : null,
           index: 0,
           perTable: new Map(),
         };
@@ -112,12 +132,18 @@ export class ChangeHandler implements ReplicationHandler {
           wait = this.o.publisher.push({ topic, ...this.o.txEvents.end(tx.name, tx.tsMs, tx.commitLsn, tx.perTable) });
         }
         this.o.publisher.commit(msg.endLsn, tx && tx.index > 0 ? tx.tsMs : undefined);
+        this.lastCommitLsn = msg.endLsn;
         this.tx = undefined;
         return wait;
       }
       case 'relation':
         this.names.set(msg.relationOid, { name: this.o.topicPrefix, db: this.o.db, schema: msg.schema, table: msg.name });
-        return this.o.onRelation(msg);
+        return this.o.onRelation(msg).then(() => {
+          // Before any row under this relation: an identity that cannot show a primary-key change stops the stream.
+          const codec = this.o.codecs.get(msg.relationOid);
+          const gap = codec && relationIdentityGap(msg, codec.table.keyColumns);
+          if (gap) throw gap;
+        });
       case 'truncate': {
         let wait: Promise<void> | undefined;
         for (const oid of msg.relationOids) wait = this.emit('t', oid, null, null) ?? wait;
@@ -128,7 +154,13 @@ export class ChangeHandler implements ReplicationHandler {
     }
   }
 
-  private emit(op: Op, oid: number, before: TupleView | null, after: TupleView | null): Promise<void> | undefined {
+  private emit(
+    op: Op,
+    oid: number,
+    before: TupleView | null,
+    after: TupleView | null,
+    headers?: Record<string, Buffer>,
+  ): Promise<void> | undefined {
     const codec = this.o.codecs.get(oid);
     const tx = this.tx;
     const names = this.names.get(oid);
@@ -150,15 +182,20 @@ export class ChangeHandler implements ReplicationHandler {
     p.txName = tx.name;
     p.lsn = this.received;
     p.commitLsn = tx.commitLsn;
+    p.lastCommitLsn = tx.lastCommitLsn;
     p.eventIndex = index;
     p.totalOrder = index + 1;
     p.collectionOrder = collectionOrder;
     const event: OutgoingMessage = codec.streamEvent(op, before, after, p);
+    if (headers) event.headers = headers;
     wait = publisher.push(event) ?? wait;
     this.eventsTotal++;
     this.o.events?.add(table, op);
     if (op === 'd' && this.o.tombstonesOnDelete && event.key)
-      wait = publisher.push({ topic: event.topic, key: event.key, value: null }) ?? wait;
+      wait =
+        publisher.push(
+          headers ? { topic: event.topic, key: event.key, value: null, headers } : { topic: event.topic, key: event.key, value: null },
+        ) ?? wait;
     return wait;
   }
 }

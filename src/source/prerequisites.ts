@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { SourceConfig } from '../config/source-config.ts';
 import { ConnectionError, TideError } from '../errors.ts';
 import { quoteIdent, type DatabaseState, type SourcePlan } from './plan.ts';
+import { findIdentityGaps, identityCheck } from './replica-identity.ts';
 
 /**
  * What `tide source start` needs from the server and the role it logs in as, checked as data: `tide
@@ -249,6 +250,7 @@ export async function checkPrerequisites(
       blocking: true,
     });
   }
+  checks.push(identityCheck(await findIdentityGaps(client, plan.captured)));
   return checks;
 }
 

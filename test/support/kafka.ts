@@ -12,6 +12,8 @@ export interface ConsumedEvent {
   value: Record<string, unknown> | null;
   rawKey: Buffer | null;
   rawValue: Buffer | null;
+  /** Record headers (kafkajs gives each value as a Buffer). */
+  headers?: Record<string, unknown>;
 }
 
 export function kafka(): Kafka {
@@ -92,6 +94,7 @@ export async function consumeUntil(
             offset: m.offset,
             rawKey: m.key,
             rawValue: m.value,
+            headers: m.headers as Record<string, unknown> | undefined,
             key: m.key ? ((await registry.decode(m.key)) as Record<string, unknown>) : null,
             value: m.value ? ((await registry.decode(m.value)) as Record<string, unknown>) : null,
           });

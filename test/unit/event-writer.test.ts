@@ -431,6 +431,7 @@ describe('RowEventWriter writes the same key and value bytes as the avsc path', 
       txName: `771:${0x1_2fb4cbd8n}`,
       lsn,
       commitLsn: 0x1_2fb4cbd8n,
+      lastCommitLsn: index % 2 ? 0x1_2fb4c000n : null,
       eventIndex: index,
       totalOrder: index + 1,
       collectionOrder: index + 1,
@@ -443,6 +444,7 @@ describe('RowEventWriter writes the same key and value bytes as the avsc path', 
       txId: 771,
       lsn: BigInt(lsn),
       commitLsn: position.commitLsn,
+      lastCommitLsn: position.lastCommitLsn,
       eventIndex: index,
     };
     const keyRow = rawRow(afterTexts ?? beforeTexts);
@@ -451,7 +453,17 @@ describe('RowEventWriter writes the same key and value bytes as the avsc path', 
     else expect(streamed.key!.toString('hex'), label).toBe(codec.encodeKey(keyRow!).toString('hex'));
     const value = codec.encodeValue(op, rawRow(beforeTexts), rawRow(afterTexts), source, index + 1, index + 1);
     expect(streamed.value.toString('hex'), label).toBe(value.toString('hex'));
-    return codec.decodeValue(streamed.value) as { after: Record<string, unknown> | null; unchanged_toast: string[] };
+    const decoded = codec.decodeValue(streamed.value) as {
+      after: Record<string, unknown> | null;
+      unchanged_toast: string[];
+      source: { sequence: string };
+    };
+    // Debezium's Postgres connector: ["<lastCommitLsn>","<lsn>"], decimal strings.
+    expect(JSON.parse(decoded.source.sequence), label).toEqual([
+      position.lastCommitLsn === null ? null : String(position.lastCommitLsn),
+      String(lsn),
+    ]);
+    return decoded;
   }
 
   it('inserts of every mapped type, edge values included', () => {
