@@ -12,6 +12,25 @@ export default tseslint.config(
     },
   },
   {
+    // The data flows source → events → sink → lake → reports → ops: ops and the CLI read the pipeline,
+    // never the other way round. The pipeline reports through interfaces ops implements
+    // (connection-monitor.ts, source/source-observer.ts, sink/sink-observer.ts). Cycles: `npm run lint:imports`.
+    files: ['src/source/**', 'src/events/**', 'src/sink/**', 'src/lake/**', 'src/reports/**', 'src/config/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/ops/*', '**/ops/**', '**/cli/*', '**/cli/**'],
+              message: 'the pipeline must not import ops or the CLI: report through an observer interface that ops implements',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },

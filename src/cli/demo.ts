@@ -14,8 +14,8 @@ import { dashboardRoutes } from '../ops/dashboard/routes.ts';
 import { sinkView, sourceView } from '../ops/dashboard/pipeline-status.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
-import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
-import { sourceReadiness } from '../ops/source-metrics.ts';
+import { meteredStore, registerSinkMetrics, sinkObserver, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
+import { sourceObserver, sourceReadiness } from '../ops/source-metrics.ts';
 import { SinkWorker } from '../sink/sink-worker.ts';
 import { SourceConnector } from '../source/connector.ts';
 import { PROJECT_ROOT, connectionSetting, loadStackEnvIntoProcess, stackContext } from '../stack/context.ts';
@@ -53,7 +53,11 @@ export function registerDemoCommand(program: Command): void {
       const sourceHealth = new ConnectionHealth(sourceFile.name);
       const sinkHealth = new ConnectionHealth(sinkFile.name);
       lifecycle.onClose('connection metrics', () => (sourceHealth.close(), sinkHealth.close()));
-      const connector = new SourceConnector(sourceFile, { stateDir: join(PROJECT_ROOT, '.tide'), monitor: sourceHealth });
+      const connector = new SourceConnector(sourceFile, {
+        stateDir: join(PROJECT_ROOT, '.tide'),
+        monitor: sourceHealth,
+        observer: sourceObserver(sourceFile.name),
+      });
       const supervision = superviseSource(connector, sourceFile, lifecycle);
       // Tracked: on Ctrl-C the connector flushes, confirms and closes before the slot watch and the rest go.
       const sourceDone = lifecycle.track('source connector', connector.run(lifecycle.signal));
@@ -66,7 +70,7 @@ export function registerDemoCommand(program: Command): void {
       // The sink needs the source's topics: it starts once the source has created them (its first state change).
       const store = meteredStore(await openStore(sinkFile.config['lake.uri'], { s3: s3Settings(sinkFile.config) }), sinkFile.name);
       lifecycle.onClose('lake store', () => store.close());
-      const sink = new SinkWorker(sinkFile, { store, monitor: sinkHealth });
+      const sink = new SinkWorker(sinkFile, { store, monitor: sinkHealth, observer: sinkObserver(sinkFile.name) });
       const lag = new SinkLagProbe(sinkFile, store);
       lifecycle.onClose('consumer lag probe', () => lag.close());
       const stats = () => sink.stats;

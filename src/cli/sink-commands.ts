@@ -5,7 +5,7 @@ import { Lifecycle } from '../lifecycle.ts';
 import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
-import { meteredStore, registerSinkMetrics, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
+import { meteredStore, registerSinkMetrics, sinkObserver, SinkLagProbe, sinkReadiness } from '../ops/sink-metrics.ts';
 import { SinkWorker } from '../sink/sink-worker.ts';
 
 export function registerSinkCommands(program: Command): void {
@@ -33,7 +33,7 @@ export function registerSinkCommands(program: Command): void {
         lifecycle.onClose('consumer lag probe', () => lag.close());
         const health = new ConnectionHealth(file.name);
         lifecycle.onClose('connection metrics', () => health.close());
-        const worker = new SinkWorker(file, { store, monitor: health });
+        const worker = new SinkWorker(file, { store, monitor: health, observer: sinkObserver(file.name) });
         const stats = () => worker.stats;
         lifecycle.onClose('sink metrics', registerSinkMetrics({ name: file.name, stats, lag }));
         const server = await startHttpServer({

@@ -6,7 +6,7 @@ import { registerConfigSecrets, registerEnvironmentSecrets } from '../log.ts';
 import { invalidTopicName, topicNameProblem } from '../events/kafka-errors.ts';
 import { ConnectionHealth } from '../ops/connection-health.ts';
 import { allReady, DEFAULT_HTTP_HOST, HTTP_HOST_ENV, HTTP_PORT_ENV, resolveHttpPort, startHttpServer } from '../ops/http-server.ts';
-import { sourceReadiness } from '../ops/source-metrics.ts';
+import { sourceObserver, sourceReadiness } from '../ops/source-metrics.ts';
 import { readTables } from '../source/catalog.ts';
 import { SourceConnector } from '../source/connector.ts';
 import { connectPg } from '../source/pg-connection.ts';
@@ -35,7 +35,7 @@ export function registerSourceCommands(program: Command): void {
       const file = loadSourceConfig(path);
       registerConfigSecrets(file.config);
       const health = new ConnectionHealth(file.name);
-      const connector = new SourceConnector(file, { stateDir: STATE_DIR, monitor: health });
+      const connector = new SourceConnector(file, { stateDir: STATE_DIR, monitor: health, observer: sourceObserver(file.name) });
       const lifecycle = new Lifecycle().handleSignals();
       try {
         lifecycle.onClose('connection metrics', () => health.close());

@@ -7,7 +7,7 @@ import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
 import { encodeFramed } from './schema-registry.ts';
 import type { TupleView } from '../source/pgoutput-decoder.ts';
 import { AvroWriter } from './avro-writer.ts';
-import { RowEventWriter, type StreamPosition } from './row-event-writer.ts';
+import { RowEventWriter, type Op, type StreamPosition } from './row-event-writer.ts';
 
 /** One writer for every codec: events are written one at a time, each into its own view of a shared slab. */
 const streamWriter = new AvroWriter();
@@ -23,7 +23,7 @@ const streamWriter = new AvroWriter();
  * And `unchanged_toast`: columns whose value an update did not carry (see README).
  */
 export const TIDE_VERSION = '0.1.0';
-export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+export type { Op } from './row-event-writer.ts';
 /** The values Debezium gives source.snapshot: the initial snapshot's records, incremental-snapshot records, and 'false' for streamed changes. */
 export type SnapshotMarker = 'first' | 'first_in_data_collection' | 'true' | 'last_in_data_collection' | 'last' | 'incremental' | 'false';
 

@@ -3,7 +3,9 @@ import type { ColumnMapping } from '../source/type-mapping.ts';
 import { NULL_VALUE, UNCHANGED_TOAST, type TupleView } from '../source/pgoutput-decoder.ts';
 import { boolBytes, dateBytes, decimalBytes, intBytes, timestampBytes } from '../source/pg-text-bytes.ts';
 import { AvroWriter, compileWriter, type ValueWriter } from './avro-writer.ts';
-import type { Op } from './envelope.ts';
+
+/** Debezium's op: c create, u update, d delete, r snapshot read, t truncate. */
+export type Op = 'c' | 'u' | 'd' | 'r' | 't';
 
 /**
  * The streaming path of TableCodec: a change event's key and value (Debezium

@@ -8,7 +8,7 @@ import { explainKafkaError } from '../events/kafka-errors.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { resumeOffset } from '../sink/offsets.ts';
-import type { SinkStats } from '../sink/sink-worker.ts';
+import type { SinkObserver, SinkStats } from '../sink/sink-observer.ts';
 import { bronzePath, historyPath, silverPath, tableOfTopic } from '../sink/table-layout.ts';
 import { ProgressWatch, type Readiness, type ReadinessCheck } from './http-server.ts';
 import { OwnedSeries, tideMetrics, type TideMetrics } from './metrics.ts';
@@ -80,6 +80,11 @@ export function countFile(connector: string, lakeTable: string, bytes: number, m
 /** One silver merge of source table `table` (e.g. `public.orders`) took `seconds`. */
 export function observeMerge(connector: string, table: string, seconds: number, metrics: TideMetrics = tideMetrics()): void {
   metrics.sink.mergeDuration.observe({ connector, table }, seconds);
+}
+
+/** The SinkObserver (src/sink/sink-observer.ts) that reports sink connector `connector`'s merges to `metrics`. */
+export function sinkObserver(connector: string, metrics: TideMetrics = tideMetrics()): SinkObserver {
+  return { mergeTimed: (table, seconds) => observeMerge(connector, table, seconds, metrics) };
 }
 
 const COMMIT = /^(.+)\/_delta_log\/\d{20}\.json$/;

@@ -3,6 +3,10 @@ import { log as rootLog, type Logger } from '../log.ts';
 import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../config/slot-thresholds.ts';
 import { formatBytes, formatDuration } from '../units.ts';
 import { readSlot, SlotQueryError, type ServerSlots, type SlotClient, type SlotFacts } from './slots.ts';
+import { isLost, recoveryCommand, SlotLostError } from '../source/slot-lost.ts';
+
+// The running source checks its own slot for loss (src/source/slot-lost.ts); the watch and `tide slots` reuse it.
+export { findLostSlot, recoveryCommand, SlotLostError } from '../source/slot-lost.ts';
 
 /**
  * Slot safety: judge a slot against thresholds (`evaluateSlot`, pure) and watch one slot from a running
@@ -41,15 +45,6 @@ export interface SlotEvaluation {
   /** What to do about it, one line each, without repeats. */
   advice: string[];
 }
-
-/** The one command that recovers a lost slot. */
-export function recoveryCommand(slot: Pick<SlotFacts, 'name' | 'connector' | 'connectorFile'>): string {
-  if (slot.connector === null)
-    return `tide slots drop ${slot.name} --yes, then re-initialise the slot's consumer from a fresh copy of the data (it missed changes)`;
-  return `tide source resnapshot ${slot.connectorFile ?? `connectors/${slot.connector}.json`}`;
-}
-
-const isLost = (s: Pick<SlotFacts, 'walStatus' | 'invalidationReason'>) => s.walStatus === 'lost' || s.invalidationReason !== null;
 
 /** The level of one slot against the thresholds, what is wrong and what to do (pure). */
 export function evaluateSlot(s: SlotEvalInput, t: SlotThresholds, server: { maxSlotWalKeepSize?: string | null } = {}): SlotEvaluation {
@@ -145,53 +140,6 @@ export function checkSlots(
 
 // ---------------------------------------------------------------------------------------------------------------
 // The running source watches its own slot
-
-/** The source's slot was invalidated: it can never stream again. Carries the one recovery command. */
-export class SlotLostError extends TideError {
-  constructor(
-    readonly slot: string,
-    readonly server: string,
-    readonly reason: string,
-    readonly command: string,
-    confirmedFlushLsn: string | null,
-    maxSlotWalKeepSize: string | null,
-  ) {
-    const why =
-      reason === 'wal_removed'
-        ? `the server removed WAL the slot still needed, because it retained more than max_slot_wal_keep_size${maxSlotWalKeepSize ? ` (${maxSlotWalKeepSize})` : ''}`
-        : `the server invalidated it (${reason})`;
-    super(
-      `replication slot "${slot}" on ${server} is lost (wal_status=lost): ${why}. Changes after LSN ${confirmedFlushLsn ?? '?'} can no longer be streamed, so the connector needs a fresh snapshot. Recover with: ${command}`,
-      { exitCode: 2 },
-    );
-    this.name = 'SlotLostError';
-  }
-}
-
-/**
- * The SlotLostError for `slot` when the server has invalidated it, else undefined (also when it does not
- * exist). The source asks at start and when its stream breaks: Postgres 13–15 end the walsender of a slot
- * they invalidate, and its raw error would not say why or what to do.
- */
-export async function findLostSlot(
-  client: SlotClient,
-  server: string,
-  slot: Pick<SlotFacts, 'name' | 'connector' | 'connectorFile'>,
-): Promise<SlotLostError | undefined> {
-  const { rows } = await client.query(
-    `SELECT current_setting('server_version_num')::int AS version, current_setting('max_slot_wal_keep_size', true) AS keep`,
-  );
-  const facts = await readSlot(client, server, Number(rows[0]!.version), slot.name);
-  if (!facts || !isLost(facts)) return undefined;
-  return new SlotLostError(
-    slot.name,
-    server,
-    facts.invalidationReason ?? 'wal_removed',
-    recoveryCommand(slot),
-    facts.confirmedFlushLsn,
-    (rows[0]!.keep as string | null) ?? null,
-  );
-}
 
 /** The source's slot no longer exists (dropped while the connector ran). */
 export class SlotMissingError extends TideError {

@@ -1,4 +1,5 @@
 import { parseLsn } from '../source/lsn.ts';
+import type { EventTally, SourceObserver } from '../source/source-observer.ts';
 import type { SourceStatus } from '../source/status-file.ts';
 import { ProgressWatch, type Readiness, type ReadinessCheck } from './http-server.ts';
 import { OwnedSeries, SLOT_LEVELS, SOURCE_STATES, tideMetrics, type TideMetrics } from './metrics.ts';
@@ -84,7 +85,7 @@ function lsnBytes(lsn: string): number {
 }
 
 /** Change events per source table and op, counted on the hot path without touching prom-client. */
-export class SourceEventTally {
+export class SourceEventTally implements EventTally {
   private readonly byTable = new Map<string, Record<string, number>>();
 
   add(table: string, op: string, n = 1): void {
@@ -140,6 +141,15 @@ export function observeSchemaRegistered(connector: string, subject: string, sche
   if (seen.has(key)) return;
   seen.add(key);
   metrics.source.schemaVersions.inc({ connector, subject });
+}
+
+/** The SourceObserver (src/source/source-observer.ts) that reports connector `connector`'s events to `metrics`. */
+export function sourceObserver(connector: string, metrics: TideMetrics = tideMetrics()): SourceObserver {
+  return {
+    events: sourceEventCounter(connector, metrics),
+    commitAcked: (ms) => observeCommitToAck(connector, ms, metrics),
+    schemaRegistered: (subject, schemaId) => observeSchemaRegistered(connector, subject, schemaId, metrics),
+  };
 }
 
 /**

@@ -21,18 +21,9 @@ import { retryPolicyOf } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
+import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
 
-export interface SinkStats {
-  flushes: number;
-  messages: number;
-  bronzeRows: number;
-  silverChanges: number;
-  deadLetters: number;
-  goldRefreshes: number;
-  lastFlushAt?: number;
-  /** Newest source commit time (ms) applied to silver, per table. */
-  newestCommitMs: Record<string, number>;
-}
+export type { SinkStats } from './sink-observer.ts';
 
 export interface SinkWorkerOptions {
   /** Override the store (tests); default: openStore(config['lake.uri']). */
@@ -41,6 +32,8 @@ export interface SinkWorkerOptions {
   onSilverChanged?: (tables: string[]) => Promise<void>;
   /** Told about retries and recoveries of the connections (ops' ConnectionHealth: /readyz and metrics). */
   monitor?: ConnectionMonitor;
+  /** Told about merge durations (ops' metrics). */
+  observer?: SinkObserver;
 }
 
 /**
@@ -130,6 +123,7 @@ export class SinkWorker {
       store,
       log: this.log,
       sendDeadLetters: (letters) => this.sendDeadLetters(letters),
+      observer: this.opts.observer ?? QUIET_SINK_OBSERVER,
     };
     this.dlq = new DeadLetterQueue(this.kafka, c['dead.letter.topic'] ?? `${this.file.name}.dlq`, this.log);
     let timer: NodeJS.Timeout | undefined;

@@ -1,5 +1,4 @@
 import type { SinkConfig } from '../config/sink-config.ts';
-import { observeMerge } from '../ops/sink-metrics.ts';
 import type { Action } from '../lake/delta/actions.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
@@ -13,6 +12,7 @@ import { txnActions, uncommitted } from './offsets.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
 import { DeleteMarkers } from './delete-markers.ts';
+import type { SinkObserver } from './sink-observer.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
 import { bronzePath, HISTORY_META, historyPath, reconcileColumns, sameType, SILVER_META, silverPath, typeText } from './table-layout.ts';
 
@@ -24,6 +24,8 @@ export interface SinkContext {
   log: Logger;
   /** Sends dead letters; called before the commit that moves the table past their offsets. */
   sendDeadLetters(letters: DeadLetter[]): Promise<void>;
+  /** Told about merge durations (metrics). */
+  observer: SinkObserver;
 }
 
 export interface DeadLetter {
@@ -242,7 +244,7 @@ export class TableSink {
       evolved,
       'silver_deleted',
     );
-    observeMerge(this.ctx.name, this.qualified, (performance.now() - mergeStarted) / 1000);
+    this.ctx.observer.mergeTimed(this.qualified, (performance.now() - mergeStarted) / 1000);
     result.silverVersion = merged.version;
     result.silverChanges = batch.changes.length;
     result.rewrittenFiles = merged.rewrittenFiles;

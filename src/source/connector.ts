@@ -20,9 +20,9 @@ import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic } from './plan.ts';
 import { EventPublisher } from './publisher.ts';
 import { isConnectionLoss, reconnectToPostgres } from './reconnect.ts';
-import { findLostSlot, SlotLostError } from '../ops/slot-watch.ts';
-import { observeCommitToAck, observeSchemaRegistered, sourceEventCounter } from '../ops/source-metrics.ts';
+import { findLostSlot, SlotLostError } from './slot-lost.ts';
 import { readDatabaseState } from './database-state.ts';
+import { QUIET_SOURCE_OBSERVER, type SourceObserver } from './source-observer.ts';
 import { connectPg, pgWhere } from './pg-connection.ts';
 import { isDriverError, pgTarget, translatePgError } from './pg-errors.ts';
 import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNow } from './prerequisites.ts';
@@ -45,6 +45,8 @@ export interface SourceDeps {
   stateDir?: string;
   /** Told about retries and recoveries of the connections (ops' ConnectionHealth: /readyz and metrics). */
   monitor?: ConnectionMonitor;
+  /** Told about published events, acknowledged commits and registered schemas (ops' metrics). */
+  observer?: SourceObserver;
 }
 
 /** Wait for every task; then throw the first failure (so no task is left running unobserved). */
@@ -69,9 +71,10 @@ export class SourceConnector {
   private replication: ReplicationStream | undefined;
   private handler: ChangeHandler | undefined;
   private publisher: EventPublisher | undefined;
+  private readonly observer: SourceObserver;
   /** Published events by table and op, read by the metrics at scrape time. */
   private get events() {
-    return sourceEventCounter(this.file.name);
+    return this.observer.events;
   }
   private readonly codecs = new Map<number, TableCodec>();
   private readonly include: (qualified: string) => boolean;
@@ -94,6 +97,7 @@ export class SourceConnector {
     this.log = (deps.log ?? rootLog).child({ connector: file.name });
     const conn = kafkaConnection(this.config, { source: file.source, log: this.log });
     this.monitor = deps.monitor ?? QUIET_MONITOR;
+    this.observer = deps.observer ?? QUIET_SOURCE_OBSERVER;
     this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
     this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log), this.kafka);
     this.registry = deps.registry ?? registryFromConfig(this.config);
@@ -188,7 +192,7 @@ export class SourceConnector {
       // Up to 4 full batches wait behind the one in flight, so encoding goes on while Kafka acknowledges.
       maxQueuedBatches: 4,
       onConfirmable: (lsn) => this.onAcked(lsn),
-      onCommitAcked: (commitTsMs) => observeCommitToAck(this.file.name, Date.now() - commitTsMs),
+      onCommitAcked: (commitTsMs) => this.observer.commitAcked(Date.now() - commitTsMs),
       onError: (err) =>
         this.fail(
           new TideError(`delivery to Kafka failed; nothing after LSN ${formatLsn(this.confirmed)} was confirmed: ${err.message}`, {
@@ -341,7 +345,7 @@ export class SourceConnector {
       (m, d) => this.log.warn(d, m),
     );
     await registerTableSchemas(this.registry, codec, this.codecs.get(table.oid));
-    observeSchemaRegistered(this.file.name, `${codec.topic}-value`, codec.valueSchemaId);
+    this.observer.schemaRegistered(`${codec.topic}-value`, codec.valueSchemaId);
     return codec;
   }
 

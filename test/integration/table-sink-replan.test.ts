@@ -17,6 +17,7 @@ import { DeleteMarkers, deleteMarkersPath, MARKER_RETENTION_MS } from '../../src
 import type { KeyChange } from '../../src/sink/silver-changes.ts';
 import type { LakeColumn } from '../../src/lake/lake-schema.ts';
 import { historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { QUIET_SINK_OBSERVER } from '../../src/sink/sink-observer.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 
 /**
@@ -50,7 +51,7 @@ function context(name: string, history: boolean): SinkContext {
     sinkConfigSchema,
     'test',
   );
-  return { name, config, engine, store, log, sendDeadLetters: async () => {} };
+  return { name, config, engine, store, log, sendDeadLetters: async () => {}, observer: QUIET_SINK_OBSERVER };
 }
 
 let offset = 0n;

@@ -7,6 +7,7 @@ import type { ConnectorFile } from '../../src/config/source-config.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
+import { sinkObserver } from '../../src/ops/sink-metrics.ts';
 import { SinkWorker } from '../../src/sink/sink-worker.ts';
 import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { waitFor } from './kafka.ts';
@@ -57,7 +58,7 @@ export interface RunningSink {
 
 export function startSink(file: ConnectorFile<SinkConfig>, store?: ObjectStore): RunningSink {
   const abort = new AbortController();
-  const worker = new SinkWorker(file, { store });
+  const worker = new SinkWorker(file, { store, observer: sinkObserver(file.name) });
   const done = worker.run(abort.signal);
   done.catch(() => undefined);
   return {

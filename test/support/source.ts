@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parseConnectorFile, sourceConfigSchema, type SourceConfig } from '../../src/config/source-config.ts';
+import { sourceObserver } from '../../src/ops/source-metrics.ts';
 import { SourceConnector } from '../../src/source/connector.ts';
 import type { SourceState } from '../../src/source/source-state.ts';
 import { waitFor } from './kafka.ts';
@@ -53,7 +54,7 @@ export async function startSource(
   stateDir = mkdtempSync(join(tmpdir(), 'tide-src-')),
 ): Promise<RunningSource> {
   const abort = new AbortController();
-  const connector = new SourceConnector(file, { stateDir });
+  const connector = new SourceConnector(file, { stateDir, observer: sourceObserver(file.name) });
   const done = connector.run(abort.signal);
   done.catch(() => undefined);
   await Promise.race([

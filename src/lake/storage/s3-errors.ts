@@ -1,6 +1,13 @@
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { ConnectionError, TideError } from '../../errors.ts';
-import type { ConditionalWritesUnsupported } from './s3-store.ts';
+
+/** The store cannot do `If-None-Match: *` (see checkConditionalWrites); s3Failure turns it into a ConnectionError. */
+export class ConditionalWritesUnsupported extends Error {
+  constructor(readonly what: string) {
+    super(`the store does not enforce If-None-Match: * on PutObject: ${what}`);
+    this.name = 'ConditionalWritesUnsupported';
+  }
+}
 
 /**
  * What an S3 failure means for the user. Connection problems (credentials, a missing bucket, a

@@ -18,7 +18,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { TideError } from '../../errors.ts';
 import { log as rootLog, type Logger } from '../../log.ts';
 import type { ObjectInfo, ObjectStore } from './object-store.ts';
-import { s3Failure, statusOf, errorCode } from './s3-errors.ts';
+import { ConditionalWritesUnsupported, s3Failure, statusOf, errorCode } from './s3-errors.ts';
 
 /**
  * The lake on Amazon S3 and S3-compatible stores (MinIO, versitygw, R2, Ceph), through the AWS
@@ -332,14 +332,6 @@ export function s3Client(config: S3ClientConfig): S3Client {
 
 function noConditionalWrites(uri: string, what: string): TideError {
   return s3Failure(uri, '', 'checkConditionalWrites', '', new ConditionalWritesUnsupported(what));
-}
-
-/** The store cannot do `If-None-Match: *` (see checkConditionalWrites); s3Failure turns it into a ConnectionError. */
-export class ConditionalWritesUnsupported extends Error {
-  constructor(readonly what: string) {
-    super(`the store does not enforce If-None-Match: * on PutObject: ${what}`);
-    this.name = 'ConditionalWritesUnsupported';
-  }
 }
 
 function isMissingKey(err: unknown): boolean {

@@ -1,4 +1,4 @@
-import type { SinkStats } from '../../sink/sink-worker.ts';
+import type { SinkStats } from '../../sink/sink-observer.ts';
 import type { SourceStatus } from '../../source/status-file.ts';
 
 /**
