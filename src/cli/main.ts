@@ -18,7 +18,10 @@ const GROUPS: Record<string, () => Promise<Register[]>> = {
     (await import('./recovery-commands.ts')).registerRecoveryCommands,
   ],
   sink: async () => [(await import('./sink-commands.ts')).registerSinkCommands],
-  lake: async () => [(await import('./lake-commands.ts')).registerLakeCommands],
+  lake: async () => [
+    (await import('./lake-commands.ts')).registerLakeCommands,
+    (await import('./lake-recovery-commands.ts')).registerLakeRecoveryCommands,
+  ],
   slots: async () => [(await import('./slots-commands.ts')).registerSlotsCommands],
   demo: async () => [(await import('./demo.ts')).registerDemoCommand],
 };

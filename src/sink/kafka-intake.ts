@@ -1,16 +1,21 @@
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { ConnectionMonitor } from '../connection-monitor.ts';
 import { ConnectionError } from '../errors.ts';
 import type { KafkaConnection } from '../events/kafka-connection.ts';
 import { explainKafkaError } from '../events/kafka-errors.ts';
 import type { Logger } from '../log.ts';
 import type { RetryPolicy } from '../retry.ts';
+import { missingRanges, RetentionGapError, seekTarget, TopicRewoundError, type LayerPosition } from './retention-gap.ts';
 
 /**
  * The sink's Kafka side: a consumer-group member that buffers raw messages for the worker.
  *
  * Offsets live in the lake (Delta txn actions), not in Kafka: on every (re)join the intake seeks
- * each assigned partition to where the lake says to resume (`resumeAt`). It also commits offsets
+ * each assigned partition to the lowest offset any of its lake tables needs (`positions`; a table that
+ * never committed the partition, e.g. a history table switched on later, starts at the earliest retained
+ * offset, never at the group's committed offset). Each table then skips what it already has (offsets.ts).
+ * The first offset received after the seek, and any later jump, is checked against the partition's log
+ * start offset: offsets a table needs that retention deleted stop the sink (retention-gap.ts). It also commits offsets
  * to the group after each lake commit, only so that lag shows in standard Kafka tooling; those
  * never run ahead of the lake, so a restart that uses them before the seek lands re-reads, at worst,
  * messages the tables then skip by their txn versions.
@@ -26,8 +31,10 @@ export interface RawMessage {
 export interface IntakeOptions {
   groupId: string;
   topics: string[];
-  /** Where a partition resumes (undefined: from the beginning). */
-  resumeAt: (topic: string, partition: number) => bigint | undefined;
+  /** Where each lake table of the topic stands on a partition (seek target and gap check). */
+  positions: (topic: string, partition: number) => LayerPosition[];
+  /** The sink connector file, for the way out a retention gap error offers. */
+  connectorFile: string;
   /** Called when the buffer reaches maxBuffered; fetching is paused until resume(). */
   onFull: () => Promise<void>;
   maxBuffered: number;
@@ -40,6 +47,13 @@ export interface IntakeOptions {
   policy: RetryPolicy;
 }
 
+/** Per partition: the next offset expected, whether nothing was received since the seek, and whether new tables were warned about. */
+interface Cursor {
+  next: bigint;
+  fresh: boolean;
+  warned?: boolean;
+}
+
 export class KafkaIntake {
   private consumer: Consumer | undefined;
   private buffer: RawMessage[] = [];
@@ -49,6 +63,9 @@ export class KafkaIntake {
   private failure: unknown;
   /** When the consumer first crashed in the current outage (undefined while it works). */
   private outageSince: number | undefined;
+  /** Per partition: the next offset expected, and whether nothing was received since the seek. */
+  private readonly cursors = new Map<string, Cursor>();
+  private admin: Admin | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -97,12 +114,30 @@ export class KafkaIntake {
       // A rebalance: what was buffered for partitions we may no longer own is dropped; the lake says where to resume.
       this.buffer = [];
       this.highest.clear();
+      this.cursors.clear();
       for (const [topic, partitions] of Object.entries(assignment)) {
         for (const partition of partitions) {
-          const at = this.opts.resumeAt(topic, partition);
-          if (at !== undefined) consumer.seek({ topic, partition, offset: at.toString() });
+          const at = seekTarget(this.opts.positions(topic, partition));
+          // Offset 0 for a new table: when retention deleted it, the fetch answers OFFSET_OUT_OF_RANGE and kafkajs
+          // moves to the earliest retained offset (subscribe's fromBeginning); checkJump then sees the difference.
+          consumer.seek({ topic, partition, offset: at === 'earliest' ? '0' : at.toString() });
+          this.cursors.set(`${topic}\u0000${partition}`, { next: at === 'earliest' ? 0n : at, fresh: true });
         }
       }
+      // Nothing is fetched until the partitions are checked against what Kafka still holds (checkAssigned).
+      const assigned = Object.entries(assignment).map(([topic, partitions]) => ({ topic, partitions }));
+      consumer.pause(assigned);
+      void this.checkAssigned(assigned).then(
+        (problem) => {
+          if (problem) return this.fail(problem);
+          if (!this.paused) consumer.resume(assigned);
+        },
+        (err: unknown) => {
+          // The first batch of each partition is checked as well (eachBatch), so the sink may go on.
+          log.warn({ err: (err as Error).message }, "could not read the partitions' first and last offsets; checking on the first batch");
+          if (!this.paused) consumer.resume(assigned);
+        },
+      );
       log.info({ assignment }, 'joined the consumer group; partitions resume where the lake tables say');
       if (this.outageSince !== undefined) {
         log.info({ seconds: Math.round((Date.now() - this.outageSince) / 1000) }, 'the consumer is back after losing Kafka');
@@ -143,6 +178,19 @@ export class KafkaIntake {
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
         const key = `${batch.topic}\u0000${batch.partition}`;
+        if (this.failure) return;
+        const cursor = this.cursors.get(key);
+        if (cursor && batch.messages.length) {
+          const first = BigInt(batch.messages[0]!.offset);
+          if (first !== cursor.next) {
+            const problem = await this.checkJump(batch.topic, batch.partition, cursor, first);
+            // Nothing of this batch is buffered: the lake never commits past the gap.
+            if (problem) return this.fail(problem);
+          }
+          cursor.fresh = false;
+          const last = BigInt(batch.messages[batch.messages.length - 1]!.offset) + 1n;
+          if (last > cursor.next) cursor.next = last;
+        }
         let high = this.highest.get(key) ?? -1n;
         for (const m of batch.messages) {
           const offset = BigInt(m.offset);
@@ -165,6 +213,72 @@ export class KafkaIntake {
   }
 
   private paused = false;
+
+  /** Stop fetching for good and hand `problem` to the worker (which stops the sink). */
+  private fail(problem: Error): void {
+    this.failure ??= problem;
+    this.paused = true;
+    this.consumer?.pause(this.opts.topics.map((topic) => ({ topic })));
+    this.opts.log.error({ err: problem.message }, 'stopping: the lake tables cannot resume where Kafka is');
+  }
+
+  private async offsetsOf(topic: string): Promise<Map<number, { low: bigint; high: bigint }>> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      this.admin = admin;
+    }
+    const out = new Map<number, { low: bigint; high: bigint }>();
+    for (const p of await this.admin.fetchTopicOffsets(topic)) out.set(p.partition, { low: BigInt(p.low), high: BigInt(p.high) });
+    return out;
+  }
+
+  /**
+   * At a (re)join, before anything is fetched: does Kafka still hold the offsets each table needs? A
+   * partition whose every message was deleted delivers nothing, so the first batch cannot tell.
+   */
+  private async checkAssigned(assigned: { topic: string; partitions: number[] }[]): Promise<Error | undefined> {
+    for (const { topic, partitions } of assigned) {
+      const offsets = await this.offsetsOf(topic);
+      for (const partition of partitions) {
+        const cursor = this.cursors.get(`${topic}\u0000${partition}`);
+        const o = offsets.get(partition);
+        if (!cursor || !o) continue;
+        if (cursor.next > o.high) return new TopicRewoundError(topic, partition, cursor.next, o.high);
+        const problem = this.classify(topic, partition, cursor, o.low);
+        if (problem) return problem;
+      }
+    }
+    return undefined;
+  }
+
+  /** The tables that need offsets below the partition's first retained one `low`: a RetentionGapError (new tables only warn). */
+  private classify(topic: string, partition: number, cursor: Cursor, low: bigint): Error | undefined {
+    const positions = this.opts.positions(topic, partition);
+    const missing = missingRanges(positions, cursor.next, low, cursor.fresh);
+    if (missing.length) return new RetentionGapError(topic, partition, low, missing, this.opts.connectorFile);
+    const fresh = positions.filter((t) => t.next === undefined).map((t) => t.table);
+    if (cursor.fresh && fresh.length && low > cursor.next && !cursor.warned) {
+      cursor.warned = true;
+      this.opts.log.warn(
+        { topic, partition, tables: fresh, firstRetainedOffset: low.toString() },
+        `new lake tables start at the first offset Kafka still holds (${low}); offsets ${cursor.next}–${low - 1n} were deleted by retention before they existed: keys that did not change since are missing until a re-snapshot of the table (README "Tables added later")`,
+      );
+    }
+    return undefined;
+  }
+
+  /**
+   * The first offset received is not the one expected: below it after a seek beyond the partition's end
+   * (kafkajs then restarts at the earliest offset), above it after a hole. Legitimate holes (transaction
+   * markers, compaction) lie above the partition's log start offset; offsets below it were deleted.
+   */
+  private async checkJump(topic: string, partition: number, cursor: Cursor, first: bigint): Promise<Error | undefined> {
+    const o = (await this.offsetsOf(topic)).get(partition);
+    if (!o) return undefined;
+    if (first < cursor.next) return o.high < cursor.next ? new TopicRewoundError(topic, partition, cursor.next, o.high) : undefined;
+    return this.classify(topic, partition, cursor, o.low);
+  }
 
   /** Whether kafkajs may restart the consumer after a failure: within errors.retry.timeout since the outage began. */
   private withinBudget(): boolean {
@@ -190,5 +304,7 @@ export class KafkaIntake {
   async stop(): Promise<void> {
     await this.consumer?.disconnect();
     this.consumer = undefined;
+    await this.admin?.disconnect().catch(() => undefined);
+    this.admin = undefined;
   }
 }

@@ -1,6 +1,7 @@
 import type { TxnAction } from '../lake/delta/actions.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { ChangeEvent } from './change-event.ts';
+import type { LayerPosition } from './retention-gap.ts';
 
 /**
  * Exactly once into the lake (the kafka-delta-ingest pattern): each table's Delta commit carries,
@@ -51,4 +52,17 @@ export function resumeOffset(tables: (DeltaTable | undefined)[], sink: string, t
     lowest = lowest === undefined ? v : Math.min(lowest, v);
   }
   return lowest === undefined ? undefined : BigInt(lowest) + 1n;
+}
+
+/** Each table's next offset on a partition (undefined: it never committed the partition, e.g. a layer switched on later). */
+export function layerPositions(
+  layers: { name: string; table: DeltaTable | undefined }[],
+  sink: string,
+  topic: string,
+  partition: number,
+): LayerPosition[] {
+  return layers.map(({ name, table }) => {
+    const v = table?.txnVersion(txnAppId(sink, topic, partition));
+    return { table: name, next: v === undefined ? undefined : BigInt(v) + 1n };
+  });
 }

@@ -3,6 +3,7 @@ import type { ConnectorFile } from '../config/source-config.ts';
 import type { SinkConfig } from '../config/sink-config.ts';
 import { kafkaConnection, type KafkaConnection } from '../events/kafka-connection.ts';
 import { explainKafkaError, topicCreationError, verifyKafkaConnection } from '../events/kafka-errors.ts';
+import { TideError } from '../errors.ts';
 import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
 import { KafkaRetrier, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
 import { registryFromConfig } from '../events/schema-registry.ts';
@@ -16,7 +17,7 @@ import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { GoldRefresher } from '../reports/gold-refresh.ts';
-import { resumeOffset } from './offsets.ts';
+import { layerPositions } from './offsets.ts';
 import { retryPolicyOf } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
@@ -141,17 +142,20 @@ export class SinkWorker {
         monitor: this.monitor,
         conn: this.conn,
         policy: retryPolicyOf(c),
-        resumeAt: (topic, partition) => {
+        positions: (topic, partition) => {
           const t = this.tables.get(tableOfTopic(topic) ?? topic);
-          return t ? resumeOffset(t.tables(), this.file.name, topic, partition) : undefined;
+          return t ? layerPositions(t.layers(), this.file.name, topic, partition) : [];
         },
+        connectorFile: this.file.source,
         onFull: () => this.flush(),
       });
       await this.retrier.run('joining the consumer group', () => this.intake!.start());
       this.log.info({ topics, lake: store.uri }, 'sink started');
       await new Promise<void>((resolve, reject) => {
         const tick = () => {
-          if (this.intake?.error) return reject(explainKafkaError(this.conn, this.intake.error, 'consuming'));
+          const failure = this.intake?.error;
+          // Tide's own errors (a retention gap) are already explained; Kafka's are translated.
+          if (failure) return reject(failure instanceof TideError ? failure : explainKafkaError(this.conn, failure, 'consuming'));
           const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
           // Gold also follows a silver change after traffic stops: its interval passes without new messages.
           if (due) this.flush().catch(reject);

@@ -74,6 +74,15 @@ export class TableSink {
     return [...(this.ctx.config['bronze.enabled'] ? [this.bronze] : []), this.silver, ...(this.keepsHistory ? [this.history] : [])];
   }
 
+  /** The tables with their names (`bronze.public.orders`, …), for the seek and the retention-gap check. */
+  layers(): { name: string; table: DeltaTable | undefined }[] {
+    return [
+      ...(this.ctx.config['bronze.enabled'] ? [{ name: `bronze.${this.qualified}`, table: this.bronze }] : []),
+      { name: `silver.${this.qualified}`, table: this.silver },
+      ...(this.keepsHistory ? [{ name: `silver.${this.qualified}_history`, table: this.history }] : []),
+    ];
+  }
+
   /** silver.<table>_history is kept when the table matches silver.history.tables. */
   get keepsHistory(): boolean {
     return this.ctx.config['silver.history.tables'].some((p) => new RegExp(`^(?:${p})$`).test(this.qualified));

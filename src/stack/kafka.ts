@@ -134,6 +134,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
+# Retention is checked every 2 s instead of 5 min, so a test can set a topic's retention.ms and segment.ms low
+# and see Kafka delete the segments (test/integration/sink-offsets.test.ts). Topics keep the default 7-day retention.
+log.retention.check.interval.ms=2000
 ${secure.body}`;
 }
 
