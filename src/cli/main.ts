@@ -16,6 +16,7 @@ const GROUPS: Record<string, () => Promise<Register[]>> = {
   source: async () => [
     (await import('./source-commands.ts')).registerSourceCommands,
     (await import('./recovery-commands.ts')).registerRecoveryCommands,
+    (await import('./schema-commands.ts')).registerSchemaCommands,
   ],
   sink: async () => [(await import('./sink-commands.ts')).registerSinkCommands],
   lake: async () => [

@@ -249,6 +249,46 @@ export class HttpSchemaRegistry implements SchemaRegistry {
     this.ids.set(cacheKey, id);
     return id;
   }
+  /** The registry's base URL (without credentials). */
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  /**
+   * One request with this client's credentials and TLS settings to `url` (absolute, e.g. Apicurio's native API
+   * beside /apis/ccompat/v7). Refused credentials are ConnectionErrors as for every call; the rest is the caller's.
+   */
+  async request(method: string, url: string, body?: unknown, contentType = CONTENT_TYPE): Promise<{ status: number; json: unknown }> {
+    let res: Awaited<ReturnType<typeof undiciFetch>>;
+    try {
+      res = await undiciFetch(url, {
+        method,
+        headers: { 'content-type': contentType, accept: contentType, ...(this.authorization ? { authorization: this.authorization } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      });
+    } catch (err) {
+      throw new ConnectionError(
+        'schema registry',
+        this.baseUrl,
+        `${method} ${url} failed: ${(err as Error).message}`,
+        'Is the registry up (tide stack status)?',
+        {
+          cause: err,
+          retriable: true,
+        },
+      );
+    }
+    const text = await res.text();
+    let json: unknown = undefined;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = text;
+    }
+    if (res.status === 401 || res.status === 403) this.checkAccess(res.status, method, new URL(url).pathname, json);
+    return { status: res.status, json };
+  }
 }
 
 function hasConfluentErrorCode(json: unknown): boolean {
