@@ -57,6 +57,8 @@ export const sourceConfigSchema = z
     ...retryShape,
     'offset.storage.file.filename': z.string().min(1).optional(),
     'max.batch.size': int(1, 1_000_000).default(2048),
+    /** The largest event (record batch) Tide produces; topics are created with and raised to it (src/events/message-size.ts). Kafka's default: 1048588. */
+    'max.message.bytes': int(1024, 104_857_600).default(1_048_588),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -282,6 +282,16 @@ export class TableCodec {
     return new RowEventWriter(TIDE_VERSION, this.table.qualified, this.table.columns.length, cols(this.columns), cols(this.keyColumns));
   }
 
+  /** The key columns of a framed key, as JSON (for messages). */
+  describeKey(framed: Buffer | null): string {
+    if (!framed) return 'null';
+    try {
+      return JSON.stringify(this.keyType.fromBuffer(framed.subarray(5)), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+    } catch {
+      return `0x${framed.toString('hex')}`;
+    }
+  }
+
   /** Decode a value this codec framed (for tests and tools). */
   decodeValue(framed: Buffer): unknown {
     return this.valueType.fromBuffer(framed.subarray(5));

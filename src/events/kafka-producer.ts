@@ -6,6 +6,14 @@ import { explainKafkaError, verifyKafkaConnection } from './kafka-errors.ts';
 import { keyHash } from './murmur2.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { logTopicDurability, readTopicDurability } from './topic-durability.ts';
+import {
+  chunkBySize,
+  isTooLarge,
+  KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+  MessageTooLargeError,
+  raiseTopicLimits,
+  recordBytes,
+} from './message-size.ts';
 
 /**
  * The narrow slice of Kafka that the source uses. The rest of Tide does not
@@ -59,6 +67,8 @@ export class KafkajsProducer implements EventProducer {
     private readonly conn: KafkaConnection,
     private readonly clientId = 'tide-source',
     private readonly log: Logger = rootLog,
+    /** The connector's max.message.bytes: topics are created with it and raised to it (message-size.ts). */
+    private readonly maxMessageBytes = KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
   ) {
     // Few retries of its own: KafkaRetrier (kafka-retry.ts) retries with backoff, logs what it waits for and stops at the budget.
     this.kafka = new Kafka(conn.kafkajs(clientId, { logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 200 } }));
@@ -91,6 +101,13 @@ export class KafkajsProducer implements EventProducer {
     } catch (err) {
       throw explainKafkaError(this.conn, err, `creating topics ${specs.map((s) => s.topic).join(', ')}`);
     }
+    if (this.maxMessageBytes > KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+      await raiseTopicLimits(
+        this.conn,
+        specs.map((s) => s.topic),
+        this.maxMessageBytes,
+        this.log,
+      );
     if (!this.durabilityChecked && specs.length) {
       // Once, for the topics the connector starts with.
       this.durabilityChecked = true;
@@ -119,7 +136,10 @@ export class KafkajsProducer implements EventProducer {
         topic: s.topic,
         numPartitions: s.partitions,
         replicationFactor: s.replicationFactor ?? -1,
-        configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
+        configEntries: Object.entries({
+          ...(this.maxMessageBytes > KAFKA_DEFAULT_MAX_MESSAGE_BYTES ? { 'max.message.bytes': String(this.maxMessageBytes) } : {}),
+          ...s.config,
+        }).map(([name, value]) => ({ name, value })),
       })),
     });
   }
@@ -167,8 +187,9 @@ export class PlatformaticProducer implements EventProducer {
     private readonly conn: KafkaConnection,
     clientId = 'tide-source',
     log: Logger = rootLog,
+    private readonly maxMessageBytes = KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
   ) {
-    this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log);
+    this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log, maxMessageBytes);
     this.producer = new PlatformaticKafkaProducer({
       clientId,
       ...conn.platformatic(),
@@ -197,6 +218,15 @@ export class PlatformaticProducer implements EventProducer {
 
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
+    // The client puts a request's messages for one partition into one record batch, whatever its size, and the
+    // broker refuses a batch over the topic's max.message.bytes: so send in runs under the limit, in order.
+    for (const chunk of chunkBySize(messages, this.maxMessageBytes)) await this.sendChunk(chunk);
+  }
+
+  private async sendChunk(messages: OutgoingMessage[]): Promise<void> {
+    const first = messages[0]!;
+    if (messages.length === 1 && recordBytes(first) > this.maxMessageBytes)
+      throw new MessageTooLargeError(first.topic, '(unknown)', recordBytes(first), this.maxMessageBytes, 'connector', first);
     try {
       const out = new Array<{ topic: string; key?: Buffer; value?: Buffer; partition: number; headers?: Map<Buffer, Buffer> }>(
         messages.length,
@@ -210,6 +240,10 @@ export class PlatformaticProducer implements EventProducer {
       }
       await this.producer.send({ messages: out });
     } catch (err) {
+      if (isTooLarge(err)) {
+        const largest = messages.reduce((a, b) => (recordBytes(b) > recordBytes(a) ? b : a));
+        throw new MessageTooLargeError(largest.topic, '(unknown)', recordBytes(largest), this.maxMessageBytes, 'broker', largest);
+      }
       throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
     }
   }

@@ -18,7 +18,7 @@ import { ChangeHandler } from './change-handler.ts';
 import { pgoutputOptions } from './pgoutput-plugin.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
 import { buildPlan, transactionTopic } from './plan.ts';
-import { EventPublisher } from './publisher.ts';
+import { describeEvent, EventPublisher } from './publisher.ts';
 import { isConnectionLoss, reconnectToPostgres } from './reconnect.ts';
 import { findLostSlot, SlotLostError } from './slot-lost.ts';
 import { readDatabaseState } from './database-state.ts';
@@ -99,7 +99,9 @@ export class SourceConnector {
     this.monitor = deps.monitor ?? QUIET_MONITOR;
     this.observer = deps.observer ?? QUIET_SOURCE_OBSERVER;
     this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
-    this.producer = deps.producer ?? new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log), this.kafka);
+    this.producer =
+      deps.producer ??
+      new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log, this.config['max.message.bytes']), this.kafka);
     this.registry = deps.registry ?? registryFromConfig(this.config);
     const stateDir = deps.stateDir ?? '.tide';
     this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
@@ -192,6 +194,8 @@ export class SourceConnector {
       // Up to 4 full batches wait behind the one in flight, so encoding goes on while Kafka acknowledges.
       maxQueuedBatches: 4,
       onConfirmable: (lsn) => this.onAcked(lsn),
+      maxMessageBytes: c['max.message.bytes'],
+      describe: (m) => describeEvent(this.codecs.values(), m),
       onCommitAcked: (commitTsMs) => this.observer.commitAcked(Date.now() - commitTsMs),
       onError: (err) =>
         this.fail(

@@ -1,5 +1,7 @@
+import type { TableCodec } from '../events/envelope.ts';
 import type { EventProducer, OutgoingMessage } from '../events/kafka-producer.ts';
 import type { Lsn } from './lsn.ts';
+import { MessageTooLargeError, recordBytes } from '../events/message-size.ts';
 
 /**
  * Batches events to Kafka and works out which LSN may be confirmed.
@@ -23,6 +25,10 @@ export interface PublisherOptions {
   /** A transaction with this commit time (ms) is now acknowledged by Kafka (commit-to-ack latency). */
   onCommitAcked?: (commitTsMs: number) => void;
   onError: (err: Error) => void;
+  /** The connector's max.message.bytes: a larger event stops the source before it is queued (nothing past it is confirmed). */
+  maxMessageBytes?: number;
+  /** The table and key of an event, for the error that names them. */
+  describe?: (message: OutgoingMessage) => { table: string; key: string };
 }
 
 export class EventPublisher {
@@ -58,6 +64,9 @@ export class EventPublisher {
    */
   push(message: OutgoingMessage): Promise<void> | undefined {
     if (this.failure) throw this.failure;
+    const max = this.opts.maxMessageBytes;
+    if (max !== undefined && recordBytes(message) > max)
+      throw this.named(new MessageTooLargeError(message.topic, '(unknown)', recordBytes(message), max, 'connector', message));
     this.buffer.push(message);
     this.seq++;
     if (this.buffer.length >= this.opts.maxBatch) {
@@ -118,13 +127,20 @@ export class EventPublisher {
         this.sendNext();
         this.wake();
       },
-      (err: Error) => {
+      (caught: Error) => {
+        const err = caught instanceof MessageTooLargeError ? this.named(caught) : caught;
         this.sending = undefined;
         this.failure = err;
         this.opts.onError(err);
         this.wake();
       },
     );
+  }
+
+  /** The error with the table and key of its message, when the connector can tell them. */
+  private named(err: MessageTooLargeError): MessageTooLargeError {
+    const d = err.offending && this.opts.describe?.(err.offending);
+    return d ? new MessageTooLargeError(d.table, d.key, err.size, err.limit, err.refusedBy) : err;
   }
 
   private waitForSpace(): Promise<void> {
@@ -155,4 +171,10 @@ export class EventPublisher {
   close(): void {
     if (this.linger) clearTimeout(this.linger);
   }
+}
+
+/** The table and key of an event, from the codec of its topic (for MessageTooLargeError). */
+export function describeEvent(codecs: Iterable<TableCodec>, m: OutgoingMessage): { table: string; key: string } {
+  for (const c of codecs) if (c.topic === m.topic) return { table: c.table.qualified, key: c.describeKey(m.key) };
+  return { table: m.topic, key: m.key ? `0x${m.key.toString('hex')}` : 'null' };
 }
