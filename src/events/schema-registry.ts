@@ -157,8 +157,8 @@ export class HttpSchemaRegistry implements SchemaRegistry {
   }
 
   /**
-   * Answers that no retry and no dead-letter topic can fix end the connector here, as a
-   * ConnectionError: refused credentials (401, 403), and a URL that does not serve Confluent's API
+   * Answers that no dead-letter topic can fix end the connector here, as a ConnectionError: refused
+   * credentials (401, 403), rate limiting (429, retriable: retried for errors.retry.timeout first), and a URL that does not serve Confluent's API
    * (a 404 without Confluent's `error_code`: a registry's own 404s, such as an unknown subject or
    * schema id, always carry one).
    */
@@ -183,6 +183,17 @@ export class HttpSchemaRegistry implements SchemaRegistry {
         `the credentials are not allowed to ${method} ${path.split('?')[0]} (HTTP 403 Forbidden)`,
         'Grant the API key read access to the subjects (the source also needs write access to register schemas)',
         { code: 'forbidden' },
+      );
+    }
+    if (status === 429) {
+      // Confluent's own client retries 429 as it does 5xx (RestService's retriable codes); so does Tide, for
+      // errors.retry.timeout, then stops. Never a reason to dead-letter a message.
+      throw new ConnectionError(
+        'schema registry',
+        this.baseUrl,
+        `${method} ${path.split('?')[0]} answered HTTP 429 Too Many Requests: the registry is rate-limiting this client`,
+        "Wait, or raise the registry's request quota (Confluent Cloud: the Schema Registry cluster's limits); Tide retries for errors.retry.timeout",
+        { code: 'rate-limited', retriable: true },
       );
     }
     if (status === 404 && !hasConfluentErrorCode(json)) {

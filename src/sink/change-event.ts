@@ -1,7 +1,7 @@
 import type { Type } from 'avsc';
 import { createAvroType } from '../events/avro-types.ts';
 import type { Op } from '../events/envelope.ts';
-import type { SchemaRegistry } from '../events/schema-registry.ts';
+import { SchemaRegistryError, type SchemaRegistry } from '../events/schema-registry.ts';
 import { ConnectionError, TideError } from '../errors.ts';
 import { keyColumnsOf, lakeColumnsOf, type SinkColumn } from './lake-columns.ts';
 
@@ -46,6 +46,31 @@ export class UndecodableMessageError extends TideError {
   ) {
     super(`${topic}[${partition}]@${offset}: ${reason}`, options);
     this.name = 'UndecodableMessageError';
+  }
+}
+
+/**
+ * The registry answered that a message's schema does not exist (HTTP 404 with Confluent's error code
+ * 40403, or another 4xx). Not the message's fault and not transient: the sink stops here, without
+ * dead-lettering the message and without committing past it, so that nothing behind it is written
+ * either (a later version of the same key would otherwise reach silver before it).
+ */
+export class SchemaUnavailableError extends TideError {
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly offset: string,
+    readonly schemaId: number,
+    which: 'key' | 'value',
+    cause: SchemaRegistryError,
+  ) {
+    super(
+      `kafka topic ${topic} partition ${partition} offset ${offset}: the ${which} schema ${schemaId} cannot be fetched: ${cause.message}. ` +
+        'The sink stops here: it neither dead-letters the message nor commits past it. ' +
+        "Check that schema.registry.url is the registry the source writes to (the same one as in the source's connector file) and that the schema was not deleted (restore it), then start the sink again.",
+      { cause },
+    );
+    this.name = 'SchemaUnavailableError';
   }
 }
 
@@ -97,9 +122,12 @@ export class ChangeEventDecoder {
     try {
       codec = await this.valueCodec(valueId);
     } catch (err) {
-      // Not the message's fault, so never a dead letter: a registry that is down (retriable), or one that
-      // refuses Tide's credentials or is not a registry at all (a ConnectionError: the connector stops).
+      // Not the message's fault, so never a dead letter: a registry that is down or rate-limits (retriable:
+      // the worker retries), one that refuses Tide's credentials or is not a registry at all (a
+      // ConnectionError: the connector stops), or a schema the registry does not have (SchemaUnavailableError: stops).
+      // Only a schema that was fetched but cannot be used (createAvroType, lakeColumnsOf) is the message's problem.
       if (isRegistryProblem(err)) throw err;
+      if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(topic, partition, offset, valueId, 'value', err);
       throw fail(`cannot use value schema ${valueId}: ${(err as Error).message}`, err);
     }
     let env: Envelope;
@@ -119,6 +147,7 @@ export class ChangeEventDecoder {
         keyColumns = await this.keyColumns(keyId);
       } catch (err) {
         if (isRegistryProblem(err)) throw err;
+        if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(topic, partition, offset, keyId, 'key', err);
         throw fail(`cannot use key schema ${keyId}: ${(err as Error).message}`, err);
       }
     }

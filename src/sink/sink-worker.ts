@@ -18,7 +18,7 @@ import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { GoldRefresher } from '../reports/gold-refresh.ts';
 import { layerPositions } from './offsets.ts';
-import { retryPolicyOf } from '../retry.ts';
+import { retryPolicyOf, withRetries } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
@@ -112,8 +112,11 @@ export class SinkWorker {
     }
   }
 
+  private signal: AbortSignal | undefined;
+
   private async work(signal: AbortSignal): Promise<void> {
     this.retrier.signal = signal;
+    this.signal = signal;
     const c = this.file.config;
     const store = this.opts.store ?? (await openStore(c['lake.uri'], { s3: s3Settings(c) }));
     const engine = await ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] });
@@ -236,7 +239,12 @@ export class SinkWorker {
       if (!entry) byTable.set(qualified, (entry = { events: [], offsets: [] }));
       entry.offsets.push(m);
       try {
-        const e = await this.decoder.decode(m.topic, m.partition, m.offset, m.key, m.value);
+        // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
+        const e = await withRetries(
+          retryPolicyOf(this.file.config),
+          { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
+          () => this.decoder.decode(m.topic, m.partition, m.offset, m.key, m.value),
+        );
         if (e) entry.events.push(e);
       } catch (err) {
         if (!(err instanceof UndecodableMessageError)) throw err;
