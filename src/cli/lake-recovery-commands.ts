@@ -8,6 +8,7 @@ import { explainKafkaError } from '../events/kafka-errors.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import { log } from '../log.ts';
+import { replayDeadLetters } from '../sink/dlq-replay.ts';
 import { txnAppId } from '../sink/offsets.ts';
 import { bronzePath, historyPath, silverPath, tableOfTopic } from '../sink/table-layout.ts';
 import { sinkTopicFilter } from '../sink/topic-wait.ts';
@@ -96,6 +97,44 @@ async function acceptGap(path: string, table: string): Promise<void> {
   }
 }
 
+/** `tide lake dlq replay`: re-drive the sink's dead letters to their topics (src/sink/dlq-replay.ts) and say what it did. */
+async function dlqReplay(path: string, opts: { dryRun?: boolean }): Promise<void> {
+  const file = loadSinkConfig(path);
+  const c = file.config;
+  const dlq = c['dead.letter.topic'] ?? `${file.name}.dlq`;
+  const { kafka } = sinkKafka(file, `tide-dlq-replay-${file.name}`);
+  const wanted = c.topics?.length ? new Set(c.topics) : undefined;
+  const matches = c['topics.regex'] ? sinkTopicFilter(c['topics.regex']) : () => false;
+  let report;
+  try {
+    report = await replayDeadLetters({
+      kafka,
+      sinkName: file.name,
+      deadLetterTopic: dlq,
+      isSinkTopic: (t) => (wanted ? wanted.has(t) : matches(t)),
+      dryRun: !!opts.dryRun,
+    });
+  } catch (err) {
+    if (err instanceof TideError) throw err;
+    throw explainKafkaError(kafkaConnection(c, { source: file.source }), err, `replaying ${dlq}`);
+  }
+  const verb = opts.dryRun ? 'would re-drive' : 're-drove';
+  if (!report.ranges.length) return console.log(`${dlq}: nothing to replay (the group ${report.group} is at the end of the topic)`);
+  console.log(`${dlq}: read offsets ${report.ranges.map((r) => `${r.partition}:${r.from}–${r.to - 1n}`).join(', ')}`);
+  const perTarget = new Map<string, number>();
+  for (const r of report.redriven)
+    perTarget.set(`${r.topic} partition ${r.partition}`, (perTarget.get(`${r.topic} partition ${r.partition}`) ?? 0) + 1);
+  console.log(`${verb} ${report.redriven.length} dead letter(s)${perTarget.size ? ':' : ''}`);
+  for (const [target, n] of perTarget) console.log(`  ${n} to ${target}`);
+  if (opts.dryRun)
+    for (const r of report.redriven) console.log(`  ${r.dlqPartition}@${r.dlqOffset}: ${r.topic}[${r.partition}]@${r.offset}: ${r.reason}`);
+  for (const s of report.skipped) console.log(`skipped ${s.record.dlqPartition}@${s.record.dlqOffset}: ${s.why}`);
+  if (!opts.dryRun)
+    console.log(
+      `the group ${report.group} now ends at the last offset read: a second replay re-drives only newer dead letters. The sink applies the re-driven messages in (commit LSN, event index) order; those whose cause is not fixed become dead letters again.`,
+    );
+}
+
 /** Adds `accept-gap` and `dlq replay` to the `lake` command group (lake-commands.ts). */
 export function registerLakeRecoveryCommands(program: Command): void {
   const lake = program.commands.find((cmd) => cmd.name() === 'lake') ?? program.command('lake');
@@ -105,4 +144,11 @@ export function registerLakeRecoveryCommands(program: Command): void {
       'after a retention gap and a re-snapshot of <table> (schema.table): let its lake tables resume at the first offset Kafka still holds',
     )
     .action(acceptGap);
+  lake
+    .command('dlq')
+    .description("the sink's dead-letter topic")
+    .command('replay <sink-connector-file>')
+    .description('re-drive the dead letters written since the last replay to the partitions they came from, once their cause is fixed')
+    .option('--dry-run', 'list what would be re-driven; change nothing')
+    .action(dlqReplay);
 }
