@@ -50,6 +50,8 @@ export const sourceConfigSchema = z
     'heartbeat.interval.ms': int(0).default(10_000),
     'tombstones.on.delete': bool.default(true),
     'decimal.handling.mode': z.enum(['precise', 'double', 'string']).default('precise'),
+    /** `string`: timestamptz as Debezium sends it (io.debezium.time.ZonedTimestamp, ISO-8601 UTC); `micros`: Avro timestamp-micros. */
+    'timestamptz.handling.mode': z.enum(['micros', 'string']).default('micros'),
     'kafka.bootstrap.servers': list.pipe(z.array(z.string()).min(1, 'needs at least one host:port')),
     ...kafkaSecurityShape,
     'schema.registry.url': z.url(),

@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors.ts';
 import type { Type } from 'avsc';
 import type { CatalogColumn, CatalogTable } from '../source/catalog.ts';
-import { mapColumn, type ColumnMapping, type DecimalHandlingMode } from '../source/type-mapping.ts';
+import { mapColumn, type ColumnMapping, type DecimalHandlingMode, type TimestamptzHandlingMode } from '../source/type-mapping.ts';
 import { createAvroType, dedupeNamedTypes, type AvroSchema } from './avro-types.ts';
 import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
 import { encodeFramed } from './schema-registry.ts';
@@ -117,7 +117,11 @@ export class TableCodec {
   constructor(
     readonly table: CatalogTable,
     topicPrefix: string,
-    opts: { decimalHandlingMode: DecimalHandlingMode; excludedColumns?: (qualifiedColumn: string) => boolean },
+    opts: {
+      decimalHandlingMode: DecimalHandlingMode;
+      timestamptzHandlingMode?: TimestamptzHandlingMode;
+      excludedColumns?: (qualifiedColumn: string) => boolean;
+    },
     warn: (message: string, details: Record<string, unknown>) => void,
   ) {
     this.topic = `${topicPrefix}.${table.schema}.${table.name}`;

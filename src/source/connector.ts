@@ -345,7 +345,11 @@ export class SourceConnector {
     const codec = new TableCodec(
       table,
       this.config['topic.prefix'],
-      { decimalHandlingMode: this.config['decimal.handling.mode'], excludedColumns: this.columnExcluded() },
+      {
+        decimalHandlingMode: this.config['decimal.handling.mode'],
+        timestamptzHandlingMode: this.config['timestamptz.handling.mode'],
+        excludedColumns: this.columnExcluded(),
+      },
       (m, d) => this.log.warn(d, m),
     );
     await registerTableSchemas(this.registry, codec, this.codecs.get(table.oid));

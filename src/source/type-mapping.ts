@@ -36,6 +36,21 @@ export interface ColumnInfo {
 }
 
 export type DecimalHandlingMode = 'precise' | 'double' | 'string';
+/** `micros`: Avro timestamp-micros (UTC), Tide's default; `string`: Debezium's io.debezium.time.ZonedTimestamp, an ISO-8601 string in UTC. */
+export type TimestamptzHandlingMode = 'micros' | 'string';
+
+/**
+ * A timestamptz as Debezium's ZonedTimestamp writes it: ISO-8601 in UTC with `Z`, the fraction without trailing
+ * zeros (Java's DateTimeFormatter.ISO_OFFSET_DATE_TIME), e.g. `2024-03-01T12:34:56.1234Z`. ±infinity become the
+ * instants parseTimestamp gives them.
+ */
+export function zonedTimestampString(text: string): string {
+  const us = BigInt(pg.parseTimestamp(text, true));
+  const ms = us >= 0n ? us / 1000n : -((-us + 999n) / 1000n);
+  const iso = new Date(Number(ms)).toISOString(); // …T12:34:56.123Z
+  const fraction = `${iso.slice(-4, -1)}${String(us - ms * 1000n).padStart(3, '0')}`.replace(/0+$/, '');
+  return `${iso.slice(0, -5)}${fraction ? `.${fraction}` : ''}Z`;
+}
 
 export interface ColumnMapping {
   /** The NON-null field type; the caller wraps nullable columns as ['null', T]. */
@@ -369,8 +384,18 @@ function arrayFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Colum
 }
 
 /** Build the mapping for one column. Unknown types map to string and call warn once; nothing here throws. */
-export function mapColumn(col: ColumnInfo, opts: { decimalHandlingMode: DecimalHandlingMode }, warn: Warn): ColumnMapping {
+export function mapColumn(
+  col: ColumnInfo,
+  opts: { decimalHandlingMode: DecimalHandlingMode; timestamptzHandlingMode?: TimestamptzHandlingMode },
+  warn: Warn,
+): ColumnMapping {
   if (col.typeCategory === 'A') return arrayFor(col, opts.decimalHandlingMode, warn);
+  if (col.typeName === 'timestamptz' && opts.timestamptzHandlingMode === 'string')
+    return {
+      avroType: connect('string', 'io.debezium.time.ZonedTimestamp'),
+      convert: guard(col, 'timestamptz', zonedTimestampString),
+      semanticType: 'io.debezium.time.ZonedTimestamp',
+    };
   const s = scalarFor(col, opts.decimalHandlingMode, warn);
   const tm = col.typeName === 'numeric' ? numericTypmod(col.typeMod) : undefined;
   const type = tm ? `numeric(${tm.precision},${tm.scale})` : col.typeName;

@@ -170,3 +170,65 @@ describe('Debezium compatibility: source.sequence and primary-key changes', () =
     expect(message).toContain('Fix: ALTER TABLE "public"."accounts" REPLICA IDENTITY DEFAULT;');
   });
 });
+
+describe("timestamptz.handling.mode=string: Debezium's ZonedTimestamp, snapshot and stream, through the sink", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  let file: ReturnType<typeof sourceConfig>;
+  let running: RunningSource | undefined;
+  let sink: RunningSink | undefined;
+  const lakeDir = mkdtempSync(join(tmpdir(), 'tide-dbz-ts-lake-'));
+  // Postgres' own UTC rendering, the fraction without trailing zeros: what Debezium's ISO_OFFSET_DATE_TIME prints.
+  const expected = async (id: number) =>
+    (
+      await sql.query<{ s: string }>(
+        `SELECT regexp_replace(regexp_replace(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0+$', ''), '\\.$', '') || 'Z' AS s FROM stamps WHERE id = $1`,
+        [id],
+      )
+    ).rows[0]!.s;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('debezium_ts');
+    sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    await sql.query(`CREATE TABLE stamps (id int PRIMARY KEY, at timestamptz NOT NULL)`);
+    await sql.query(`INSERT INTO stamps VALUES (1, '2024-03-01 12:34:56.1234+01')`);
+    file = sourceConfig(db.url, 'dbzts', { 'table.include.list': 'public\\.stamps', 'timestamptz.handling.mode': 'string' });
+    running = await startSource(file);
+    expect(running.connector.state).toBe('streaming');
+  }, 120_000);
+
+  afterAll(async () => {
+    await sink?.stop();
+    await running?.stop();
+    await sql?.end();
+    if (file) await dropSlot(db.url, file.config['slot.name']);
+    await db?.drop();
+  });
+
+  it('sends an ISO-8601 UTC string for snapshot and streamed rows, and silver holds the same text', async () => {
+    await sql.query(`INSERT INTO stamps VALUES (2, '1999-12-31 23:59:59-08')`);
+    const topic = `${file.config['topic.prefix']}.public.stamps`;
+    const events = await consumeUntil([topic], (es) => es.length >= 2);
+    const at = (id: number) => events.map(env).find((e) => e.after?.id === id)!.after!.at;
+    expect(at(1)).toBe('2024-03-01T11:34:56.1234Z');
+    expect(at(1)).toBe(await expected(1));
+    expect(at(2)).toBe('2000-01-01T07:59:59Z');
+    expect(at(2)).toBe(await expected(2));
+
+    sink = startSink(sinkFile(`dbzts-${Date.now().toString(36)}`, file.config['topic.prefix'], lakeDir, { topics: topic }));
+    let rows: string[] = [];
+    await waitFor(
+      async () => {
+        const view = await readWithDeltaRs(join(lakeDir, silverPath('public.stamps'))).catch(() => undefined);
+        if (!view) return false;
+        const i = view.columns.indexOf('at');
+        rows = view.rows.map((r) => String(r[i])).sort();
+        return rows.length === 2;
+      },
+      'silver to hold both rows',
+      120_000,
+    );
+    expect(rows).toEqual(['2000-01-01T07:59:59Z', '2024-03-01T11:34:56.1234Z']);
+  });
+});
