@@ -52,6 +52,17 @@ export const sinkConfigSchema = z
       .default('2GB'),
     /** Gold reports are rebuilt when silver changed and at least this long passed since the last build; 0 turns gold off. */
     'gold.refresh.interval.ms': int(0).default(30_000),
+    /** A PostgreSQL database (postgresql://user:password@host:port/db?sslmode=…) where every gold table is published after each build, for BI tools. */
+    // An empty value (e.g. "${env:REPORTING_DATABASE_URL:-}" with the variable unset) means no serving database.
+    'serving.uri': z.preprocess(
+      (v) => (v === '' ? undefined : v),
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\/[^/]+\/[^/?]+/, 'must be a postgresql://host:port/database URL (user, password and ?sslmode= optional)')
+        .optional(),
+    ),
+    /** The schema of the serving database the gold tables go to. */
+    'serving.schema': z.string().min(1).default('gold'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -63,6 +74,12 @@ export const sinkConfigSchema = z
         code: 'custom',
         path: [s3Keys[0]!],
         message: `applies only to a lake on S3, but lake.uri is ${JSON.stringify(c['lake.uri'])}: use s3://<bucket>/<prefix> or drop ${s3Keys.join(', ')}`,
+      });
+    if (c['serving.uri'] && !c['gold.refresh.interval.ms'])
+      ctx.addIssue({
+        code: 'custom',
+        path: ['serving.uri'],
+        message: 'publishes gold tables, but gold.refresh.interval.ms is 0 (gold off): set it (e.g. 30000) or drop serving.uri',
       });
     if (!c.topics?.length && !c['topics.regex'])
       ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics (a comma-separated list) or topics.regex' });

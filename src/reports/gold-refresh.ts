@@ -1,11 +1,16 @@
 import type { Action } from '../lake/delta/actions.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
-import type { LakeColumn, LakeType } from '../lake/lake-schema.ts';
+import type { LakeColumn, LakeSchema, LakeType } from '../lake/lake-schema.ts';
+import type { DataFile } from '../lake/parquet/parquet-engine.ts';
 import { duckdbType, type ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import type { Logger } from '../log.ts';
 import { goldPath, lakeTableName, silverPath } from '../sink/table-layout.ts';
 import { GOLD_REPORTS, type GoldReport } from './gold-reports.ts';
+import { servingSelectExpression, type ServingDatabase } from './serving.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * Gold: reporting tables defined as SQL over silver, run by DuckDB. Each refresh registers one view
@@ -77,6 +82,8 @@ export class GoldRefresher {
     private readonly store: ObjectStore,
     private readonly log: Logger,
     private readonly reports: GoldReport[] = GOLD_REPORTS,
+    /** Where each built gold table is published for BI tools (serving.uri), if anywhere. */
+    private readonly serving?: ServingDatabase,
   ) {}
 
   /** Register `silver_<table>` views; false when a silver table does not exist yet. */
@@ -137,6 +144,42 @@ export class GoldRefresher {
     actions.push(...adds.map((add) => ({ add })));
     const version = await table.commit(actions, { operation: 'WRITE', parameters: { mode: 'Overwrite' } });
     const rows = adds.reduce((n, a) => n + (a.stats ? Number((JSON.parse(a.stats) as { numRecords: number }).numRecords) : 0), 0);
+    if (this.serving) await this.publish(report, table.root, adds, schema, version);
     return { report: report.name, rows, version, ms: Date.now() - started };
+  }
+
+  /**
+   * Publish gold version `version` (its files `adds`) to the serving database: DuckDB writes the rows as
+   * CSV, which the serving database loads with COPY. A failure leaves the served table as it was; the gold
+   * table is committed already, and the next build publishes again.
+   */
+  private async publish(report: GoldReport, root: string, adds: DataFile[], schema: LakeSchema, version: number): Promise<void> {
+    const view = `serving_${report.name}`;
+    const dir = await mkdtemp(join(tmpdir(), 'tide-serving-'));
+    try {
+      await this.engine.createView(view, this.store, root, adds, schema);
+      const csvPath = join(dir, `${report.name}.csv`);
+      const exprs = schema.columns.map((c) => `${servingSelectExpression(c)} AS ${q(c.name)}`).join(', ');
+      await this.engine.run(`COPY (SELECT ${exprs} FROM ${q(view)}) TO '${csvPath.replaceAll("'", "''")}' (FORMAT csv, HEADER false)`);
+      await this.serving!.publish({
+        name: report.name,
+        columns: schema.columns,
+        csvPath,
+        report: report.name,
+        description: report.description,
+        lakeVersion: version,
+        builtAt: new Date(),
+      });
+    } catch (err) {
+      // The gold table is committed; only its served copy is stale until a later build publishes again.
+      this.failures.push({ report: `serving:${report.name}`, error: (err as Error).message, at: Date.now() });
+      this.log.error(
+        { report: report.name, err },
+        'publishing the gold table to the serving database failed; it keeps its previous rows there',
+      );
+    } finally {
+      await this.engine.run(`DROP VIEW IF EXISTS ${q(view)}`).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 }

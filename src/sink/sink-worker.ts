@@ -17,6 +17,8 @@ import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { GoldRefresher } from '../reports/gold-refresh.ts';
+import { GOLD_REPORTS } from '../reports/gold-reports.ts';
+import { ServingDatabase } from '../reports/serving.ts';
 import { layerPositions } from './offsets.ts';
 import { retryPolicyOf, withRetries } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
@@ -136,6 +138,11 @@ export class SinkWorker {
       await verifyKafkaConnection(this.conn, { clientId: `tide-sink-${this.file.name}`, log: this.log });
       const topics = await this.topics(signal);
       for (const topic of topics) await this.tableFor(topic);
+      if (c['serving.uri']) {
+        this.serving = new ServingDatabase({ uri: c['serving.uri'], schema: c['serving.schema'], log: this.log });
+        // Before anything is written: BI queries must never land on a database Tide captures.
+        await this.serving.refuseCapturedDatabase([...this.tables.keys()]);
+      }
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
@@ -180,6 +187,7 @@ export class SinkWorker {
       await this.flushing.catch(() => undefined);
       await this.intake?.stop().catch((err: unknown) => this.log.warn({ err }, 'closing the consumer failed'));
       await this.dlq.close().catch((err: unknown) => this.log.warn({ err }, 'closing the dead-letter producer failed'));
+      await this.serving?.close();
       await engine.close();
       if (!this.opts.store) await store.close();
       this.log.info({ stats: this.stats }, 'sink stopped');
@@ -289,6 +297,7 @@ export class SinkWorker {
   private goldQueued = false;
   private lastGoldAt = 0;
   private gold: GoldRefresher | undefined;
+  private serving: ServingDatabase | undefined;
 
   /** Gold is rebuilt when silver changed and gold.refresh.interval.ms passed since the last build (0: never). */
   private goldDue(): boolean {
@@ -299,7 +308,7 @@ export class SinkWorker {
   private async refreshGoldIfDue(force = false): Promise<void> {
     const interval = this.file.config['gold.refresh.interval.ms'];
     if (!interval || !this.silverDirty || (!force && !this.goldDue())) return;
-    this.gold ??= new GoldRefresher(this.ctx!.engine, this.ctx!.store, this.log);
+    this.gold ??= new GoldRefresher(this.ctx!.engine, this.ctx!.store, this.log, GOLD_REPORTS, this.serving);
     this.lastGoldAt = Date.now();
     const results = await this.gold.refresh();
     // A build where every report failed is no build: silver stays dirty and the next interval tries again.

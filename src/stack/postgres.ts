@@ -19,6 +19,8 @@ import { tailFile } from './process.ts';
 export const PG_USER = 'tide';
 export const PG_PASSWORD = 'tide';
 export const PG_DATABASE = 'orders';
+/** The demo's serving database for BI tools (serving.uri): on the same local server, a separate database. */
+export const PG_REPORTING_DATABASE = 'reporting';
 const MIN_MAJOR = 14; // pgoutput streaming of in-progress transactions (protocol 2)
 
 function pgBinDir(): string | undefined {
@@ -156,8 +158,10 @@ export const postgresService: StackService = {
     let lastError: unknown;
     while (Date.now() < deadline) {
       try {
-        const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${PG_DATABASE}'`);
-        if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${PG_DATABASE}`);
+        for (const database of [PG_DATABASE, PG_REPORTING_DATABASE]) {
+          const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${database}'`);
+          if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${database}`);
+        }
         for (const group of [CERT_GROUP, NO_TLS_GROUP])
           await query(ctx, 'postgres', `DO $$ BEGIN CREATE ROLE ${group} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
         return;
@@ -194,6 +198,7 @@ export const postgresService: StackService = {
 
   env: (ctx) => ({
     DATABASE_URL: postgresUrl(ctx),
+    REPORTING_DATABASE_URL: postgresUrl(ctx, PG_REPORTING_DATABASE),
     PGHOST: '127.0.0.1',
     PGPORT: String(ctx.ports.postgres),
     PGUSER: PG_USER,
