@@ -153,17 +153,22 @@ export const postgresService: StackService = {
     }
   },
 
+  /** The app's and the demo's serving databases, and the login groups of pg_hba (idempotent). */
+  async ensure(ctx) {
+    for (const database of [PG_DATABASE, PG_REPORTING_DATABASE]) {
+      const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${database}'`);
+      if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${database}`);
+    }
+    for (const group of [CERT_GROUP, NO_TLS_GROUP])
+      await query(ctx, 'postgres', `DO $$ BEGIN CREATE ROLE ${group} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  },
+
   async waitReady(ctx, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
     let lastError: unknown;
     while (Date.now() < deadline) {
       try {
-        for (const database of [PG_DATABASE, PG_REPORTING_DATABASE]) {
-          const { rowCount } = await query(ctx, 'postgres', `SELECT 1 FROM pg_database WHERE datname = '${database}'`);
-          if (rowCount === 0) await query(ctx, 'postgres', `CREATE DATABASE ${database}`);
-        }
-        for (const group of [CERT_GROUP, NO_TLS_GROUP])
-          await query(ctx, 'postgres', `DO $$ BEGIN CREATE ROLE ${group} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+        await this.ensure!(ctx);
         return;
       } catch (err) {
         lastError = err;

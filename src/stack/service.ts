@@ -39,6 +39,8 @@ export interface StackService {
   start(ctx: StackContext): Promise<void>;
   /** Resolve once the service answers real requests; reject with StackServiceError on timeout. */
   waitReady(ctx: StackContext, timeoutMs: number): Promise<void>;
+  /** Idempotent setup that also runs when the service was already up, e.g. databases added by a newer Tide. */
+  ensure?(ctx: StackContext): Promise<void>;
   /** Whether the service answers right now (a real protocol check, not just a pid). */
   isUp(ctx: StackContext): Promise<boolean>;
   /** Stop the service and wait for it to exit. Idempotent. */

@@ -26,6 +26,7 @@ export async function stackUp(ctx: StackContext): Promise<void> {
     SERVICES.map(async (service) => {
       const started = Date.now();
       if (await service.isUp(ctx)) {
+        await service.ensure?.(ctx);
         ctx.say(`${service.name}: already up`);
         return;
       }
