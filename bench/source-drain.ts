@@ -1,10 +1,9 @@
 /**
  * Source drain benchmark: how fast does Tide move one big transaction from the
  * WAL to Kafka, compared with Postgres' own `pg_recvlogical` on the same data?
- * And what commit-to-Kafka latency does a steady application load see?
  *
- *   npx tsx bench/source-drain.ts [--rows 1000000] [--rounds 2] [--rate 5000] [--seconds 20]
- *                                 [--batch <max.batch.size>] [--node-flags "<flags>"] [--profile] [--no-latency] [--keep] [--bin <tide.js>]
+ *   npx tsx bench/source-drain.ts [--rows 1000000] [--rounds 2]
+ *                                 [--batch <max.batch.size>] [--node-flags "<flags>"] [--profile] [--keep] [--bin <tide.js>]
  *
  * One run, one data set:
  *  1. a fresh database `bench_<id>`, table `bench_rows` (8 columns, ~120 bytes a row), a publication, and
@@ -18,345 +17,62 @@
  *        VmHWM; the topic's high watermarks must add up to N;
  *  4. the ratio: summed baseline seconds / summed Tide seconds (spawn to confirm), and the same without Tide's
  *     process start-up (from the moment its walsender is active; pg_recvlogical starts in milliseconds);
- *  5. latency: another Tide child on a second table, a writer at --rate row changes/s for --seconds,
- *     latency = Kafka LogAppendTime (broker clock) - source.ts_ms (Postgres commit time); same host, same clock;
- *  6. a table on stdout and JSON in bench/results/ (one file per run). Slots, database and topics are dropped.
+ *  5. a table on stdout and JSON in bench/results/ (one file per run). Slots, database and topics are dropped.
  *
  * --profile runs the Tide drain child with `node --cpu-prof` and prints where its CPU time went.
+ * Commit-to-Kafka latency under a steady load is bench/source-latency.ts.
  * Not part of the test suite. Needs the local stack (`npm run stack:up`).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import kafkajs, { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
-import { PROJECT_ROOT, readStackEnv } from '../src/stack/context.ts';
+import { PROJECT_ROOT } from '../src/stack/context.ts';
+import { summarizeProfile } from './source/profile.ts';
+import {
+  CpuMeter,
+  COLUMNS,
+  createBenchDatabase,
+  currentLsn,
+  dropBenchRun,
+  highWatermark,
+  kafkaPid,
+  machine,
+  openBenchRun,
+  procStatus,
+  provenance,
+  round,
+  rowSql,
+  say,
+  settle,
+  sleep,
+  slotState,
+  startTide,
+  stopTide,
+} from './source/support.ts';
 
 const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
-    rate: { type: 'string', default: '5000' },
     rounds: { type: 'string', default: '2' },
-    seconds: { type: 'string', default: '20' },
     batch: { type: 'string' },
     'node-flags': { type: 'string' },
     profile: { type: 'boolean', default: false },
-    'no-latency': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     bin: { type: 'string' },
   },
 });
 const N = Number(args.rows);
-const RATE = Number(args.rate);
-const SECONDS = Number(args.seconds);
 if (!Number.isInteger(N) || N < 1) throw new Error(`--rows must be a positive integer, got ${args.rows}`);
 const ROUNDS = Number(args.rounds);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${args.rounds}`);
 
-for (const [k, v] of Object.entries(readStackEnv())) process.env[k] ??= v;
-const DATABASE_URL = process.env.DATABASE_URL;
-if (!DATABASE_URL) throw new Error('DATABASE_URL is not set: run `npm run stack:up` first (it writes .stack/env)');
-const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
-const REGISTRY = process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7';
-const PG_BINDIR = process.env.TIDE_PG_BINDIR ?? '/usr/lib/postgresql/15/bin';
-/** --bin runs another build of the CLI (a prototype in scratch/) through the same measurements. */
-/** --node-flags are given to the Tide children's node (e.g. "--max-semi-space-size=32"), to try V8 settings. */
-const NODE_FLAGS = args['node-flags']?.split(/\s+/).filter(Boolean) ?? [];
-const BIN = args.bin ? resolve(args.bin) : join(PROJECT_ROOT, 'bin', 'tide.js');
-const CLK_TCK = 100; // Linux USER_HZ
-const { ConfigResourceTypes } = kafkajs; // not a named export Node's CJS lexer detects
-
-const id = `bench_${Date.now().toString(36)}`;
-const dbUrl = (() => {
-  const u = new URL(DATABASE_URL);
-  u.pathname = `/${id}`;
-  return u.toString();
-})();
-const kafka = new Kafka({ clientId: 'tide-bench', brokers: BROKERS, logLevel: logLevel.NOTHING });
-/** For sampling high watermarks while Tide runs: no retries, so a topic that does not exist yet costs one round trip, not seconds. */
-const sampleKafka = new Kafka({ clientId: 'tide-bench-sampler', brokers: BROKERS, logLevel: logLevel.NOTHING, retry: { retries: 0 } });
-
-const say = (m: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${m}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-
-// ---------------------------------------------------------------------------------------------- /proc
-
-function procStatus(pid: number): { hwmMb: number; rssMb: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
-    return { hwmMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // fields 14 and 15 of the full line
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU used by processes up to their last sample(): all of it for processes started during the run, since baseline() for older ones. */
-class CpuMeter {
-  private readonly first = new Map<string, number>();
-  private readonly last = new Map<string, number>();
-  sample(name: string, pid: number | undefined): void {
-    const s = cpuSeconds(pid);
-    if (s === undefined) return;
-    if (!this.first.has(name)) this.first.set(name, 0); // born during the measured interval: all its CPU counts
-    this.last.set(name, s);
-  }
-  /** Start counting a process that exists before the measured interval. */
-  baseline(name: string, pid: number | undefined): void {
-    const s = cpuSeconds(pid);
-    if (s !== undefined) this.first.set(name, s);
-  }
-  result(): Record<string, number> {
-    return Object.fromEntries([...this.last].map(([k, v]) => [k, round(v - (this.first.get(k) ?? v))]));
-  }
-}
-
-function kafkaPid(): number | undefined {
-  const p = join(PROJECT_ROOT, '.stack', 'kafka', 'kafka.pid');
-  return existsSync(p) ? Number(readFileSync(p, 'utf8').trim()) || undefined : undefined;
-}
-
-/** Which code was measured: the commit, and files under src/ that differ from it. */
-function provenance() {
-  const git = (...a: string[]) => {
-    try {
-      return execFileSync('git', a, { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
-    } catch {
-      return undefined;
-    }
-  };
-  return {
-    commit: git('rev-parse', 'HEAD'),
-    uncommittedInSrc: git('status', '--porcelain', '--', 'src')?.split('\n').filter(Boolean) ?? [],
-  };
-}
-
-function machine() {
-  const info = readFileSync('/proc/cpuinfo', 'utf8');
-  return {
-    nproc: cpus().length,
-    memoryGiB: round(totalmem() / 2 ** 30, 1),
-    cpuModel: /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? 'unknown',
-    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
-    node: process.version,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------- Postgres
-
-const COLUMNS = `id bigint PRIMARY KEY, qty int NOT NULL, amount numeric(12,2) NOT NULL, name text NOT NULL,
-  created_at timestamptz NOT NULL, active boolean NOT NULL, note text, score int`;
-
-/** The row for id g: ~120 bytes on disk (pg_column_size of the whole row is printed). */
-const rowSql = (g: string) =>
-  `${g}, (${g} % 1000)::int, ((${g} % 1000000) / 100.0)::numeric(12,2), 'customer ' || ${g},
-   timestamptz '2026-01-01' + ${g} * interval '1 second', ${g} % 2 = 0, md5(${g}::text) || ' note', (${g} % 97)::int`;
-
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
-
-async function currentLsn(c: pg.Client): Promise<string> {
-  return (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
-}
-
-async function slotState(c: pg.Client, slot: string, target: string | undefined) {
-  const { rows } = await c.query<{ active: boolean; pid: number | null; confirmed: string | null; done: boolean | null }>(
-    `SELECT active, active_pid AS pid, confirmed_flush_lsn::text AS confirmed,
-            CASE WHEN $2::text IS NULL THEN NULL ELSE confirmed_flush_lsn >= $2::pg_lsn END AS done
-       FROM pg_replication_slots WHERE slot_name = $1`,
-    [slot, target ?? null],
-  );
-  return rows[0];
-}
-
-// ---------------------------------------------------------------------------------------------- Kafka
-
-async function highWatermark(admin: Admin, topic: string): Promise<number | undefined> {
-  try {
-    return (await admin.fetchTopicOffsets(topic)).reduce((a, p) => a + Number(p.high), 0);
-  } catch {
-    return undefined; // not created yet
-  }
-}
-
-// ---------------------------------------------------------------------------------------------- Tide child
-
-interface TideChild {
-  child: ChildProcess;
-  workDir: string;
-  logPath: string;
-  exited: Promise<number | null>;
-  statusState: () => string | undefined;
-}
-
-function writeConnector(dir: string, name: string, config: Record<string, unknown>): string {
-  const u = new URL(dbUrl);
-  const path = join(dir, 'connector.json');
-  const full = {
-    name,
-    config: {
-      'database.hostname': u.hostname,
-      'database.port': Number(u.port),
-      'database.user': decodeURIComponent(u.username),
-      'database.password': decodeURIComponent(u.password),
-      'database.dbname': id,
-      'database.sslmode': 'disable',
-      'topic.partitions': 3,
-      'heartbeat.interval.ms': 1000,
-      'kafka.bootstrap.servers': BROKERS.join(','),
-      'schema.registry.url': REGISTRY,
-      ...(args.batch ? { 'max.batch.size': Number(args.batch) } : {}),
-      ...config,
-    },
-  };
-  writeFileSync(path, JSON.stringify(full, null, 2));
-  return path;
-}
-
-function startTide(name: string, config: Record<string, unknown>, nodeFlags: string[] = []): TideChild {
-  const workDir = mkdtempSync(join(tmpdir(), `tide-bench-${name}-`));
-  const connectorPath = writeConnector(workDir, name, config);
-  const logPath = join(workDir, 'source.log');
-  const fd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [...NODE_FLAGS, ...nodeFlags, BIN, 'source', 'start', connectorPath], {
-    cwd: workDir,
-    stdio: ['ignore', fd, fd],
-    env: { ...process.env, TIDE_LOG_LEVEL: 'info' },
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const statusPath = join(workDir, '.tide', `${name}.status.json`);
-  return {
-    child,
-    workDir,
-    logPath,
-    exited,
-    statusState: () => {
-      try {
-        return (JSON.parse(readFileSync(statusPath, 'utf8')) as { state: string }).state;
-      } catch {
-        return undefined;
-      }
-    },
-  };
-}
-
-async function stopTide(t: TideChild, timeoutMs = 40_000): Promise<number | null> {
-  if (t.child.exitCode !== null || t.child.signalCode !== null) return t.child.exitCode;
-  t.child.kill('SIGTERM');
-  const code = await Promise.race([t.exited, sleep(timeoutMs).then(() => 'timeout' as const)]);
-  if (code === 'timeout') {
-    say(`tide child ${t.child.pid} did not exit ${timeoutMs} ms after SIGTERM; killing it (log: ${t.logPath})`);
-    t.child.kill('SIGKILL');
-    return t.exited;
-  }
-  return code;
-}
-
-// ---------------------------------------------------------------------------------------------- CPU profile summary
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-/**
- * Where the child's CPU went, from a V8 .cpuprofile: each sample goes to the stage of the innermost
- * frame that belongs to one (a Buffer copy inside kafkajs counts as Kafka, avsc called from the
- * envelope as Avro). `window` (CLOCK_MONOTONIC µs, as V8 and process.hrtime use) keeps only the
- * samples taken while the big transaction drained.
- */
-const STAGES: [string, RegExp][] = [
-  ['kafka produce (kafkajs + Tide producer)', /node_modules\/(kafkajs|@platformatic\/kafka)\/|src\/events\/kafka-producer\.ts/],
-  [
-    'avro encode (envelope, type mapping, avsc)',
-    /node_modules\/avsc\/|src\/events\/(envelope|avro-types|avro-writer|row-event-writer|schema-registry|transaction-events)\.ts|src\/source\/(type-mapping|pg-text|pg-numeric|pg-array)\.ts/,
-  ],
-  [
-    'pgoutput decode (pg-protocol, pgoutput decoder)',
-    /node_modules\/(pg-protocol|pg)\/|output-plugins\/|src\/source\/(pgoutput-plugin|pgoutput-decoder)\.ts/,
-  ],
-  [
-    'per-event pipeline (replication stream, change handler, connector, publisher)',
-    /node_modules\/(eventemitter2|pg-logical-replication)\/|src\/source\/(connector|publisher|lsn|change-handler|replication-stream)\.ts/,
-  ],
-];
-
-function summarizeProfile(path: string, window?: [number, number]) {
-  const prof = JSON.parse(readFileSync(path, 'utf8')) as {
-    nodes: ProfileNode[];
-    samples: number[];
-    timeDeltas: number[];
-    startTime: number;
-  };
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const where = (u: string) => {
-    const m = /node_modules\/(.*)$/.exec(u);
-    return m ? m[1]! : u.includes('/src/') ? u.slice(u.indexOf('/src/') + 1) : u;
-  };
-  const stageOf = new Map<number, { stage: string; owner: string }>();
-  const classify = (leaf: number) => {
-    let hit = stageOf.get(leaf);
-    if (hit) return hit;
-    const fn = byId.get(leaf)!.callFrame.functionName;
-    if (fn === '(garbage collector)') hit = { stage: 'gc', owner: 'gc' };
-    else if (fn === '(idle)') hit = { stage: 'idle (waiting for Postgres or Kafka)', owner: 'idle' };
-    else if (fn === '(program)') hit = { stage: 'v8 (program)', owner: 'program' };
-    for (let id: number | undefined = leaf; !hit && id !== undefined; id = parent.get(id)) {
-      const f = byId.get(id)!.callFrame;
-      const stage = STAGES.find(([, re]) => re.test(f.url));
-      if (stage) hit = { stage: stage[0], owner: `${f.functionName || '(anonymous)'} ${where(f.url)}:${f.lineNumber + 1}` };
-    }
-    hit ??= { stage: 'other (start-up, module loading, timers, status file)', owner: 'other' };
-    stageOf.set(leaf, hit);
-    return hit;
-  };
-  const perStage = new Map<string, number>();
-  const perOwner = new Map<string, number>();
-  let t = prof.startTime;
-  let total = 0;
-  prof.samples.forEach((s, i) => {
-    const dt = prof.timeDeltas[i] ?? 0;
-    t += dt;
-    if (window && (t < window[0] || t > window[1])) return;
-    const { stage, owner } = classify(s);
-    perStage.set(stage, (perStage.get(stage) ?? 0) + dt);
-    perOwner.set(owner, (perOwner.get(owner) ?? 0) + dt);
-    total += dt;
-  });
-  const top = (m: Map<string, number>, k: number) =>
-    [...m]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, k)
-      .map(([name, us]) => ({ name, ms: Math.round(us / 1000), pct: round((100 * us) / total, 1) }));
-  return {
-    window: window ? 'drain (first event to confirm)' : 'whole run',
-    totalMs: Math.round(total / 1000),
-    stages: top(perStage, 10),
-    functions: top(perOwner, 25),
-  };
-}
+const run = openBenchRun({ batch: args.batch, nodeFlags: args['node-flags'], bin: args.bin });
+const { id, dbUrl, kafka, sampleKafka } = run;
+const NODE_FLAGS = run.nodeFlags;
+const BIN = run.bin;
 
 // ---------------------------------------------------------------------------------------------- phases
 
@@ -422,7 +138,7 @@ async function runBaseline(r: number, loadLsn: string) {
     [
       '-f',
       'TIME %e %U %S',
-      join(PG_BINDIR, 'pg_recvlogical'),
+      join(run.pgBindir, 'pg_recvlogical'),
       '-d',
       url.toString(),
       '--slot',
@@ -472,34 +188,6 @@ async function runBaseline(r: number, loadLsn: string) {
   return baseline;
 }
 
-/**
- * Before each drain: let the machine settle, so that neither side pays for the other's leftovers. After
- * the load, and after a Tide drain, Postgres has dirty buffers and the kernel ~hundreds of MB of dirty
- * pages (heap, WAL, Kafka's log) to write back; a drain that starts at once competes with that writeback
- * on 2 cores. A CHECKPOINT and `sync` flush it, then we wait (at most 30 s) until the machine's CPU is
- * under 25 % busy for two 500 ms windows in a row. Returns what it waited and the busy share it saw.
- */
-async function settle(db: pg.Client): Promise<{ seconds: number; busyPct: number }> {
-  const t0 = performance.now();
-  await db.query('CHECKPOINT');
-  execFileSync('sync');
-  const busy = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const idle = f[3]! + (f[4] ?? 0);
-    return { idle, total: f.reduce((a, b) => a + b, 0) };
-  };
-  let quiet = 0;
-  let last = 100;
-  while (performance.now() - t0 < 30_000 && quiet < 2) {
-    const a = busy();
-    await sleep(500);
-    const b = busy();
-    last = round(100 * (1 - (b.idle - a.idle) / Math.max(1, b.total - a.total)), 1);
-    quiet = last < 25 ? quiet + 1 : 0;
-  }
-  return { seconds: round((performance.now() - t0) / 1000), busyPct: last };
-}
-
 /** Tide (`tide source start` as a child) drains round r's slot; timed from spawn until the slot confirms the load's LSN. */
 async function runTide(r: number, loadLsn: string) {
   const pub = drainPub;
@@ -518,6 +206,7 @@ async function runTide(r: number, loadLsn: string) {
   const tStart = performance.now();
   const spawnedAt = Date.now();
   const tide = startTide(
+    run,
     `${id}-drain${r}`,
     {
       'slot.name': slotTide,
@@ -602,153 +291,12 @@ async function runTide(r: number, loadLsn: string) {
   return { tide: tideResult, profile };
 }
 
-async function latencyBenchmark(db: pg.Client, admin: Admin) {
-  const pub = `${id}_live_pub`;
-  const slot = `${id}_live`;
-  const prefix = `${id}_live`;
-  const topic = `${prefix}.public.bench_live`;
-  await db.query(`CREATE TABLE bench_live (${COLUMNS})`);
-  await db.query(`INSERT INTO bench_live SELECT ${rowSql('g')} FROM generate_series(1, 10000) g`);
-  const tide = startTide(`${id}-live`, {
-    'slot.name': slot,
-    'publication.name': pub,
-    'table.include.list': 'public\\.bench_live',
-    'topic.prefix': prefix,
-    'snapshot.mode': 'never',
-  });
-  const result = { slot, topics: [topic, `${prefix}.transaction`] };
-  try {
-    await waitUntil(
-      async () => tide.statusState() === 'streaming' && (await slotState(db, slot, undefined))?.active === true,
-      120_000,
-      () => (tide.child.exitCode !== null ? `tide exited (log: ${tide.logPath})` : undefined),
-    );
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [
-        { type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] },
-      ],
-    });
-    const described = await admin.describeConfigs({
-      includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['message.timestamp.type'] }],
-    });
-    const tsType = described.resources[0]?.configEntries[0]?.configValue;
-    if (tsType !== 'LogAppendTime') throw new Error(`could not set message.timestamp.type=LogAppendTime on ${topic} (got ${tsType})`);
-    await sleep(2000); // let the config reach the partition leaders
-
-    say(`latency: writing ${RATE} row changes/s for ${SECONDS} s (half inserts, half updates, 50 transactions/s) ...`);
-    const w = await connect(dbUrl);
-    let nextId = 10_001;
-    let changes = 0;
-    let txs = 0;
-    const t0 = performance.now();
-    const end = t0 + SECONDS * 1000;
-    const tick = 20;
-    while (performance.now() < end) {
-      const due = Math.floor(((performance.now() - t0) / 1000) * RATE) - changes;
-      if (due > 0) {
-        const ins = Math.ceil(due / 2);
-        const upd = due - ins;
-        const from = nextId;
-        nextId += ins;
-        const lo = 1 + Math.floor(Math.random() * Math.max(1, from - 1 - upd));
-        await w.query(
-          `BEGIN;
-           INSERT INTO bench_live SELECT ${rowSql('g')} FROM generate_series(${from}, ${from + ins - 1}) g;
-           UPDATE bench_live SET qty = qty + 1, score = coalesce(score, 0) + 1, active = NOT active WHERE id BETWEEN ${lo} AND ${lo + upd - 1};
-           COMMIT;`,
-        );
-        changes += due;
-        txs++;
-      }
-      await sleep(tick);
-    }
-    const writeSeconds = (performance.now() - t0) / 1000;
-    const lastLsn = await currentLsn(w);
-    await w.end();
-    say(
-      `latency: wrote ${changes} changes in ${txs} transactions (${Math.round(changes / writeSeconds)}/s); waiting for Tide to confirm ...`,
-    );
-    await waitUntil(async () => (await slotState(db, slot, lastLsn))?.done === true, 120_000);
-    const rss = procStatus(tide.child.pid!);
-    await stopTide(tide);
-
-    const { lat, count } = await readLatencies(topic);
-    lat.sort((a, b) => a - b);
-    const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN;
-    return {
-      ...result,
-      clock:
-        'Kafka record timestamp with message.timestamp.type=LogAppendTime (broker wall clock) minus source.ts_ms (Postgres commit timestamp); broker, Postgres and Tide share one host clock',
-      targetRowsPerSecond: RATE,
-      achievedRowsPerSecond: Math.round(changes / writeSeconds),
-      seconds: round(writeSeconds),
-      transactions: txs,
-      events: count,
-      expectedEvents: changes,
-      p50ms: q(50),
-      p90ms: q(90),
-      p99ms: q(99),
-      maxMs: lat[lat.length - 1] ?? NaN,
-      tidePeakRssMB: round(rss?.hwmMb ?? NaN, 1),
-    };
-  } finally {
-    await stopTide(tide);
-  }
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, failFast?: () => string | undefined): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    const why = failFast?.();
-    if (why) throw new Error(why);
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-/** Every record of `topic` up to its high watermark: LogAppendTime - source.ts_ms, in ms. */
-async function readLatencies(topic: string): Promise<{ lat: number[]; count: number }> {
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]));
-  await admin.disconnect();
-  const total = [...ends.values()].reduce((a, b) => a + b, 0);
-  const registry = new SchemaRegistry({ host: REGISTRY });
-  const consumer = kafka.consumer({ groupId: `${id}-latency` });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  const lat: number[] = [];
-  let count = 0;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
-  await consumer.run({
-    eachBatch: async ({ batch }) => {
-      for (const m of batch.messages) {
-        if (Number(m.offset) >= (ends.get(batch.partition) ?? 0) || !m.value) continue;
-        count++;
-        const v = (await registry.decode(m.value)) as { source: { ts_ms: number | bigint } };
-        lat.push(Number(m.timestamp) - Number(v.source.ts_ms));
-      }
-      if (count >= total) resolveDone();
-    },
-  });
-  if (total === 0) resolveDone();
-  await Promise.race([done, sleep(120_000).then(() => Promise.reject(new Error(`read ${count} of ${total} records of ${topic}`)))]);
-  await consumer.disconnect();
-  return { lat, count };
-}
-
 // ---------------------------------------------------------------------------------------------- main
 
 async function main() {
   const m = machine();
   say(`machine: ${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')}`);
-  const root = await connect(DATABASE_URL!);
-  await root.query(`CREATE DATABASE ${id}`);
-  await root.end();
-  const db = await connect(dbUrl);
+  const db = await createBenchDatabase(run);
   const admin = kafka.admin();
   await admin.connect();
   const slots: string[] = [];
@@ -756,7 +304,6 @@ async function main() {
   let load: Awaited<ReturnType<typeof loadDrainData>> | undefined;
   const rounds: { baseline: Awaited<ReturnType<typeof runBaseline>>; tide: Awaited<ReturnType<typeof runTide>>['tide'] }[] = [];
   let profile: Awaited<ReturnType<typeof runTide>>['profile'];
-  let latency: Awaited<ReturnType<typeof latencyBenchmark>> | undefined;
   const settles: { seconds: number; busyPct: number }[] = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
@@ -764,8 +311,6 @@ async function main() {
       slots.push(n.slotBase, n.slotTide);
       topics.push(n.topic, `${n.prefix}.transaction`);
     }
-    slots.push(`${id}_live`);
-    topics.push(`${id}_live.public.bench_live`, `${id}_live.transaction`);
     load = await loadDrainData(db);
     // Baseline and Tide alternate on the same data, so a burst of load from elsewhere hits both sides.
     // ABBA: even rounds run the baseline first, odd rounds Tide first, and the machine settles before every
@@ -784,23 +329,8 @@ async function main() {
       rounds.push({ baseline: baseline!, tide: t!.tide });
       profile ??= t!.profile;
     }
-    if (!args['no-latency']) latency = await latencyBenchmark(db, admin);
   } finally {
-    if (!args.keep) {
-      await db
-        .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ANY($1) AND NOT active`, [slots])
-        .catch((err: Error) => say(`could not drop slots: ${err.message}`));
-      await db.end();
-      const r = await connect(DATABASE_URL!);
-      await r.query(`DROP DATABASE IF EXISTS ${id} WITH (FORCE)`).catch((err: Error) => say(`could not drop ${id}: ${err.message}`));
-      await r.end();
-      const existing = new Set(await admin.listTopics());
-      const ours = topics.filter((t) => existing.has(t));
-      if (ours.length) await admin.deleteTopics({ topics: ours }).catch((err: Error) => say(`could not delete topics: ${err.message}`));
-    } else {
-      await db.end();
-      say(`kept database ${id}, slots ${slots.join(', ')} and topics ${topics.join(', ')}`);
-    }
+    await dropBenchRun(run, db, admin, slots, topics, args.keep);
     await admin.disconnect();
   }
 
@@ -841,7 +371,6 @@ async function main() {
     ratioTarget: 0.8,
     summary,
     drains: rounds,
-    latency,
     profile,
   };
 
@@ -872,11 +401,6 @@ async function main() {
     ['tide peak RSS', `${summary.peakRssMB} MB`],
     ['no loss (topic HWM = N)', String(summary.noLoss)],
   );
-  if (latency)
-    rows.push(
-      ['latency load', `${latency.achievedRowsPerSecond} changes/s for ${latency.seconds} s, ${latency.events} events`],
-      ['commit→Kafka p50 / p99', `${latency.p50ms} ms / ${latency.p99ms} ms  (max ${latency.maxMs} ms; LogAppendTime - source.ts_ms)`],
-    );
   const w = Math.max(...rows.map(([k]) => k.length));
   console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
   if (profile) {
