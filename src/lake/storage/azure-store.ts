@@ -14,7 +14,7 @@ import {
 } from '@azure/storage-blob';
 import { TideError } from '../../errors.ts';
 import { log as rootLog, type Logger } from '../../log.ts';
-import type { ObjectInfo, ObjectStore } from './object-store.ts';
+import { ObjectStoreError, type ObjectInfo, type ObjectStore } from './object-store.ts';
 
 /**
  * The lake on Azure Blob Storage (and ADLS Gen2, whose accounts answer the same Blob API),
@@ -31,21 +31,8 @@ import type { ObjectInfo, ObjectStore } from './object-store.ts';
  */
 
 /** A storage call failed. Names the store, the object and the Azure error code, and says what to do. */
-export class AzureStoreError extends TideError {
-  constructor(
-    readonly uri: string,
-    readonly path: string,
-    readonly operation: string,
-    message: string,
-    options: { cause?: unknown; retriable?: boolean; statusCode?: number; code?: string } = {},
-  ) {
-    super(`${operation} ${path ? `${uri}/${path}` : uri}: ${message}`, options);
-    this.name = 'AzureStoreError';
-    this.statusCode = options.statusCode;
-    this.code = options.code;
-  }
-  readonly statusCode: number | undefined;
-  readonly code: string | undefined;
+export class AzureStoreError extends ObjectStoreError {
+  override readonly name = 'AzureStoreError';
 }
 
 /** How to reach the account. DefaultAzureCredential/managed identity: build a ContainerClient yourself and pass it to AzureStore. */

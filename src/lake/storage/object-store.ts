@@ -6,6 +6,31 @@
  * created only if no other writer created it first (exclusive create on a filesystem, a
  * conditional put with `If-None-Match: *` on blob storage).
  */
+import { TideError } from '../../errors.ts';
+
+/**
+ * A remote store's call failed for a reason other than the connection (S3StoreError, AzureStoreError).
+ * Names the store, the object, the operation and the service's error code, so a caller can handle
+ * either store's failure alike (e.g. `err instanceof ObjectStoreError && err.statusCode === 404`).
+ */
+export class ObjectStoreError extends TideError {
+  constructor(
+    readonly uri: string,
+    readonly path: string,
+    readonly operation: string,
+    message: string,
+    options: { cause?: unknown; retriable?: boolean; statusCode?: number; code?: string } = {},
+  ) {
+    super(`${operation} ${path ? `${uri}/${path}` : uri}: ${message}`, options);
+    this.name = 'ObjectStoreError';
+    this.statusCode = options.statusCode;
+    this.code = options.code;
+  }
+  readonly statusCode: number | undefined;
+  /** The service's error code: S3's `NoSuchKey`, `SlowDown`…, Azure's `BlobNotFound`, `AuthenticationFailed`… */
+  readonly code: string | undefined;
+}
+
 export interface ObjectInfo {
   /** Relative to the store root. */
   path: string;

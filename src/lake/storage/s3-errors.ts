@@ -1,5 +1,6 @@
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { ConnectionError, TideError } from '../../errors.ts';
+import { ObjectStoreError } from './object-store.ts';
 
 /** The store cannot do `If-None-Match: *` (see checkConditionalWrites); s3Failure turns it into a ConnectionError. */
 export class ConditionalWritesUnsupported extends Error {
@@ -17,21 +18,8 @@ export class ConditionalWritesUnsupported extends Error {
  */
 
 /** A storage call failed for a reason other than the connection. Names the object, the operation and S3's error code. */
-export class S3StoreError extends TideError {
-  constructor(
-    readonly uri: string,
-    readonly path: string,
-    readonly operation: string,
-    message: string,
-    options: { cause?: unknown; retriable?: boolean; statusCode?: number; code?: string } = {},
-  ) {
-    super(`${operation} ${path ? `${uri}/${path}` : uri}: ${message}`, options);
-    this.name = 'S3StoreError';
-    this.statusCode = options.statusCode;
-    this.code = options.code;
-  }
-  readonly statusCode: number | undefined;
-  readonly code: string | undefined;
+export class S3StoreError extends ObjectStoreError {
+  override readonly name = 'S3StoreError';
 }
 
 export function statusOf(err: unknown): number | undefined {
