@@ -1,18 +1,17 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { startCli } from '../support/cli.ts';
-import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
-import { consumeUntil, kafka, waitFor } from '../support/kafka.ts';
-import { highWatermarks, sinkFile, startSink, type RunningSink } from '../support/lake.ts';
-import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+import { consumeUntil, kafka } from '../support/kafka.ts';
+import { highWatermarks, sinkFile, startSink } from '../support/lake.ts';
+import { useSourceFixture } from '../support/source-fixture.ts';
+import { waitForSourceCaughtUp } from '../support/source.ts';
 
 /**
  * `tide lake dlq replay` (issue 11 item 20) on the real stack. The lake starts in the state an older sink
@@ -23,31 +22,12 @@ import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type Runnin
  * adds nothing.
  */
 describe('tide lake dlq replay', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-
-  beforeAll(async () => {
-    db = await createTestDatabase('dlq_replay');
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await sql.query('CREATE TABLE dl (id int PRIMARY KEY, v text NOT NULL)');
-    src = sourceConfig(db.url, 'dlq_replay', { 'table.include.list': 'public\\.dl', 'topic.partitions': 1 });
-    source = await startSource(src);
-  }, 120_000);
-  afterAll(async () => {
-    await sink?.stop().catch(() => undefined);
-    await source?.stop();
-    await sql?.end();
-    if (db) {
-      if (src) await dropSlot(db.url, src.config['slot.name']);
-      await db.drop();
-    }
+  const fx = useSourceFixture('dlq_replay', ['CREATE TABLE dl (id int PRIMARY KEY, v text NOT NULL)'], {
+    'table.include.list': 'public\\.dl',
   });
 
   it('re-drives dead letters once, in order per key, and reports what it did', async () => {
+    const { sql, src } = fx;
     const lakeDir = mkdtempSync(join(tmpdir(), 'tide-dlq-replay-'));
     const store = new LocalStore(lakeDir);
     const sinkName = `dlq-${Date.now().toString(36)}`;
@@ -55,16 +35,7 @@ describe('tide lake dlq replay', () => {
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { topics: topic, 'silver.history.tables': 'public\\.dl' });
     const roots = [bronzePath('public.dl'), silverPath('public.dl'), historyPath('public.dl')];
     const committedTo = async (offset: number) => {
-      await waitForSourceCaughtUp(sql, src.config['slot.name']);
-      await waitFor(
-        async () => {
-          for (const root of roots)
-            if ((await DeltaTable.open(store, root))?.txnVersion(txnAppId(sinkName, topic, 0)) !== offset) return false;
-          return true;
-        },
-        `the lake to commit up to offset ${offset}`,
-        90_000,
-      );
+      for (const root of roots) await fx.waitForCommitted(store, sinkName, root, topic, BigInt(offset));
     };
     const silverValues = async () => {
       const view = await readWithDeltaRs(join(lakeDir, silverPath('public.dl')));
@@ -73,10 +44,10 @@ describe('tide lake dlq replay', () => {
     };
 
     await sql.query(`INSERT INTO dl SELECT g, 'a' FROM generate_series(1, 10) g`);
-    sink = startSink(file, store);
+    fx.sink = startSink(file, store);
     await committedTo(9);
-    await sink.stop();
-    sink = undefined;
+    await fx.sink.stop();
+    fx.sink = undefined;
 
     // What an older sink did: offsets 10–14 dead-lettered, and the lake committed past them.
     await sql.query(`UPDATE dl SET v = 'b' WHERE id <= 5`);
@@ -107,7 +78,7 @@ describe('tide lake dlq replay', () => {
 
     // Newer changes of two of those keys, then the sink catches up: the five updates are missing.
     await sql.query(`UPDATE dl SET v = 'c' WHERE id IN (4, 5)`);
-    sink = startSink(file, store);
+    fx.sink = startSink(file, store);
     await committedTo(16);
     expect(await silverValues()).toEqual({ 1: 'a', 2: 'a', 3: 'a', 4: 'c', 5: 'c', 6: 'a', 7: 'a', 8: 'a', 9: 'a', 10: 'a' });
 
@@ -141,8 +112,8 @@ describe('tide lake dlq replay', () => {
     expect(second.output()).toContain('nothing to replay');
     const [mark] = await highWatermarks([topic]);
     expect(mark!.high).toBe(22n);
-    await sink.stop();
-    sink = undefined;
+    await fx.sink.stop();
+    fx.sink = undefined;
     const bronze = await readWithDeltaRs(join(lakeDir, bronzePath('public.dl')));
     expect(bronze.rows).toHaveLength(17);
   }, 300_000);

@@ -2,19 +2,18 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { RetentionGapError } from '../../src/sink/retention-gap.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { startCli } from '../support/cli.ts';
-import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
-import { highWatermarks, sinkFile, startSink, type RunningSink } from '../support/lake.ts';
-import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+import { sinkFile, startSink } from '../support/lake.ts';
+import { useSourceFixture } from '../support/source-fixture.ts';
+import { waitForSourceCaughtUp } from '../support/source.ts';
 
 /**
  * Where each lake table starts reading Kafka (issue 11, items 18 and 19), on the real stack: Postgres → Tide
@@ -27,49 +26,15 @@ import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type Runnin
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
 
 describe('sink offsets: tables added later, retention gaps', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-  let prefix: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase('sink_offsets');
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await sql.query('CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)');
-    await sql.query('CREATE TABLE gaps (id int PRIMARY KEY, v text NOT NULL)');
-    src = sourceConfig(db.url, 'sink_offsets', { 'table.include.list': 'public\\.(items|gaps)', 'topic.partitions': 1 });
-    prefix = src.config['topic.prefix'];
-    source = await startSource(src);
-  }, 120_000);
-  afterAll(async () => {
-    await sink?.stop().catch(() => undefined);
-    await source?.stop();
-    await sql?.end();
-    if (db) {
-      if (src) await dropSlot(db.url, src.config['slot.name']);
-      await db.drop();
-    }
-  });
-
-  /** Wait until `root`'s txn version for partition 0 of `topic` is the partition's last offset. */
-  async function waitForTable(store: LocalStore, sinkName: string, root: string, topic: string): Promise<void> {
-    await waitForSourceCaughtUp(sql, src.config['slot.name']);
-    const [mark] = await highWatermarks([topic]);
-    await waitFor(
-      async () => {
-        const t = await DeltaTable.open(store, root);
-        const v = t?.txnVersion(txnAppId(sinkName, topic, 0));
-        return v !== undefined && BigInt(v) >= mark!.high - 1n;
-      },
-      `${root} to commit up to offset ${mark!.high - 1n}`,
-      90_000,
-    );
-  }
+  const fx = useSourceFixture(
+    'sink_offsets',
+    ['CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)', 'CREATE TABLE gaps (id int PRIMARY KEY, v text NOT NULL)'],
+    { 'table.include.list': 'public\\.(items|gaps)' },
+  );
 
   it('a history table and bronze switched on later get every version from the first offset', async () => {
+    const { sql, src } = fx;
+    const prefix = src.config['topic.prefix'];
     const lakeDir = mkdtempSync(join(tmpdir(), 'tide-offsets-later-'));
     const store = new LocalStore(lakeDir);
     const sinkName = `later-${Date.now().toString(36)}`;
@@ -79,21 +44,21 @@ describe('sink offsets: tables added later, retention gaps', () => {
     await sql.query(`UPDATE items SET v = 'v2'`);
 
     // Silver only: 40 events; the group's committed offset (for lag tooling) ends at 40.
-    sink = startSink(sinkFile(sinkName, prefix, lakeDir, config), store);
-    await waitForTable(store, sinkName, silverPath('public.items'), topic);
-    await sink.stop();
+    fx.sink = startSink(sinkFile(sinkName, prefix, lakeDir, config), store);
+    await fx.waitForCommitted(store, sinkName, silverPath('public.items'), topic);
+    await fx.sink.stop();
 
     await sql.query(`UPDATE items SET v = 'v3' WHERE id <= 10`);
     // Now with bronze and history: they have no offsets, silver has 40.
-    sink = startSink(
+    fx.sink = startSink(
       sinkFile(sinkName, prefix, lakeDir, { ...config, 'bronze.enabled': true, 'silver.history.tables': 'public\\.items' }),
       store,
     );
-    await waitForTable(store, sinkName, historyPath('public.items'), topic);
-    await waitForTable(store, sinkName, bronzePath('public.items'), topic);
-    await waitForTable(store, sinkName, silverPath('public.items'), topic);
-    await sink.stop();
-    sink = undefined;
+    await fx.waitForCommitted(store, sinkName, historyPath('public.items'), topic);
+    await fx.waitForCommitted(store, sinkName, bronzePath('public.items'), topic);
+    await fx.waitForCommitted(store, sinkName, silverPath('public.items'), topic);
+    await fx.sink.stop();
+    fx.sink = undefined;
 
     const bronze = await readWithDeltaRs(join(lakeDir, bronzePath('public.items')));
     const offsets = bronze.rows.map((r) => Number(r[bronze.columns.indexOf('_kafka_offset')])).sort((a, b) => a - b);
@@ -117,16 +82,18 @@ describe('sink offsets: tables added later, retention gaps', () => {
   }, 300_000);
 
   it('offsets deleted by retention stop the sink with the table, partition and offsets; accept-gap lets it go on', async () => {
+    const { sql, src } = fx;
+    const prefix = src.config['topic.prefix'];
     const lakeDir = mkdtempSync(join(tmpdir(), 'tide-offsets-gap-'));
     const store = new LocalStore(lakeDir);
     const sinkName = `gap-${Date.now().toString(36)}`;
     const topic = `${prefix}.public.gaps`;
     const file = sinkFile(sinkName, prefix, lakeDir, { topics: topic, 'silver.history.tables': 'public\\.gaps' });
     await sql.query(`INSERT INTO gaps SELECT g, 'v1' FROM generate_series(1, 20) g`);
-    sink = startSink(file, store);
-    await waitForTable(store, sinkName, historyPath('public.gaps'), topic);
-    await sink.stop();
-    sink = undefined;
+    fx.sink = startSink(file, store);
+    await fx.waitForCommitted(store, sinkName, historyPath('public.gaps'), topic);
+    await fx.sink.stop();
+    fx.sink = undefined;
 
     // While the sink is stopped: 10 more changes, then Kafka's retention deletes every closed segment.
     await sql.query(`UPDATE gaps SET v = 'v2' WHERE id <= 10`);
@@ -179,12 +146,12 @@ describe('sink offsets: tables added later, retention gaps', () => {
       await admin.disconnect();
     }
 
-    sink = startSink(file, store);
-    const err = await sink.done.then(
+    fx.sink = startSink(file, store);
+    const err = await fx.sink.done.then(
       () => undefined,
       (e: unknown) => e,
     );
-    sink = undefined;
+    fx.sink = undefined;
     expect(err).toBeInstanceOf(RetentionGapError);
     const message = (err as Error).message;
     expect(message).toContain(`kafka topic ${topic} partition 0`);
@@ -204,10 +171,10 @@ describe('sink offsets: tables added later, retention gaps', () => {
     expect(await cli.exitWithin(60_000), cli.output()).toBe(0);
     expect(cli.output()).toContain(`silver.public.gaps partition 0: offsets 20–${low - 1n} accepted as lost; resumes at ${low}`);
     await sql.query(`UPDATE gaps SET v = 'v3' WHERE id = 20`);
-    sink = startSink(file, store);
-    await waitForTable(store, sinkName, silverPath('public.gaps'), topic);
-    await sink.stop();
-    sink = undefined;
+    fx.sink = startSink(file, store);
+    await fx.waitForCommitted(store, sinkName, silverPath('public.gaps'), topic);
+    await fx.sink.stop();
+    fx.sink = undefined;
     const silver = await readWithDeltaRs(join(lakeDir, silverPath('public.gaps')));
     const v20 = silver.rows.find((r) => Number(r[silver.columns.indexOf('id')]) === 20);
     expect(v20?.[silver.columns.indexOf('v')]).toBe('v3');

@@ -1,17 +1,16 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { SchemaUnavailableError } from '../../src/sink/change-event.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
-import { createTestDatabase } from '../support/db.ts';
 import { kafka, waitFor } from '../support/kafka.ts';
-import { highWatermarks, sinkFile, startSink, type RunningSink } from '../support/lake.ts';
-import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+import { highWatermarks, sinkFile, startSink } from '../support/lake.ts';
+import { useSourceFixture } from '../support/source-fixture.ts';
+import { waitForSourceCaughtUp } from '../support/source.ts';
 
 /**
  * Issue 11 item 20 on the real stack (Apicurio's Confluent API): a message whose schema the registry does
@@ -19,31 +18,12 @@ import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type Runnin
  * commit past it (nor past the later messages of its partition).
  */
 describe('sink: schemas the registry cannot give', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-
-  beforeAll(async () => {
-    db = await createTestDatabase('sink_registry_errors');
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await sql.query('CREATE TABLE reg (id int PRIMARY KEY, v text NOT NULL)');
-    src = sourceConfig(db.url, 'sink_registry_errors', { 'table.include.list': 'public\\.reg', 'topic.partitions': 1 });
-    source = await startSource(src);
-  }, 120_000);
-  afterAll(async () => {
-    await sink?.stop().catch(() => undefined);
-    await source?.stop();
-    await sql?.end();
-    if (db) {
-      if (src) await dropSlot(db.url, src.config['slot.name']);
-      await db.drop();
-    }
+  const fx = useSourceFixture('sink_registry_errors', ['CREATE TABLE reg (id int PRIMARY KEY, v text NOT NULL)'], {
+    'table.include.list': 'public\\.reg',
   });
 
   it('an unknown schema id stops the sink: no dead letter, nothing committed past it', async () => {
+    const { sql, src } = fx;
     const lakeDir = mkdtempSync(join(tmpdir(), 'tide-registry-errors-'));
     const store = new LocalStore(lakeDir);
     const sinkName = `regerr-${Date.now().toString(36)}`;
@@ -51,14 +31,14 @@ describe('sink: schemas the registry cannot give', () => {
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { topics: topic, 'silver.history.tables': '' });
     await sql.query(`INSERT INTO reg SELECT g, 'a' FROM generate_series(1, 5) g`);
     await waitForSourceCaughtUp(sql, src.config['slot.name']);
-    sink = startSink(file, store);
+    fx.sink = startSink(file, store);
     await waitFor(
       async () => (await DeltaTable.open(store, silverPath('public.reg')))?.txnVersion(txnAppId(sinkName, topic, 0)) === 4,
       'silver to commit offsets 0–4',
       90_000,
     );
-    await sink.stop();
-    sink = undefined;
+    await fx.sink.stop();
+    fx.sink = undefined;
 
     // Offset 5: Confluent framing with a schema id the registry never issued; then 5 good changes.
     const producer = kafka().producer();
@@ -68,12 +48,12 @@ describe('sink: schemas the registry cannot give', () => {
     await sql.query(`INSERT INTO reg SELECT g, 'b' FROM generate_series(6, 10) g`);
     await waitForSourceCaughtUp(sql, src.config['slot.name']);
 
-    sink = startSink(file, store);
-    const err = await sink.done.then(
+    fx.sink = startSink(file, store);
+    const err = await fx.sink.done.then(
       () => undefined,
       (e: unknown) => e,
     );
-    sink = undefined;
+    fx.sink = undefined;
     expect(err).toBeInstanceOf(SchemaUnavailableError);
     expect((err as Error).message).toContain(`kafka topic ${topic} partition 0 offset 5: the value schema 2147479552 cannot be fetched`);
     expect((err as Error).message).toContain('neither dead-letters the message nor commits past it');
