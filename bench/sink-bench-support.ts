@@ -1,30 +1,15 @@
 /**
  * Shared pieces of the sink and lake benchmark (bench/sink-lake.ts): synthetic change events shaped
  * like the order app's `orders` table, the lake schemas the sink derives from them, and the
- * measurement helpers (percentiles, peak RSS, machine and code provenance).
+ * measurement helpers (percentiles, peak RSS). Re-exports bench-common.ts' helpers for the sink benches.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
-import { TideError } from '../src/errors.ts';
+import { round } from './bench-common.ts';
 import type { LakeColumn, LakeSchema } from '../src/lake/lake-schema.ts';
-import { PROJECT_ROOT } from '../src/stack/context.ts';
 import type { ChangeEvent } from '../src/sink/change-event.ts';
 import type { SinkColumn } from '../src/sink/lake-columns.ts';
 import { bronzeColumns } from '../src/sink/bronze-writer.ts';
 import { SILVER_META } from '../src/sink/table-layout.ts';
-
-/** A benchmark step that could not produce its figure; names the step and what to check. */
-export class BenchError extends TideError {
-  constructor(step: string, message: string, options: { cause?: unknown } = {}) {
-    super(`${step}: ${message}`, options);
-    this.name = 'BenchError';
-  }
-}
-
-export const say = (m: string): void => void process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${m}\n`);
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-export const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Nearest-rank percentile of an ascending array (NaN when empty). */
 export function percentile(sorted: number[], p: number): number {
@@ -62,32 +47,6 @@ export function resetPeakRss(): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------- provenance
-
-export function machine() {
-  const info = readFileSync('/proc/cpuinfo', 'utf8');
-  return {
-    nproc: cpus().length,
-    memoryGiB: round(totalmem() / 2 ** 30, 1),
-    cpuModel: /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? 'unknown',
-    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
-    node: process.version,
-  };
-}
-
-/** Which code was measured: the commit, and files under src/ that differ from it. */
-export function provenance() {
-  const git = (...a: string[]) => {
-    try {
-      return execFileSync('git', a, { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
-    } catch {
-      return undefined;
-    }
-  };
-  return {
-    commit: git('rev-parse', 'HEAD'),
-    uncommittedInSrc: git('status', '--porcelain', '--', 'src')?.split('\n').filter(Boolean) ?? [],
-  };
-}
 
 // ---------------------------------------------------------------------------------------------- orders events
 

@@ -37,9 +37,10 @@ import { createTestDatabase } from '../test/support/db.ts';
 import { kafka } from '../test/support/kafka.ts';
 import { sinkFile, startSink, type RunningSink } from '../test/support/lake.ts';
 import { dropSlot, sourceConfig, startSource, type RunningSource } from '../test/support/source.ts';
-import { BenchError, percentile, resetPeakRss, round, rssMb, say, sleep } from './sink-bench-support.ts';
-import { cleanKafka, readRecords, useLogAppendTime } from './sink-kafka.ts';
+import { percentile, resetPeakRss, rssMb } from './sink-bench-support.ts';
+import { cleanKafka, readRecords } from './sink-kafka.ts';
 import { coverage, visibleAt, type StampGaps } from './sink-visibility.ts';
+import { BenchError, round, say, sleep, useLogAppendTime } from './bench-common.ts';
 
 export interface FreshnessOptions {
   rate: number;

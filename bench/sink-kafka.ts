@@ -3,34 +3,15 @@
  * read its records back with an independent decoder (test/support/kafka.ts), and clean up the run's
  * topics, consumer groups and registry subjects.
  */
-import kafkajs, { type Admin } from 'kafkajs';
+import type { Admin } from 'kafkajs';
 import { kafka, registryClient } from '../test/support/kafka.ts';
-import { BenchError, say, sleep } from './sink-bench-support.ts';
-
-const { ConfigResourceTypes } = kafkajs; // not a named export Node's CJS lexer detects
+import { BenchError, say } from './bench-common.ts';
 
 export interface KafkaRecord {
   partition: number;
   offset: number;
   appendMs: number;
   commitMs: number;
-}
-
-export async function useLogAppendTime(admin: Admin, topic: string): Promise<void> {
-  await admin.alterConfigs({
-    validateOnly: false,
-    resources: [
-      { type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] },
-    ],
-  });
-  const described = await admin.describeConfigs({
-    includeSynonyms: false,
-    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['message.timestamp.type'] }],
-  });
-  const value = described.resources[0]?.configEntries[0]?.configValue;
-  if (value !== 'LogAppendTime')
-    throw new BenchError('kafka', `could not set message.timestamp.type=LogAppendTime on ${topic} (got ${value})`);
-  await sleep(2000); // let the config reach the partition leader
 }
 
 /** The records of `topic` in [start, end) per partition, with LogAppendTime and source.ts_ms, decoded by the test decoder. */

@@ -27,7 +27,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readStackEnv, PROJECT_ROOT } from '../src/stack/context.ts';
-import { BenchError, machine, provenance, round, rssMb, say } from './sink-bench-support.ts';
+import { rssMb } from './sink-bench-support.ts';
+import { BenchError, machine, provenance, round, say } from './bench-common.ts';
 
 const DEFAULTS: Record<string, string> = {
   rows: '1000000',

@@ -34,18 +34,16 @@ import { changeColumns, changeRows, mergeSilver } from '../src/sink/silver-merge
 import { BRONZE_META, BRONZE_PARTITION, bronzePath, silverPath } from '../src/sink/table-layout.ts';
 import type { ChangeEvent } from '../src/sink/change-event.ts';
 import {
-  BenchError,
   BRONZE_SCHEMA,
   median,
   ORDERS_KEY,
   ORDERS_TABLE,
   OrderEventStream,
   resetPeakRss,
-  round,
   rssMb,
-  say,
   SILVER_SCHEMA,
 } from './sink-bench-support.ts';
+import { BenchError, round, say } from './bench-common.ts';
 
 export interface ThroughputOptions {
   rows: number;

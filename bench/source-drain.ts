@@ -31,6 +31,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { PROJECT_ROOT } from '../src/stack/context.ts';
 import { summarizeProfile } from './source/profile.ts';
+import { machine, provenance, round, say, sleep } from './bench-common.ts';
 import {
   CpuMeter,
   COLUMNS,
@@ -39,15 +40,10 @@ import {
   dropBenchRun,
   highWatermark,
   kafkaPid,
-  machine,
   openBenchRun,
   procStatus,
-  provenance,
-  round,
   rowSql,
-  say,
   settle,
-  sleep,
   slotState,
   startTide,
   stopTide,

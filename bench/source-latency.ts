@@ -17,23 +17,19 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import kafkajs, { type Admin } from 'kafkajs';
+import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import { PROJECT_ROOT } from '../src/stack/context.ts';
+import { machine, provenance, round, say, sleep, useLogAppendTime } from './bench-common.ts';
 import {
   COLUMNS,
   connect,
   createBenchDatabase,
   currentLsn,
   dropBenchRun,
-  machine,
   openBenchRun,
   procStatus,
-  provenance,
-  round,
   rowSql,
-  say,
-  sleep,
   slotState,
   startTide,
   stopTide,
@@ -57,7 +53,6 @@ if (!(SECONDS > 0)) throw new Error(`--seconds must be a positive number, got ${
 
 const run = openBenchRun({ batch: args.batch, nodeFlags: args['node-flags'], bin: args.bin });
 const { id, dbUrl, kafka } = run;
-const { ConfigResourceTypes } = kafkajs; // not a named export Node's CJS lexer detects
 
 async function latencyBenchmark(db: pg.Client, admin: Admin) {
   const pub = `${id}_live_pub`;
@@ -80,19 +75,7 @@ async function latencyBenchmark(db: pg.Client, admin: Admin) {
       120_000,
       () => (tide.child.exitCode !== null ? `tide exited (log: ${tide.logPath})` : undefined),
     );
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [
-        { type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] },
-      ],
-    });
-    const described = await admin.describeConfigs({
-      includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['message.timestamp.type'] }],
-    });
-    const tsType = described.resources[0]?.configEntries[0]?.configValue;
-    if (tsType !== 'LogAppendTime') throw new Error(`could not set message.timestamp.type=LogAppendTime on ${topic} (got ${tsType})`);
-    await sleep(2000); // let the config reach the partition leaders
+    await useLogAppendTime(admin, topic);
 
     say(`latency: writing ${RATE} row changes/s for ${SECONDS} s (half inserts, half updates, 50 transactions/s) ...`);
     const w = await connect(dbUrl);

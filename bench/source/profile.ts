@@ -3,7 +3,7 @@
  * --profile): time per pipeline stage and per innermost Tide or package function.
  */
 import { readFileSync } from 'node:fs';
-import { round } from './support.ts';
+import { round } from '../bench-common.ts';
 
 interface ProfileNode {
   id: number;

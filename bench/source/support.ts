@@ -5,15 +5,12 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import pg from 'pg';
+import { round, say, sleep } from '../bench-common.ts';
 import { PROJECT_ROOT, readStackEnv } from '../../src/stack/context.ts';
-
-export const say = (m: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${m}\n`);
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-export const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 const CLK_TCK = 100; // Linux USER_HZ
 
@@ -125,32 +122,6 @@ export class CpuMeter {
 export function kafkaPid(): number | undefined {
   const p = join(PROJECT_ROOT, '.stack', 'kafka', 'kafka.pid');
   return existsSync(p) ? Number(readFileSync(p, 'utf8').trim()) || undefined : undefined;
-}
-
-/** Which code was measured: the commit, and files under src/ that differ from it. */
-export function provenance() {
-  const git = (...a: string[]) => {
-    try {
-      return execFileSync('git', a, { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
-    } catch {
-      return undefined;
-    }
-  };
-  return {
-    commit: git('rev-parse', 'HEAD'),
-    uncommittedInSrc: git('status', '--porcelain', '--', 'src')?.split('\n').filter(Boolean) ?? [],
-  };
-}
-
-export function machine() {
-  const info = readFileSync('/proc/cpuinfo', 'utf8');
-  return {
-    nproc: cpus().length,
-    memoryGiB: round(totalmem() / 2 ** 30, 1),
-    cpuModel: /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? 'unknown',
-    loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number),
-    node: process.version,
-  };
 }
 
 // ---------------------------------------------------------------------------------------------- Postgres
