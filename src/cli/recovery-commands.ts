@@ -60,7 +60,8 @@ async function resnapshot(file: string, opts: ResnapshotOptions): Promise<void> 
   out.push(
     `  then \`tide source start ${file}\` creates a new slot and snapshots every captured table (snapshot.mode=${config['snapshot.mode']}).`,
     `  Downstream, every row arrives again as a snapshot read (op=r) with a newer commit_lsn, so the lake's silver tables take the`,
-    `  snapshot's values; rows deleted while the slot was unusable are not seen as deletes and stay downstream until deleted again.`,
+    `  snapshot's values; after each table's end-of-snapshot markers, keys that the snapshot does not read again are deleted from`,
+    `  silver and closed in its history (rows deleted while the slot was unusable: see README "Snapshot, schema changes").`,
   );
   console.log(out.join('\n'));
   if (!slot && !hasOffsets) {

@@ -25,6 +25,8 @@ export interface OutgoingMessage {
   value: Buffer | null;
   /** Record headers, e.g. Debezium's `__debezium.newkey` / `__debezium.oldkey` on a primary-key change. */
   headers?: Record<string, Buffer>;
+  /** An explicit partition (the end-of-snapshot markers, one per partition); otherwise the key's murmur2 hash decides. */
+  partition?: number;
 }
 
 export interface TopicSpec {
@@ -38,6 +40,8 @@ export interface TopicSpec {
 export interface EventProducer {
   /** Create missing topics (existing ones are left as they are). */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
+  /** How many partitions `topic` has (it exists: ensureTopics ran). */
+  partitionCount?(topic: string): Promise<number>;
   /** Resolves once Kafka has acknowledged every message (acks from all in-sync replicas). */
   send(messages: OutgoingMessage[]): Promise<void>;
   close(): Promise<void>;
@@ -146,11 +150,16 @@ export class KafkajsProducer implements EventProducer {
 
   async send(messages: OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, Buffer> }[]>();
+    const byTopic = new Map<string, { key: Buffer | null; value: Buffer | null; headers?: Record<string, Buffer>; partition?: number }[]>();
     for (const m of messages) {
       let list = byTopic.get(m.topic);
       if (!list) byTopic.set(m.topic, (list = []));
-      list.push(m.headers ? { key: m.key, value: m.value, headers: m.headers } : { key: m.key, value: m.value });
+      list.push({
+        key: m.key,
+        value: m.value,
+        ...(m.headers ? { headers: m.headers } : {}),
+        ...(m.partition !== undefined ? { partition: m.partition } : {}),
+      });
     }
     const producer = await this.getProducer();
     try {
@@ -162,6 +171,15 @@ export class KafkajsProducer implements EventProducer {
     } catch (err) {
       throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
     }
+  }
+
+  async partitionCount(topic: string): Promise<number> {
+    if (!this.admin) {
+      this.admin = this.kafka.admin();
+      await this.admin.connect();
+    }
+    const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+    return topics[0]?.partitions.length ?? 0;
   }
 
   async close(): Promise<void> {
@@ -234,7 +252,8 @@ export class PlatformaticProducer implements EventProducer {
       for (let i = 0; i < messages.length; i++) {
         const m = messages[i]!;
         // The Java partitioner's hash, computed here (murmur2.ts); the client takes it modulo the partition count.
-        out[i] = { topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined, partition: keyHash(m.key) };
+        // An explicit partition p (below the partition count) stays p under the modulo.
+        out[i] = { topic: m.topic, key: m.key ?? undefined, value: m.value ?? undefined, partition: m.partition ?? keyHash(m.key) };
         // The client writes header keys as bytes as given (no serializer is configured): hand it Buffers.
         if (m.headers) out[i]!.headers = new Map(Object.entries(m.headers).map(([k, v]) => [Buffer.from(k), v]));
       }
@@ -246,6 +265,10 @@ export class PlatformaticProducer implements EventProducer {
       }
       throw new KafkaDeliveryError(`could not deliver ${messages.length} messages: ${(err as Error).message}`, err);
     }
+  }
+
+  partitionCount(topic: string): Promise<number> {
+    return this.admin.partitionCount(topic);
   }
 
   async close(): Promise<void> {

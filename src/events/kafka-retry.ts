@@ -179,6 +179,12 @@ export class RetryingProducer implements EventProducer {
     return this.kafka.run(`delivering ${messages.length} events`, () => this.inner.send(messages));
   }
 
+  async partitionCount(topic: string): Promise<number> {
+    const inner = this.inner;
+    if (!inner.partitionCount) throw new Error(`the producer cannot tell the partitions of ${topic}`);
+    return this.kafka.run(`reading the partitions of ${topic}`, () => inner.partitionCount!(topic));
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }

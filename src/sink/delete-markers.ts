@@ -52,24 +52,34 @@ export class DeleteMarkers {
   /** Append a marker for each delete (blind append: concurrent sink workers never conflict). */
   async record(engine: ParquetEngine, deletes: KeyChange[], keyColumns: string[]): Promise<void> {
     if (!deletes.length) return;
-    this.table ??= await DeltaTable.create(this.store, this.root, {
-      name: `_tide.deletes.${this.root.slice(this.root.lastIndexOf('/') + 1)}`,
-      schema: this.schema,
-      description: 'Delete markers of a silver table (Tide): keeps replayed older inserts of deleted keys out of silver',
-    });
     const now = BigInt(Date.now()) * 1000n;
     const rows = deletes.map((d) => [...keyColumns.map((_, i) => d.key[i]), d.commitLsn, BigInt(d.eventIndex), now]);
     const staged = await engine.stage(this.schema, rows);
     try {
       const cols = this.schema.columns.map((c) => `"${c.name.replace(/"/g, '""')}"`).join(', ');
-      const adds = await engine.writeFiles(`SELECT ${cols} FROM ${staged}`, { store: this.store, root: this.root, schema: this.schema });
-      await this.table.commit(
-        adds.map((add) => ({ add })),
-        { operation: 'WRITE', parameters: { mode: 'Append' } },
-      );
+      await this.append(engine, `SELECT ${cols} FROM ${staged}`, keyColumns);
     } finally {
       await engine.drop(staged);
     }
+  }
+
+  /** Append the markers a query produces (the key columns, _commit_lsn, _event_index, _deleted_at, in that order). */
+  async recordSelect(engine: ParquetEngine, select: string, keyColumns: string[]): Promise<void> {
+    await this.append(engine, select, keyColumns);
+  }
+
+  private async append(engine: ParquetEngine, select: string, keyColumns: string[]): Promise<void> {
+    this.table ??= await DeltaTable.create(this.store, this.root, {
+      name: `_tide.deletes.${this.root.slice(this.root.lastIndexOf('/') + 1)}`,
+      schema: this.schema,
+      description: 'Delete markers of a silver table (Tide): keeps replayed older inserts of deleted keys out of silver',
+    });
+    const adds = await engine.writeFiles(select, { store: this.store, root: this.root, schema: this.schema });
+    if (!adds.length) return;
+    await this.table.commit(
+      adds.map((add) => ({ add })),
+      { operation: 'WRITE', parameters: { mode: 'Append' } },
+    );
     if (this.table.files().length >= COMPACT_AT_FILES) await this.compact(engine, keyColumns);
   }
 

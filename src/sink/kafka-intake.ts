@@ -26,6 +26,8 @@ export interface RawMessage {
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
+  /** Record headers (the end-of-snapshot markers carry theirs: events/snapshot-end.ts). */
+  headers?: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
 }
 
 export interface IntakeOptions {
@@ -197,7 +199,14 @@ export class KafkaIntake {
           if (offset <= high) continue;
           high = offset;
           if (!this.buffer.length) this.bufferedSince = Date.now();
-          this.buffer.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value });
+          this.buffer.push({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: m.offset,
+            key: m.key,
+            value: m.value,
+            headers: m.headers,
+          });
         }
         this.highest.set(key, high);
         if (this.buffer.length >= this.opts.maxBuffered && !this.paused) {

@@ -24,6 +24,8 @@ import { retryPolicyOf, withRetries } from '../retry.ts';
 import { tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
+import { readSnapshotEnd } from '../events/snapshot-end.ts';
+import type { SnapshotEndAt } from './snapshot-reconcile.ts';
 import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
 
 export type { SinkStats } from './sink-observer.ts';
@@ -229,6 +231,7 @@ export class SinkWorker {
     if (!t) {
       t = new TableSink(this.ctx!, qualified);
       await t.open();
+      if (t.reconciledOnOpen) this.silverDirty = true;
       this.tables.set(qualified, t);
     }
     return t;
@@ -239,13 +242,18 @@ export class SinkWorker {
     if (!messages.length) return this.refreshGoldIfDue();
     this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
     const started = Date.now();
-    const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[] }>();
+    const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[]; ends: SnapshotEndAt[] }>();
     const dead: DeadLetterMessage[] = [];
     for (const m of messages) {
       const qualified = tableOfTopic(m.topic) ?? m.topic;
       let entry = byTable.get(qualified);
-      if (!entry) byTable.set(qualified, (entry = { events: [], offsets: [] }));
+      if (!entry) byTable.set(qualified, (entry = { events: [], offsets: [], ends: [] }));
       entry.offsets.push(m);
+      const end = readSnapshotEnd(m.value, m.headers);
+      if (end) {
+        entry.ends.push({ ...end, topic: m.topic, partition: m.partition, offset: BigInt(m.offset) });
+        continue;
+      }
       try {
         // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
         const e = await withRetries(
@@ -264,10 +272,10 @@ export class SinkWorker {
     this.stats.deadLetters += dead.length;
     const changed: string[] = [];
     const progress: { topic: string; partition: number; offset: bigint }[] = [];
-    for (const [qualified, { events, offsets }] of byTable) {
+    for (const [qualified, { events, offsets, ends }] of byTable) {
       const sink = await this.tableFor(offsets[0]!.topic);
       const offs = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.offset) }));
-      const result = await this.applyWithRetry(sink, events, offs);
+      const result = await this.applyWithRetry(sink, events, offs, ends);
       this.stats.bronzeRows += result.bronzeRows;
       this.stats.silverChanges += result.silverChanges;
       if (result.silverVersion !== undefined) {
@@ -344,14 +352,19 @@ export class SinkWorker {
   }
 
   /** A concurrent writer (another sink instance after a rebalance) may win a commit: re-read the tables and apply what is still missing. */
-  private async applyWithRetry(sink: TableSink, events: ChangeEvent[], offsets: { topic: string; partition: number; offset: bigint }[]) {
+  private async applyWithRetry(
+    sink: TableSink,
+    events: ChangeEvent[],
+    offsets: { topic: string; partition: number; offset: bigint }[],
+    ends: SnapshotEndAt[],
+  ) {
     try {
-      return await sink.apply(events, offsets);
+      return await sink.apply(events, offsets, ends);
     } catch (err) {
       if (!(err instanceof DeltaConflictError)) throw err;
       this.log.warn({ table: sink.qualified, err: err.message }, 'concurrent commit: re-reading the tables and retrying');
       await sink.open();
-      return await sink.apply(events, offsets);
+      return await sink.apply(events, offsets, ends);
     }
   }
 }

@@ -8,7 +8,8 @@ import type { Logger } from '../log.ts';
 import { appendBronze, bronzeColumns, bronzeRowColumns } from './bronze-writer.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
-import { txnActions, uncommitted } from './offsets.ts';
+import { txnActions, txnAppId, uncommitted } from './offsets.ts';
+import { reconcileHistory, reconcileSilver, withMarkersCounted, type SnapshotEndAt } from './snapshot-reconcile.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
 import { DeleteMarkers } from './delete-markers.ts';
@@ -67,6 +68,48 @@ export class TableSink {
     if (this.ctx.config['bronze.enabled']) this.bronze = await DeltaTable.open(this.ctx.store, bronzePath(this.qualified));
     this.silver = await DeltaTable.open(this.ctx.store, silverPath(this.qualified));
     if (this.keepsHistory) this.history = await DeltaTable.open(this.ctx.store, historyPath(this.qualified));
+    // A re-snapshot's reconcile that a crash interrupted (its markers are committed, its delete is not) is finished now,
+    // also when no message of the table comes again.
+    const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
+    await this.reconcile(result);
+    this.reconciledOnOpen = result.silverVersion !== undefined;
+  }
+
+  /** open() finished a re-snapshot's reconcile: silver changed (gold is due). */
+  reconciledOnOpen = false;
+
+  /** Re-snapshots reconcile (snapshot-reconcile.ts): silver, then history, each when its markers are all in. */
+  private async reconcile(result: ApplyResult): Promise<void> {
+    if (this.silver) {
+      const silver = this.silver;
+      const keys = this.silverKey([]);
+      await this.replanned(
+        () => this.silver,
+        result,
+        async () => {
+          const markers = (this.markers ??= await DeleteMarkers.open(
+            this.ctx.store,
+            this.qualified,
+            keys.map((k) => silver.schema.columns.find((c) => c.name === k)!),
+          ));
+          const done = await reconcileSilver(this.ctx.engine, silver, keys, markers, this.ctx.log);
+          if (done) result.silverVersion = done.version;
+        },
+      );
+    }
+    if (this.history && this.keepsHistory) {
+      const history = this.history;
+      await this.replanned(
+        () => this.history,
+        result,
+        async () => void (await reconcileHistory(this.ctx.engine, history, this.silverKey([]), this.ctx.log)),
+      );
+    }
+  }
+
+  /** The markers (of `ends`) that `table` has not committed yet. */
+  private pendingEnds(table: DeltaTable, ends: SnapshotEndAt[]): SnapshotEndAt[] {
+    return ends.filter((m) => m.offset > BigInt(table.txnVersion(txnAppId(this.ctx.name, m.topic, m.partition)) ?? -1));
   }
 
   /** The tables whose txn versions decide where the table's partitions resume. */
@@ -93,7 +136,12 @@ export class TableSink {
   }
 
   /** Write a batch (events of this table, plus the offsets of every message of its topics in the batch). */
-  async apply(events: ChangeEvent[], offsets: { topic: string; partition: number; offset: bigint }[]): Promise<ApplyResult> {
+  async apply(
+    events: ChangeEvent[],
+    offsets: { topic: string; partition: number; offset: bigint }[],
+    /** End-of-snapshot markers among the batch's messages (events/snapshot-end.ts). */
+    ends: SnapshotEndAt[] = [],
+  ): Promise<ApplyResult> {
     const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
     this.sent = 0;
     const incoming = incomingColumns(events);
@@ -133,16 +181,20 @@ export class TableSink {
     await this.replanned(
       () => this.silver,
       result,
-      () => this.applySilver(events, offsets, incoming, keyColumns, result),
+      () => this.applySilver(events, offsets, incoming, keyColumns, result, ends),
     );
-    if (!this.silver || !this.keepsHistory) return result;
+    if (!this.silver || !this.keepsHistory) {
+      await this.reconcile(result);
+      return result;
+    }
     const silverKey = this.silverKey(keyColumns);
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
     await this.replanned(
       () => this.history,
       result,
-      () => this.applyHistory(events, offsets, incoming, silverKey, masks, result),
+      () => this.applyHistory(events, offsets, incoming, silverKey, masks, result, ends),
     );
+    await this.reconcile(result);
     return result;
   }
 
@@ -184,6 +236,7 @@ export class TableSink {
     incoming: LakeColumn[],
     keyColumns: string[],
     result: ApplyResult,
+    ends: SnapshotEndAt[],
   ): Promise<void> {
     const pending = uncommitted(this.silver, this.ctx.name, events);
     const pendingOffsets = this.silver
@@ -208,7 +261,7 @@ export class TableSink {
     const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const { schema, evolved, good } = this.evolve(
+    const evolution = this.evolve(
       this.silver,
       current,
       maskedIncoming,
@@ -217,6 +270,13 @@ export class TableSink {
       (cols) => silverColumns(cols, [], silverKey),
       (c) => maskedColumn(c, masks),
     );
+    const { schema, good } = evolution;
+    // The markers are counted in the commit that moves the offsets past them (exactly once).
+    const counted = withMarkersCounted(
+      evolution.evolved && 'metaData' in evolution.evolved ? evolution.evolved.metaData : this.silver.metadata,
+      this.pendingEnds(this.silver, ends),
+    );
+    const evolved = counted ? { metaData: counted } : evolution.evolved;
     let batch;
     try {
       batch = reduceToChanges(good, silverKey, masks);
@@ -267,6 +327,7 @@ export class TableSink {
     keyColumns: string[],
     masks: ColumnMask[],
     result: ApplyResult,
+    ends: SnapshotEndAt[],
   ): Promise<void> {
     const pending = uncommitted(this.history, this.ctx.name, events);
     const pendingOffsets = this.history
@@ -287,7 +348,7 @@ export class TableSink {
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const { schema, evolved, good } = this.evolve(
+    const evolution = this.evolve(
       this.history,
       current,
       maskedIncoming,
@@ -296,6 +357,12 @@ export class TableSink {
       (cols) => historyColumns(cols.map((c) => ({ ...c, nullable: !keyColumns.includes(c.name) }))),
       (c) => maskedColumn(c, masks),
     );
+    const { schema, good } = evolution;
+    const counted = withMarkersCounted(
+      evolution.evolved && 'metaData' in evolution.evolved ? evolution.evolved.metaData : this.history.metadata,
+      this.pendingEnds(this.history, ends),
+    );
+    const evolved = counted ? { metaData: counted } : evolution.evolved;
     await this.sendNewDeadLetters(result);
     const batch = historyVersions(
       good.filter((e) => !result.deadLetters.some((d) => d.event === e)),

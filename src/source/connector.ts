@@ -259,6 +259,7 @@ export class SourceConnector {
             offsets: current as typeof current & { snapshot: NonNullable<typeof current.snapshot> },
             store: this.store,
             fetchSize: c['snapshot.fetch.size'],
+            partitionCount: (topic) => this.producer.partitionCount?.(topic) ?? Promise.resolve(c['topic.partitions']),
             connectorName: c['topic.prefix'],
             events: this.events,
             db: c['database.dbname'],

@@ -5,6 +5,7 @@ import type { EventPublisher } from './publisher.ts';
 import type { OffsetStore, SourceOffsets } from './offset-store.ts';
 import { parseLsn } from './lsn.ts';
 import { quoteIdent } from './plan.ts';
+import { snapshotEndMessages } from '../events/snapshot-end.ts';
 
 /**
  * The initial snapshot: every captured row as an `op=r` event.
@@ -26,6 +27,8 @@ export interface SnapshotArgs {
   offsets: SourceOffsets & { snapshot: NonNullable<SourceOffsets['snapshot']> };
   store: OffsetStore;
   fetchSize: number;
+  /** The partitions of a table's topic: each gets the table's end-of-snapshot marker (events/snapshot-end.ts). */
+  partitionCount: (topic: string) => Promise<number>;
   connectorName: string;
   db: string;
   log: Logger;
@@ -158,7 +161,15 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
         }
         const last = chunk[chunk.length - 1];
         if (last) state.lastKey = keyIdx.map((i) => last[i] ?? null);
-        if (tableEnds) state.done = true;
+        if (tableEnds) {
+          state.done = true;
+          // Behind the table's last rows on every partition (the publisher keeps each partition's order): a consumer
+          // that has read all of them has every row of the snapshot, and can drop the keys it did not see again
+          // (issue 11 item 14). An empty table gets them too: every key downstream is then gone.
+          const partitions = await a.partitionCount(codec.topic);
+          const end = { table: t.qualified, commitLsn, partitions, tsMs: Date.now() };
+          for (const m of snapshotEndMessages(codec.topic, end)) await a.publisher.add(m);
+        }
         // The chunk is durable in Kafka before we remember it as done.
         await a.publisher.flush();
         a.store.write(a.offsets);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../support/db.ts';
 import { kafka } from '../support/kafka.ts';
 import { dropSlot, sourceConfig, startSource, type RunningSource } from '../support/source.ts';
+import { CONTROL_HEADER } from '../../src/events/snapshot-end.ts';
 
 /**
  * The end-to-end type round trip: one column per type of the README's
@@ -71,6 +72,8 @@ async function consumeDecoded(topic: string, count: number, timeoutMs = 60_000):
     const done = new Promise<void>((r) => (resolveDone = r));
     await consumer.run({
       eachMessage: async ({ message }) => {
+        // The end-of-snapshot markers (src/events/snapshot-end.ts) are no change events.
+        if (message.value === null && message.headers?.[CONTROL_HEADER] !== undefined) return;
         messages.push(message);
         if (messages.length >= count) resolveDone();
       },

@@ -1,3 +1,4 @@
+import { CONTROL_HEADER } from '../../src/events/snapshot-end.ts';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
 import { Kafka, logLevel } from 'kafkajs';
@@ -73,7 +74,11 @@ export async function consumeUntil(
   topics: string[],
   done: (events: ConsumedEvent[]) => boolean,
   timeoutMs = 60_000,
-  opts: { returnOnTimeout?: boolean } = {},
+  /**
+   * keepControl: also the end-of-snapshot markers (null key and value, header tide.control: src/events/snapshot-end.ts),
+   * which are left out by default: the tests read the topics as a consumer of change events does.
+   */
+  opts: { returnOnTimeout?: boolean; keepControl?: boolean } = {},
 ): Promise<ConsumedEvent[]> {
   const registry = registryClient();
   const consumer = kafka().consumer({ groupId: `tide-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
@@ -88,6 +93,7 @@ export async function consumeUntil(
         // Decode the whole batch before keeping any of it: a retried batch must not be counted twice.
         const decoded: ConsumedEvent[] = [];
         for (const m of batch.messages) {
+          if (!opts.keepControl && m.value === null && m.headers?.[CONTROL_HEADER] !== undefined) continue;
           decoded.push({
             topic: batch.topic,
             partition: batch.partition,
@@ -133,7 +139,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
 }
 
 /** Read `topics` from the beginning up to their current high watermarks (everything Kafka holds right now). */
-export async function consumeAll(topics: string[], timeoutMs = 120_000): Promise<ConsumedEvent[]> {
+export async function consumeAll(topics: string[], timeoutMs = 120_000, keepControl = false): Promise<ConsumedEvent[]> {
   const admin = kafka().admin();
   await admin.connect();
   const ends = new Map<string, number>();
@@ -143,6 +149,10 @@ export async function consumeAll(topics: string[], timeoutMs = 120_000): Promise
     await admin.disconnect();
   }
   const total = [...ends.values()].reduce((a, b) => a + b, 0);
-  const events = await consumeUntil(topics, (es) => es.length >= total, timeoutMs);
-  return events.filter((e) => Number(e.offset) < ends.get(`${e.topic}/${e.partition}`)!);
+  const events = await consumeUntil(topics, (es) => es.length >= total, timeoutMs, { keepControl: true });
+  return events.filter(
+    (e) =>
+      Number(e.offset) < ends.get(`${e.topic}/${e.partition}`)! &&
+      (keepControl || !(e.value === null && e.headers?.[CONTROL_HEADER] !== undefined)),
+  );
 }
