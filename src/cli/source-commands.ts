@@ -15,6 +15,7 @@ import { OffsetStore } from '../source/offset-store.ts';
 import { buildPlan } from '../source/plan.ts';
 import { readStatus } from '../source/status-file.ts';
 import { isPidAlive } from '../stack/process.ts';
+import { registerSnapshotCommand } from './snapshot-command.ts';
 import { superviseSource } from './source-ops.ts';
 
 const STATE_DIR = '.tide';
@@ -111,6 +112,9 @@ export function registerSourceCommands(program: Command): void {
         for (const s of plan.statements) out.push(`-- ${s.why}${s.replication ? ' (replication protocol)' : ''}`, `${s.sql};`);
         out.push('', `-- initial snapshot: ${plan.snapshot ? 'yes' : 'no'} (snapshot.mode=${config['snapshot.mode']})`);
         out.push(
+          `-- incremental snapshots at the next start: ${plan.incremental.length ? plan.incremental.map((i) => `${i.table} (${i.why})`).join(', ') : 'none'}`,
+        );
+        out.push(
           '',
           '-- replica identity: in these tables an update that does not touch a TOAST-able column carries no value for it when',
           '-- the value is stored out of line (over ~2 kB); the event lists it in unchanged_toast. Start warns only for tables that hold such values.',
@@ -129,6 +133,8 @@ export function registerSourceCommands(program: Command): void {
         await client.end();
       }
     });
+
+  registerSnapshotCommand(source);
 
   source
     .command('status <connector.json>')
@@ -163,6 +169,7 @@ export function registerSourceCommands(program: Command): void {
         eventsPerSecond: running ? status.eventsPerSecond : 0,
         eventsTotal: status?.eventsTotal ?? 0,
         snapshot: status?.snapshot,
+        incrementalSnapshot: status?.incrementalSnapshot,
         error: status?.error,
       };
       if (opts.json) console.log(JSON.stringify(report, null, 2));

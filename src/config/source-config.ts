@@ -47,6 +47,8 @@ export const sourceConfigSchema = z
     'topic.replication.factor': int(1, 10).optional(),
     'snapshot.mode': z.enum(['initial', 'never', 'when_needed', 'initial_only']).default('initial'),
     'snapshot.fetch.size': int(1, 1_000_000).default(10_000),
+    /** How often the running source looks for new tables that match table.include.list (0 = never; see table-discovery.ts). */
+    'table.discovery.interval.ms': int(0).default(10_000),
     'heartbeat.interval.ms': int(0).default(10_000),
     'tombstones.on.delete': bool.default(true),
     'decimal.handling.mode': z.enum(['precise', 'double', 'string']).default('precise'),

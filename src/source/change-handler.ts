@@ -36,6 +36,13 @@ export interface ChangeHandlerOptions {
   onError(err: Error): void;
   /** Counts published events by table and op (metrics); plain in-memory increments. */
   events?: { add(table: string, op: string, n?: number): void };
+  /** Told every row change (key null: a truncate) with its transaction, for incremental snapshots' windows. */
+  onChange?(xid: number, relationOid: number, key: Buffer | null): void;
+  /** A logical decoding message (watermarks, signals; not the heartbeat), with the commit LSN of its transaction if it has one. */
+  onMessage?(
+    msg: { transactional: boolean; lsn: bigint; prefix: string; content: Buffer },
+    commitLsn: bigint | undefined,
+  ): Promise<void> | undefined;
 }
 
 interface Transaction {
@@ -149,8 +156,10 @@ export class ChangeHandler implements ReplicationHandler {
         for (const oid of msg.relationOids) wait = this.emit('t', oid, null, null) ?? wait;
         return wait;
       }
+      case 'message':
+        return this.o.onMessage?.(msg, msg.transactional ? this.tx?.commitLsn : undefined);
       default:
-        return undefined; // origin, type, and our own heartbeat messages carry no row
+        return undefined; // origin and type messages carry no row
     }
   }
 
@@ -188,6 +197,7 @@ export class ChangeHandler implements ReplicationHandler {
     p.collectionOrder = collectionOrder;
     const event: OutgoingMessage = codec.streamEvent(op, before, after, p);
     if (headers) event.headers = headers;
+    this.o.onChange?.(tx.xid, oid, event.key);
     wait = publisher.push(event) ?? wait;
     this.eventsTotal++;
     this.o.events?.add(table, op);

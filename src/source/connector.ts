@@ -29,6 +29,9 @@ import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNo
 import { ReplicationStream } from './replication-stream.ts';
 import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
 import { runSnapshot } from './snapshot.ts';
+import { followCapture } from './capture-follow.ts';
+import type { IncrementalSnapshots } from './incremental-snapshot.ts';
+import { rememberCaptured, type TableDiscovery } from './table-discovery.ts';
 import { transition, type SourceEvent, type SourceState } from './source-state.ts';
 import { writeStatus, type SourceStatus } from './status-file.ts';
 
@@ -72,6 +75,8 @@ export class SourceConnector {
   private handler: ChangeHandler | undefined;
   private publisher: EventPublisher | undefined;
   private readonly observer: SourceObserver;
+  private incremental: IncrementalSnapshots | undefined;
+  private discovery: TableDiscovery | undefined;
   /** Published events by table and op, read by the metrics at scrape time. */
   private get events() {
     return this.observer.events;
@@ -291,8 +296,14 @@ export class SourceConnector {
     if (!early) await this.openStream(undefined);
     // The early stream may have failed while held (the handler reported it, but nothing was running to stop).
     if (this.state === 'failed') throw new TideError(`the replication stream failed during start-up: ${this.error}`, { retriable: true });
+    this.followCapture(
+      plan.joined,
+      plan.captured.map((t) => t.qualified),
+    );
     this.beginStreaming();
     release?.(); // after the state says streaming: the handler drops messages in any other state
+    this.incremental!.start(signal);
+    this.discovery!.start();
   }
 
   /** The SQL connection; once streaming, its loss starts a reconnect. */
@@ -381,6 +392,8 @@ export class SourceConnector {
       confirmedLsn: () => this.confirmed,
       onError: (err) => this.fail(err),
       events: this.events,
+      onChange: (xid, oid, key) => this.incremental?.windows.onChange(xid, oid, key),
+      onMessage: (msg, commitLsn) => this.incremental?.onMessage(msg, commitLsn),
     });
     this.handler = handler;
     const { rows } = await this.sql!.query<{ lsn: string }>(
@@ -395,6 +408,23 @@ export class SourceConnector {
     );
     this.replication = stream;
     await stream.start(c['slot.name'], this.confirmed, pgoutputOptions([c['publication.name']]), gate);
+  }
+
+  /** Incremental snapshots (signals, joined tables) and the look-out for new tables (capture-follow.ts). */
+  private followCapture(joined: string[], captured: string[]): void {
+    ({ incremental: this.incremental, discovery: this.discovery } = followCapture({
+      config: this.config,
+      store: this.store,
+      log: this.log,
+      events: this.events,
+      joined,
+      captured,
+      publisher: () => this.publisher,
+      codecs: this.codecs,
+      ensureTopics: (topics) => this.producer.ensureTopics(topics),
+      codecFor: (table) => this.codecFor(table),
+      fail: (err) => this.fail(err),
+    }));
   }
 
   private beginStreaming(): void {
@@ -442,6 +472,7 @@ export class SourceConnector {
         },
       ]);
     this.codecs.set(msg.relationOid, await this.codecFor(table));
+    if (!existing) rememberCaptured(this.store, [table.qualified]);
     this.log.info({ table: table.qualified, columns: names }, 'schema registered for changed relation');
   }
 
@@ -524,6 +555,7 @@ export class SourceConnector {
       eventsTotal: this.eventsTotal,
       pendingEvents: this.publisher?.pendingEvents ?? 0,
       snapshot: this.snapshotInfo,
+      incrementalSnapshot: this.incremental?.status(),
       error: this.error,
       reconnecting: this.reconnecting ? true : undefined,
       updatedAt: new Date().toISOString(),
@@ -536,6 +568,8 @@ export class SourceConnector {
 
   private async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    await this.discovery?.stop();
+    await this.incremental?.stop();
     await this.reconnecting;
     try {
       if (this.publisher && this.state !== 'failed') {

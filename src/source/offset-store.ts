@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { SnapshotRequest } from './signals.ts';
 
 /**
  * What the source must remember beyond the slot's confirmed LSN: how far the
@@ -21,9 +22,34 @@ export interface SnapshotProgress {
   tables: Record<string, { done: boolean; lastKey?: (string | null)[]; rows: number }>;
 }
 
+/** An incremental snapshot that has begun: how far it got (saved after each chunk Kafka acknowledged). */
+export interface IncrementalTable extends SnapshotRequest {
+  startedAt: string;
+  /** Key of the last row read; the next chunk reads after it. */
+  lastKey?: (string | null)[];
+  /** Rows published so far. */
+  rows: number;
+  chunks: number;
+  /** Position (LSN) of the first chunk's low watermark: every key of the table that still exists has a change or a snapshot row at or after it. */
+  openedAt?: string;
+}
+
+/** Incremental snapshots (snapshot-window.ts, incremental-snapshot.ts): the one running, those waiting, those done. */
+export interface IncrementalProgress {
+  current?: IncrementalTable;
+  queue: SnapshotRequest[];
+  /** `commitLsn/messageLsn` of the newest signal acted on: one replayed after a restart is not acted on twice. */
+  signalPosition?: string;
+  /** The last few that finished, newest last (for `tide source status`). */
+  finished: { table: string; where?: string; rows: number; finishedAt: string; openedAt?: string }[];
+}
+
 export interface SourceOffsets {
   slot: string;
   snapshot?: SnapshotProgress;
+  incremental?: IncrementalProgress;
+  /** The tables captured when the source last started or found a new table: a table not in it has joined the capture. */
+  captured?: string[];
 }
 
 export class OffsetStore {

@@ -25,6 +25,10 @@ export interface SourcePlan {
   /** Tables under the default replica identity whose TOAST-able columns may arrive as "unchanged". */
   toastAffected: { table: string; columns: string[]; fix: string }[];
   snapshot: boolean;
+  /** Tables that get an incremental snapshot at the next start, and why (see incremental-snapshot.ts). */
+  incremental: { table: string; why: string }[];
+  /** Captured tables that were not captured at the last start: each gets an incremental snapshot. */
+  joined: string[];
 }
 
 export interface DatabaseState {
@@ -75,6 +79,15 @@ export function buildPlan(config: SourceConfig, state: DatabaseState): SourcePla
   }
 
   const snapshot = needsSnapshot(config, state);
+  const joined = joinedTables(config, state, wanted);
+  const progress = state.offsets?.incremental;
+  const incremental = [
+    ...(progress?.current
+      ? [{ table: progress.current.table, why: `resumes after ${progress.current.rows} rows (${progress.current.reason})` }]
+      : []),
+    ...(progress?.queue ?? []).map((q) => ({ table: q.table, why: `queued (${q.reason})` })),
+    ...joined.map((table) => ({ table, why: 'joined table.include.list since the last start' })),
+  ];
   if (!state.slotExists) {
     statements.push({
       sql: `CREATE_REPLICATION_SLOT ${quoteIdent(config['slot.name'])} LOGICAL pgoutput${snapshot ? ' EXPORT_SNAPSHOT' : ' NOEXPORT_SNAPSHOT'}`,
@@ -109,5 +122,20 @@ export function buildPlan(config: SourceConfig, state: DatabaseState): SourcePla
     subjects: topics.flatMap((t) => [`${t.topic}-key`, `${t.topic}-value`]),
     toastAffected,
     snapshot,
+    incremental,
+    joined,
   };
+}
+
+/**
+ * The captured tables that were not captured when the source last ran (offsets.captured): their existing rows
+ * never reached Kafka, so each gets an incremental snapshot. None on a first start (the initial snapshot reads
+ * every table), while an initial snapshot is unfinished (it reads the new ones too), under snapshot.mode=never,
+ * or when the offsets predate the list.
+ */
+export function joinedTables(config: SourceConfig, state: Pick<DatabaseState, 'slotExists' | 'offsets'>, captured: string[]): string[] {
+  const before = state.offsets?.captured;
+  if (!before || !state.slotExists || config['snapshot.mode'] === 'never' || needsSnapshot(config, state)) return [];
+  const known = new Set(before);
+  return captured.filter((q) => !known.has(q));
 }

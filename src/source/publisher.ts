@@ -97,6 +97,20 @@ export class EventPublisher {
     }
   }
 
+  /**
+   * Wait until Kafka acknowledged everything added so far (later events need not be). Unlike flush, it ends
+   * under steady traffic: it waits for a sequence number, not for an empty buffer.
+   */
+  async whenAcked(): Promise<void> {
+    const target = this.seq;
+    while (this.ackedSeq < target) {
+      if (this.failure) throw this.failure;
+      if (!this.sending) this.seal();
+      await (this.sending ?? this.waitForSpace());
+    }
+    if (this.failure) throw this.failure;
+  }
+
   get pendingEvents(): number {
     return this.seq - this.ackedSeq;
   }

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { IncrementalStatus } from './incremental-snapshot.ts';
 import type { SourceState } from './source-state.ts';
 
 /** What a running connector reports about itself, once a second, for `tide source status`. */
@@ -14,6 +15,8 @@ export interface SourceStatus {
   eventsPerSecond: number;
   pendingEvents: number;
   snapshot?: { table: string; rows: number; totalRows: number; rowsPerSecond: number; etaSeconds: number | null } | undefined;
+  /** The incremental snapshot running (or the first one waiting), see incremental-snapshot.ts. */
+  incrementalSnapshot?: IncrementalStatus | undefined;
   error?: string | undefined;
   /** Set while the source re-establishes a lost connection to Postgres (the state stays streaming). */
   reconnecting?: boolean | undefined;

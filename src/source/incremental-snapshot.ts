@@ -1,0 +1,362 @@
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { SourceConfig } from '../config/source-config.ts';
+import type { RawRow, TableCodec } from '../events/envelope.ts';
+import type { Logger } from '../log.ts';
+import type { IncrementalProgress, IncrementalTable, OffsetStore, SourceOffsets } from './offset-store.ts';
+import { formatLsn } from './lsn.ts';
+import { quoteIdent } from './plan.ts';
+import type { EventPublisher } from './publisher.ts';
+import { emitWatermark, parseSignal, parseWatermark, SIGNAL_PREFIX, WATERMARK_PREFIX, type SnapshotRequest } from './signals.ts';
+import { keyId, parsePgSnapshot, SnapshotWindows } from './snapshot-window.ts';
+
+/**
+ * Incremental snapshots: a table read in primary-key chunks while streaming goes on (see snapshot-window.ts
+ * for how each chunk is reconciled with the stream). Requested by a signal (`tide source snapshot`), by a table
+ * that joined `table.include.list`, or by a table created while the source runs. One table at a time, in the
+ * order requested.
+ *
+ * - No long transaction, no lock beyond plain reads: each chunk is one short REPEATABLE READ READ ONLY
+ *   transaction (the chunk's SELECT and its pg_current_snapshot()).
+ * - Memory: one chunk of `snapshot.fetch.size` rows.
+ * - Resumable: after Kafka acknowledged a chunk, its last key is saved in the offsets file; after a crash
+ *   the snapshot reads on from there. A chunk sent again gets the position of its new high watermark, so no
+ *   (commit_lsn, event_index) is ever reused.
+ * - Events: op `r`, source.snapshot `incremental` (as Debezium marks them), commit_lsn = the high watermark's
+ *   LSN - 1 (see publishChunk), event_index 0… within the chunk, no transaction block.
+ */
+export interface IncrementalStatus {
+  table: string;
+  where?: string;
+  reason: SnapshotRequest['reason'];
+  rows: number;
+  /** Postgres' estimate of the table's rows (pg_class.reltuples), when known. */
+  totalRows: number | null;
+  chunks: number;
+  startedAt: string;
+  queued: string[];
+}
+
+export interface IncrementalDeps {
+  config: SourceConfig;
+  store: OffsetStore;
+  publisher: () => EventPublisher | undefined;
+  /** The codec of a captured table, by `schema.table` (undefined: not captured). */
+  codecOf: (qualified: string) => TableCodec | undefined;
+  connect: () => Promise<pg.Client>;
+  log: Logger;
+  events?: { add(table: string, op: string, n?: number): void };
+  /** A failure the source cannot go on from. */
+  onError: (err: Error) => void;
+}
+
+const RAW_TEXT = { getTypeParser: () => (text: string) => text };
+const FINISHED_KEPT = 10;
+
+export class IncrementalSnapshots {
+  readonly windows = new SnapshotWindows(randomBytes(4).toString('hex'));
+  private progress: IncrementalProgress;
+  private wake: (() => void) | undefined;
+  private running: Promise<void> | undefined;
+  private client: pg.Client | undefined;
+  private totalRows: number | null = null;
+  private totalRowsFor: string | undefined;
+  private seq = 0;
+  /** Rows the last chunk published (set by publishChunk at its high watermark). */
+  private published = 0;
+
+  constructor(private readonly d: IncrementalDeps) {
+    this.progress = d.store.read()?.incremental ?? { queue: [], finished: [] };
+  }
+
+  /** Queue snapshots (saved at once). `signalPosition`: the signal's, so a replayed signal is not acted on twice. */
+  request(requests: SnapshotRequest[], signalPosition?: string): void {
+    for (const r of requests) {
+      const waiting = this.progress.queue.some((q) => q.table === r.table && q.where === r.where);
+      if (!waiting) this.progress.queue.push(r);
+      this.d.log.info({ table: r.table, where: r.where, reason: r.reason }, 'incremental snapshot requested');
+    }
+    if (signalPosition) this.progress.signalPosition = signalPosition;
+    this.save();
+    this.wake?.();
+  }
+
+  /** A logical decoding message from the stream: a watermark of ours, or a signal. */
+  onMessage(
+    msg: { transactional: boolean; lsn: bigint; prefix: string; content: Buffer },
+    commitLsn: bigint | undefined,
+  ): Promise<void> | undefined {
+    const slot = this.d.config['slot.name'];
+    if (msg.prefix === WATERMARK_PREFIX) {
+      const w = parseWatermark(msg.content, slot);
+      return w
+        ? this.windows.onWatermark(w.window, w.kind, msg.lsn, (rows, lsn, columns) => this.publishChunk(rows, lsn, columns))
+        : undefined;
+    }
+    if (msg.prefix !== SIGNAL_PREFIX || !msg.transactional || commitLsn === undefined) return undefined;
+    const position = `${commitLsn}:${msg.lsn}`;
+    if (this.progress.signalPosition && !after(position, this.progress.signalPosition)) return undefined;
+    let requests: SnapshotRequest[];
+    try {
+      requests = parseSignal(msg.content, slot);
+    } catch (err) {
+      this.d.log.error({ err: (err as Error).message, lsn: formatLsn(msg.lsn) }, 'signal ignored');
+      return undefined;
+    }
+    const captured = requests.filter((r) => {
+      if (this.d.codecOf(r.table)) return true;
+      this.d.log.error({ table: r.table }, 'signal ignored for a table this connector does not capture (check table.include.list)');
+      return false;
+    });
+    this.request(captured, position);
+    return undefined;
+  }
+
+  status(): IncrementalStatus | undefined {
+    const c = this.progress.current;
+    const queued = this.progress.queue.map((q) => q.table);
+    if (!c)
+      return queued.length
+        ? { table: queued[0]!, reason: this.progress.queue[0]!.reason, rows: 0, totalRows: null, chunks: 0, startedAt: '', queued }
+        : undefined;
+    return {
+      table: c.table,
+      ...(c.where ? { where: c.where } : {}),
+      reason: c.reason,
+      rows: c.rows,
+      totalRows: this.totalRows,
+      chunks: c.chunks,
+      startedAt: c.startedAt,
+      queued,
+    };
+  }
+
+  /** Run the queue until `signal` aborts. */
+  start(signal: AbortSignal): void {
+    this.running = this.loop(signal).catch((err: unknown) => {
+      if (!signal.aborted) this.d.onError(err as Error);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.windows.abandon(new Error('the source is stopping'));
+    this.wake?.();
+    await this.running;
+    await this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+
+  private save(): void {
+    const offsets: SourceOffsets = this.d.store.read() ?? { slot: this.d.config['slot.name'] };
+    offsets.incremental = this.progress;
+    this.d.store.write(offsets);
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      const current = this.progress.current ?? this.next();
+      if (!current) {
+        this.windows.follow(undefined);
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = undefined;
+        continue;
+      }
+      const codec = this.d.codecOf(current.table);
+      if (!codec) {
+        this.d.log.error({ table: current.table }, 'incremental snapshot dropped: the table is no longer captured');
+        this.progress.current = undefined;
+        this.save();
+        continue;
+      }
+      this.windows.follow(codec.table.oid);
+      try {
+        const outcome = await this.chunk(codec, current, signal);
+        failures = 0;
+        if (outcome === 'retry') await sleep(1000, signal);
+      } catch (err) {
+        this.windows.abandon(err as Error);
+        if (signal.aborted) return;
+        const code = (err as { code?: string }).code;
+        if (code && /^(42|22|0A)/.test(code)) {
+          // The request itself is wrong (a bad --where, a missing right): trying again cannot help.
+          this.d.log.error(
+            { table: current.table, where: current.where, err: (err as Error).message },
+            'incremental snapshot dropped: its query failed (fix the predicate or the right, then request it again)',
+          );
+          this.progress.current = undefined;
+          this.save();
+          continue;
+        }
+        failures++;
+        this.d.log.warn(
+          { table: current.table, err: (err as Error).message, attempt: failures },
+          'incremental snapshot chunk failed; trying again',
+        );
+        await this.client?.end().catch(() => undefined);
+        this.client = undefined;
+        await sleep(Math.min(30_000, 500 * 2 ** failures), signal);
+      }
+    }
+  }
+
+  private next(): IncrementalTable | undefined {
+    const r = this.progress.queue.shift();
+    if (!r) return undefined;
+    this.progress.current = { ...r, startedAt: new Date().toISOString(), rows: 0, chunks: 0 };
+    this.totalRows = null;
+    this.save();
+    return this.progress.current;
+  }
+
+  /** Read and publish one chunk. 'retry': read the same chunk again later. */
+  private async chunk(codec: TableCodec, cur: IncrementalTable, signal: AbortSignal): Promise<'ok' | 'retry' | 'done'> {
+    const client = (this.client ??= await this.d.connect());
+    const t = codec.table;
+    const from = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+    if (cur.chunks === 0 || this.totalRowsFor !== cur.table) {
+      this.totalRowsFor = cur.table;
+      // reltuples is -1 until the table was first vacuumed or analyzed: then the total is unknown.
+      const { rows } = await client.query<{ n: string | null }>(
+        `SELECT CASE WHEN reltuples < 0 THEN NULL ELSE reltuples::bigint END AS n FROM pg_class WHERE oid = $1`,
+        [t.oid],
+      );
+      this.totalRows = rows[0]?.n == null ? null : Number(rows[0].n);
+    }
+    const fetch = this.d.config['snapshot.fetch.size'];
+    const names = codec.columnNames();
+    const keys = t.keyColumns.map(quoteIdent);
+    const keyIdx = t.keyColumns.map((k) => names.indexOf(k));
+    const conditions = [
+      ...(cur.lastKey ? [`(${keys.join(', ')}) > (${cur.lastKey.map((_, i) => `$${i + 1}`).join(', ')})`] : []),
+      ...(cur.where ? [`(${cur.where})`] : []),
+    ];
+    const slot = this.d.config['slot.name'];
+    const { id, done } = this.windows.open(this.seq++);
+    const low = await emitWatermark(client, { slot, window: id, kind: 'low' });
+    let rows: string[][];
+    let snapshotText: string;
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      snapshotText = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+      rows = (
+        await client.query<string[]>({
+          text: `SELECT ${names.map(quoteIdent).join(', ')} FROM ${from}${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${keys.join(', ')} LIMIT ${fetch + 1}`,
+          values: cur.lastKey ?? [],
+          rowMode: 'array',
+          types: RAW_TEXT,
+        })
+      ).rows;
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    await emitWatermark(client, { slot, window: id, kind: 'high' });
+    const snapshot = parsePgSnapshot(snapshotText);
+    const read = rows.slice(0, fetch).map((values) => {
+      const row: RawRow = {};
+      for (let c = 0; c < names.length; c++) row[names[c]!] = values[c] ?? null;
+      return row;
+    });
+    const trusted = this.windows.trusts(snapshot);
+    if (!trusted) this.d.log.warn({ table: t.qualified, xmin: snapshot.xmin }, 'incremental snapshot waits for an old transaction to end');
+    this.published = 0;
+    this.windows.setChunk(id, {
+      rows: trusted ? read : [],
+      keys: trusted ? read.map((r) => keyId(codec.encodeKey(r))) : [],
+      snapshot,
+      columns: names.join(','),
+      ...(trusted ? {} : { stale: true }),
+    });
+    const outcome = await done;
+    if (outcome === 'stale' || signal.aborted) return 'retry';
+    // The chunk's rows are in Kafka before its last key is remembered.
+    await this.d.publisher()!.whenAcked();
+    const last = rows[Math.min(rows.length, fetch) - 1];
+    if (last) cur.lastKey = keyIdx.map((i) => last[i] ?? null);
+    cur.rows += this.published;
+    cur.chunks++;
+    cur.openedAt ??= low;
+    this.d.events?.add(t.qualified, 'r', this.published);
+    const finished = rows.length <= fetch;
+    if (finished) {
+      this.progress.finished.push({
+        table: cur.table,
+        ...(cur.where ? { where: cur.where } : {}),
+        rows: cur.rows,
+        finishedAt: new Date().toISOString(),
+        ...(cur.openedAt ? { openedAt: cur.openedAt } : {}),
+      });
+      this.progress.finished = this.progress.finished.slice(-FINISHED_KEPT);
+      this.progress.current = undefined;
+      this.d.log.info({ table: cur.table, rows: cur.rows, chunks: cur.chunks }, 'incremental snapshot of table finished');
+    } else {
+      this.d.log.info({ table: cur.table, rows: cur.rows, totalRows: this.totalRows, chunks: cur.chunks }, 'incremental snapshot progress');
+    }
+    this.save();
+    return finished ? 'done' : 'ok';
+  }
+
+  /**
+   * At a chunk's high watermark (called by the stream, in stream order): publish the rows that survived.
+   * `highLsn` is the watermark's LSN as pgoutput gives it: the end of its WAL record, which is where the next
+   * record (perhaps a commit) starts. The rows take the position one byte before it, inside the watermark's own
+   * record: after every commit record before it, before every one after, and never a commit's own position.
+   */
+  private async publishChunk(rows: RawRow[], highLsn: bigint, columns: string): Promise<'published' | 'stale'> {
+    const commitLsn = highLsn - 1n;
+    const cur = this.progress.current;
+    const codec = cur && this.d.codecOf(cur.table);
+    if (!cur || !codec || codec.columnNames().join(',') !== columns) return 'stale';
+    const publisher = this.d.publisher()!;
+    const t = codec.table;
+    for (const [i, row] of rows.entries()) {
+      const wait = publisher.push({
+        topic: codec.topic,
+        key: codec.encodeKey(row),
+        value: codec.encodeValue(
+          'r',
+          null,
+          row,
+          {
+            name: this.d.config['topic.prefix'],
+            db: this.d.config['database.dbname'],
+            schema: t.schema,
+            table: t.name,
+            tsMs: Date.now(),
+            snapshot: 'incremental',
+            txId: null,
+            lsn: commitLsn,
+            commitLsn,
+            eventIndex: i,
+          },
+          i + 1,
+          i + 1,
+        ),
+      });
+      if (wait) await wait;
+    }
+    this.published = rows.length;
+    return 'published';
+  }
+}
+
+/** Whether signal position `a` (`commitLsn:messageLsn`, decimal) comes after `b`. */
+function after(a: string, b: string): boolean {
+  const [ac, am] = a.split(':').map(BigInt) as [bigint, bigint];
+  const [bc, bm] = b.split(':').map(BigInt) as [bigint, bigint];
+  return ac !== bc ? ac > bc : am > bm;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
