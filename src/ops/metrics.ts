@@ -93,6 +93,24 @@ function defineSourceMetrics(registers: Registry[]) {
       labelNames: ['connector', 'table'] as const,
       registers,
     }),
+    incrementalRows: new Gauge({
+      name: 'tide_source_incremental_snapshot_rows',
+      help: 'Rows an incremental snapshot has published from a table so far (the one running, or the last that finished).',
+      labelNames: ['connector', 'table'] as const,
+      registers,
+    }),
+    incrementalRowsExpected: new Gauge({
+      name: 'tide_source_incremental_snapshot_rows_expected',
+      help: "Rows the running incremental snapshot expects to read from a table (Postgres' estimate; absent when unknown).",
+      labelNames: ['connector', 'table'] as const,
+      registers,
+    }),
+    incrementalQueued: new Gauge({
+      name: 'tide_source_incremental_snapshots_queued',
+      help: 'Incremental snapshots requested and waiting for the one running to finish.',
+      labelNames: ['connector'] as const,
+      registers,
+    }),
     schemaVersions: new Counter({
       name: 'tide_source_schema_versions_registered_total',
       help: 'Distinct schema versions (subject, schema id) the connector registered or found in the schema registry.',

@@ -45,6 +45,9 @@ export function registerSourceMetrics(source: SourceMetricsSource, metrics: Tide
     pending: new OwnedSeries(m.pendingEvents),
     snapshotRows: new OwnedSeries(m.snapshotRows),
     snapshotExpected: new OwnedSeries(m.snapshotRowsExpected),
+    incrementalRows: new OwnedSeries(m.incrementalRows),
+    incrementalExpected: new OwnedSeries(m.incrementalRowsExpected),
+    incrementalQueued: new OwnedSeries(m.incrementalQueued),
     lag: new OwnedSeries(m.slotLag),
     retained: new OwnedSeries(m.retainedWal),
     level: new OwnedSeries(m.slotLevel),
@@ -63,6 +66,12 @@ export function registerSourceMetrics(source: SourceMetricsSource, metrics: Tide
     for (const [table, p] of snapshot) {
       series.snapshotRows.set({ connector, table }, p.rows);
       series.snapshotExpected.set({ connector, table }, p.totalRows);
+    }
+    const inc = s.incrementalSnapshot;
+    series.incrementalQueued.set({ connector }, inc ? inc.queued.length : 0);
+    if (inc && inc.startedAt) {
+      series.incrementalRows.set({ connector, table: inc.table }, inc.rows);
+      if (inc.totalRows !== null) series.incrementalExpected.set({ connector, table: inc.table }, inc.totalRows);
     }
     const reading = await source.slot?.();
     if (reading?.lagBytes != null) series.lag.set({ connector, slot }, reading.lagBytes);

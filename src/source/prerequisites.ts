@@ -14,7 +14,8 @@ import { findIdentityGaps, identityCheck } from './replica-identity.ts';
  * - REPLICATION (or superuser): the replication connection, CREATE_REPLICATION_SLOT, START_REPLICATION.
  * - A free replication slot (max_replication_slots) for a new slot, and a free WAL sender (max_wal_senders).
  * - USAGE on the schema and SELECT on each captured table: the initial snapshot (pgoutput itself needs none).
- * - Heartbeats call pg_logical_emit_message, which every role may execute unless a DBA revoked it.
+ * - Heartbeats, incremental snapshots' watermarks and signals call pg_logical_emit_message, which every role
+ *   may execute unless a DBA revoked it. Incremental snapshots read with the same SELECT right as the initial one.
  * - `filtered`: CREATE PUBLICATION needs CREATE on the database; adding a table to a publication needs
  *   ownership of the table (membership in its owning role), and ALTER PUBLICATION ownership of the
  *   publication. PostgreSQL has no narrower right for it, so least privilege is `disabled` mode with a
@@ -178,10 +179,10 @@ export async function checkPrerequisites(
     blocking: plan.snapshot,
   });
   checks.push({
-    name: 'heartbeats (pg_logical_emit_message)',
-    ok: config['heartbeat.interval.ms'] === 0 || f.emitMessage,
-    detail: config['heartbeat.interval.ms'] === 0 ? 'heartbeat.interval.ms=0' : f.emitMessage ? 'allowed' : 'EXECUTE was revoked',
-    fix: `GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO ${role};  (or heartbeat.interval.ms=0)`,
+    name: 'heartbeats and incremental-snapshot watermarks (pg_logical_emit_message)',
+    ok: f.emitMessage,
+    detail: f.emitMessage ? 'allowed' : 'EXECUTE was revoked: no heartbeats, and incremental snapshots cannot run',
+    fix: `GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO ${role};`,
     blocking: false,
   });
 
@@ -292,8 +293,10 @@ export function leastPrivilegeSql(config: SourceConfig, plan: SourcePlan, owners
     `GRANT CONNECT ON DATABASE ${db} TO ${role};`,
     ...(schemas.length ? [`GRANT USAGE ON SCHEMA ${schemas.join(', ')} TO ${role};`] : []),
     ...(tables.length ? [`-- the initial snapshot reads the captured tables:`, `GRANT SELECT ON ${tables.join(', ')} TO ${role};`] : []),
-    `-- heartbeats call pg_logical_emit_message, which every role may run unless it was revoked; if it was:`,
+    `-- heartbeats and the watermarks of incremental snapshots call pg_logical_emit_message, which every role may run unless it was revoked; if it was:`,
     `-- GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO ${role};`,
+    `-- incremental snapshots read with the same SELECT right; tables created later need it too, e.g. (as the role that creates them):`,
+    ...(schemas.length ? [`-- ALTER DEFAULT PRIVILEGES IN SCHEMA ${schemas.join(', ')} GRANT SELECT ON TABLES TO ${role};`] : []),
   ];
   if (mode === 'disabled')
     out.push(

@@ -3,6 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { connectPg } from '../../src/source/pg-connection.ts';
+import { emitSignal, snapshotSignal } from '../../src/source/signals.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrisma } from '../../src/app/db.ts';
 import { replay } from '../../src/app/replay.ts';
@@ -118,6 +120,15 @@ describe('the source runs as a least-privilege role', () => {
       await waitForSourceCaughtUp(admin, file.config['slot.name'], 60_000);
       expect(source.connector.state).toBe('streaming');
       expect(source.connector.lastError).toBeUndefined();
+
+      // An incremental snapshot, signalled as the role: its watermarks and reads need nothing more.
+      const asTheRole = await connectPg(file.config);
+      await emitSignal(asTheRole, snapshotSignal(file.config['slot.name'], ['public.customers'])).finally(() => asTheRole.end());
+      const rows = snapshotRows + 2;
+      await consumeUntil(
+        [topic],
+        (e) => e.filter((x) => (x.value as { source: { snapshot: string } }).source.snapshot === 'incremental').length >= rows,
+      );
     } finally {
       await source.stop();
     }

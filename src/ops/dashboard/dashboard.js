@@ -125,6 +125,13 @@ function connectorItem(name, stateText, facts, error) {
 
 // ---- pipeline ----
 
+/** An incremental snapshot's progress: `public.orders 12,000 / 50,000 rows (+2 queued)`. */
+function incrementalText(i) {
+  const total = i.totalRows === null ? '' : ` / ${formatCount(i.totalRows)}`;
+  const queued = i.queued.length ? ` (+${i.queued.length} queued)` : '';
+  return `${i.table} ${formatCount(i.rows)}${total} rows${queued}`;
+}
+
 function renderPipeline(p) {
   const t = Date.parse(p.at);
   const sources = p.sources.map((s) => {
@@ -139,6 +146,7 @@ function renderPipeline(p) {
         fact('events', formatCount(s.eventsTotal), 'eventsTotal'),
         fact('slot lag', slot ? formatBytes(slot.lagBytes) : '—', 'slotLag'),
         fact('confirmed', s.confirmedLsn, 'confirmedLsn'),
+        ...(s.incrementalSnapshot ? [fact('incremental snapshot', incrementalText(s.incrementalSnapshot), 'incrementalSnapshot')] : []),
       ],
       s.error,
     );

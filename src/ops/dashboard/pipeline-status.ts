@@ -10,7 +10,16 @@ import type { SourceStatus } from '../../source/status-file.ts';
 
 export type SourceView = Pick<
   SourceStatus,
-  'name' | 'state' | 'slot' | 'confirmedLsn' | 'eventsTotal' | 'eventsPerSecond' | 'pendingEvents' | 'error' | 'updatedAt'
+  | 'name'
+  | 'state'
+  | 'slot'
+  | 'confirmedLsn'
+  | 'eventsTotal'
+  | 'eventsPerSecond'
+  | 'pendingEvents'
+  | 'error'
+  | 'updatedAt'
+  | 'incrementalSnapshot'
 >;
 
 export interface SinkView {
@@ -37,8 +46,8 @@ export interface PipelineStatus {
 
 /** Source status as the page gets it (the status file carries more: pid, snapshot progress). */
 export function sourceView(status: SourceStatus): SourceView {
-  const { name, state, slot, confirmedLsn, eventsTotal, eventsPerSecond, pendingEvents, error, updatedAt } = status;
-  return { name, state, slot, confirmedLsn, eventsTotal, eventsPerSecond, pendingEvents, error, updatedAt };
+  const { name, state, slot, confirmedLsn, eventsTotal, eventsPerSecond, pendingEvents, error, updatedAt, incrementalSnapshot } = status;
+  return { name, state, slot, confirmedLsn, eventsTotal, eventsPerSecond, pendingEvents, error, updatedAt, incrementalSnapshot };
 }
 
 /** A sink worker's counters as the page gets them; freshness is computed at `nowMs`. */
