@@ -133,7 +133,10 @@ describe('incremental snapshot under traffic, with kill -9', () => {
 
     // kill -9 in the middle of the ledger's snapshot.
     await waitFor(() => (offsets()?.incremental?.current?.rows ?? 0) >= 200, 'the ledger snapshot to be under way', 90_000);
-    const status = JSON.parse(readFileSync(join(work, '.tide', `${file.name}.status.json`), 'utf8')) as SourceStatus;
+    // The status file is rewritten once a second, so it may still show the state before the first chunk.
+    const readStatus = () => JSON.parse(readFileSync(join(work, '.tide', `${file.name}.status.json`), 'utf8')) as SourceStatus;
+    await waitFor(() => (readStatus().incrementalSnapshot?.rows ?? 0) > 0, 'the status file to show the snapshot progress', 10_000);
+    const status = readStatus();
     expect(status.incrementalSnapshot).toMatchObject({ table: 'public.ledger', reason: 'signal', queued: ['public.orders'] });
     expect(status.incrementalSnapshot!.rows).toBeGreaterThan(0);
     child!.kill('SIGKILL');
