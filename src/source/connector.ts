@@ -23,7 +23,7 @@ import { isConnectionLoss, reconnectToPostgres } from './reconnect.ts';
 import { findLostSlot, SlotLostError } from './slot-lost.ts';
 import { readDatabaseState } from './database-state.ts';
 import { QUIET_SOURCE_OBSERVER, type SourceObserver } from './source-observer.ts';
-import { connectPg, pgWhere } from './pg-connection.ts';
+import { connectPg, endPg, pgWhere } from './pg-connection.ts';
 import { isDriverError, pgTarget, translatePgError } from './pg-errors.ts';
 import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNow } from './prerequisites.ts';
 import { ReplicationStream } from './replication-stream.ts';
@@ -568,6 +568,8 @@ export class SourceConnector {
 
   private async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    // Both end at once, also after a failure or a pause (run's signal is not aborted then): a snapshot chunk
+    // waiting for a high watermark from the failed stream stops waiting.
     await this.discovery?.stop();
     await this.incremental?.stop();
     await this.reconnecting;
@@ -582,7 +584,7 @@ export class SourceConnector {
     this.publisher?.close();
     await this.replication?.stop();
     await this.producer.close().catch(() => undefined);
-    await this.sql?.end().catch(() => undefined);
+    await endPg(this.sql);
     this.flushStatus();
     this.log.info({ confirmedLsn: formatLsn(this.confirmed), events: this.eventsTotal }, 'source closed');
   }

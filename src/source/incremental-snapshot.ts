@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { SourceConfig } from '../config/source-config.ts';
 import type { RawRow, TableCodec } from '../events/envelope.ts';
+import { untilAborted } from '../abortable.ts';
+import { TideError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { IncrementalProgress, IncrementalTable, OffsetStore, SourceOffsets } from './offset-store.ts';
 import { formatLsn } from './lsn.ts';
+import { endPg } from './pg-connection.ts';
 import { quoteIdent } from './plan.ts';
 import type { EventPublisher } from './publisher.ts';
 import { emitWatermark, parseSignal, parseWatermark, SIGNAL_PREFIX, WATERMARK_PREFIX, type SnapshotRequest } from './signals.ts';
@@ -62,6 +65,8 @@ export class IncrementalSnapshots {
   private totalRows: number | null = null;
   private totalRowsFor: string | undefined;
   private seq = 0;
+  /** Aborted by stop(). */
+  private readonly stopping = new AbortController();
   /** Rows the last chunk published (set by publishChunk at its high watermark). */
   private published = 0;
 
@@ -131,19 +136,31 @@ export class IncrementalSnapshots {
     };
   }
 
-  /** Run the queue until `signal` aborts. */
+  /**
+   * Run the queue until `signal` aborts or stop() is called. The connector's signal aborts only on a clean
+   * stop; when the source fails or pauses, stop() is what ends the loop, so the loop waits on its own signal.
+   */
   start(signal: AbortSignal): void {
-    this.running = this.loop(signal).catch((err: unknown) => {
-      if (!signal.aborted) this.d.onError(err as Error);
+    const stop = AbortSignal.any([signal, this.stopping.signal]);
+    this.running = this.loop(stop).catch((err: unknown) => {
+      if (!stop.aborted) this.d.onError(err as Error);
+      else this.d.log.debug({ err: (err as Error).message }, 'incremental snapshot stopped');
     });
   }
 
+  /**
+   * Stop now, also in the middle of a chunk: every wait of the loop (for work, a high watermark the failed
+   * stream will never deliver, Kafka's acknowledgement, a retry's pause) ends on the stop signal, and ending
+   * the connection fails a query in flight.
+   */
   async stop(): Promise<void> {
-    this.windows.abandon(new Error('the source is stopping'));
+    this.stopping.abort(new TideError('the source is stopping'));
+    this.windows.abandon(new TideError('the source is stopping'));
     this.wake?.();
-    await this.running;
-    await this.client?.end().catch(() => undefined);
+    const client = this.client;
     this.client = undefined;
+    await endPg(client);
+    await this.running;
   }
 
   private save(): void {
@@ -158,7 +175,10 @@ export class IncrementalSnapshots {
       const current = this.progress.current ?? this.next();
       if (!current) {
         this.windows.follow(undefined);
-        await new Promise<void>((r) => (this.wake = r));
+        await new Promise<void>((r) => {
+          this.wake = r;
+          if (signal.aborted) r();
+        });
         this.wake = undefined;
         continue;
       }
@@ -193,8 +213,9 @@ export class IncrementalSnapshots {
           { table: current.table, err: (err as Error).message, attempt: failures },
           'incremental snapshot chunk failed; trying again',
         );
-        await this.client?.end().catch(() => undefined);
+        const client = this.client;
         this.client = undefined;
+        await endPg(client);
         await sleep(Math.min(30_000, 500 * 2 ** failures), signal);
       }
     }
@@ -211,7 +232,15 @@ export class IncrementalSnapshots {
 
   /** Read and publish one chunk. 'retry': read the same chunk again later. */
   private async chunk(codec: TableCodec, cur: IncrementalTable, signal: AbortSignal): Promise<'ok' | 'retry' | 'done'> {
-    const client = (this.client ??= await this.d.connect());
+    if (!this.client) {
+      const fresh = await this.d.connect();
+      if (signal.aborted) {
+        await endPg(fresh); // stop() came while connecting: nobody else would end it
+        throw signal.reason as Error;
+      }
+      this.client = fresh;
+    }
+    const client = this.client;
     const t = codec.table;
     const from = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
     if (cur.chunks === 0 || this.totalRowsFor !== cur.table) {
@@ -269,10 +298,11 @@ export class IncrementalSnapshots {
       columns: names.join(','),
       ...(trusted ? {} : { stale: true }),
     });
-    const outcome = await done;
+    // The high watermark comes through the stream; a stream that failed never delivers it.
+    const outcome = await untilAborted(done, signal);
     if (outcome === 'stale' || signal.aborted) return 'retry';
     // The chunk's rows are in Kafka before its last key is remembered.
-    await this.d.publisher()!.whenAcked();
+    await untilAborted(this.d.publisher()!.whenAcked(), signal);
     const last = rows[Math.min(rows.length, fetch) - 1];
     if (last) cur.lastKey = keyIdx.map((i) => last[i] ?? null);
     cur.rows += this.published;

@@ -151,6 +151,28 @@ export async function connectPg(c: SourceConfig, opts: ConnectOptions = {}): Pro
   }
 }
 
+/** How long endPg lets pg's graceful goodbye take before it destroys the socket. */
+const END_GRACE_MS = 5000;
+
+/**
+ * Close a connection, also one that is stuck. pg's end() destroys the socket when a query is in flight (the
+ * query rejects), but otherwise it sends Terminate and waits for the socket's close, which on a connection
+ * lost without a FIN (a network cut, a frozen server) never comes. After END_GRACE_MS the socket is destroyed,
+ * which ends the client and rejects whatever still waits on it. Never throws.
+ */
+export async function endPg(client: pg.Client | undefined): Promise<void> {
+  if (!client) return;
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), END_GRACE_MS)));
+  const ended = client.end().then(
+    () => 'ended' as const,
+    () => 'ended' as const,
+  );
+  const outcome = await Promise.race([ended, grace]);
+  clearTimeout(timer);
+  if (outcome === 'late') client.connection.stream.destroy();
+}
+
 /** Run `work` on a fresh connection, closing it after; errors are translated. */
 export async function withPg<T>(c: SourceConfig, work: (client: pg.Client) => Promise<T>, opts: ConnectOptions = {}): Promise<T> {
   const client = await connectPg(c, opts);

@@ -88,6 +88,8 @@ interface Window {
   reject: (err: Error) => void;
   /** Set while H waits for the chunk. */
   chunkArrived?: () => void;
+  /** Given up (abandon): its chunk will never come. */
+  abandoned?: boolean;
 }
 
 export class SnapshotWindows {
@@ -165,11 +167,17 @@ export class SnapshotWindows {
     w.chunkArrived?.();
   }
 
-  /** Give up the open window (the read failed, or the connector stops). */
+  /**
+   * Give up the open window (the read failed, or the connector stops). A high watermark waiting for the
+   * window's chunk stops waiting: the stream goes on without publishing it (the chunk is read again).
+   */
   abandon(err: Error): void {
     const w = this.window;
     this.window = undefined;
-    if (w && w.phase !== 'closed') w.reject(err);
+    if (!w) return;
+    w.abandoned = true;
+    if (w.phase !== 'closed') w.reject(err);
+    w.chunkArrived?.();
   }
 
   /**
@@ -192,8 +200,9 @@ export class SnapshotWindows {
     }
     w.phase = 'closed';
     const finish = async () => {
-      if (!w.chunk) await new Promise<void>((r) => (w.chunkArrived = r));
-      const chunk = w.chunk!;
+      if (!w.chunk && !w.abandoned) await new Promise<void>((r) => (w.chunkArrived = r));
+      const chunk = w.chunk;
+      if (!chunk || w.abandoned) return w.resolve('stale');
       if (chunk.stale) return w.resolve('stale');
       const result = await publish(this.survivors(w, chunk), lsn, chunk.columns);
       this.prune(chunk.snapshot);

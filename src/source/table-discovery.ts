@@ -1,9 +1,12 @@
 import type pg from 'pg';
 import type { SourceConfig } from '../config/source-config.ts';
+import { untilAborted } from '../abortable.ts';
+import { TideError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readTables, tableFilter, type CatalogTable } from './catalog.ts';
 import type { IncrementalSnapshots } from './incremental-snapshot.ts';
 import type { OffsetStore } from './offset-store.ts';
+import { endPg } from './pg-connection.ts';
 import { quoteIdent } from './plan.ts';
 
 /**
@@ -38,7 +41,8 @@ export class TableDiscovery {
   private running: Promise<void> | undefined;
   /** Tables already reported as impossible to capture (no primary key, not in the publication), so each is told once. */
   private readonly told = new Set<string>();
-  private stopped = false;
+  /** Aborted by stop(): a check in progress stops waiting (for the catalog, the registry or Kafka). */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly d: DiscoveryDeps) {}
 
@@ -46,30 +50,41 @@ export class TableDiscovery {
     const every = this.d.config['table.discovery.interval.ms'];
     if (every <= 0) return;
     const tick = () => {
-      if (this.stopped) return;
+      if (this.stopping.signal.aborted) return;
       this.running = this.check()
-        .catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'looking for new tables failed; trying again'))
+        .catch((err: unknown) => {
+          if (!this.stopping.signal.aborted)
+            this.d.log.warn({ err: (err as Error).message }, 'looking for new tables failed; trying again');
+        })
         .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, every);
+          if (!this.stopping.signal.aborted) this.timer = setTimeout(tick, every);
         });
     };
     this.timer = setTimeout(tick, every);
   }
 
+  /** Stop now, also in the middle of a check: ending the connection fails a query in flight. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort(new TideError('the source is stopping'));
     clearTimeout(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    await endPg(client);
     await this.running;
-    await this.client?.end().catch(() => undefined);
   }
 
   /** One look at the catalog. */
   async check(): Promise<void> {
     const c = this.d.config;
+    const signal = this.stopping.signal;
     const include = tableFilter(c['table.include.list'], c['table.exclude.list']);
     let client = this.client;
     if (!client) {
       client = await this.d.connect();
+      if (signal.aborted) {
+        await endPg(client); // stop() came while connecting: nobody else would end it
+        return;
+      }
       client.on('error', () => (this.client = undefined));
       this.client = client;
     }
@@ -77,11 +92,14 @@ export class TableDiscovery {
     try {
       tables = (await readTables(client)).filter((t) => include(t.qualified) && !this.d.captures(t.qualified));
     } catch (err) {
-      await client.end().catch(() => undefined);
       this.client = undefined;
+      await endPg(client);
       throw err;
     }
-    for (const t of tables) await this.adopt(client, t);
+    for (const t of tables) {
+      if (signal.aborted) return;
+      await untilAborted(this.adopt(client, t), signal);
+    }
   }
 
   private async adopt(client: pg.Client, t: CatalogTable): Promise<void> {

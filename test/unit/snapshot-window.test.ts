@@ -61,6 +61,17 @@ describe('incremental snapshot windows (DBLog watermarks)', () => {
     expect(published).toEqual([{ rows: ['x'], lsn: 2n }]);
   });
 
+  it('lets a high watermark that waits for its chunk go on when the window is abandoned (the read failed, or the source stops)', async () => {
+    const { w, published, publish } = harness();
+    const { id, done } = w.open(0);
+    w.onWatermark(id, 'low', 1n, publish);
+    const held = w.onWatermark(id, 'high', 2n, publish);
+    w.abandon(new Error('the source is stopping'));
+    await held; // before the fix: pending for ever, and the stream with it
+    expect(await done).toBe('stale');
+    expect(published).toEqual([]);
+  });
+
   it('publishes nothing of a chunk whose table was truncated inside the window', async () => {
     const { w, published, publish } = harness();
     const { id } = w.open(0);
