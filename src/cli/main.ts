@@ -22,6 +22,7 @@ const GROUPS: Record<string, () => Promise<Register[]>> = {
   lake: async () => [
     (await import('./lake-commands.ts')).registerLakeCommands,
     (await import('./lake-recovery-commands.ts')).registerLakeRecoveryCommands,
+    (await import('./report-commands.ts')).registerReportCommands,
   ],
   slots: async () => [(await import('./slots-commands.ts')).registerSlotsCommands],
   demo: async () => [(await import('./demo.ts')).registerDemoCommand],

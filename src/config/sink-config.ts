@@ -50,6 +50,8 @@ export const sinkConfigSchema = z
       .string()
       .regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'must be a size such as 512MB or 2GB')
       .default('2GB'),
+    /** The folder of gold report SQL files, one table per <name>.sql, relative to the connector file (README "Gold reports"). */
+    'gold.reports.dir': z.string().min(1).optional(),
     /** Gold reports are rebuilt when silver changed and at least this long passed since the last build; 0 turns gold off. */
     'gold.refresh.interval.ms': int(0).default(30_000),
     /** A PostgreSQL database (postgresql://user:password@host:port/db?sslmode=…) where every gold table is published after each build, for BI tools. */
@@ -74,6 +76,12 @@ export const sinkConfigSchema = z
         code: 'custom',
         path: [s3Keys[0]!],
         message: `applies only to a lake on S3, but lake.uri is ${JSON.stringify(c['lake.uri'])}: use s3://<bucket>/<prefix> or drop ${s3Keys.join(', ')}`,
+      });
+    if (c['serving.uri'] && c['gold.refresh.interval.ms'] && !c['gold.reports.dir'])
+      ctx.addIssue({
+        code: 'custom',
+        path: ['serving.uri'],
+        message: 'publishes gold tables, but gold.reports.dir names no report folder: set it (e.g. "reports/orders") or drop serving.uri',
       });
     if (c['serving.uri'] && !c['gold.refresh.interval.ms'])
       ctx.addIssue({

@@ -1,151 +1,201 @@
-import type { Action } from '../lake/delta/actions.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
-import type { LakeColumn, LakeSchema, LakeType } from '../lake/lake-schema.ts';
-import type { DataFile } from '../lake/parquet/parquet-engine.ts';
-import { duckdbType, type ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import type { AddAction } from '../lake/delta/actions.ts';
+import type { LakeSchema } from '../lake/lake-schema.ts';
+import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import type { Logger } from '../log.ts';
-import { goldPath, lakeTableName, silverPath } from '../sink/table-layout.ts';
-import { GOLD_REPORTS, type GoldReport } from './gold-reports.ts';
+import { goldPath } from '../sink/table-layout.ts';
+import { buildFull, buildIncremental, fileMaxMs, highWaterMark } from './gold-build.ts';
+import { quoteIdentifier as q, type GoldReport } from './gold-reports.ts';
+import { InputsMissingError } from './report-errors.ts';
+import { isDue } from './report-schedule.ts';
 import { servingSelectExpression, type ServingDatabase } from './serving.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/**
- * Gold: reporting tables defined as SQL over silver, run by DuckDB. Each refresh registers one view
- * per silver table (`silver_<table>`, over the table's current Parquet files), runs every report and
- * replaces the gold table's content in one Delta commit (remove all + add), updating its schema when
- * the report's columns changed (the attributes pivot grows a column per new key).
- */
-export const GOLD_SOURCE_TABLES = ['public.customers', 'public.products', 'public.orders', 'public.order_items'];
+export { lakeTypeOfDuckdb } from './gold-build.ts';
 
+/**
+ * Gold: the team's reports (gold.reports.dir), run by DuckDB over the lake and written back as Delta
+ * tables. Before a report runs, each lake table its SQL names gets a view `<layer>_<table>` over the
+ * table's current files. Reports run in dependency order, so one that reads `gold_<other>` sees the
+ * other's build of the same pass. When each report is due follows its `refresh` header
+ * (report-schedule.ts); the sink tells the refresher which tables each flush changed (noteChanged).
+ * After each build the table is published to the serving database, when there is one.
+ */
 export interface GoldResult {
   report: string;
   rows: number;
   version: number;
   ms: number;
+  /** For an incremental build: the {{since}} it recomputed from. */
+  since?: string;
 }
 
-/** DuckDB's result type → the lake's; anything else is cast to a string. */
-export function lakeTypeOfDuckdb(type: string): LakeType {
-  const t = type.toUpperCase();
-  const dec = /^DECIMAL\((\d+),\s*(\d+)\)$/.exec(t);
-  if (dec) return { kind: 'decimal', precision: Number(dec[1]), scale: Number(dec[2]) };
-  if (t.endsWith('[]')) return { kind: 'array', element: lakeTypeOfDuckdb(t.slice(0, -2)) };
-  switch (t) {
-    case 'VARCHAR':
-      return { kind: 'string' };
-    case 'BIGINT':
-    case 'UBIGINT':
-    case 'UINTEGER':
-      return { kind: 'long' };
-    case 'HUGEINT':
-    case 'UHUGEINT':
-      return { kind: 'decimal', precision: 38, scale: 0 };
-    case 'INTEGER':
-    case 'USMALLINT':
-      return { kind: 'integer' };
-    case 'SMALLINT':
-    case 'TINYINT':
-    case 'UTINYINT':
-      return { kind: 'short' };
-    case 'DOUBLE':
-      return { kind: 'double' };
-    case 'FLOAT':
-      return { kind: 'float' };
-    case 'BOOLEAN':
-      return { kind: 'boolean' };
-    case 'BLOB':
-      return { kind: 'binary' };
-    case 'DATE':
-      return { kind: 'date' };
-    case 'TIMESTAMP WITH TIME ZONE':
-    case 'TIMESTAMP':
-    case 'TIMESTAMP_NS':
-    case 'TIMESTAMP_MS':
-    case 'TIMESTAMP_S':
-      return { kind: 'timestamp' };
-    default:
-      return { kind: 'string' };
-  }
+export interface GoldRefresherOptions {
+  /** Where each built gold table is published for BI tools (serving.uri), if anywhere. */
+  serving?: ServingDatabase;
+  /** gold.refresh.interval.ms: the least time between two on-change builds of a report (and between retries of a failed one). */
+  onChangeIntervalMs?: number;
+  /** The clock (tests). */
+  now?: () => number;
 }
 
-const q = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+interface ReportState {
+  /** Last build (ms); undefined until known (read from the gold table's log at the first scheduled pass). */
+  lastBuildMs?: number;
+  /** The change sequence number its last build saw. */
+  builtSeq: number;
+  failedAtMs?: number;
+}
 
 export class GoldRefresher {
   /** Reports that failed, newest last (for status and metrics). */
   readonly failures: { report: string; error: string; at: number }[] = [];
+  private readonly state = new Map<string, ReportState>();
+  private changeSeq = 0;
+  /** Lake table root → the sequence number of its last change. */
+  private readonly changedAt = new Map<string, number>();
+  private loadedBuildTimes = false;
+  private readonly now: () => number;
 
   constructor(
     private readonly engine: ParquetEngine,
     private readonly store: ObjectStore,
     private readonly log: Logger,
-    private readonly reports: GoldReport[] = GOLD_REPORTS,
-    /** Where each built gold table is published for BI tools (serving.uri), if anywhere. */
-    private readonly serving?: ServingDatabase,
-  ) {}
-
-  /** Register `silver_<table>` views; false when a silver table does not exist yet. */
-  async registerSilverViews(): Promise<boolean> {
-    for (const qualified of GOLD_SOURCE_TABLES) {
-      const table = await DeltaTable.open(this.store, silverPath(qualified));
-      if (!table) return false;
-      await this.engine.createView(`silver_${lakeTableName(qualified)}`, this.store, table.root, table.files(), table.schema);
-    }
-    return true;
+    readonly reports: GoldReport[],
+    private readonly opts: GoldRefresherOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    for (const r of reports) this.state.set(r.name, { builtSeq: 0 });
   }
 
-  async refresh(): Promise<GoldResult[]> {
-    if (!(await this.registerSilverViews())) {
-      this.log.info('gold: not every silver table exists yet; skipping this refresh');
-      return [];
+  /** The sink committed to these lake tables (roots, e.g. silver/orders). */
+  noteChanged(roots: string[]): void {
+    const seq = ++this.changeSeq;
+    for (const root of roots) this.changedAt.set(root, seq);
+  }
+
+  private inputsChanged(r: GoldReport): boolean {
+    const built = this.state.get(r.name)!.builtSeq;
+    // A report whose SQL names no lake table Tide can see follows every change.
+    if (!r.reads.length) return this.changeSeq > built;
+    return r.reads.some((x) => (this.changedAt.get(x.root) ?? 0) > built);
+  }
+
+  /** Whether the report should be built now (its refresh header; a failed one waits gold.refresh.interval.ms). */
+  isDue(r: GoldReport, nowMs = this.now()): boolean {
+    const s = this.state.get(r.name)!;
+    const interval = this.opts.onChangeIntervalMs ?? 0;
+    if (s.failedAtMs !== undefined && nowMs - s.failedAtMs < Math.max(interval, 1000)) return false;
+    return isDue(r.schedule, { nowMs, lastBuildMs: s.lastBuildMs, inputsChanged: this.inputsChanged(r), onChangeIntervalMs: interval });
+  }
+
+  anyDue(): boolean {
+    const now = this.now();
+    return this.reports.some((r) => this.isDue(r, now));
+  }
+
+  /** After a restart, a report's last build is its gold table's last commit: a daily report is not built twice a day. */
+  private async loadBuildTimes(): Promise<void> {
+    if (this.loadedBuildTimes) return;
+    this.loadedBuildTimes = true;
+    for (const r of this.reports) {
+      const table = await DeltaTable.open(this.store, goldPath(r.name)).catch(() => undefined);
+      if (!table) continue;
+      const commit = await this.store
+        .stat(`${table.root}/_delta_log/${String(table.version).padStart(20, '0')}.json`)
+        .catch(() => undefined);
+      if (commit?.modified !== undefined) this.state.get(r.name)!.lastBuildMs ??= commit.modified;
     }
+  }
+
+  /** Build the reports that are due, in dependency order (the sink calls this after its flushes). */
+  async refreshDue(): Promise<GoldResult[]> {
+    await this.loadBuildTimes();
+    return this.buildPass((r) => this.isDue(r));
+  }
+
+  /** Build every report now (or the ones named), in dependency order: tests and `tide lake report run`. */
+  async refresh(names?: string[]): Promise<GoldResult[]> {
+    return this.buildPass((r) => !names || names.includes(r.name));
+  }
+
+  /** Build, with `force`, every report whose inputs changed since its last build, whatever its schedule (tests, shutdown). */
+  async refreshChanged(): Promise<GoldResult[]> {
+    return this.buildPass((r) => this.inputsChanged(r));
+  }
+
+  private async buildPass(wanted: (r: GoldReport) => boolean): Promise<GoldResult[]> {
     const results: GoldResult[] = [];
     for (const report of this.reports) {
-      // One report failing (e.g. an attribute key that cannot be a column) must not stop the others.
+      // Asked per report, in order: a report built in this pass makes its dependents' inputs changed.
+      if (!wanted(report)) continue;
+      const s = this.state.get(report.name)!;
+      const seq = this.changeSeq;
       try {
         results.push(await this.refreshReport(report));
+        Object.assign(s, { builtSeq: seq, lastBuildMs: this.now(), failedAtMs: undefined });
+        this.noteChanged([goldPath(report.name)]);
       } catch (err) {
+        if (err instanceof InputsMissingError) {
+          this.log.info({ report: report.name, missing: err.missing }, 'gold report waits for the tables it reads to exist');
+          continue;
+        }
+        // One report failing (e.g. an attribute key that cannot be a column) must not stop the others.
+        s.failedAtMs = this.now();
         this.failures.push({ report: report.name, error: (err as Error).message, at: Date.now() });
         this.log.error({ report: report.name, err }, 'gold report failed; the other reports go on, this one keeps its previous version');
       }
     }
-    this.log.info({ reports: results }, 'gold refreshed');
+    if (results.length) this.log.info({ reports: results }, 'gold refreshed');
     return results;
   }
 
-  /** Rebuild one report: run its SQL over the silver views and replace the gold table's content in one commit. */
+  /**
+   * A view per lake table the report names; returns the required ones (after FROM/JOIN) that do not exist
+   * yet. With `sinceMs` (an incremental build), a table with a column the SQL compares with `>= {{since}}`
+   * gets only the data files whose statistics for it reach `sinceMs`: older files are not even opened.
+   */
+  async registerViews(report: GoldReport, sinceMs?: number): Promise<{ missing: string[]; line: number }> {
+    const missing: string[] = [];
+    let line = 1;
+    for (const read of report.reads) {
+      const table = await DeltaTable.open(this.store, read.root);
+      if (!table) {
+        if (read.required) {
+          if (!missing.length) line = read.line;
+          missing.push(read.root.replace('/', '.'));
+        }
+        continue;
+      }
+      let files = table.files();
+      const by =
+        sinceMs === undefined ? [] : (report.incremental?.inputColumns ?? []).filter((c) => table.schema.columns.some((x) => x.name === c));
+      if (by.length) files = files.filter((f) => by.every((c) => (fileMaxMs(f, c) ?? Infinity) >= sinceMs!));
+      await this.engine.createView(read.view, this.store, table.root, files, table.schema, table.partitionColumns);
+    }
+    return { missing, line };
+  }
+
+  /** Build one report now and publish it. InputsMissingError when a table it reads does not exist yet. */
   async refreshReport(report: GoldReport): Promise<GoldResult> {
     const started = Date.now();
-    const sql = await report.duckdbSql((s) => this.engine.query(s));
-    const described = await this.engine.query(`DESCRIBE ${sql}`);
-    const columns: LakeColumn[] = described.map((d) => ({
-      name: String(d.column_name),
-      type: lakeTypeOfDuckdb(String(d.column_type)),
-      nullable: true,
-    }));
-    const select = `SELECT ${columns.map((c) => `CAST(${q(c.name)} AS ${duckdbType(c.type)}) AS ${q(c.name)}`).join(', ')} FROM (${sql}) r`;
-    const schema = { columns };
-    let table = await DeltaTable.open(this.store, goldPath(report.name));
-    table ??= await DeltaTable.create(this.store, goldPath(report.name), {
-      name: `gold.${report.name}`,
-      schema,
-      description: report.description,
-    });
-    const adds = await this.engine.writeFiles(select, { store: this.store, root: table.root, schema });
-    const now = Date.now();
-    const actions: Action[] = [];
-    if (JSON.stringify(table.schema) !== JSON.stringify(schema)) actions.push({ metaData: table.evolveSchema(schema) });
-    for (const f of table.files())
-      actions.push({
-        remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size },
-      });
-    actions.push(...adds.map((add) => ({ add })));
-    const version = await table.commit(actions, { operation: 'WRITE', parameters: { mode: 'Overwrite' } });
-    const rows = adds.reduce((n, a) => n + (a.stats ? Number((JSON.parse(a.stats) as { numRecords: number }).numRecords) : 0), 0);
-    if (this.serving) await this.publish(report, table.root, adds, schema, version);
-    return { report: report.name, rows, version, ms: Date.now() - started };
+    const since = report.incremental ? await highWaterMark(this.engine, this.store, report) : undefined;
+    const { missing, line } = await this.registerViews(report, since?.ms);
+    if (missing.length) throw new InputsMissingError(report.file, line, missing, this.store.uri);
+    const built = report.incremental
+      ? await buildIncremental(this.engine, this.store, report, since, () => this.registerViews(report))
+      : await buildFull(this.engine, this.store, report);
+    if (this.opts.serving) await this.publish(report, built.table.root, built.files, built.table.schema, built.version);
+    return {
+      report: report.name,
+      rows: built.rows,
+      version: built.version,
+      ms: Date.now() - started,
+      ...(built.since ? { since: built.since } : {}),
+    };
   }
 
   /**
@@ -153,7 +203,7 @@ export class GoldRefresher {
    * CSV, which the serving database loads with COPY. A failure leaves the served table as it was; the gold
    * table is committed already, and the next build publishes again.
    */
-  private async publish(report: GoldReport, root: string, adds: DataFile[], schema: LakeSchema, version: number): Promise<void> {
+  private async publish(report: GoldReport, root: string, adds: AddAction[], schema: LakeSchema, version: number): Promise<void> {
     const view = `serving_${report.name}`;
     const dir = await mkdtemp(join(tmpdir(), 'tide-serving-'));
     try {
@@ -161,7 +211,7 @@ export class GoldRefresher {
       const csvPath = join(dir, `${report.name}.csv`);
       const exprs = schema.columns.map((c) => `${servingSelectExpression(c)} AS ${q(c.name)}`).join(', ');
       await this.engine.run(`COPY (SELECT ${exprs} FROM ${q(view)}) TO '${csvPath.replaceAll("'", "''")}' (FORMAT csv, HEADER false)`);
-      await this.serving!.publish({
+      await this.opts.serving!.publish({
         name: report.name,
         columns: schema.columns,
         csvPath,

@@ -17,11 +17,11 @@ import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { GoldRefresher } from '../reports/gold-refresh.ts';
-import { GOLD_REPORTS } from '../reports/gold-reports.ts';
+import { loadReportFolder, reportDirOf } from '../reports/report-folder.ts';
 import { ServingDatabase } from '../reports/serving.ts';
 import { layerPositions } from './offsets.ts';
 import { retryPolicyOf, withRetries } from '../retry.ts';
-import { tableOfTopic } from './table-layout.ts';
+import { bronzePath, historyPath, silverPath, tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
 import { readSnapshotEnd } from '../events/snapshot-end.ts';
@@ -138,6 +138,9 @@ export class SinkWorker {
     try {
       // A refused password, CA, host name or client certificate ends the start here, before anything is read or written.
       await verifyKafkaConnection(this.conn, { clientId: `tide-sink-${this.file.name}`, log: this.log });
+      // A report folder with a broken file or a cycle stops the start, before anything is consumed.
+      const reportDir = c['gold.reports.dir'];
+      const reports = reportDir && c['gold.refresh.interval.ms'] ? loadReportFolder(reportDirOf(this.file.source, reportDir)) : [];
       const topics = await this.topics(signal);
       for (const topic of topics) await this.tableFor(topic);
       if (c['serving.uri']) {
@@ -145,6 +148,11 @@ export class SinkWorker {
         // Before anything is written: BI queries must never land on a database Tide captures.
         await this.serving.refuseCapturedDatabase([...this.tables.keys()]);
       }
+      if (reports.length)
+        this.gold = new GoldRefresher(engine, store, this.log, reports, {
+          serving: this.serving,
+          onChangeIntervalMs: c['gold.refresh.interval.ms'],
+        });
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
@@ -278,6 +286,8 @@ export class SinkWorker {
       const result = await this.applyWithRetry(sink, events, offs, ends);
       this.stats.bronzeRows += result.bronzeRows;
       this.stats.silverChanges += result.silverChanges;
+      if (result.bronzeRows || result.silverVersion !== undefined)
+        this.gold?.noteChanged([bronzePath(qualified), silverPath(qualified), historyPath(qualified)]);
       if (result.silverVersion !== undefined) {
         changed.push(qualified);
         const newest = events.reduce((m, e) => Math.max(m, e.commitTsMs), 0);
@@ -293,37 +303,26 @@ export class SinkWorker {
     await this.intake
       ?.commitProgress(maxPerPartition(progress))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
-    if (changed.length) {
-      this.silverDirty = true;
-      if (this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
-    }
+    if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
     await this.refreshGoldIfDue();
   }
 
-  private silverDirty = false;
   /** A flush for a due gold build is queued (the tick must not queue one every 250 ms while it builds). */
   private goldQueued = false;
-  private lastGoldAt = 0;
   private gold: GoldRefresher | undefined;
   private serving: ServingDatabase | undefined;
 
-  /** Gold is rebuilt when silver changed and gold.refresh.interval.ms passed since the last build (0: never). */
+  /** A gold report is due (its refresh header; gold.refresh.interval.ms 0 turns gold off). */
   private goldDue(): boolean {
-    const interval = this.file.config['gold.refresh.interval.ms'];
-    return !!interval && this.silverDirty && Date.now() - this.lastGoldAt >= interval;
+    return !!this.gold?.anyDue();
   }
 
+  /** Build the due reports; with `force`, every report whose inputs changed since its last build. */
   private async refreshGoldIfDue(force = false): Promise<void> {
-    const interval = this.file.config['gold.refresh.interval.ms'];
-    if (!interval || !this.silverDirty || (!force && !this.goldDue())) return;
-    this.gold ??= new GoldRefresher(this.ctx!.engine, this.ctx!.store, this.log, GOLD_REPORTS, this.serving);
-    this.lastGoldAt = Date.now();
-    const results = await this.gold.refresh();
-    // A build where every report failed is no build: silver stays dirty and the next interval tries again.
-    if (results.length) {
-      this.silverDirty = false;
-      this.stats.goldRefreshes++;
-    }
+    if (!this.gold) return;
+    const results = force ? await this.gold.refreshChanged() : await this.gold.refreshDue();
+    // A pass where every report failed (or none was due) is no build.
+    if (results.length) this.stats.goldRefreshes++;
   }
 
   /** Rebuild gold now if silver changed since the last build (tests, shutdown). */

@@ -17,6 +17,7 @@ import { log } from '../../src/log.ts';
 import { sinkView, sourceView, type PipelineStatus } from '../../src/ops/dashboard/pipeline-status.ts';
 import { dashboardRoutes } from '../../src/ops/dashboard/routes.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { silverPath } from '../../src/sink/table-layout.ts';
 import { readStatus } from '../../src/source/status-file.ts';
@@ -260,7 +261,7 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
   async function settleAndRefreshGold(): Promise<void> {
     await waitForSourceCaughtUp(sql, src.config['slot.name']);
     await waitForLake(store, sinkName, src.config['topic.prefix']);
-    const results = await new GoldRefresher(goldEngine, store, log).refresh();
+    const results = await new GoldRefresher(goldEngine, store, log, ORDER_REPORTS).refresh();
     expect(results.length, 'gold reports built').toBeGreaterThan(0);
   }
 

@@ -8,6 +8,7 @@ import { createTestDatabase } from '../support/db.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
 import { ORDER_TABLES } from '../support/lake.ts';
+import { ORDER_REPORTS_DIR } from '../support/order-reports.ts';
 import { dropSlot, sourceConfig, writeConnectorFile } from '../support/source.ts';
 
 const BIN = resolve('bin/tide.js');
@@ -42,6 +43,7 @@ describe('tide demo', () => {
         'mask.hash.salt': 'demo-test-salt',
         'flush.interval.ms': 300,
         'gold.refresh.interval.ms': 2000,
+        'gold.reports.dir': ORDER_REPORTS_DIR,
         'dead.letter.topic': `${prefix}.dlq`,
       },
     };

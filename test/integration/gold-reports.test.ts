@@ -9,7 +9,8 @@ import { DEFAULT_DATASET } from '../../src/app/dataset.ts';
 import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
 import { replay } from '../../src/app/replay.ts';
 import { parseMix, runTraffic } from '../../src/app/traffic.ts';
-import { GOLD_REPORTS, ORDER_ATTRIBUTES_FIXED_COLUMNS, SILVER_VIEWS, type GoldReport } from '../../src/reports/gold-reports.ts';
+import { ORDER_ATTRIBUTES_FIXED_COLUMNS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS, SILVER_VIEWS, type OrderReport } from '../support/order-reports.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 /**
@@ -101,7 +102,7 @@ interface ReportRows {
   rows: Map<string, (string | null)[]>;
 }
 
-function keyed(report: GoldReport, columns: string[], types: string[], raw: Record<string, unknown>[], side: string): ReportRows {
+function keyed(report: OrderReport, columns: string[], types: string[], raw: Record<string, unknown>[], side: string): ReportRows {
   const rows = new Map<string, (string | null)[]>();
   const keyIdx = report.key.map((k) => columns.indexOf(k));
   expect(keyIdx, `${report.name} (${side}) lacks a key column of ${report.key.join(', ')}`).not.toContain(-1);
@@ -218,7 +219,7 @@ describe('gold reports: DuckDB over silver equals Postgres over the source', () 
     }
   });
 
-  for (const report of GOLD_REPORTS) {
+  for (const report of ORDER_REPORTS) {
     it(`${report.name}: DuckDB over silver equals the Postgres query, row for row`, async () => {
       const duckSql = await report.duckdbSql(duckQuery);
       const pgSql = await report.postgresSql(pgQuery);
@@ -263,7 +264,7 @@ describe('gold reports: DuckDB over silver equals Postgres over the source', () 
 
   it('the reports are non-trivial and agree with each other', () => {
     console.log(`gold report rows: ${[...results].map(([name, r]) => `${name}=${r.duck.rows.size}`).join(', ')}`);
-    expect([...results.keys()].sort()).toEqual(GOLD_REPORTS.map((r) => r.name).sort());
+    expect([...results.keys()].sort()).toEqual(ORDER_REPORTS.map((r) => r.name).sort());
     const col = (name: string, column: string) => {
       const r = results.get(name)!.duck;
       const i = r.columns.indexOf(column);

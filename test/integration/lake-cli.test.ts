@@ -13,7 +13,7 @@ import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs, type DeltaRsView } from '../support/delta-reader.ts';
@@ -85,7 +85,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     ...ORDER_TABLES.map((t) => bronzePath(t).replace('/', '.')),
     ...ORDER_TABLES.map((t) => silverPath(t).replace('/', '.')),
     historyPath('public.orders').replace('/', '.'),
-    ...GOLD_REPORTS.map((r) => `gold.${r.name}`),
+    ...ORDER_REPORTS.map((r) => `gold.${r.name}`),
   ].sort();
   const lake = ['--lake', lakeDir];
 
@@ -169,10 +169,10 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     // From here on the lake holds still: gold is built once, the sink stops.
     const engine = await ParquetEngine.create();
     try {
-      const gold = new GoldRefresher(engine, store, log);
+      const gold = new GoldRefresher(engine, store, log, ORDER_REPORTS);
       const results = await gold.refresh();
       expect(gold.failures).toEqual([]);
-      expect(results).toHaveLength(GOLD_REPORTS.length);
+      expect(results).toHaveLength(ORDER_REPORTS.length);
     } finally {
       await engine.close();
     }

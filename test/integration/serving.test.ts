@@ -7,7 +7,7 @@ import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
 import { replay } from '../../src/app/replay.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { SinkWorker } from '../../src/sink/sink-worker.ts';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { sinkFile, startSink, waitForLake, type RunningSink } from '../support/lake.ts';
@@ -131,7 +131,7 @@ describe('serving database for BI tools', () => {
 
     // Now every served table equals its gold Delta table, value for value, with the lake's types.
     await admin(async (c) => {
-      for (const report of GOLD_REPORTS) {
+      for (const report of ORDER_REPORTS) {
         const gold = await readWithDeltaRs(join(lakeDir, 'gold', report.name));
         const cols = await c.query<{ column_name: string; data_type: string; numeric_scale: number | null }>(
           `SELECT column_name, data_type, numeric_scale FROM information_schema.columns WHERE table_schema = 'gold' AND table_name = $1 ORDER BY ordinal_position`,

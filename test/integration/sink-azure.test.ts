@@ -18,7 +18,7 @@ import { openStore } from '../../src/lake/storage/open-store.ts';
 import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -177,14 +177,14 @@ describe('sink end to end on Azure Blob Storage (azurite): Postgres = silver, br
       },
     });
     try {
-      const gold = new GoldRefresher(engine, store, log);
+      const gold = new GoldRefresher(engine, store, log, ORDER_REPORTS);
       const results = await gold.refresh();
       expect(gold.failures).toEqual([]);
-      expect(results.map((r) => r.report).sort()).toEqual(GOLD_REPORTS.map((r) => r.name).sort());
+      expect(results.map((r) => r.report).sort()).toEqual(ORDER_REPORTS.map((r) => r.name).sort());
       await raw.connect();
       await raw.query(`SET timezone = 'UTC'`);
       const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of GOLD_REPORTS) {
+      for (const report of ORDER_REPORTS) {
         const expected = await pgQuery(await report.postgresSql(pgQuery));
         const view = await deltaRs(`gold/${report.name}`);
         const diff = diffTables(expected, objects(view.rows, view.columns), report.key, view.columns);

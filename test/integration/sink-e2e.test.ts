@@ -11,7 +11,7 @@ import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { log } from '../../src/log.ts';
@@ -143,8 +143,8 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
   it('every gold table equals the same report run on Postgres', async () => {
     const engine = await ParquetEngine.create();
     try {
-      const results = await new GoldRefresher(engine, store, log).refresh();
-      expect(results.map((r) => r.report).sort()).toEqual(GOLD_REPORTS.map((r) => r.name).sort());
+      const results = await new GoldRefresher(engine, store, log, ORDER_REPORTS).refresh();
+      expect(results.map((r) => r.report).sort()).toEqual(ORDER_REPORTS.map((r) => r.name).sort());
       // Dates and timestamps as Postgres prints them (microseconds), not JS Dates (milliseconds, local days).
       const raw = new pg.Client({
         connectionString: db.url,
@@ -158,7 +158,7 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
       await raw.connect();
       await raw.query(`SET timezone = 'UTC'`);
       const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of GOLD_REPORTS) {
+      for (const report of ORDER_REPORTS) {
         const expected = await pgQuery(await report.postgresSql(pgQuery));
         const view = await readWithDeltaRs(join(lakeDir, 'gold', report.name));
         const actual = view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));

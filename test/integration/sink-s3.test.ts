@@ -18,7 +18,7 @@ import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldReader } from '../../src/ops/dashboard/gold-reader.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -189,13 +189,13 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
       },
     });
     try {
-      const gold = new GoldRefresher(engine, store, log);
+      const gold = new GoldRefresher(engine, store, log, ORDER_REPORTS);
       await gold.refresh();
       expect(gold.failures).toEqual([]);
       await raw.connect();
       await raw.query(`SET timezone = 'UTC'`);
       const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of GOLD_REPORTS) {
+      for (const report of ORDER_REPORTS) {
         const expected = await pgQuery(await report.postgresSql(pgQuery));
         const view = await deltaRs(`gold/${report.name}`);
         const diff = diffTables(expected, objects(view.rows, view.columns), report.key, view.columns);

@@ -11,6 +11,7 @@ import { sinkObserver } from '../../src/ops/sink-metrics.ts';
 import { SinkWorker } from '../../src/sink/sink-worker.ts';
 import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { waitFor } from './kafka.ts';
+import { ORDER_REPORTS_DIR } from './order-reports.ts';
 
 export const ORDER_TABLES = ['public.customers', 'public.products', 'public.orders', 'public.order_items'];
 /** The primary-key columns of the order app's tables. */
@@ -41,6 +42,7 @@ export function sinkFile(
         'silver.history.tables': 'public\\.orders',
         'flush.interval.ms': 300,
         'gold.refresh.interval.ms': 0,
+        'gold.reports.dir': ORDER_REPORTS_DIR,
         'dead.letter.topic': `${name}.dlq`,
         ...extra,
       },

@@ -1,15 +1,17 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  GOLD_REPORTS,
   GoldReportError,
   MAX_ATTRIBUTE_KEYS,
   attributeColumns,
   orderAttributesSql,
   quoteIdentifier,
   quoteLiteral,
-  readGoldSql,
 } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS, ORDER_REPORTS_DIR } from '../support/order-reports.ts';
+
+const readExample = (file: string) => readFileSync(join(ORDER_REPORTS_DIR, file), 'utf8');
 
 const noQuery = () => Promise.reject(new Error('a static report must not query'));
 
@@ -49,7 +51,7 @@ describe('order attribute columns', () => {
       throw new Error(`accepted ${JSON.stringify(keys)}`);
     };
     expect(fails(['coupon', 'Coupon'])).toMatchInlineSnapshot(
-      `"gold report order_attributes: attribute key "coupon" would be the same column as attribute key "Coupon" (column names ignore case). Rename one of them in the orders' attributes."`,
+      `"gold report order_attributes: attribute key "coupon" would be the same column as attribute key "Coupon" (column names ignore case). Rename one of them in the data order_attributes.keys.sql reads."`,
     );
     expect(fails(['Order_ID'])).toContain('the fixed column order_id');
     expect(fails(['updated_at'])).toContain('the fixed column updated_at');
@@ -78,18 +80,18 @@ describe('order attribute columns', () => {
   });
 });
 
-describe('GOLD_REPORTS', () => {
+describe('the example reports (connectors/reports/orders)', () => {
   it('has the reports the business asked for, each with a key and both SQL files', async () => {
-    expect(GOLD_REPORTS.map((r) => r.name)).toEqual([
-      'sales_per_minute',
+    expect(ORDER_REPORTS.map((r) => r.name).sort()).toEqual([
       'customer_last_update',
       'daily_billing',
-      'rolling_revenue',
       'order_attributes',
       'revenue_by_country',
+      'rolling_revenue',
+      'sales_per_minute',
       'top_products_by_country',
     ]);
-    for (const r of GOLD_REPORTS) {
+    for (const r of ORDER_REPORTS) {
       expect(r.key.length, r.name).toBeGreaterThan(0);
       expect(r.description.length, r.name).toBeGreaterThan(20);
       if (r.name === 'order_attributes') continue;
@@ -106,19 +108,13 @@ describe('GOLD_REPORTS', () => {
 
   it('states the same revenue definitions in every report that computes revenue', () => {
     const definitions = /^-- Definitions \(the same in every gold report\):\n(?:--.*\n)*?-- {3}time .*\n/m;
-    const reference = definitions.exec(readGoldSql('sales_per_minute', 'sales_per_minute.duckdb.sql'))?.[0];
+    const reference = definitions.exec(readExample('sales_per_minute.sql'))?.[0];
     expect(reference).toContain("WHERE status IN ('placed', 'paid', 'shipped')");
-    const files = readdirSync(new URL('../../src/reports/gold/', import.meta.url)).filter((f) => f.endsWith('.duckdb.sql'));
-    const withRevenue = files.filter((f) => /\bunit_price\b/.test(readGoldSql('test', f)));
+    const files = readdirSync(ORDER_REPORTS_DIR).filter((f) => f.endsWith('.sql'));
+    const withRevenue = files.filter((f) => /\bunit_price\b/.test(readExample(f)));
     expect(withRevenue.sort()).toEqual(
-      ['daily_billing', 'revenue_by_country', 'rolling_revenue', 'sales_per_minute', 'top_products_by_country'].map(
-        (n) => `${n}.duckdb.sql`,
-      ),
+      ['daily_billing', 'revenue_by_country', 'rolling_revenue', 'sales_per_minute', 'top_products_by_country'].map((n) => `${n}.sql`),
     );
-    for (const f of withRevenue) expect(definitions.exec(readGoldSql('test', f))?.[0], f).toBe(reference);
-  });
-
-  it('reports a missing SQL file with its path', () => {
-    expect(() => readGoldSql('nope', 'nope.duckdb.sql')).toThrow(/gold report nope: cannot read its SQL file .*nope\.duckdb\.sql/);
+    for (const f of withRevenue) expect(definitions.exec(readExample(f))?.[0], f).toBe(reference);
   });
 });

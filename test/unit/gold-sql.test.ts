@@ -1,6 +1,6 @@
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GOLD_REPORTS } from '../../src/reports/gold-reports.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
 
 /**
  * The gold SQL's definitions, checked against values worked out by hand (the integration test only
@@ -41,7 +41,7 @@ async function silver(inserts: string): Promise<DuckDBConnection> {
 async function report(name: string): Promise<Record<string, unknown>[]> {
   const c = conn!;
   const q = async (sql: string) => (await c.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-  const r = GOLD_REPORTS.find((x) => x.name === name);
+  const r = ORDER_REPORTS.find((x) => x.name === name);
   if (!r) throw new Error(`no report ${name}`);
   return q(await r.duckdbSql(q));
 }
@@ -76,7 +76,7 @@ describe('gold SQL definitions (DuckDB, hand-computed)', () => {
   it('every report can be described and wrapped as a subquery, as the refresher runs it', async () => {
     const c = await silver(SHOP);
     const q = async (sql: string) => (await c.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
-    for (const r of GOLD_REPORTS) {
+    for (const r of ORDER_REPORTS) {
       const sql = await r.duckdbSql(q);
       const described = await q(`DESCRIBE ${sql}`);
       expect(

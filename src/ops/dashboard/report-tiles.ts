@@ -6,7 +6,7 @@ import type { GoldReader, GoldRows } from './gold-reader.ts';
  * The report tiles' figures, each computed from gold tables (read from the lake by GoldReader, never
  * from Postgres). Money stays exact: DECIMAL values travel as decimal strings ("1234.50"); counts are
  * JSON numbers; times are ISO 8601 UTC strings. The column meanings are those of the report SQL in
- * src/reports/gold/<report>.duckdb.sql (sales per minute, customer last update, daily billing, revenue
+ * connectors/reports/orders/<report>.sql (sales per minute, customer last update, daily billing, revenue
  * and top products by country).
  */
 

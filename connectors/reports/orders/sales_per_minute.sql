@@ -1,4 +1,5 @@
--- gold.revenue_by_country: revenue, orders and ordering customers per country.
+-- gold.sales_per_minute: orders, cancellations and revenue per minute of order time.
+-- tide: refresh = on-change
 --
 -- Definitions (the same in every gold report):
 --   counted order  an order whose status is not 'draft' (a draft is a basket, not an order yet).
@@ -14,20 +15,17 @@
 --                                                        OR (status = 'cancelled' AND quantity < 0)
 --   time           every boundary is taken in UTC: ordered_at AT TIME ZONE 'UTC'.
 --
--- country is the customer's current country (silver customers). Orders without a customer (the data
--- set's "NA" lines, or whose customer is missing) have no country: they form the row with country NULL,
--- so the rows add up to the shop's total revenue.
---   country        the country, or NULL for orders without a customer
---   customers      number of distinct customers with at least one counted order
---   orders         number of sales
---   cancellations  number of cancellations
+-- One row per UTC minute that has at least one counted order:
+--   minute         start of the minute (TIMESTAMPTZ, UTC)
+--   orders         number of sales ordered in that minute
+--   cancellations  number of cancellations ordered in that minute
 --   revenue        revenue of those orders, DECIMAL(18,2)
--- One row per country with at least one counted order. Key: country.
+-- Key: minute.
 WITH order_revenue AS (
     SELECT
         o.id,
-        o.customer_id,
         o.status,
+        date_trunc('minute', o.ordered_at AT TIME ZONE 'UTC') AS minute_utc,
         coalesce(
             sum(i.quantity * i.unit_price)
                 FILTER (WHERE o.status IN ('placed', 'paid', 'shipped') OR (o.status = 'cancelled' AND i.quantity < 0)),
@@ -36,15 +34,13 @@ WITH order_revenue AS (
     FROM silver_orders o
     LEFT JOIN silver_order_items i ON i.order_id = o.id
     WHERE o.status <> 'draft'
-    GROUP BY o.id, o.customer_id, o.status
+    GROUP BY o.id, o.status, minute_utc
 )
 SELECT
-    c.country,
-    count(DISTINCT r.customer_id) AS customers,
-    count(*) FILTER (WHERE r.status IN ('placed', 'paid', 'shipped')) AS orders,
-    count(*) FILTER (WHERE r.status = 'cancelled') AS cancellations,
-    CAST(sum(r.revenue) AS DECIMAL(18, 2)) AS revenue
-FROM order_revenue r
-LEFT JOIN silver_customers c ON c.id = r.customer_id
-GROUP BY c.country
-ORDER BY revenue DESC, country
+    minute_utc AT TIME ZONE 'UTC' AS minute,
+    count(*) FILTER (WHERE status IN ('placed', 'paid', 'shipped')) AS orders,
+    count(*) FILTER (WHERE status = 'cancelled') AS cancellations,
+    CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue
+FROM order_revenue
+GROUP BY minute_utc
+ORDER BY minute

@@ -1,4 +1,5 @@
 -- gold.customer_last_update: the "panel" view beside sales per minute, one row per customer.
+-- tide: refresh = on-change
 --
 --   customer_id    the customer
 --   country        the customer's current country

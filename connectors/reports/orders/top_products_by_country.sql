@@ -1,4 +1,5 @@
 -- gold.top_products_by_country: the 10 products with the most revenue in each country.
+-- tide: refresh = on-change
 --
 -- Definitions (the same in every gold report):
 --   counted order  an order whose status is not 'draft' (a draft is a basket, not an order yet).

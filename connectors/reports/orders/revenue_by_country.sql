@@ -1,4 +1,5 @@
--- gold.daily_billing: per customer per UTC day, the number of orders and the amount billed.
+-- gold.revenue_by_country: revenue, orders and ordering customers per country.
+-- tide: refresh = on-change
 --
 -- Definitions (the same in every gold report):
 --   counted order  an order whose status is not 'draft' (a draft is a basket, not an order yet).
@@ -14,20 +15,20 @@
 --                                                        OR (status = 'cancelled' AND quantity < 0)
 --   time           every boundary is taken in UTC: ordered_at AT TIME ZONE 'UTC'.
 --
--- One row per customer and UTC day with at least one counted order of that customer. Orders without a
--- customer (the data set's "NA" lines) are billed to no one and left out.
---   customer_id    the customer
---   day            the UTC calendar day of ordered_at (DATE)
---   orders         number of the customer's sales that day
---   cancellations  number of the customer's cancellations that day
---   amount_billed  revenue of those orders, DECIMAL(18,2); negative when returns outweigh sales
--- Key: customer_id, day.
+-- country is the customer's current country (silver customers). Orders without a customer (the data
+-- set's "NA" lines, or whose customer is missing) have no country: they form the row with country NULL,
+-- so the rows add up to the shop's total revenue.
+--   country        the country, or NULL for orders without a customer
+--   customers      number of distinct customers with at least one counted order
+--   orders         number of sales
+--   cancellations  number of cancellations
+--   revenue        revenue of those orders, DECIMAL(18,2)
+-- One row per country with at least one counted order. Key: country.
 WITH order_revenue AS (
     SELECT
         o.id,
         o.customer_id,
         o.status,
-        CAST(o.ordered_at AT TIME ZONE 'UTC' AS DATE) AS day,
         coalesce(
             sum(i.quantity * i.unit_price)
                 FILTER (WHERE o.status IN ('placed', 'paid', 'shipped') OR (o.status = 'cancelled' AND i.quantity < 0)),
@@ -35,15 +36,16 @@ WITH order_revenue AS (
         ) AS revenue
     FROM silver_orders o
     LEFT JOIN silver_order_items i ON i.order_id = o.id
-    WHERE o.status <> 'draft' AND o.customer_id IS NOT NULL
-    GROUP BY o.id, o.customer_id, o.status, day
+    WHERE o.status <> 'draft'
+    GROUP BY o.id, o.customer_id, o.status
 )
 SELECT
-    customer_id,
-    day,
-    count(*) FILTER (WHERE status IN ('placed', 'paid', 'shipped')) AS orders,
-    count(*) FILTER (WHERE status = 'cancelled') AS cancellations,
-    CAST(sum(revenue) AS DECIMAL(18, 2)) AS amount_billed
-FROM order_revenue
-GROUP BY customer_id, day
-ORDER BY customer_id, day
+    c.country,
+    count(DISTINCT r.customer_id) AS customers,
+    count(*) FILTER (WHERE r.status IN ('placed', 'paid', 'shipped')) AS orders,
+    count(*) FILTER (WHERE r.status = 'cancelled') AS cancellations,
+    CAST(sum(r.revenue) AS DECIMAL(18, 2)) AS revenue
+FROM order_revenue r
+LEFT JOIN silver_customers c ON c.id = r.customer_id
+GROUP BY c.country
+ORDER BY revenue DESC, country

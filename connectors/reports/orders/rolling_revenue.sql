@@ -1,5 +1,6 @@
 -- gold.rolling_revenue: each customer's average monthly revenue over the 3 and the 6 months before a
 -- reference month.
+-- tide: refresh = on-change
 --
 -- Definitions (the same in every gold report):
 --   counted order  an order whose status is not 'draft' (a draft is a basket, not an order yet).

@@ -1,4 +1,5 @@
--- gold.sales_per_minute: orders, cancellations and revenue per minute of order time.
+-- gold.daily_billing: per customer per UTC day, the number of orders and the amount billed.
+-- tide: refresh = on-change
 --
 -- Definitions (the same in every gold report):
 --   counted order  an order whose status is not 'draft' (a draft is a basket, not an order yet).
@@ -14,17 +15,20 @@
 --                                                        OR (status = 'cancelled' AND quantity < 0)
 --   time           every boundary is taken in UTC: ordered_at AT TIME ZONE 'UTC'.
 --
--- One row per UTC minute that has at least one counted order:
---   minute         start of the minute (TIMESTAMPTZ, UTC)
---   orders         number of sales ordered in that minute
---   cancellations  number of cancellations ordered in that minute
---   revenue        revenue of those orders, DECIMAL(18,2)
--- Key: minute.
+-- One row per customer and UTC day with at least one counted order of that customer. Orders without a
+-- customer (the data set's "NA" lines) are billed to no one and left out.
+--   customer_id    the customer
+--   day            the UTC calendar day of ordered_at (DATE)
+--   orders         number of the customer's sales that day
+--   cancellations  number of the customer's cancellations that day
+--   amount_billed  revenue of those orders, DECIMAL(18,2); negative when returns outweigh sales
+-- Key: customer_id, day.
 WITH order_revenue AS (
     SELECT
         o.id,
+        o.customer_id,
         o.status,
-        date_trunc('minute', o.ordered_at AT TIME ZONE 'UTC') AS minute_utc,
+        CAST(o.ordered_at AT TIME ZONE 'UTC' AS DATE) AS day,
         coalesce(
             sum(i.quantity * i.unit_price)
                 FILTER (WHERE o.status IN ('placed', 'paid', 'shipped') OR (o.status = 'cancelled' AND i.quantity < 0)),
@@ -32,14 +36,15 @@ WITH order_revenue AS (
         ) AS revenue
     FROM silver_orders o
     LEFT JOIN silver_order_items i ON i.order_id = o.id
-    WHERE o.status <> 'draft'
-    GROUP BY o.id, o.status, minute_utc
+    WHERE o.status <> 'draft' AND o.customer_id IS NOT NULL
+    GROUP BY o.id, o.customer_id, o.status, day
 )
 SELECT
-    minute_utc AT TIME ZONE 'UTC' AS minute,
+    customer_id,
+    day,
     count(*) FILTER (WHERE status IN ('placed', 'paid', 'shipped')) AS orders,
     count(*) FILTER (WHERE status = 'cancelled') AS cancellations,
-    CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue
+    CAST(sum(revenue) AS DECIMAL(18, 2)) AS amount_billed
 FROM order_revenue
-GROUP BY minute_utc
-ORDER BY minute
+GROUP BY customer_id, day
+ORDER BY customer_id, day
