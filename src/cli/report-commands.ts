@@ -84,7 +84,8 @@ export function registerReportCommands(program: Command): void {
   report
     .command('run <connector-file> <name>')
     .description('build one gold report now (and publish it to serving.uri when set), whatever its refresh schedule')
-    .action(async (path: string, name: string) => {
+    .option('--full', 'rebuild an incremental report from all its inputs (to count data that arrived later than its lookback)')
+    .action(async (path: string, name: string, opts: { full?: boolean }) => {
       const { file, dir } = connectorReports(path);
       const c = file.config;
       const reports = loadReportFolder(dir);
@@ -98,7 +99,7 @@ export function registerReportCommands(program: Command): void {
         const captured = (c.topics ?? []).map((t) => tableOfTopic(t) ?? t);
         await serving?.refuseCapturedDatabase(captured);
         const gold = new GoldRefresher(engine, store, log, reports, { serving });
-        const r = await gold.refreshReport(wanted);
+        const r = await gold.refreshReport(wanted, { full: opts.full });
         if (gold.failures.length)
           throw new TideError(
             `gold.${r.report} was built (version ${r.version}) but not published: ${gold.failures.map((f) => f.error).join('; ')}`,

@@ -179,10 +179,13 @@ export class GoldRefresher {
     return { missing, line };
   }
 
-  /** Build one report now and publish it. InputsMissingError when a table it reads does not exist yet. */
-  async refreshReport(report: GoldReport): Promise<GoldResult> {
+  /**
+   * Build one report now and publish it; `full` rebuilds an incremental report from all its inputs (late
+   * data older than its lookback). InputsMissingError when a table it reads does not exist yet.
+   */
+  async refreshReport(report: GoldReport, opts: { full?: boolean } = {}): Promise<GoldResult> {
     const started = Date.now();
-    const since = report.incremental ? await highWaterMark(this.engine, this.store, report) : undefined;
+    const since = report.incremental && !opts.full ? await highWaterMark(this.engine, this.store, report) : undefined;
     const { missing, line } = await this.registerViews(report, since?.ms);
     if (missing.length) throw new InputsMissingError(report.file, line, missing, this.store.uri);
     const built = report.incremental

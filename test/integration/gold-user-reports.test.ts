@@ -225,7 +225,17 @@ describe('gold reports the team writes', () => {
     expect(await cli.exited, cli.output()).toBe(0);
     expect(cli.output()).toMatch(new RegExp(`gold\\.per_customer: version ${version + 1}, 4 rows written in \\d+ ms`));
     expect((await DeltaTable.open(store, 'gold/per_customer'))!.version).toBe(version + 1);
-    // per_minute was not built by it.
+    // An incremental report builds from its high-water mark; --full rebuilds every row.
+    const incremental = startCli(['lake', 'report', 'run', connector, 'per_minute'], process.cwd());
+    expect(await incremental.exited, incremental.output()).toBe(0);
+    expect(incremental.output()).toMatch(
+      /gold\.per_minute: version \d+, \d+ rows written in \d+ ms \(incremental: rows at or after TIMESTAMPTZ '2026-03-01T11:00:00\.000Z'\)/,
+    );
+    expect(new Set((await gold('per_minute')).map((r) => String(r.built_at))).size).toBeGreaterThan(1);
+    const full = startCli(['lake', 'report', 'run', connector, 'per_minute', '--full'], process.cwd());
+    expect(await full.exited, full.output()).toBe(0);
+    expect(full.output()).toMatch(/gold\.per_minute: version \d+, 6 rows written in \d+ ms$/m);
+    expect(new Set((await gold('per_minute')).map((r) => String(r.built_at))).size).toBe(1);
     const unknown = startCli(['lake', 'report', 'run', connector, 'nope'], process.cwd());
     expect(await unknown.exited).toBe(1);
     expect(unknown.output()).toContain('no report nope in');
