@@ -153,6 +153,7 @@ export class SinkWorker {
           serving: this.serving,
           onChangeIntervalMs: c['gold.refresh.interval.ms'],
         });
+      for (const qualified of this.changedBeforeGold) this.gold?.noteChanged(lakeRoots(qualified));
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
@@ -239,7 +240,8 @@ export class SinkWorker {
     if (!t) {
       t = new TableSink(this.ctx!, qualified);
       await t.open();
-      if (t.reconciledOnOpen) this.silverDirty = true;
+      // A reconcile finished at open (after a crash) changed silver and history: gold follows.
+      if (t.reconciledOnOpen) this.noteLakeChanged(qualified);
       this.tables.set(qualified, t);
     }
     return t;
@@ -312,6 +314,15 @@ export class SinkWorker {
   private gold: GoldRefresher | undefined;
   private serving: ServingDatabase | undefined;
 
+  /** Tables changed while the tables were opened, before gold was set up (a reconcile finished at open). */
+  private readonly changedBeforeGold = new Set<string>();
+
+  /** The sink committed to the lake tables of `qualified`: reports that read them become due. */
+  private noteLakeChanged(qualified: string): void {
+    if (this.gold) this.gold.noteChanged(lakeRoots(qualified));
+    else this.changedBeforeGold.add(qualified);
+  }
+
   /** A gold report is due (its refresh header; gold.refresh.interval.ms 0 turns gold off). */
   private goldDue(): boolean {
     return !!this.gold?.anyDue();
@@ -367,6 +378,9 @@ export class SinkWorker {
     }
   }
 }
+
+/** The lake tables the sink keeps for a source table. */
+const lakeRoots = (qualified: string): string[] => [bronzePath(qualified), silverPath(qualified), historyPath(qualified)];
 
 function maxPerPartition(offsets: { topic: string; partition: number; offset: bigint }[]) {
   const max = new Map<string, { topic: string; partition: number; offset: bigint }>();

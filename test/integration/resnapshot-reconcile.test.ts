@@ -10,11 +10,11 @@ import { PlatformaticProducer } from '../../src/events/kafka-producer.ts';
 import { snapshotEndMessages } from '../../src/events/snapshot-end.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
-import { readGoldSql } from '../../src/reports/gold-reports.ts';
 import { RECONCILED_AT } from '../../src/sink/snapshot-reconcile.ts';
 import { goldPath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
+import { postgresTwin } from '../support/order-reports.ts';
 import { plaintextConnection, waitFor } from '../support/kafka.ts';
 import { describeDiff, diffTables, ORDER_KEYS, ORDER_TABLES, postgresRows, sinkFile, waitForLake } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, writeConnectorFile, type RunningSource } from '../support/source.ts';
@@ -175,9 +175,7 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
 
     // 5. Gold no longer counts them: customer_last_update has Postgres' customers, with Postgres' last order.
     const expectedGold = (
-      await sql.query<{ customer_id: string; last_order_at: string | null }>(
-        readGoldSql('customer_last_update', 'customer_last_update.postgres.sql'),
-      )
+      await sql.query<{ customer_id: string; last_order_at: string | null }>(postgresTwin('customer_last_update.postgres.sql'))
     ).rows;
     await waitFor(async () => {
       const gold = await readWithDeltaRs(join(lakeDir, goldPath('customer_last_update'))).catch(() => undefined);
