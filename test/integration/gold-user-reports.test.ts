@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import type { LakeSchema } from '../../src/lake/lake-schema.ts';
@@ -240,5 +241,52 @@ describe('gold reports the team writes', () => {
     expect(await unknown.exited).toBe(1);
     expect(unknown.output()).toContain('no report nope in');
     expect(unknown.output()).toContain('the reports there are per_minute, per_customer');
+  }, 120_000);
+  it('tide lake report run publishes the user reports to serving.uri, the incremental one whole', async () => {
+    const servingDb = `t_user_reports_${Date.now().toString(36)}`;
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL! });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${servingDb}`);
+    const url = new URL(process.env.DATABASE_URL!);
+    url.pathname = `/${servingDb}`;
+    const connector = join(root, 'connectors', 'serving.json');
+    writeFileSync(
+      connector,
+      JSON.stringify({
+        name: 'user-reports-serving',
+        config: {
+          topics: 'events',
+          'kafka.bootstrap.servers': '127.0.0.1:1',
+          'schema.registry.url': 'http://127.0.0.1:1',
+          'lake.uri': lakeDir,
+          'gold.reports.dir': 'reports',
+          'serving.uri': url.toString(),
+        },
+      }),
+    );
+    const served = new pg.Client({ connectionString: url.toString() });
+    try {
+      await appendEvents([[5, '2026-03-01 11:30:00', '2.50']]);
+      for (const name of ['per_minute', 'per_customer']) {
+        const cli = startCli(['lake', 'report', 'run', connector, name], process.cwd());
+        expect(await cli.exited, cli.output()).toBe(0);
+        expect(cli.output()).toContain('published to the serving database');
+      }
+      await served.connect();
+      // Every row of the Delta table, not only the ones the incremental build recomputed.
+      const minutes = await served.query<{ n: string; events: string }>('SELECT count(*) AS n, sum(events) AS events FROM gold.per_minute');
+      const lake = await gold('per_minute');
+      expect(minutes.rows[0]).toEqual({ n: String(lake.length), events: String(lake.reduce((n, r) => n + Number(r.events), 0)) });
+      const customers = await served.query<{ customer_id: number; events: string }>(
+        'SELECT customer_id, events FROM gold.per_customer ORDER BY 1',
+      );
+      expect(customers.rows.map((r) => `c${r.customer_id} ${r.events}`)).toEqual(['c1 4', 'c2 2', 'c3 1', 'c4 1', 'c5 1']);
+      const comment = await served.query<{ c: string }>(`SELECT obj_description('gold.per_customer'::regclass, 'pg_class') AS c`);
+      expect(comment.rows[0]!.c).toMatch(/^Tide gold report per_customer: Totals per customer, from the per-minute report\. Built /);
+    } finally {
+      await served.end().catch(() => undefined);
+      await admin.query(`DROP DATABASE IF EXISTS ${servingDb} WITH (FORCE)`).catch(() => undefined);
+      await admin.end();
+    }
   }, 120_000);
 });
