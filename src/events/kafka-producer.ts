@@ -40,8 +40,8 @@ export interface TopicSpec {
 export interface EventProducer {
   /** Create missing topics (existing ones are left as they are). */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
-  /** How many partitions `topic` has (it exists: ensureTopics ran). */
-  partitionCount?(topic: string): Promise<number>;
+  /** The end offset (high watermark) of each partition of `topic`, by partition (it exists: ensureTopics ran). */
+  partitionEnds?(topic: string): Promise<bigint[]>;
   /** Resolves once Kafka has acknowledged every message (acks from all in-sync replicas). */
   send(messages: OutgoingMessage[]): Promise<void>;
   close(): Promise<void>;
@@ -173,13 +173,14 @@ export class KafkajsProducer implements EventProducer {
     }
   }
 
-  async partitionCount(topic: string): Promise<number> {
+  async partitionEnds(topic: string): Promise<bigint[]> {
     if (!this.admin) {
       this.admin = this.kafka.admin();
       await this.admin.connect();
     }
-    const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
-    return topics[0]?.partitions.length ?? 0;
+    const ends: bigint[] = [];
+    for (const p of await this.admin.fetchTopicOffsets(topic)) ends[p.partition] = BigInt(p.high);
+    return ends;
   }
 
   async close(): Promise<void> {
@@ -267,8 +268,8 @@ export class PlatformaticProducer implements EventProducer {
     }
   }
 
-  partitionCount(topic: string): Promise<number> {
-    return this.admin.partitionCount(topic);
+  partitionEnds(topic: string): Promise<bigint[]> {
+    return this.admin.partitionEnds(topic);
   }
 
   async close(): Promise<void> {

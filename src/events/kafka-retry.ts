@@ -179,10 +179,10 @@ export class RetryingProducer implements EventProducer {
     return this.kafka.run(`delivering ${messages.length} events`, () => this.inner.send(messages));
   }
 
-  async partitionCount(topic: string): Promise<number> {
+  async partitionEnds(topic: string): Promise<bigint[]> {
     const inner = this.inner;
-    if (!inner.partitionCount) throw new Error(`the producer cannot tell the partitions of ${topic}`);
-    return this.kafka.run(`reading the partitions of ${topic}`, () => inner.partitionCount!(topic));
+    if (!inner.partitionEnds) throw new Error(`the producer cannot tell the partitions of ${topic}`);
+    return this.kafka.run(`reading the end offsets of ${topic}`, () => inner.partitionEnds!(topic));
   }
 
   close(): Promise<void> {

@@ -1,7 +1,9 @@
 import type { OutgoingMessage } from './kafka-producer.ts';
 
 /**
- * The end-of-snapshot marker of one table (issue 11 item 14, "re-snapshots reconcile").
+ * The end-of-snapshot marker of one table (issue 11 item 14, "re-snapshots reconcile"), sent when the table's
+ * topic already held records before the snapshot began (a re-snapshot: consumers may hold keys it will not read
+ * again); a topic that never held a record has no consumer to reconcile.
  *
  * A snapshot that re-reads a table (the first start after `tide source resnapshot`) sends every row that
  * exists, but nothing for a row deleted while the slot could not see it: downstream, such a key would stay

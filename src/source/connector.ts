@@ -264,7 +264,7 @@ export class SourceConnector {
             offsets: current as typeof current & { snapshot: NonNullable<typeof current.snapshot> },
             store: this.store,
             fetchSize: c['snapshot.fetch.size'],
-            partitionCount: (topic) => this.producer.partitionCount?.(topic) ?? Promise.resolve(c['topic.partitions']),
+            partitionEnds: (topic) => this.producer.partitionEnds?.(topic) ?? Promise.resolve([]),
             connectorName: c['topic.prefix'],
             events: this.events,
             db: c['database.dbname'],

@@ -19,7 +19,16 @@ export interface SnapshotProgress {
    * crash numbers on from here, so no (commit_lsn, event_index) is ever given to two different rows.
    */
   reservedIndex?: number;
-  tables: Record<string, { done: boolean; lastKey?: (string | null)[]; rows: number }>;
+  tables: Record<
+    string,
+    {
+      done: boolean;
+      lastKey?: (string | null)[];
+      rows: number;
+      /** The topic held records before the table's snapshot began: its end gets markers (events/snapshot-end.ts). */
+      markEnd?: boolean;
+    }
+  >;
 }
 
 /** An incremental snapshot that has begun: how far it got (saved after each chunk Kafka acknowledged). */

@@ -27,8 +27,8 @@ export interface SnapshotArgs {
   offsets: SourceOffsets & { snapshot: NonNullable<SourceOffsets['snapshot']> };
   store: OffsetStore;
   fetchSize: number;
-  /** The partitions of a table's topic: each gets the table's end-of-snapshot marker (events/snapshot-end.ts). */
-  partitionCount: (topic: string) => Promise<number>;
+  /** The end offset of each partition of a table's topic (events/snapshot-end.ts: where the markers go, and whether). */
+  partitionEnds: (topic: string) => Promise<bigint[]>;
   connectorName: string;
   db: string;
   log: Logger;
@@ -102,6 +102,10 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
       const t = codec.table;
       const state = (progress.tables[t.qualified] ??= { done: false, rows: 0 });
       if (state.done) continue;
+      // A re-snapshot (the topic holds records from before): consumers may hold keys the snapshot will not read
+      // again, and its end gets markers. A topic that never held a record has no consumer to reconcile. Decided
+      // once, before the table's first row, and kept for a resumed snapshot.
+      state.markEnd ??= (await a.partitionEnds(codec.topic)).some((end) => end > 0n);
       const cols = codec.columnNames().map(quoteIdent).join(', ');
       const keys = t.keyColumns.map(quoteIdent);
       const keyIdx = t.keyColumns.map((k) => codec.columnNames().indexOf(k));
@@ -166,9 +170,11 @@ export async function runSnapshot(a: SnapshotArgs): Promise<'done' | 'interrupte
           // Behind the table's last rows on every partition (the publisher keeps each partition's order): a consumer
           // that has read all of them has every row of the snapshot, and can drop the keys it did not see again
           // (issue 11 item 14). An empty table gets them too: every key downstream is then gone.
-          const partitions = await a.partitionCount(codec.topic);
-          const end = { table: t.qualified, commitLsn, partitions, tsMs: Date.now() };
-          for (const m of snapshotEndMessages(codec.topic, end)) await a.publisher.add(m);
+          if (state.markEnd) {
+            const partitions = (await a.partitionEnds(codec.topic)).length;
+            const end = { table: t.qualified, commitLsn, partitions, tsMs: Date.now() };
+            for (const m of snapshotEndMessages(codec.topic, end)) await a.publisher.add(m);
+          }
         }
         // The chunk is durable in Kafka before we remember it as done.
         await a.publisher.flush();

@@ -91,9 +91,8 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
       const at = await Promise.all(roots.map(reconciledAt));
       return at.every((x) => x !== undefined) && (at as string[]);
     };
-    // The first snapshot's markers are counted too (nothing to delete in a new lake).
-    await waitFor(async () => (await allReconciled()) !== false, 'the lake to take in the first snapshot');
-    const first = (await allReconciled()) as string[];
+    // The first snapshot went to new topics: no markers, nothing to reconcile.
+    expect(await Promise.all(roots.map(reconciledAt))).toEqual(roots.map(() => undefined));
     await source.stop();
     source = undefined;
     child!.kill('SIGTERM');
@@ -141,10 +140,7 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
     expect(await startChild('reconcile-commit:2'), sinkLog().slice(-3000)).toBe(-9);
     exited = startChild();
     await waitForLake(store, sinkName, src.config['topic.prefix']);
-    await waitFor(async () => {
-      const at = await allReconciled();
-      return at !== false && at.every((x, i) => BigInt(x) > BigInt(first[i]!));
-    }, 'every silver table and the history to reconcile the re-snapshot');
+    await waitFor(async () => (await allReconciled()) !== false, 'every silver table and the history to reconcile the re-snapshot');
     const snapshotLsn = (await reconciledAt(silverPath('public.orders')))!;
     for (const root of roots) expect(await reconciledAt(root), root).toBe(snapshotLsn);
 
