@@ -3,7 +3,7 @@ import type { Type } from 'avsc';
 import type { CatalogColumn, CatalogTable } from '../source/catalog.ts';
 import { mapColumn, type ColumnMapping, type DecimalHandlingMode, type TimestamptzHandlingMode } from '../source/type-mapping.ts';
 import { createAvroType, dedupeNamedTypes, type AvroSchema } from './avro-types.ts';
-import { avroNamespace, uniqueAvroNames } from './avro-names.ts';
+import { avroName, avroNamespace, uniqueAvroNames } from './avro-names.ts';
 import { encodeFramed } from './schema-registry.ts';
 import type { TupleView } from '../source/pgoutput-decoder.ts';
 import { AvroWriter } from './avro-writer.ts';
@@ -96,9 +96,15 @@ const TRANSACTION_BLOCK = {
   ],
 };
 
-/** Whether a column may be null in the Avro schema: nullable in Postgres, or an unchanged TOAST value may stand in for it. */
-export function avroNullable(col: CatalogColumn, table: Pick<CatalogTable, 'replicaIdentity' | 'keyColumns'>): boolean {
-  return !col.notNull || (col.toastable && table.replicaIdentity !== 'f' && !table.keyColumns.includes(col.name));
+/**
+ * Whether a column may be null in the Avro schema: every column but the primary key. NOT NULL is not in the
+ * WAL (pgoutput's Relation message has no such flag), and a column that is NOT NULL now may have held NULLs
+ * in WAL a lagging connector still reads (`ADD COLUMN`, rows, then `SET NOT NULL`), or may lose it later
+ * (`DROP NOT NULL`) without a schema change Tide could see. So the schema never promises it; primary-key
+ * columns are NOT NULL by definition. The same rule holds for the snapshot, so both register one schema.
+ */
+export function avroNullable(col: Pick<CatalogColumn, 'name'>, table: Pick<CatalogTable, 'keyColumns'>): boolean {
+  return !table.keyColumns.includes(col.name);
 }
 
 export class TableCodec {
@@ -121,6 +127,8 @@ export class TableCodec {
       decimalHandlingMode: DecimalHandlingMode;
       timestamptzHandlingMode?: TimestamptzHandlingMode;
       excludedColumns?: (qualifiedColumn: string) => boolean;
+      /** Earlier names of renamed columns, newest first (field-aliases.ts): Avro `aliases` of their fields. */
+      renamedFrom?: ReadonlyMap<string, string[]>;
     },
     warn: (message: string, details: Record<string, unknown>) => void,
   ) {
@@ -130,12 +138,15 @@ export class TableCodec {
       table.qualified,
       kept.map((c) => c.name),
     );
-    this.columns = kept.map((c) => ({
-      name: c.name,
-      avroName: names.get(c.name)!,
-      nullable: avroNullable(c, table),
-      mapping: mapColumn(c, opts, (m, d) => warn(m, { table: table.qualified, column: c.name, ...d })),
-    }));
+    this.columns = kept.map((c) => {
+      const nullable = avroNullable(c, table);
+      return {
+        name: c.name,
+        avroName: names.get(c.name)!,
+        nullable,
+        mapping: mapColumn({ ...c, notNull: !nullable }, opts, (m, d) => warn(m, { table: table.qualified, column: c.name, ...d })),
+      };
+    });
     this.keyColumns = table.keyColumns.map((k) => {
       const col = this.columns.find((c) => c.name === k);
       if (!col)
@@ -147,13 +158,15 @@ export class TableCodec {
     });
     const ns = avroNamespace(topicPrefix, table.schema, table.name);
     const field = (c: CodecColumn) => {
-      const catalog = table.columns.find((x) => x.name === c.name)!;
+      const from = opts.renamedFrom?.get(c.name);
       return {
         name: c.avroName,
         type: c.nullable ? ['null', c.mapping.avroType] : c.mapping.avroType,
-        ...(c.nullable ? { default: null } : avroDefaultOf(catalog.defaultExpr, c.mapping.avroType)),
+        ...(c.nullable ? { default: null } : {}),
+        // A renamed column: Avro schema resolution reads the old name's values into this field (consumers
+        // and the registry's compatibility check); tide.renamed_from keeps the Postgres names for the sink.
+        ...(from?.length ? { aliases: from.map(avroName), 'tide.renamed_from': from } : {}),
         ...(c.avroName !== c.name ? { 'tide.column': c.name } : {}),
-        ...(catalog.defaultExpr ? { 'pg.default': catalog.defaultExpr } : {}),
       };
     };
     this.keySchema = dedupeNamedTypes({ type: 'record', name: 'Key', namespace: ns, fields: this.keyColumns.map(field) }) as object;
@@ -299,41 +312,5 @@ export class TableCodec {
   /** Decode a value this codec framed (for tests and tools). */
   decodeValue(framed: Buffer): unknown {
     return this.valueType.fromBuffer(framed.subarray(5));
-  }
-}
-
-const LITERAL = /^\(?('(?:[^']|'')*'|-?\d+(?:\.\d+)?|true|false)\)?(?:::[\w\s."[\]]+)*$/;
-
-/**
- * An Avro `default` for a NOT NULL column from a constant Postgres default: integers, floating-point numbers,
- * booleans, and strings (text, varchar, enum labels). With it, a column added as `NOT NULL DEFAULT …` is a
- * BACKWARD-compatible change (old events read with the new schema get the default). Expressions (now(),
- * nextval(), …) and types without a plain Avro literal (decimal bytes, dates, timestamps) get none.
- */
-export function avroDefaultOf(expr: string | null, avroType: unknown): { default?: unknown } {
-  const m = expr === null ? null : LITERAL.exec(expr.trim());
-  if (!m) return {};
-  const t = avroType as string | { type?: unknown; logicalType?: unknown };
-  const base = typeof t === 'string' ? t : typeof t.type === 'string' ? t.type : undefined;
-  if (typeof t === 'object' && t.logicalType !== undefined && base !== 'string') return {};
-  const literal = m[1]!;
-  const quoted = literal.startsWith("'") ? literal.slice(1, -1).replace(/''/g, "'") : undefined;
-  switch (base) {
-    case 'string':
-      return quoted !== undefined ? { default: quoted } : {};
-    case 'boolean':
-      return literal === 'true' || literal === 'false' ? { default: literal === 'true' } : {};
-    case 'int':
-    case 'long': {
-      const n = Number(quoted ?? literal);
-      return Number.isSafeInteger(n) && /^'?-?\d+'?$/.test(literal) ? { default: n } : {};
-    }
-    case 'float':
-    case 'double': {
-      const n = Number(quoted ?? literal);
-      return Number.isFinite(n) ? { default: n } : {};
-    }
-    default:
-      return {};
   }
 }

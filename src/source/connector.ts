@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { ConfigError, TideError } from '../errors.ts';
-import { TableCodec } from '../events/envelope.ts';
+import type { TableCodec } from '../events/envelope.ts';
 import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
 import { kafkaConnection } from '../events/kafka-connection.ts';
 import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
@@ -11,7 +11,7 @@ import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts'
 import { retryPolicyOf } from '../retry.ts';
 import { registryFromConfig, type SchemaRegistry } from '../events/schema-registry.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { checkWalLevel, MissingPrimaryKeyError, readTables, tableFilter, type CatalogTable } from './catalog.ts';
+import { checkWalLevel, MissingPrimaryKeyError, tableFilter, type CatalogTable } from './catalog.ts';
 import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
 import { OffsetStore } from './offset-store.ts';
 import { ChangeHandler } from './change-handler.ts';
@@ -27,7 +27,9 @@ import { connectPg, endPg, pgWhere } from './pg-connection.ts';
 import { isDriverError, pgTarget, translatePgError } from './pg-errors.ts';
 import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNow } from './prerequisites.ts';
 import { ReplicationStream } from './replication-stream.ts';
-import { registerTableSchemas, SchemaPausedError } from './schema-guard.ts';
+import { SchemaPausedError } from './schema-guard.ts';
+import { describeRelationChange, lookupRelation, sameRelation, tableFromRelation } from './relation-table.ts';
+import { buildTableCodec } from './table-codec-builder.ts';
 import { runSnapshot } from './snapshot.ts';
 import { followCapture } from './capture-follow.ts';
 import type { IncrementalSnapshots } from './incremental-snapshot.ts';
@@ -218,7 +220,9 @@ export class SourceConnector {
 
     await settleAll([
       this.producer.ensureTopics(plan.topics),
-      ...plan.captured.map(async (t) => this.codecs.set(t.oid, await this.codecFor(t))),
+      // Restarting on an existing slot, the stream's relation messages build each codec: the catalog describes
+      // today's tables, and WAL written before later DDL must be read with the schema it was written with.
+      ...(early ? [] : plan.captured.map(async (t) => this.codecs.set(t.oid, await this.codecFor(t)))),
       (async () => {
         this.txEvents.keySchemaId = await this.registry.register(`${this.txEvents.topic}-key`, TRANSACTION_KEY_SCHEMA);
         this.txEvents.valueSchemaId = await this.registry.register(`${this.txEvents.topic}-value`, TRANSACTION_VALUE_SCHEMA);
@@ -354,17 +358,18 @@ export class SourceConnector {
   }
 
   private async codecFor(table: CatalogTable): Promise<TableCodec> {
-    const codec = new TableCodec(
+    const codec = await buildTableCodec(
       table,
-      this.config['topic.prefix'],
+      this.registry,
       {
+        topicPrefix: this.config['topic.prefix'],
         decimalHandlingMode: this.config['decimal.handling.mode'],
         timestamptzHandlingMode: this.config['timestamptz.handling.mode'],
         excludedColumns: this.columnExcluded(),
+        warn: (m, d) => this.log.warn(d, m),
       },
-      (m, d) => this.log.warn(d, m),
+      this.codecs.get(table.oid),
     );
-    await registerTableSchemas(this.registry, codec, this.codecs.get(table.oid));
     this.observer.schemaRegistered(`${codec.topic}-value`, codec.valueSchemaId);
     return codec;
   }
@@ -435,34 +440,18 @@ export class SourceConnector {
     }
   }
 
+  /** A relation message is the truth for the WAL after it (relation-table.ts), never today's catalog. */
   private async onRelation(msg: RelationMessage): Promise<void> {
     if (!this.include(`${msg.schema}.${msg.name}`)) return;
     const existing = this.codecs.get(msg.relationOid);
-    const names = msg.columns.map((col) => col.name);
-    const shape = (cols: { name: string; typeOid: number; typeMod: number }[]) =>
-      cols.map((col) => `${col.name}:${col.typeOid}:${col.typeMod}`).join(',');
-    if (existing && shape(existing.table.columns) === shape(msg.columns)) return;
-    const [table] = await readTables(this.sql!, msg.relationOid);
-    if (!table)
-      throw new TideError(
-        `table ${msg.schema}.${msg.name} (oid ${msg.relationOid}) is in the stream but no longer in the catalog; it was dropped. Remove it from table.include.list or recreate it.`,
+    const lookups = await lookupRelation(this.sql!, msg);
+    const table = tableFromRelation(msg, existing?.table, lookups);
+    if (existing && sameRelation(existing.table, table)) return;
+    if (!lookups.now)
+      this.log.warn(
+        { table: table.qualified, oid: msg.relationOid },
+        'this table was dropped after this point of the WAL: its remaining changes are delivered, then it is no longer captured',
       );
-    // Columns come in the stream's order; the catalog may already be ahead of this WAL position.
-    const byName = new Map(table.columns.map((col) => [col.name, col]));
-    table.columns = msg.columns.map(
-      (col) =>
-        byName.get(col.name) ?? {
-          name: col.name,
-          typeOid: col.typeOid,
-          typeMod: col.typeMod,
-          typeName: 'unknown',
-          typeCategory: 'X',
-          notNull: false,
-          hasDefault: false,
-          defaultExpr: null,
-          toastable: true,
-        },
-    );
     if (!existing)
       await this.producer.ensureTopics([
         {
@@ -473,7 +462,7 @@ export class SourceConnector {
       ]);
     this.codecs.set(msg.relationOid, await this.codecFor(table));
     if (!existing) rememberCaptured(this.store, [table.qualified]);
-    this.log.info({ table: table.qualified, columns: names }, 'schema registered for changed relation');
+    this.log.info({ table: table.qualified, ...describeRelationChange(existing?.table, table) }, 'schema registered for changed relation');
   }
 
   private onAcked(lsn: Lsn): void {

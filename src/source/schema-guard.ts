@@ -40,22 +40,37 @@ function valueFields(envelope: object | undefined): Field[] {
   return record?.fields ?? [];
 }
 
-/** Name the columns that make the change incompatible: a changed type, or a new required column without a default. */
+/** Name the columns that make the change incompatible: a changed type, a column that joined the primary key, or a new required column without a default. */
 export function describeIncompatibility(previous: object | undefined, next: object): string[] {
   const old = new Map(valueFields(previous).map((f) => [f.name, f]));
   const problems: string[] = [];
+  const nullable = (t: unknown) => Array.isArray(t) && t.includes('null');
+  const nonNull = (t: unknown) => (Array.isArray(t) ? t.filter((b) => b !== 'null') : [t]);
   for (const f of valueFields(next)) {
     const o = old.get(f.name);
     if (!o) {
       if (!('default' in f))
         problems.push(
-          `column ${f.name} was added as NOT NULL without a default that Avro can carry: old events cannot be read with the new schema.`,
+          `column ${f.name} was added as a primary-key column: old events cannot be read with the new schema, which requires it.`,
         );
+    } else if (nullable(o.type) && !nullable(f.type) && JSON.stringify(nonNull(o.type)) === JSON.stringify(nonNull(f.type))) {
+      problems.push(`column ${f.name} joined the primary key, so the new schema requires it (old events may hold null).`);
     } else if (JSON.stringify(o.type) !== JSON.stringify(f.type)) {
       problems.push(`column ${f.name} changed type from ${JSON.stringify(o.type)} to ${JSON.stringify(f.type)}.`);
     }
   }
   return problems;
+}
+
+/** A key record that gained or changed fields: the primary key changed. */
+export function describeKeyChange(previous: object | undefined, next: object): string[] {
+  const names = (s: object | undefined) => ((s as { fields?: { name: string }[] } | undefined)?.fields ?? []).map((f) => f.name);
+  const before = names(previous);
+  const after = names(next);
+  if (!previous || JSON.stringify(before) === JSON.stringify(after)) return [];
+  return [
+    `the primary key changed from (${before.join(', ')}) to (${after.join(', ')}): events are keyed by it, and old keys cannot be read with the new key schema.`,
+  ];
 }
 
 export async function registerTableSchemas(registry: SchemaRegistry, codec: TableCodec, previous: TableCodec | undefined): Promise<void> {
@@ -67,7 +82,7 @@ export async function registerTableSchemas(registry: SchemaRegistry, codec: Tabl
     const { compatible, messages } = await registry.isCompatible(subject, schema);
     if (!compatible) {
       const before = previous ? (subject.endsWith('-key') ? previous.keySchema : previous.valueSchema) : await registry.latest(subject);
-      const named = describeIncompatibility(before, schema);
+      const named = subject.endsWith('-key') ? describeKeyChange(before, schema) : describeIncompatibility(before, schema);
       throw new SchemaPausedError(
         codec.table.qualified,
         subject,

@@ -1,5 +1,4 @@
 import avro from 'avsc';
-import { avroDefaultOf } from '../../src/events/envelope.ts';
 import { describe, expect, it } from 'vitest';
 import {
   createAvroType,
@@ -126,32 +125,5 @@ describe('dedupeNamedTypes', () => {
         ],
       } as AvroSchema),
     ).toThrow(/defines the named type X twice/);
-  });
-});
-
-describe('Avro defaults from Postgres column defaults', () => {
-  it('carries constant defaults of NOT NULL columns as Avro literals, and nothing for expressions', () => {
-    expect(avroDefaultOf('0', 'int')).toEqual({ default: 0 });
-    expect(avroDefaultOf('(-42)', 'long')).toEqual({ default: -42 });
-    expect(avroDefaultOf('0', { type: 'int', 'connect.type': 'int16' })).toEqual({ default: 0 });
-    expect(avroDefaultOf('1.5', 'double')).toEqual({ default: 1.5 });
-    expect(avroDefaultOf('true', 'boolean')).toEqual({ default: true });
-    expect(avroDefaultOf("'it''s'::text", 'string')).toEqual({ default: "it's" });
-    expect(avroDefaultOf("'draft'::order_status", { type: 'string', 'connect.parameters': { allowed: 'draft,placed' } })).toEqual({
-      default: 'draft',
-    });
-    expect(avroDefaultOf("'x'::character varying", 'string')).toEqual({ default: 'x' });
-    expect(avroDefaultOf("'{}'::jsonb", { type: 'string', 'connect.name': 'io.debezium.data.Json' })).toEqual({ default: '{}' });
-    for (const [expr, type] of [
-      ['now()', { type: 'long', logicalType: 'timestamp-micros' }],
-      ["nextval('t_id_seq'::regclass)", 'long'],
-      ['1.5', 'int'],
-      ["'abc'::text", 'int'],
-      ['0.00', { type: 'bytes', logicalType: 'decimal', precision: 12, scale: 2 }],
-      ["'2026-01-01'::date", { type: 'int', logicalType: 'date' }],
-      ['gen_random_uuid()', { type: 'string', logicalType: 'uuid' }],
-      [null, 'int'],
-    ] as const)
-      expect(avroDefaultOf(expr, type), String(expr)).toEqual({});
   });
 });

@@ -512,8 +512,10 @@ describe('RowEventWriter writes the same key and value bytes as the avsc path', 
     bad[2] = '2147483648'; // qty int4 out of range: the fast path steps aside, the converter names the column
     expect(() => compare('c', rowMessage('I', null, bad), null, bad, 0, 1)).toThrow(/column qty \(int4\): value "2147483648"/);
     const nan = [...ROWS[0]!];
-    nan[4] = 'NaN'; // amount is NOT NULL numeric(12,2): precise mode cannot carry NaN
-    expect(() => compare('c', rowMessage('I', null, nan), null, nan, 0, 1)).toThrow(/column amount/);
+    // amount is NOT NULL numeric(12,2) in Postgres, but only key columns are required in the schema (the WAL
+    // does not say NOT NULL): precise mode sends NaN as null, the same on both paths.
+    nan[4] = 'NaN';
+    expect(() => compare('c', rowMessage('I', null, nan), null, nan, 0, 1)).not.toThrow();
   });
 
   it('a row with another column count than the codec is refused (a missed relation message)', () => {
