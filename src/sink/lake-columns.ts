@@ -16,6 +16,8 @@ import type { LakeColumn, LakeType } from '../lake/lake-schema.ts';
 export interface SinkColumn extends LakeColumn {
   /** The field's name in the Avro record (differs from the column when the name was not Avro-safe). */
   avroName: string;
+  /** A renamed column's earlier names, newest first (the field's `tide.renamed_from`; see column-renames.ts). */
+  renamedFrom?: string[];
   convert(value: unknown): unknown;
 }
 
@@ -102,11 +104,21 @@ export function lakeColumnsOf(valueSchema: object): SinkColumn[] {
   const envelope = valueSchema as { fields?: { name: string; type: AvroSchema }[] };
   const after = envelope.fields?.find((f) => f.name === 'after');
   if (!after) throw new Error('not a Debezium envelope: the value schema has no `after` field');
-  const record = nonNull(after.type).type as Obj & { fields: { name: string; type: AvroSchema; 'tide.column'?: string }[] };
+  const record = nonNull(after.type).type as Obj & {
+    fields: { name: string; type: AvroSchema; 'tide.column'?: string; 'tide.renamed_from'?: string[]; aliases?: string[] }[];
+  };
   return record.fields.map((f) => {
     const { type, nullable } = nonNull(f.type);
     const mapped = mapType(type);
-    return { name: f['tide.column'] ?? f.name, avroName: f.name, type: mapped.type, nullable, convert: mapped.convert };
+    const renamedFrom = f['tide.renamed_from'] ?? f.aliases;
+    return {
+      name: f['tide.column'] ?? f.name,
+      avroName: f.name,
+      type: mapped.type,
+      nullable,
+      ...(renamedFrom?.length ? { renamedFrom } : {}),
+      convert: mapped.convert,
+    };
   });
 }
 

@@ -15,6 +15,7 @@ import { mergeSilver } from './silver-merge.ts';
 import { DeleteMarkers } from './delete-markers.ts';
 import type { SinkObserver } from './sink-observer.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
+import { applyRenames, carryRenamedValues, pendingRenames, recordedRenames } from './column-renames.ts';
 import { bronzePath, HISTORY_META, historyPath, reconcileColumns, sameType, SILVER_META, silverPath, typeText } from './table-layout.ts';
 
 export interface SinkContext {
@@ -256,6 +257,7 @@ export class TableSink {
         },
       });
     }
+    await this.renameColumns(this.silver, pending, SILVER_META);
     const silverKey = this.silverKey(keyColumns);
     const meta = new Set(SILVER_META.map((c) => c.name));
     const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
@@ -345,6 +347,7 @@ export class TableSink {
         'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
       },
     });
+    await this.renameColumns(this.history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
@@ -373,6 +376,19 @@ export class TableSink {
   }
 
   private sent = 0;
+
+  /** Renamed columns (column-renames.ts): move the old column's values to the new name, then carry them in older events. */
+  private async renameColumns(table: DeltaTable, events: ChangeEvent[], meta: LakeColumn[]): Promise<void> {
+    const metaNames = new Set(meta.map((c) => c.name));
+    const current = table.schema.columns.filter((c) => !metaNames.has(c.name));
+    const renames = pendingRenames(events, current);
+    if (renames.length) {
+      const added = renames.map(({ from, to }) => ({ name: to, type: current.find((c) => c.name === from)!.type, nullable: true }));
+      await applyRenames(this.ctx.engine, table, { columns: [...table.schema.columns, ...added] }, renames);
+      this.ctx.log.info({ table: table.root, renames }, 'schema evolution: renamed columns carry their values under the new name');
+    }
+    carryRenamedValues(events, recordedRenames(table.schema.columns));
+  }
 
   private async sendNewDeadLetters(result: ApplyResult): Promise<void> {
     if (result.deadLetters.length > this.sent) await this.ctx.sendDeadLetters(result.deadLetters.slice(this.sent));

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
-import { silverPath } from '../../src/sink/table-layout.ts';
+import { historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
@@ -103,5 +103,66 @@ describe('schema changes in the lake', () => {
     expect(versions).toHaveLength(1);
     const latest = (await (await fetch(`${registry}/subjects/${topic('items')}-value/versions/latest`)).json()) as { schema: string };
     expect(latest.schema).not.toContain('"total"');
+  });
+  it('item 9: after RENAME COLUMN, existing rows carry their values under the new name in silver and history', async () => {
+    await settle('people', [silverPath('public.people'), historyPath('public.people')]);
+    await sql.query(`UPDATE people SET age = age + 1 WHERE id = 1`); // a second version in history
+    await settle('people', [silverPath('public.people'), historyPath('public.people')]);
+    await sql.query(`ALTER TABLE people RENAME COLUMN nick TO handle`);
+    await sql.query(`UPDATE people SET handle = 'renamed2' WHERE id = 2`);
+    await sql.query(`INSERT INTO people VALUES (7, 'handle7', 27)`);
+    await settle('people', [silverPath('public.people'), historyPath('public.people')]);
+
+    // The registry's new version names the old column as an alias of the new one, and accepted it as compatible.
+    const latest = JSON.parse(
+      ((await (await fetch(`${registry}/subjects/${topic('people')}-value/versions/latest`)).json()) as { schema: string }).schema,
+    ) as { fields: { name: string; type: unknown }[] };
+    const after = (latest.fields.find((f) => f.name === 'after')!.type as unknown[])[1] as {
+      fields: { name: string; aliases?: string[] }[];
+    };
+    expect(after.fields.find((f) => f.name === 'handle')!.aliases).toEqual(['nick']);
+
+    const silver = await readWithDeltaRs(join(lakeDir, silverPath('public.people')));
+    const expected = (await sql.query(`SELECT id, handle, age FROM people ORDER BY id`)).rows;
+    expect(rowsOf(silver, ['id', 'handle', 'age']).sort((a, b) => Number(a.id) - Number(b.id))).toEqual(expected);
+
+    // History: every version, also those closed before the rename, shows the value under the new name.
+    const history = await readWithDeltaRs(join(lakeDir, historyPath('public.people')));
+    const versions = rowsOf(history, ['id', 'handle', 'age', '_is_current']);
+    expect(versions.filter((v) => v.handle === null)).toEqual([]);
+    expect(
+      versions
+        .filter((v) => v.id === 1)
+        .map((v) => [v.handle, v.age, v._is_current])
+        .sort(),
+    ).toEqual([
+      ['nick1', 21, false],
+      ['nick1', 22, true],
+    ]);
+    expect(
+      versions
+        .filter((v) => v.id === 2)
+        .map((v) => [v.handle, v._is_current])
+        .sort(),
+    ).toEqual([
+      ['nick2', false],
+      ['renamed2', true],
+    ]);
+  });
+  it("item 9: the stack's registry (Apicurio, BACKWARD) accepts a renamed required field with its alias, and refuses it without", async () => {
+    const subject = `${topic('alias_probe')}-key`;
+    const record = (field: object) => JSON.stringify({ type: 'record', name: 'Key', fields: [field] });
+    const post = async (path: string, schema: string) =>
+      (await (
+        await fetch(`${registry}${path}`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
+          body: JSON.stringify({ schema }),
+        })
+      ).json()) as { id?: number; is_compatible?: boolean };
+    expect((await post(`/subjects/${subject}/versions`, record({ name: 'nick', type: 'int' }))).id).toBeGreaterThan(0);
+    const check = `/compatibility/subjects/${subject}/versions/latest`;
+    expect((await post(check, record({ name: 'handle', type: 'int', aliases: ['nick'] }))).is_compatible).toBe(true);
+    expect((await post(check, record({ name: 'handle', type: 'int' }))).is_compatible).toBe(false);
   });
 });
