@@ -20,10 +20,7 @@ export class SchemaPausedError extends TideError {
         `Options:\n` +
         `  1. If the subject's consumers can read the new schema, let it through: tide source schema allow <connector-file> ${table}, ` +
         `restart the connector, and once it streams: tide source schema restore <connector-file> ${table}.\n` +
-        `  2. For a column added NOT NULL without a default Avro can carry: give it a constant default in Postgres ` +
-        `(ALTER TABLE ${table} ALTER COLUMN <column> SET DEFAULT <constant>), then restart the connector. ` +
-        `(Undoing a type change does not help: the rows written under the new type still need it.)\n` +
-        `  3. Start a new topic generation: set a new topic.prefix and slot.name and restart (the new slot starts with a snapshot), ` +
+        `  2. Start a new topic generation: set a new topic.prefix and slot.name and restart (the new slot starts with a snapshot), ` +
         `then drop the old slot: tide slots drop <old slot.name>.`,
     );
     this.name = 'SchemaPausedError';
