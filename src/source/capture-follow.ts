@@ -24,21 +24,27 @@ export interface CaptureFollowDeps {
   /** Every captured table now (`schema.table`), remembered for the next start. */
   captured: string[];
   publisher: () => EventPublisher | undefined;
-  /** The connector's codecs by relation oid. */
-  codecs: Map<number, TableCodec>;
+  /**
+   * The tables the source captures (`schema.table`), shared with the connector; tables found while running
+   * are added. Not the stream's codecs: those come from relation messages, and a captured table with no change
+   * since the stream began has none.
+   */
+  capturing: Set<string>;
   ensureTopics: (topics: TopicSpec[]) => Promise<void>;
+  /** A codec for the table as the catalog has it now, schemas registered: for incremental snapshot chunks. */
   codecFor: (table: CatalogTable) => Promise<TableCodec>;
   fail: (err: Error) => void;
 }
 
 export function followCapture(d: CaptureFollowDeps): { incremental: IncrementalSnapshots; discovery: TableDiscovery } {
   const c = d.config;
-  const byName = (q: string) => [...d.codecs.values()].find((codec) => codec.table.qualified === q);
+  const captures = (q: string) => d.capturing.has(q);
   const incremental = new IncrementalSnapshots({
     config: c,
     store: d.store,
     publisher: d.publisher,
-    codecOf: byName,
+    captures,
+    codecFor: d.codecFor,
     connect: () => connectPg(c, { log: d.log }),
     log: d.log,
     events: d.events,
@@ -50,7 +56,7 @@ export function followCapture(d: CaptureFollowDeps): { incremental: IncrementalS
   const discovery = new TableDiscovery({
     config: c,
     connect: () => connectPg(c, { log: d.log }),
-    captures: (q) => byName(q) !== undefined,
+    captures,
     capture: async (table) => {
       await d.ensureTopics([
         {
@@ -59,7 +65,9 @@ export function followCapture(d: CaptureFollowDeps): { incremental: IncrementalS
           replicationFactor: c['topic.replication.factor'],
         },
       ]);
-      d.codecs.set(table.oid, await d.codecFor(table));
+      // Its schemas are registered by its incremental snapshot (from the catalog) and by its first relation
+      // message in the stream (from the WAL), whichever comes first.
+      d.capturing.add(table.qualified);
     },
     incremental,
     store: d.store,

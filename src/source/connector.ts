@@ -83,7 +83,10 @@ export class SourceConnector {
   private get events() {
     return this.observer.events;
   }
+  /** The stream's codecs by relation oid (the initial snapshot's too): from relation messages on a running slot. */
   private readonly codecs = new Map<number, TableCodec>();
+  /** The tables captured now (`schema.table`): the plan's, those found while running, those the stream names. */
+  private readonly capturing = new Set<string>();
   private readonly include: (qualified: string) => boolean;
   private readonly txEvents: TransactionEvents;
   private confirmed: Lsn = 0n;
@@ -183,6 +186,7 @@ export class SourceConnector {
       );
     }
     if (plan.missingPrimaryKey.length > 0) throw new MissingPrimaryKeyError(plan.missingPrimaryKey);
+    for (const t of plan.captured) this.capturing.add(t.qualified);
     requirePrerequisites(await checkPrerequisites(this.sql, c, plan, state), this.where());
     // `tide source plan` lists every table with TOAST-able columns; here only those whose values are stored out of line now.
     for (const t of await toastedNow(this.sql, plan)) {
@@ -202,7 +206,7 @@ export class SourceConnector {
       maxQueuedBatches: 4,
       onConfirmable: (lsn) => this.onAcked(lsn),
       maxMessageBytes: c['max.message.bytes'],
-      describe: (m) => describeEvent(this.codecs.values(), m),
+      describe: (m) => describeEvent([...this.codecs.values(), ...(this.incremental?.chunkCodec ? [this.incremental.chunkCodec] : [])], m),
       onCommitAcked: (commitTsMs) => this.observer.commitAcked(Date.now() - commitTsMs),
       onError: (err) =>
         this.fail(
@@ -425,7 +429,7 @@ export class SourceConnector {
       joined,
       captured,
       publisher: () => this.publisher,
-      codecs: this.codecs,
+      capturing: this.capturing,
       ensureTopics: (topics) => this.producer.ensureTopics(topics),
       codecFor: (table) => this.codecFor(table),
       fail: (err) => this.fail(err),
@@ -461,6 +465,7 @@ export class SourceConnector {
         },
       ]);
     this.codecs.set(msg.relationOid, await this.codecFor(table));
+    this.capturing.add(table.qualified);
     if (!existing) rememberCaptured(this.store, [table.qualified]);
     this.log.info({ table: table.qualified, ...describeRelationChange(existing?.table, table) }, 'schema registered for changed relation');
   }

@@ -5,11 +5,14 @@ import type { RawRow, TableCodec } from '../events/envelope.ts';
 import { untilAborted } from '../abortable.ts';
 import { TideError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { CatalogTable } from './catalog.ts';
+import { ChunkSchema, lockUnchanged } from './chunk-schema.ts';
 import type { IncrementalProgress, IncrementalTable, OffsetStore, SourceOffsets } from './offset-store.ts';
 import { formatLsn } from './lsn.ts';
 import { endPg } from './pg-connection.ts';
 import { quoteIdent } from './plan.ts';
 import type { EventPublisher } from './publisher.ts';
+import { SchemaPausedError } from './schema-guard.ts';
 import { emitWatermark, parseSignal, parseWatermark, SIGNAL_PREFIX, WATERMARK_PREFIX, type SnapshotRequest } from './signals.ts';
 import { keyId, parsePgSnapshot, SnapshotWindows } from './snapshot-window.ts';
 
@@ -27,6 +30,8 @@ import { keyId, parsePgSnapshot, SnapshotWindows } from './snapshot-window.ts';
  *   (commit_lsn, event_index) is ever reused.
  * - Events: op `r`, source.snapshot `incremental` (as Debezium marks them), commit_lsn = the high watermark's
  *   LSN - 1 (see publishChunk), event_index 0… within the chunk, no transaction block.
+ * - Schema: a chunk's rows are encoded with the table as the catalog has it at the chunk's read, not with the
+ *   stream's codec (chunk-schema.ts).
  */
 export interface IncrementalStatus {
   table: string;
@@ -44,8 +49,10 @@ export interface IncrementalDeps {
   config: SourceConfig;
   store: OffsetStore;
   publisher: () => EventPublisher | undefined;
-  /** The codec of a captured table, by `schema.table` (undefined: not captured). */
-  codecOf: (qualified: string) => TableCodec | undefined;
+  /** Whether the source captures the table (`schema.table`). */
+  captures: (qualified: string) => boolean;
+  /** A codec for the table as the catalog has it now, its schemas registered (may throw SchemaPausedError). */
+  codecFor: (table: CatalogTable) => Promise<TableCodec>;
   connect: () => Promise<pg.Client>;
   log: Logger;
   events?: { add(table: string, op: string, n?: number): void };
@@ -69,9 +76,11 @@ export class IncrementalSnapshots {
   private readonly stopping = new AbortController();
   /** Rows the last chunk published (set by publishChunk at its high watermark). */
   private published = 0;
+  private readonly schema: ChunkSchema;
 
   constructor(private readonly d: IncrementalDeps) {
     this.progress = d.store.read()?.incremental ?? { queue: [], finished: [] };
+    this.schema = new ChunkSchema(d.codecFor);
   }
 
   /** Queue snapshots (saved at once). `signalPosition`: the signal's, so a replayed signal is not acted on twice. */
@@ -109,12 +118,17 @@ export class IncrementalSnapshots {
       return undefined;
     }
     const captured = requests.filter((r) => {
-      if (this.d.codecOf(r.table)) return true;
+      if (this.d.captures(r.table)) return true;
       this.d.log.error({ table: r.table }, 'signal ignored for a table this connector does not capture (check table.include.list)');
       return false;
     });
     this.request(captured, position);
     return undefined;
+  }
+
+  /** The codec chunk rows are encoded with now (for naming a table and key in delivery errors). */
+  get chunkCodec(): TableCodec | undefined {
+    return this.schema.current;
   }
 
   status(): IncrementalStatus | undefined {
@@ -182,9 +196,24 @@ export class IncrementalSnapshots {
         this.wake = undefined;
         continue;
       }
-      const codec = this.d.codecOf(current.table);
+      let codec: TableCodec | undefined;
+      try {
+        codec = this.d.captures(current.table) ? await this.schema.now(await this.connected(signal), current.table, signal) : undefined;
+      } catch (err) {
+        if (err instanceof SchemaPausedError || signal.aborted) throw err;
+        failures++;
+        this.d.log.warn(
+          { table: current.table, err: (err as Error).message, attempt: failures },
+          'incremental snapshot: reading the table failed; trying again',
+        );
+        const client = this.client;
+        this.client = undefined;
+        await endPg(client);
+        await sleep(Math.min(30_000, 500 * 2 ** failures), signal);
+        continue;
+      }
       if (!codec) {
-        this.d.log.error({ table: current.table }, 'incremental snapshot dropped: the table is no longer captured');
+        this.d.log.error({ table: current.table }, 'incremental snapshot dropped: the table no longer exists or is no longer captured');
         this.progress.current = undefined;
         this.save();
         continue;
@@ -197,6 +226,7 @@ export class IncrementalSnapshots {
       } catch (err) {
         this.windows.abandon(err as Error);
         if (signal.aborted) return;
+        if (err instanceof SchemaPausedError) throw err;
         const code = (err as { code?: string }).code;
         if (code && /^(42|22|0A)/.test(code)) {
           // The request itself is wrong (a bad --where, a missing right): trying again cannot help.
@@ -221,6 +251,19 @@ export class IncrementalSnapshots {
     }
   }
 
+  /** The loop's connection to Postgres, opened when needed. */
+  private async connected(signal: AbortSignal): Promise<pg.Client> {
+    if (!this.client) {
+      const fresh = await this.d.connect();
+      if (signal.aborted) {
+        await endPg(fresh); // stop() came while connecting: nobody else would end it
+        throw signal.reason as Error;
+      }
+      this.client = fresh;
+    }
+    return this.client;
+  }
+
   private next(): IncrementalTable | undefined {
     const r = this.progress.queue.shift();
     if (!r) return undefined;
@@ -232,15 +275,7 @@ export class IncrementalSnapshots {
 
   /** Read and publish one chunk. 'retry': read the same chunk again later. */
   private async chunk(codec: TableCodec, cur: IncrementalTable, signal: AbortSignal): Promise<'ok' | 'retry' | 'done'> {
-    if (!this.client) {
-      const fresh = await this.d.connect();
-      if (signal.aborted) {
-        await endPg(fresh); // stop() came while connecting: nobody else would end it
-        throw signal.reason as Error;
-      }
-      this.client = fresh;
-    }
-    const client = this.client;
+    const client = await this.connected(signal);
     const t = codec.table;
     const from = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
     if (cur.chunks === 0 || this.totalRowsFor !== cur.table) {
@@ -265,17 +300,21 @@ export class IncrementalSnapshots {
     const low = await emitWatermark(client, { slot, window: id, kind: 'low' });
     let rows: string[][];
     let snapshotText: string;
+    let sameTable: boolean;
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
+      sameTable = await lockUnchanged(client, codec);
       snapshotText = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
-      rows = (
-        await client.query<string[]>({
-          text: `SELECT ${names.map(quoteIdent).join(', ')} FROM ${from}${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${keys.join(', ')} LIMIT ${fetch + 1}`,
-          values: cur.lastKey ?? [],
-          rowMode: 'array',
-          types: RAW_TEXT,
-        })
-      ).rows;
+      rows = !sameTable
+        ? []
+        : (
+            await client.query<string[]>({
+              text: `SELECT ${names.map(quoteIdent).join(', ')} FROM ${from}${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${keys.join(', ')} LIMIT ${fetch + 1}`,
+              values: cur.lastKey ?? [],
+              rowMode: 'array',
+              types: RAW_TEXT,
+            })
+          ).rows;
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -288,8 +327,11 @@ export class IncrementalSnapshots {
       for (let c = 0; c < names.length; c++) row[names[c]!] = values[c] ?? null;
       return row;
     });
-    const trusted = this.windows.trusts(snapshot);
-    if (!trusted) this.d.log.warn({ table: t.qualified, xmin: snapshot.xmin }, 'incremental snapshot waits for an old transaction to end');
+    const trusted = sameTable && this.windows.trusts(snapshot);
+    if (!sameTable)
+      this.d.log.info({ table: t.qualified }, 'incremental snapshot: the table changed since its schema was read; reading the chunk again');
+    else if (!trusted)
+      this.d.log.warn({ table: t.qualified, xmin: snapshot.xmin }, 'incremental snapshot waits for an old transaction to end');
     this.published = 0;
     this.windows.setChunk(id, {
       rows: trusted ? read : [],
@@ -337,8 +379,8 @@ export class IncrementalSnapshots {
   private async publishChunk(rows: RawRow[], highLsn: bigint, columns: string): Promise<'published' | 'stale'> {
     const commitLsn = highLsn - 1n;
     const cur = this.progress.current;
-    const codec = cur && this.d.codecOf(cur.table);
-    if (!cur || !codec || codec.columnNames().join(',') !== columns) return 'stale';
+    const codec = this.schema.current;
+    if (!cur || !codec || codec.table.qualified !== cur.table || codec.columnNames().join(',') !== columns) return 'stale';
     const publisher = this.d.publisher()!;
     const t = codec.table;
     for (const [i, row] of rows.entries()) {

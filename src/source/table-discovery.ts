@@ -28,7 +28,7 @@ export interface DiscoveryDeps {
   connect: () => Promise<pg.Client>;
   /** Whether the source already captures the table (`schema.table`). */
   captures: (qualified: string) => boolean;
-  /** Create the table's topic and register its schemas: the source captures it from now on. */
+  /** Create the table's topic: the source captures it from now on. */
   capture: (table: CatalogTable) => Promise<void>;
   incremental: IncrementalSnapshots;
   store: OffsetStore;

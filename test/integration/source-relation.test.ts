@@ -40,8 +40,13 @@ describe('a lagging connector reads old WAL with the schema it was written with'
     await sql.query(`CREATE TABLE ident (id int PRIMARY KEY, n int NOT NULL, body text NOT NULL)`);
     await sql.query(`CREATE TABLE gone (id int PRIMARY KEY, v text)`);
     await sql.query(`CREATE TABLE keyed (id int PRIMARY KEY, code int NOT NULL)`);
+    await sql.query(`CREATE TABLE widen (id int PRIMARY KEY, v text)`);
+    await sql.query(`INSERT INTO widen SELECT g, 'w' || g FROM generate_series(1, 30) g`);
     await sql.query(`INSERT INTO nn VALUES (1, 'one'); INSERT INTO grow VALUES (1, 'one'); INSERT INTO gone VALUES (1, 'one')`);
-    file = sourceConfig(db.url, 'relation', { 'table.include.list': 'public\\.(nn|grow|ident|gone|keyed)' });
+    file = sourceConfig(db.url, 'relation', {
+      'table.include.list': 'public\\.(nn|grow|ident|gone|keyed|widen)',
+      'snapshot.fetch.size': 10,
+    });
     running = await startSource(file);
     stateDir = running.stateDir;
     expect(running.connector.state).toBe('streaming');
@@ -59,6 +64,26 @@ describe('a lagging connector reads old WAL with the schema it was written with'
     await sql.query(`INSERT INTO nn VALUES (2, NULL)`);
     const events = await consumeUntil([topic('nn')], (es) => es.some((e) => env(e).after?.id === 2));
     expect(env(events.find((e) => env(e).after?.id === 2)!).after).toEqual({ id: 2, label: null });
+    expect(running!.connector.state).toBe('streaming');
+  });
+
+  it('an incremental snapshot reads the table as the catalog has it at each chunk, even before the stream saw the DDL', async () => {
+    // No row of widen changes after the ALTER: the stream has no relation message for it, so the stream's
+    // codec still has (id, v). A chunk reads the table of now, so its rows carry the new column.
+    await sql.query(`ALTER TABLE widen ADD COLUMN extra int NOT NULL DEFAULT 7`);
+    const signal = JSON.stringify({
+      type: 'execute-snapshot',
+      slot: file.config['slot.name'],
+      data: { 'data-collections': ['public.widen'], type: 'incremental' },
+    });
+    await sql.query(`SELECT pg_logical_emit_message(true, 'tide.signal', $1)`, [signal]);
+    const events = await consumeUntil([topic('widen')], (es) => es.filter((e) => env(e).op === 'r').length >= 60);
+    const incremental = events
+      .map(env)
+      .filter((e) => e.op === 'r' && (e as { source?: { snapshot?: string } }).source?.snapshot === 'incremental');
+    expect(incremental.map((e) => e.after).sort((a, b) => Number(a!.id) - Number(b!.id))).toEqual(
+      Array.from({ length: 30 }, (_, i) => ({ id: i + 1, v: `w${i + 1}`, extra: 7 })),
+    );
     expect(running!.connector.state).toBe('streaming');
   });
 
