@@ -1,0 +1,308 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
+import { replay } from '../../src/app/replay.ts';
+import { runTraffic } from '../../src/app/traffic.ts';
+import { DeltaProtocolError } from '../../src/lake/delta/delta-errors.ts';
+import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
+import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../../src/lake/storage/local-store.ts';
+import { log } from '../../src/log.ts';
+import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
+import { hashValue } from '../../src/sink/masking.ts';
+import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { startCli } from '../support/cli.ts';
+import { createTestDatabase } from '../support/db.ts';
+import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
+import {
+  checkHistory,
+  describeDiff,
+  diffTables,
+  MASK_SALT,
+  ORDER_KEYS,
+  ORDER_TABLES,
+  postgresRows,
+  sinkFile,
+  startSink,
+  waitForLake,
+  type RunningSink,
+} from '../support/lake.ts';
+import { ORDER_REPORTS } from '../support/order-reports.ts';
+import { SparkDelta, sparkMissing, type SparkView } from '../support/spark.ts';
+import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+
+/**
+ * Apache Spark (pyspark 4.0 with Delta Lake 4.0, the engine Databricks runs) as a second independent
+ * reader of the lake that the real pipeline writes (order app → Postgres → source → Kafka → sink):
+ * Spark reads bronze, silver, history and gold after checkpoints, `tide lake optimize` and
+ * `tide lake vacuum`, and sees the same rows as delta-rs and Postgres. Spark also writes: it appends
+ * to a bronze table and checkpoints it, and Tide goes on writing that table; when Spark upgrades a
+ * table's protocol past what Tide writes, the sink refuses it with a DeltaProtocolError naming it.
+ */
+
+const skip = sparkMissing() ?? (deltaReaderAvailable() ? undefined : 'the delta-rs venv is missing: run `bash scripts/setup-python.sh`');
+if (skip) console.warn(`spark-reader: skipped: ${skip}`);
+
+const rowsAsObjects = (v: { columns: string[]; rows: unknown[][] }) =>
+  v.rows.map((r) => Object.fromEntries(v.columns.map((c, i) => [c, r[i]])));
+
+describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let prisma: PrismaClient;
+  let sql: pg.Client;
+  let source: RunningSource | undefined;
+  let sink: RunningSink | undefined;
+  let spark: SparkDelta | undefined;
+  let src: ReturnType<typeof sourceConfig>;
+  let prefix: string;
+  let failed = false;
+  const workDir = mkdtempSync(join(tmpdir(), 'tide-spark-'));
+  const lakeDir = join(workDir, 'lake');
+  const store = new LocalStore(lakeDir);
+  const sinkName = `spark-${Date.now().toString(36)}`;
+  const lake = ['--lake', lakeDir];
+  const tablePath = (name: string) => join(lakeDir, name);
+
+  async function settle(): Promise<void> {
+    await waitForSourceCaughtUp(sql, src.config['slot.name']);
+    await waitForLake(store, sinkName, prefix);
+  }
+
+  /** `tide <args>` as the CLI (a child process); expects exit 0 and returns its output. */
+  async function tideOk(args: string[]): Promise<string> {
+    const cli = startCli(args, workDir);
+    const code = await cli.exited;
+    expect(code, `tide ${args.join(' ')}\n${cli.output()}`).toBe(0);
+    return cli.output();
+  }
+
+  beforeAll(async () => {
+    // Spark starts (tens of seconds on two cores) while the pipeline fills the lake.
+    const sparkStarting = SparkDelta.start();
+    sparkStarting.catch(() => undefined);
+    db = await createTestDatabase('spark_reader');
+    prisma = createPrisma(db.url, 4);
+    sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    await replay(prisma, { limit: 500, concurrency: 4 });
+    src = sourceConfig(db.url, 'sparkrd', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
+    prefix = src.config['topic.prefix'];
+    source = await startSource(src);
+    // A checkpoint every 3 commits, so every table is read by Spark through a Tide checkpoint.
+    sink = startSink(sinkFile(sinkName, prefix, lakeDir, { 'flush.interval.ms': 200, 'delta.checkpoint.interval': 3 }), store);
+    // Two bursts of traffic, each committed before the next: bronze tables get several files to compact.
+    for (let burst = 0; burst < 2; burst++) {
+      const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+      expect(stats.errors, stats.lastError).toBe(0);
+      await settle();
+    }
+    spark = await sparkStarting;
+  }, 400_000);
+
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
+
+  afterAll(async () => {
+    await spark?.stop();
+    await sink?.stop().catch(() => undefined);
+    await source?.stop();
+    await prisma?.$disconnect();
+    await sql?.end();
+    await db?.drop();
+    if (failed) console.error(`spark-reader: lake kept for inspection in ${lakeDir}`);
+    else rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('after checkpoints, lake optimize and lake vacuum, Spark reads bronze, silver, history and gold: the same rows as delta-rs and Postgres', async () => {
+    const engine = await ParquetEngine.create();
+    try {
+      const gold = await new GoldRefresher(engine, store, log, ORDER_REPORTS).refresh();
+      expect(gold.map((r) => r.report).sort()).toEqual(ORDER_REPORTS.map((r) => r.name).sort());
+    } finally {
+      await engine.close();
+    }
+    // A Tide checkpoint in every bronze and silver table (besides those every third commit wrote), then
+    // optimize commits after it: Spark and delta-rs start from Tide's checkpoint and replay Tide's JSON commits.
+    const checkpointed = [...ORDER_TABLES.map(bronzePath), ...ORDER_TABLES.map(silverPath), historyPath('public.orders')];
+    for (const name of checkpointed) await (await DeltaTable.open(store, name))!.checkpoint();
+    await tideOk(['lake', 'optimize', ...lake]);
+    await tideOk(['lake', 'vacuum', '--retain', '0', '--force', ...lake]);
+
+    const tables = [
+      ...ORDER_TABLES.map(bronzePath),
+      ...ORDER_TABLES.map(silverPath),
+      historyPath('public.orders'),
+      ...ORDER_REPORTS.map((r) => `gold/${r.name}`),
+    ];
+    const views = new Map<string, SparkView>();
+    for (const name of tables) {
+      const [view, rs] = [await spark!.read(tablePath(name)), await readWithDeltaRs(tablePath(name))];
+      views.set(name, view);
+      expect(view.version, name).toBe(rs.version);
+      expect(view.columns, name).toEqual(rs.columns);
+      expect(view.partition_columns, name).toEqual(rs.partition_columns);
+      expect(view.row_count, `${name} is empty`).toBeGreaterThan(0);
+      expect(view.rows, `${name}: Spark and delta-rs read different rows`).toEqual(rs.rows);
+    }
+    for (const name of checkpointed) {
+      const checkpoints = readdirSync(join(tablePath(name), '_delta_log')).filter((f) => f.endsWith('.checkpoint.parquet'));
+      expect(checkpoints.length, `${name} has a checkpoint`).toBeGreaterThan(0);
+    }
+    const optimized = await spark!.history(tablePath(bronzePath('public.orders')));
+    expect(optimized.map((h) => h.operation)).toContain('OPTIMIZE');
+
+    for (const table of ORDER_TABLES) {
+      const expected = await postgresRows(db.url, table);
+      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
+      const diff = diffTables(expected, rowsAsObjects(views.get(silverPath(table))!), ORDER_KEYS[table]!, Object.keys(expected[0]!));
+      expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
+    }
+    const problems = checkHistory(
+      views.get(historyPath('public.orders'))!,
+      views.get(bronzePath('public.orders'))!,
+      await postgresRows(db.url, 'public.orders'),
+      'id',
+    );
+    expect(problems.slice(0, 20)).toEqual([]);
+
+    const raw = new pg.Client({
+      connectionString: db.url,
+      types: {
+        getTypeParser: ((oid: number, format: 'text') =>
+          oid === 1184 || oid === 1114 || oid === 1082
+            ? (v: string) => v
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
+    });
+    await raw.connect();
+    try {
+      await raw.query(`SET timezone = 'UTC'`);
+      const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
+      for (const report of ORDER_REPORTS) {
+        const view = views.get(`gold/${report.name}`)!;
+        const diff = diffTables(await pgQuery(await report.postgresSql(pgQuery)), rowsAsObjects(view), report.key, view.columns);
+        expect(diff.expectedChecksum, `Spark: gold.${describeDiff(report.name, diff)}`).toBe(diff.actualChecksum);
+      }
+    } finally {
+      await raw.end();
+    }
+  }, 300_000);
+
+  it("Spark appends to a bronze table and checkpoints it; Tide's sink goes on appending, optimize and vacuum keep Spark's rows, and all readers agree", async () => {
+    const name = bronzePath('public.orders');
+    const path = tablePath(name);
+    const before = await spark!.read(path);
+    // A backfilled row as another team's Spark job would write it: a copy of the newest event, marked
+    // with Kafka partition -1 (no Kafka message has it), in the same _commit_date partition as Tide's files.
+    const newest = rowsAsObjects(before).sort((a, b) => Number(b._kafka_offset) - Number(a._kafka_offset))[0]!;
+    const backfill = [
+      { ...newest, _kafka_partition: -1, _kafka_offset: 0, _op: 'r' },
+      { ...newest, _kafka_partition: -1, _kafka_offset: 1, _op: 'r' },
+    ];
+    const sparkVersion = await spark!.append(path, backfill);
+    expect(sparkVersion).toBe(before.version + 1);
+    expect(await spark!.checkpoint(path)).toBe(sparkVersion);
+    expect(existsSync(join(path, '_delta_log', `${String(sparkVersion).padStart(20, '0')}.checkpoint.parquet`))).toBe(true);
+
+    // Tide reads Spark's commit and Spark's checkpoint, and the sink appends after them.
+    const afterSpark = await DeltaTable.open(store, name);
+    expect(afterSpark?.version).toBe(sparkVersion);
+    const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    expect(stats.errors, stats.lastError).toBe(0);
+    await settle();
+    const table = (await DeltaTable.open(store, name))!;
+    expect(table.version, 'the sink committed after Spark').toBeGreaterThan(sparkVersion);
+
+    await tideOk(['lake', 'optimize', 'bronze.orders', ...lake]);
+    await tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
+
+    const [view, rs] = [await spark!.read(path), await readWithDeltaRs(path)];
+    expect(view.version).toBe(rs.version);
+    expect(view.rows, 'Spark and delta-rs read different rows').toEqual(rs.rows);
+    const rows = rowsAsObjects(view);
+    const fromSpark = rows.filter((r) => r._kafka_partition === -1);
+    expect(fromSpark.map((r) => r._kafka_offset).sort()).toEqual([0, 1]);
+    for (const r of fromSpark)
+      expect({ ...r, _kafka_partition: 0, _kafka_offset: 0 }).toEqual({ ...backfill[0], _kafka_partition: 0, _kafka_offset: 0 });
+    const offsets = rows.filter((r) => r._kafka_partition !== -1).map((r) => `${String(r._kafka_partition)}:${String(r._kafka_offset)}`);
+    expect(new Set(offsets).size, 'every Kafka offset once in bronze').toBe(offsets.length);
+    expect(offsets.length).toBeGreaterThan(before.row_count);
+
+    const history = await spark!.history(path);
+    const sparkCommit = history.find((h) => h.version === sparkVersion)!;
+    expect(sparkCommit).toMatchObject({ operation: 'WRITE', operationParameters: { mode: 'Append' } });
+    expect(sparkCommit.engineInfo).toMatch(/^Apache-Spark\/4\.0\.\d+ Delta-Lake\/4\.0\.\d+$/);
+    expect(history.filter((h) => h.version > sparkVersion).map((h) => h.operation)).toContain('OPTIMIZE');
+  }, 300_000);
+
+  it('Spark updates a silver table and compacts a bronze table (as scheduled Databricks jobs would); the sink goes on writing both, and silver equals Postgres', async () => {
+    const customers = tablePath(silverPath('public.customers'));
+    const orders = tablePath(bronzePath('public.orders'));
+    const { rows } = await sql.query<{ id: number }>('SELECT min(id) AS id FROM customers');
+    const id = rows[0]!.id;
+    const before = (await spark!.read(customers)).version;
+    await spark!.sql(`UPDATE delta.\`${customers}\` SET country = 'Sparkland' WHERE id = ${id}`);
+    // More changes, so that bronze.orders has several files (one per sink commit) for Spark to compact.
+    const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    expect(stats.errors, stats.lastError).toBe(0);
+    await settle();
+    expect((await DeltaTable.open(store, bronzePath('public.orders')))!.files().length).toBeGreaterThan(1);
+    await spark!.sql(`OPTIMIZE delta.\`${orders}\``);
+    const compacted = (await spark!.history(orders))[0]!;
+    expect(compacted).toMatchObject({ operation: 'OPTIMIZE' });
+    // The change in Postgres is newer than Spark's: the sink merges it over Spark's rewritten file.
+    await sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = $1`, [id]);
+    const traffic = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    expect(traffic.errors, traffic.lastError).toBe(0);
+    await settle();
+    const history = await spark!.history(customers);
+    expect(history.find((h) => h.version === before + 1)).toMatchObject({ operation: 'UPDATE' });
+    expect(history.some((h) => h.version > before + 1 && h.engineInfo?.startsWith('Tide/'))).toBe(true);
+    const bronzeHistory = await spark!.history(orders);
+    expect(bronzeHistory.some((h) => h.version > compacted.version && h.operation === 'WRITE' && h.engineInfo?.startsWith('Tide/'))).toBe(
+      true,
+    );
+    await tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
+    const [bronze, bronzeRs] = [await spark!.read(orders), await readWithDeltaRs(orders)];
+    expect(bronze.rows, 'bronze.orders: Spark and delta-rs read different rows').toEqual(bronzeRs.rows);
+    const offsets = rowsAsObjects(bronze)
+      .filter((r) => r._kafka_partition !== -1)
+      .map((r) => `${String(r._kafka_partition)}:${String(r._kafka_offset)}`);
+    expect(new Set(offsets).size, 'every Kafka offset once in bronze').toBe(offsets.length);
+
+    for (const table of ORDER_TABLES) {
+      const path = tablePath(silverPath(table));
+      const [view, rs] = [await spark!.read(path), await readWithDeltaRs(path)];
+      expect(view.rows, `${table}: Spark and delta-rs read different rows`).toEqual(rs.rows);
+      const expected = await postgresRows(db.url, table);
+      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
+      const diff = diffTables(expected, rowsAsObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
+      expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
+    }
+  }, 300_000);
+
+  it("when Spark upgrades a table's protocol past what Tide writes (change data feed), the sink refuses it with a DeltaProtocolError naming the table", async () => {
+    const name = bronzePath('public.customers');
+    await spark!.sql(`ALTER TABLE delta.\`${tablePath(name)}\` SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')`);
+    const view = await spark!.read(tablePath(name));
+    expect(view.protocol.min_writer_version).toBeGreaterThanOrEqual(4);
+    await sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = (SELECT min(id) FROM customers)`);
+    const outcome = await Promise.race([
+      sink!.done.then(
+        () => new Error('the sink stopped without an error'),
+        (e: unknown) => e,
+      ),
+      new Promise((r) => setTimeout(() => r(new Error('the sink went on for 60 s')), 60_000)),
+    ]);
+    expect(outcome).toBeInstanceOf(DeltaProtocolError);
+    const err = outcome as DeltaProtocolError;
+    expect(err.table).toBe(`file://${tablePath(name)}`);
+    expect(err.message.replace(lakeDir, '<lake>')).toMatch(
+      /^Delta table file:\/\/<lake>\/bronze\/customers: refusing to write: Tide does not implement the writer features changeDataFeed \(it implements appendOnly, invariants\)\. Write to a table Tide created, or let Tide create a new one \(table protocol: reader version 1, writer version 7, writer features \[.*changeDataFeed.*\]\)$/,
+    );
+  }, 300_000);
+});
