@@ -47,7 +47,11 @@ interface ReportState {
   lastBuildMs?: number;
   /** The change sequence number its last build saw. */
   builtSeq: number;
+  /** Its gold table does not exist: an on-change or every-N report is built at once (a report added to the folder). */
+  neverBuilt?: boolean;
   failedAtMs?: number;
+  /** It waited for a table it reads to exist at this change sequence number: asked again after the next change. */
+  waitSeq?: number;
 }
 
 export class GoldRefresher {
@@ -78,7 +82,8 @@ export class GoldRefresher {
   }
 
   private inputsChanged(r: GoldReport): boolean {
-    const built = this.state.get(r.name)!.builtSeq;
+    const { builtSeq: built, neverBuilt } = this.state.get(r.name)!;
+    if (neverBuilt) return true;
     // A report whose SQL names no lake table Tide can see follows every change.
     if (!r.reads.length) return this.changeSeq > built;
     return r.reads.some((x) => (this.changedAt.get(x.root) ?? 0) > built);
@@ -89,6 +94,7 @@ export class GoldRefresher {
     const s = this.state.get(r.name)!;
     const interval = this.opts.onChangeIntervalMs ?? 0;
     if (s.failedAtMs !== undefined && nowMs - s.failedAtMs < Math.max(interval, 1000)) return false;
+    if (s.waitSeq === this.changeSeq) return false;
     return isDue(r.schedule, { nowMs, lastBuildMs: s.lastBuildMs, inputsChanged: this.inputsChanged(r), onChangeIntervalMs: interval });
   }
 
@@ -97,13 +103,20 @@ export class GoldRefresher {
     return this.reports.some((r) => this.isDue(r, now));
   }
 
-  /** After a restart, a report's last build is its gold table's last commit: a daily report is not built twice a day. */
-  private async loadBuildTimes(): Promise<void> {
+  /**
+   * Read each report's last build from its gold table (the sink calls this at start; refreshDue otherwise):
+   * after a restart a daily report is not built twice a day, and a report without a table (new in the
+   * folder) is built at once.
+   */
+  async loadBuildTimes(): Promise<void> {
     if (this.loadedBuildTimes) return;
     this.loadedBuildTimes = true;
     for (const r of this.reports) {
       const table = await DeltaTable.open(this.store, goldPath(r.name)).catch(() => undefined);
-      if (!table) continue;
+      if (!table) {
+        this.state.get(r.name)!.neverBuilt = true;
+        continue;
+      }
       const commit = await this.store
         .stat(`${table.root}/_delta_log/${String(table.version).padStart(20, '0')}.json`)
         .catch(() => undefined);
@@ -136,10 +149,11 @@ export class GoldRefresher {
       const seq = this.changeSeq;
       try {
         results.push(await this.refreshReport(report));
-        Object.assign(s, { builtSeq: seq, lastBuildMs: this.now(), failedAtMs: undefined });
+        Object.assign(s, { builtSeq: seq, lastBuildMs: this.now(), failedAtMs: undefined, neverBuilt: false, waitSeq: undefined });
         this.noteChanged([goldPath(report.name)]);
       } catch (err) {
         if (err instanceof InputsMissingError) {
+          s.waitSeq = this.changeSeq;
           this.log.info({ report: report.name, missing: err.missing }, 'gold report waits for the tables it reads to exist');
           continue;
         }

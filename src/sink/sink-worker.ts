@@ -154,6 +154,8 @@ export class SinkWorker {
           onChangeIntervalMs: c['gold.refresh.interval.ms'],
         });
       for (const qualified of this.changedBeforeGold) this.gold?.noteChanged(lakeRoots(qualified));
+      // Reports without a gold table yet (new in the folder) are due at once, even with no new message.
+      await this.gold?.loadBuildTimes();
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,

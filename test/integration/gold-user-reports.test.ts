@@ -154,28 +154,34 @@ describe('gold reports the team writes', () => {
 
   it('builds on change in dependency order, and a daily report at its time (clock injected)', async () => {
     writeFileSync(join(reportsDir, 'billing.sql'), BILLING);
+    writeFileSync(
+      join(reportsDir, 'fresh.sql'),
+      '-- A report added to the folder: built at once.\nSELECT count(*) AS n FROM bronze_events\n',
+    );
     // Tomorrow (UTC) at 01:00: after the builds above, whose commit times the refresher reads as their last builds.
     const tomorrow = (Math.floor(Date.now() / 86_400_000) + 1) * 86_400_000;
     let now = tomorrow + 3_600_000;
     const refresher = new GoldRefresher(engine, store, log, loadReportFolder(reportsDir), { onChangeIntervalMs: 60_000, now: () => now });
     try {
-      // Nothing changed since this refresher started; billing was never built, so it is due at once.
-      expect((await refresher.refreshDue()).map((r) => r.report)).toEqual(['billing']);
+      // Nothing changed since this refresher started; billing and fresh have no gold table yet, so they are due at once.
+      expect((await refresher.refreshDue()).map((r) => r.report)).toEqual(['billing', 'fresh']);
       expect(await refresher.refreshDue()).toEqual([]);
       await appendEvents([[4, '2026-03-01 11:00:00', '7.00']]);
       refresher.noteChanged(['bronze/events']);
       now += 1000;
-      // per_minute reads the changed table; per_customer follows because per_minute was rebuilt; billing waits for 02:00.
+      // per_minute reads the changed table; per_customer follows because per_minute was rebuilt; billing waits for 02:00; fresh, built a second ago, for its interval.
       expect((await refresher.refreshDue()).map((r) => r.report)).toEqual(['per_minute', 'per_customer']);
       expect((await gold('per_customer')).find((r) => r.customer_id === 4)).toMatchObject({ events: '1' });
       expect(await refresher.refreshDue()).toEqual([]);
       now = tomorrow + 2 * 3_600_000;
-      expect((await refresher.refreshDue()).map((r) => r.report)).toEqual(['billing']);
+      // billing at its time; fresh too: the change at 01:00:01 came within its 60 s interval, so it follows at this check.
+      expect((await refresher.refreshDue()).map((r) => r.report)).toEqual(['billing', 'fresh']);
       expect((await gold('billing')).find((r) => r.customer_id === 4)).toMatchObject({ billed: '7.00' });
       now = tomorrow + 12 * 3_600_000;
       expect(await refresher.refreshDue()).toEqual([]);
     } finally {
       rmSync(join(reportsDir, 'billing.sql'));
+      rmSync(join(reportsDir, 'fresh.sql'));
     }
   }, 120_000);
 
