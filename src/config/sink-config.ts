@@ -24,6 +24,12 @@ export const sinkConfigSchema = z
     ...registryAuthShape,
     ...retryShape,
     'group.id': z.string().min(1).optional(),
+    /**
+     * Kafka's consumer session.timeout.ms: a worker that stops heartbeating (kill -9, a lost machine) keeps its
+     * partitions this long before the group hands them to the others or to its restart. Must lie within the
+     * broker's group.min.session.timeout.ms (default 6000) and group.max.session.timeout.ms.
+     */
+    'session.timeout.ms': int(1000, 3_600_000).default(6000),
     /** Where the lake lives: a directory (default `.lake`), `file://…`, `az://container/prefix`, `abfss://…` or `s3://bucket/prefix`. */
     'lake.uri': z.string().min(1).default('.lake'),
     /** The S3 bucket's region; default the AWS SDK's (AWS_REGION, the profile), or us-east-1 with s3.endpoint. */

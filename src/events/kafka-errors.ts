@@ -144,6 +144,12 @@ export function explainKafkaError(conn: KafkaConnection, err: unknown, doing = '
       'tls',
     );
 
+  if (codes.includes('INVALID_SESSION_TIMEOUT'))
+    return fail(
+      `the broker refused the consumer's session timeout while ${doing}: it is outside the broker's group.min.session.timeout.ms … group.max.session.timeout.ms`,
+      "Set session.timeout.ms in the sink's connector file within the broker's range (Kafka's default minimum is 6000)",
+      'config',
+    );
   const down = codes.find((c) => UNREACHABLE.has(c));
   if (down || /Connection timeout|timed out|ECONNREFUSED/i.test(all))
     return fail(

@@ -32,6 +32,8 @@ export interface RawMessage {
 
 export interface IntakeOptions {
   groupId: string;
+  /** session.timeout.ms: how long a member that stopped heartbeating keeps its partitions. */
+  sessionTimeoutMs: number;
   topics: string[];
   /** Where each lake table of the topic stands on a partition (seek target and gap check). */
   positions: (topic: string, partition: number) => LayerPosition[];
@@ -97,12 +99,20 @@ export class KafkaIntake {
 
   async start(): Promise<void> {
     const { groupId, topics, log } = this.opts;
-    // A member that died (kill -9) holds its partitions until its session times out, so a restart
-    // resumes after at most sessionTimeout. Heartbeats keep flowing during a flush: fetching is paused, not blocked.
+    // A member that died (kill -9) holds its partitions until its session times out, so a restart (or the
+    // other workers) resume them after at most session.timeout.ms. kafkajs has no static membership
+    // (group.instance.id, KIP-345: tulios/kafkajs#884, #1242), so a restarted worker joins as a new member and
+    // the only lever is the session timeout; it defaults to the broker's minimum (group.min.session.timeout.ms,
+    // 6 s). Heartbeats keep flowing during a flush: fetching is paused, not blocked. The interval stays
+    // at most a third of the timeout, as Kafka's consumer recommends.
     const consumer = this.kafka.consumer({
       groupId,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
+      sessionTimeout: this.opts.sessionTimeoutMs,
+      heartbeatInterval: Math.min(1000, Math.floor(this.opts.sessionTimeoutMs / 3)),
+      // kafkajs heartbeats (and so learns of a rebalance) between fetches, and a fetch of idle or paused
+      // partitions waits maxWaitTimeInMs (default 5 s) on the broker: a shorter wait lets the other workers
+      // rejoin within about a second when one joins, leaves or dies, at the cost of one idle fetch a second.
+      maxWaitTimeInMs: 1000,
       maxBytesPerPartition: 4 << 20,
       // A fresh broker answers "not the coordinator" while it creates and loads __consumer_offsets; kafkajs'
       // default 5 retries (~9 s) can run out under load, so joining keeps trying for about two minutes.

@@ -159,6 +159,7 @@ export class SinkWorker {
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
+        sessionTimeoutMs: c['session.timeout.ms'],
         topics,
         maxBuffered: c['flush.max.events'],
         log: this.log,

@@ -149,18 +149,21 @@ export class TableSink {
     const keyColumns = events.find((e) => e.keyColumns.length)?.keyColumns ?? [];
 
     if (this.ctx.config['bronze.enabled']) {
-      const pending = uncommitted(this.bronze, this.ctx.name, events);
-      const pendingOffsets = this.bronze
-        ? offsets.filter((o) => o.offset > BigInt(this.bronze!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
-        : offsets;
-      if (pendingOffsets.length) {
-        this.bronze ??= await DeltaTable.create(this.ctx.store, bronzePath(this.qualified), {
+      // Created (or, when another sink worker created it since open() or creates it now, loaded) before the
+      // pending events are chosen: what another worker committed already must be skipped here.
+      if (!this.bronze && offsets.length)
+        this.bronze = await DeltaTable.create(this.ctx.store, bronzePath(this.qualified), {
           name: `bronze.${this.qualified}`,
           schema: { columns: bronzeColumns(incoming) },
           partitionColumns: ['_commit_date'],
           description: `Every change event of ${this.qualified}, append-only (Tide sink ${this.ctx.name})`,
           configuration: { 'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']) },
         });
+      const pending = uncommitted(this.bronze, this.ctx.name, events);
+      const pendingOffsets = this.bronze
+        ? offsets.filter((o) => o.offset > BigInt(this.bronze!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
+        : offsets;
+      if (this.bronze && pendingOffsets.length) {
         const current = bronzeRowColumns(this.bronze.schema);
         const { schema, evolved, good } = this.evolve(this.bronze, current, incoming, pending, result, (cols) => bronzeColumns(cols));
         await this.sendNewDeadLetters(result);
@@ -239,13 +242,9 @@ export class TableSink {
     result: ApplyResult,
     ends: SnapshotEndAt[],
   ): Promise<void> {
-    const pending = uncommitted(this.silver, this.ctx.name, events);
-    const pendingOffsets = this.silver
-      ? offsets.filter((o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
-      : offsets;
-    if (!pendingOffsets.length) return;
+    // Created or loaded before the pending events are chosen (see apply()).
     if (!this.silver) {
-      if (!keyColumns.length) return; // only truncates so far: nothing to keep yet
+      if (!offsets.length || !keyColumns.length) return; // only truncates so far: nothing to keep yet
       const masks = masksFor(this.ctx.config, this.qualified, incoming, keyColumns);
       this.silver = await DeltaTable.create(this.ctx.store, silverPath(this.qualified), {
         name: `silver.${this.qualified}`,
@@ -257,6 +256,11 @@ export class TableSink {
         },
       });
     }
+    const pending = uncommitted(this.silver, this.ctx.name, events);
+    const pendingOffsets = offsets.filter(
+      (o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
+    );
+    if (!pendingOffsets.length) return;
     await this.renameColumns(this.silver, pending, SILVER_META);
     const silverKey = this.silverKey(keyColumns);
     const meta = new Set(SILVER_META.map((c) => c.name));
@@ -331,11 +335,8 @@ export class TableSink {
     result: ApplyResult,
     ends: SnapshotEndAt[],
   ): Promise<void> {
-    const pending = uncommitted(this.history, this.ctx.name, events);
-    const pendingOffsets = this.history
-      ? offsets.filter((o) => o.offset > BigInt(this.history!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
-      : offsets;
-    if (!pendingOffsets.length) return;
+    // Created or loaded before the pending events are chosen (see apply()).
+    if (!offsets.length) return;
     this.history ??= await DeltaTable.create(this.ctx.store, historyPath(this.qualified), {
       name: `silver.${this.qualified}_history`,
       schema: {
@@ -347,6 +348,11 @@ export class TableSink {
         'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
       },
     });
+    const pending = uncommitted(this.history, this.ctx.name, events);
+    const pendingOffsets = offsets.filter(
+      (o) => o.offset > BigInt(this.history!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
+    );
+    if (!pendingOffsets.length) return;
     await this.renameColumns(this.history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
