@@ -26,7 +26,10 @@ export const SNAPSHOT_END = 'snapshot.end';
 export interface SnapshotEnd {
   /** `schema.table`. */
   table: string;
-  /** The commit LSN every snapshot row of the table carries (source.commit_lsn). */
+  /**
+   * A position at or below every snapshot row's commit_lsn and above every change the snapshot did not see: the
+   * initial snapshot's own commit_lsn (every row carries it), or a full incremental snapshot's first low watermark.
+   */
   commitLsn: bigint;
   /** How many partitions the topic had, each of which got this marker. */
   partitions: number;

@@ -31,6 +31,8 @@ export interface CaptureFollowDeps {
    */
   capturing: Set<string>;
   ensureTopics: (topics: TopicSpec[]) => Promise<void>;
+  /** The end offset of each partition of a topic (the end-of-snapshot markers go to each). */
+  partitionEnds: (topic: string) => Promise<bigint[]>;
   /** A codec for the table as the catalog has it now, schemas registered: for incremental snapshot chunks. */
   codecFor: (table: CatalogTable) => Promise<TableCodec>;
   fail: (err: Error) => void;
@@ -45,6 +47,7 @@ export function followCapture(d: CaptureFollowDeps): { incremental: IncrementalS
     publisher: d.publisher,
     captures,
     codecFor: d.codecFor,
+    partitionEnds: d.partitionEnds,
     connect: () => connectPg(c, { log: d.log }),
     log: d.log,
     events: d.events,

@@ -431,6 +431,7 @@ export class SourceConnector {
       publisher: () => this.publisher,
       capturing: this.capturing,
       ensureTopics: (topics) => this.producer.ensureTopics(topics),
+      partitionEnds: (topic) => this.producer.partitionEnds?.(topic) ?? Promise.resolve([]),
       codecFor: (table) => this.codecFor(table),
       fail: (err) => this.fail(err),
     }));

@@ -8,7 +8,8 @@ import type { Logger } from '../log.ts';
 import type { CatalogTable } from './catalog.ts';
 import { ChunkSchema, lockUnchanged } from './chunk-schema.ts';
 import type { IncrementalProgress, IncrementalTable, OffsetStore, SourceOffsets } from './offset-store.ts';
-import { formatLsn } from './lsn.ts';
+import { formatLsn, parseLsn } from './lsn.ts';
+import { snapshotEndMessages } from '../events/snapshot-end.ts';
 import { endPg } from './pg-connection.ts';
 import { quoteIdent } from './plan.ts';
 import type { EventPublisher } from './publisher.ts';
@@ -53,6 +54,8 @@ export interface IncrementalDeps {
   captures: (qualified: string) => boolean;
   /** A codec for the table as the catalog has it now, its schemas registered (may throw SchemaPausedError). */
   codecFor: (table: CatalogTable) => Promise<TableCodec>;
+  /** The end offset of each partition of a topic: a full snapshot's end gets a marker on each (events/snapshot-end.ts). */
+  partitionEnds?: (topic: string) => Promise<bigint[]>;
   connect: () => Promise<pg.Client>;
   log: Logger;
   events?: { add(table: string, op: string, n?: number): void };
@@ -352,6 +355,20 @@ export class IncrementalSnapshots {
     cur.openedAt ??= low;
     this.d.events?.add(t.qualified, 'r', this.published);
     const finished = rows.length <= fetch;
+    if (finished && !cur.where && cur.openedAt) {
+      // A full snapshot of the table is in Kafka: every key Postgres has was read (at a position after the first
+      // chunk's low watermark) or changed after it. Its end markers let consumers drop the keys whose last change is
+      // older than that low watermark (issue 11 item 14). A --where snapshot reads a part only: no markers.
+      const partitions = (await this.d.partitionEnds?.(codec.topic))?.length ?? 0;
+      const end = { table: cur.table, commitLsn: parseLsn(cur.openedAt), partitions, tsMs: Date.now() };
+      const publisher = this.d.publisher()!;
+      for (const m of partitions ? snapshotEndMessages(codec.topic, end) : []) {
+        const wait = publisher.push(m);
+        if (wait) await wait;
+      }
+      // Acknowledged before the snapshot is remembered as finished: a crash before that sends them again.
+      await untilAborted(publisher.whenAcked(), signal);
+    }
     if (finished) {
       this.progress.finished.push({
         table: cur.table,

@@ -15,8 +15,20 @@ import { goldPath, historyPath, silverPath } from '../../src/sink/table-layout.t
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { postgresTwin } from '../support/order-reports.ts';
-import { plaintextConnection, waitFor } from '../support/kafka.ts';
-import { describeDiff, diffTables, ORDER_KEYS, ORDER_TABLES, postgresRows, sinkFile, waitForLake } from '../support/lake.ts';
+import { consumeAll, plaintextConnection, waitFor } from '../support/kafka.ts';
+import { useSourceFixture } from '../support/source-fixture.ts';
+import {
+  describeDiff,
+  diffTables,
+  highWatermarks,
+  ORDER_KEYS,
+  ORDER_TABLES,
+  postgresRows,
+  sinkFile,
+  startSink,
+  waitForLake,
+} from '../support/lake.ts';
+import { txnAppId } from '../../src/sink/offsets.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, writeConnectorFile, type RunningSource } from '../support/source.ts';
 
 const BIN = resolve('bin/tide.js');
@@ -221,4 +233,90 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
     child!.kill('SIGTERM');
     expect(await exited).toBe(0);
   }, 600_000);
+});
+
+/**
+ * A full incremental snapshot (`tide source snapshot --table`, no --where) reconciles too: rows deleted where
+ * the stream did not carry the delete (here: the publication left deletes out for a moment) leave silver and are
+ * closed in history once the snapshot's markers are in. A --where snapshot reads a part only and sends none.
+ */
+describe('a full incremental snapshot reconciles silver and history with Postgres', () => {
+  const fx = useSourceFixture(
+    'incr_reconcile',
+    ['CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)', `INSERT INTO items SELECT g, 'a' FROM generate_series(1, 40) g`],
+    { 'topic.partitions': 3 },
+  );
+  const lakeDir = mkdtempSync(join(tmpdir(), 'tide-incr-reconcile-'));
+  const store = new LocalStore(lakeDir);
+  const sinkName = `incr-reconcile-${Date.now().toString(36)}`;
+
+  it('deletes the keys the snapshot did not read; a --where snapshot deletes nothing', async () => {
+    const topic = fx.topic('public.items');
+    const file = sinkFile(sinkName, fx.src.config['topic.prefix'], lakeDir, { topics: topic, 'silver.history.tables': 'public\\.items' });
+    fx.sink = startSink(file, store);
+    const silverIds = async () => {
+      const view = await readWithDeltaRs(join(lakeDir, silverPath('public.items')));
+      return view.rows.map((r) => Number(r[view.columns.indexOf('id')])).sort((a, b) => a - b);
+    };
+    const pgIds = async () => (await fx.sql.query<{ id: number }>('SELECT id FROM items ORDER BY id')).rows.map((r) => r.id);
+    const snapshot = async (...extra: string[]) => {
+      const path = writeConnectorFile(lakeDir, fx.src);
+      const run = await new Promise<{ code: number; out: string }>((done) =>
+        execFile(process.execPath, [BIN, 'source', 'snapshot', path, '--table', 'public.items', ...extra], (err, stdout, stderr) =>
+          done({ code: err ? Number(err.code ?? -1) : 0, out: stdout + stderr }),
+        ),
+      );
+      expect(run.code, run.out).toBe(0);
+    };
+    const finished = (): { where?: string }[] =>
+      (
+        JSON.parse(readFileSync(join(fx.source!.stateDir, `${fx.src.name}.offsets.json`), 'utf8')) as {
+          incremental?: { finished: { where?: string }[] };
+        }
+      ).incremental?.finished ?? [];
+    const silverCaughtUp = async () => {
+      await waitForSourceCaughtUp(fx.sql, fx.src.config['slot.name']);
+      const marks = await highWatermarks([topic]);
+      await waitFor(async () => {
+        const t = await DeltaTable.open(store, silverPath('public.items'));
+        return marks.every((m) => m.high === 0n || BigInt(t?.txnVersion(txnAppId(sinkName, topic, m.partition)) ?? -1) >= m.high - 1n);
+      }, 'silver.items to commit every message');
+    };
+    await waitFor(async () => (await DeltaTable.open(store, silverPath('public.items'))) !== undefined, 'silver.items');
+    await waitFor(async () => (await silverIds()).length === 40, 'silver to hold the 40 rows');
+
+    // Deletes the stream does not carry: pgoutput skips them while the publication leaves deletes out.
+    const pub = fx.src.config['publication.name'];
+    await fx.sql.query(`ALTER PUBLICATION "${pub}" SET (publish = 'insert, update, truncate')`);
+    await fx.sql.query('DELETE FROM items WHERE id <= 6');
+    await fx.sql.query(`ALTER PUBLICATION "${pub}" SET (publish = 'insert, update, delete, truncate')`);
+    await fx.sql.query(`UPDATE items SET v = 'b' WHERE id = 40`);
+
+    // A --where snapshot: no markers, the deleted keys stay.
+    await snapshot('--where', 'id > 30');
+    await waitFor(async () => finished().some((f) => f.where === 'id > 30'), 'the --where snapshot to finish', 120_000);
+    await silverCaughtUp();
+    expect(await silverIds()).toHaveLength(40);
+    const whereEnds = (await consumeAll([topic], 120_000, true)).filter((e) => e.value === null && e.key === null);
+    expect(whereEnds).toHaveLength(0);
+
+    // The full snapshot: markers on every partition, the 6 keys leave silver and their versions close.
+    await snapshot();
+    await waitFor(
+      async () => (await DeltaTable.open(store, silverPath('public.items')))?.metadata.configuration[RECONCILED_AT] !== undefined,
+      'silver.items to reconcile the snapshot',
+      120_000,
+    );
+    const ends = (await consumeAll([topic], 120_000, true)).filter((e) => e.value === null && e.key === null);
+    expect(ends.map((e) => e.partition).sort()).toEqual([0, 1, 2]);
+    expect(await silverIds()).toEqual(await pgIds());
+    await waitFor(
+      async () => (await DeltaTable.open(store, historyPath('public.items')))?.metadata.configuration[RECONCILED_AT] !== undefined,
+      'history to reconcile the snapshot',
+    );
+    const history = await readWithDeltaRs(join(lakeDir, historyPath('public.items')));
+    const col = (r: unknown[], c: string) => r[history.columns.indexOf(c)];
+    const current = history.rows.filter((r) => col(r, '_is_current') === true).map((r) => Number(col(r, 'id')));
+    expect(current.sort((a, b) => a - b)).toEqual(await pgIds());
+  }, 300_000);
 });
