@@ -4,6 +4,12 @@
  *
  *   npx tsx bench/source-drain.ts [--rows 1000000] [--rounds 2]
  *                                 [--batch <max.batch.size>] [--node-flags "<flags>"] [--profile] [--keep] [--bin <tide.js>]
+ *                                 [--socket <unix socket directory>]
+ *
+ * --socket: both drains connect through the server's Unix socket instead of TCP to 127.0.0.1. On this
+ * machine a pg_recvlogical drain over TCP loopback takes ~1.7x as long as over the socket (the walsender
+ * spends its extra time in the TCP stack, one small send per message), and `pg_recvlogical` run by hand
+ * without -h uses the socket: compare like with like (bench/source/hand-timed.sh times both by hand).
  *
  * One run, one data set:
  *  1. a fresh database `bench_<id>`, table `bench_rows` (8 columns, ~120 bytes a row), a publication, and
@@ -58,6 +64,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     bin: { type: 'string' },
+    socket: { type: 'string' },
   },
 });
 const N = Number(args.rows);
@@ -65,7 +72,7 @@ if (!Number.isInteger(N) || N < 1) throw new Error(`--rows must be a positive in
 const ROUNDS = Number(args.rounds);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive integer, got ${args.rounds}`);
 
-const run = openBenchRun({ batch: args.batch, nodeFlags: args['node-flags'], bin: args.bin });
+const run = openBenchRun({ batch: args.batch, nodeFlags: args['node-flags'], bin: args.bin, socket: args.socket });
 const { id, dbUrl, kafka, sampleKafka } = run;
 const NODE_FLAGS = run.nodeFlags;
 const BIN = run.bin;
@@ -128,6 +135,10 @@ async function runBaseline(r: number, loadLsn: string) {
   const recvCpu = new CpuMeter();
   const url = new URL(dbUrl);
   url.searchParams.set('sslmode', 'disable');
+  // --socket: libpq's keyword form reaches the socket directory (the password comes from PGPASSWORD).
+  const conninfo = run.socket
+    ? `host=${run.socket} port=${url.port} dbname=${id} user=${decodeURIComponent(url.username)}`
+    : url.toString();
   const recvStart = performance.now();
   const recv = spawn(
     '/usr/bin/time',
@@ -136,7 +147,7 @@ async function runBaseline(r: number, loadLsn: string) {
       'TIME %e %U %S',
       join(run.pgBindir, 'pg_recvlogical'),
       '-d',
-      url.toString(),
+      conninfo,
       '--slot',
       slotBase,
       '--start',
@@ -361,7 +372,7 @@ async function main() {
     tideBin: BIN,
     code: provenance(),
     load,
-    baselineTool: 'pg_recvlogical (pgoutput proto 1, -f /dev/null, sslmode=disable, under /usr/bin/time)',
+    baselineTool: `pg_recvlogical (pgoutput proto 1, -f /dev/null, ${run.socket ? `unix socket ${run.socket}` : 'TCP, sslmode=disable'}, under /usr/bin/time)`,
     order: 'ABBA (baseline first in odd-numbered rounds, Tide first in even), CHECKPOINT + sync + CPU settle before every drain',
     settles,
     ratioTarget: 0.8,

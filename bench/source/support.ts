@@ -22,7 +22,7 @@ const CLK_TCK = 100; // Linux USER_HZ
  * (e.g. "--max-semi-space-size=32"), to try V8 settings; --bin runs another build of the CLI (a
  * prototype in scratch/) through the same measurements.
  */
-export function openBenchRun(opts: { batch?: string; nodeFlags?: string; bin?: string }) {
+export function openBenchRun(opts: { batch?: string; nodeFlags?: string; bin?: string; socket?: string }) {
   for (const [k, v] of Object.entries(readStackEnv())) process.env[k] ??= v;
   const databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) throw new Error('DATABASE_URL is not set: run `npm run stack:up` first (it writes .stack/env)');
@@ -38,6 +38,8 @@ export function openBenchRun(opts: { batch?: string; nodeFlags?: string; bin?: s
     registry: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:58081/apis/ccompat/v7',
     pgBindir: process.env.TIDE_PG_BINDIR ?? '/usr/lib/postgresql/15/bin',
     batch: opts.batch,
+    /** A Unix-socket directory: both drains connect through it instead of TCP (see source-drain.ts --socket). */
+    socket: opts.socket,
     nodeFlags: opts.nodeFlags?.split(/\s+/).filter(Boolean) ?? [],
     bin: opts.bin ? resolve(opts.bin) : join(PROJECT_ROOT, 'bin', 'tide.js'),
     kafka: new Kafka({ clientId: 'tide-bench', brokers, logLevel: logLevel.NOTHING }),
@@ -220,7 +222,7 @@ export function writeConnector(run: BenchRun, dir: string, name: string, config:
   const full = {
     name,
     config: {
-      'database.hostname': u.hostname,
+      'database.hostname': run.socket ?? u.hostname, // node-postgres takes a host starting with '/' as a socket directory
       'database.port': Number(u.port),
       'database.user': decodeURIComponent(u.username),
       'database.password': decodeURIComponent(u.password),
