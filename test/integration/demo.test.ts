@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -99,12 +99,14 @@ describe('tide demo', () => {
       await waitFor(async () => (await fetch(`${url}readyz`)).status === 200, '/readyz to turn 200', 60_000);
       const pipeline = (await (await fetch(`${url}api/pipeline`)).json()) as { sources: { name: string; state: string }[] };
       expect(pipeline.sources).toEqual([expect.objectContaining({ name: src.name, state: 'streaming' })]);
-      // The sink has written orders to the lake before we stop it.
+      // The sink has written orders to the lake before we stop it: a consumed message alone may be a
+      // customer or a product, and silver.orders would not exist yet when the reader opens it below.
       await waitFor(
         async () => /^tide_sink_messages_total\{[^}]*\} [1-9]/m.test(await (await fetch(`${url}metrics`)).text()),
         'the sink to consume',
         60_000,
       );
+      await waitFor(async () => existsSync(join(lakeDir, 'silver', 'orders', '_delta_log')), 'the sink to commit silver.orders', 60_000);
     } finally {
       child.kill('SIGINT');
     }
