@@ -4,7 +4,7 @@ import type { LakeColumn, LakeSchema, LakeType } from '../lake/lake-schema.ts';
 import { duckdbType, type DataFile, type ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { goldPath } from '../sink/table-layout.ts';
-import { quoteIdentifier as q, quoteLiteral, type GoldReport } from './gold-reports.ts';
+import { FINGERPRINT_PROPERTY, quoteIdentifier as q, quoteLiteral, type GoldReport } from './gold-reports.ts';
 import { GoldReportError, reportSqlError } from './report-errors.ts';
 
 /**
@@ -104,11 +104,27 @@ export async function describeReport(engine: ParquetEngine, report: GoldReport, 
 async function openOrCreate(store: ObjectStore, report: GoldReport, schema: LakeSchema): Promise<DeltaTable> {
   return (
     (await DeltaTable.open(store, goldPath(report.name))) ??
-    (await DeltaTable.create(store, goldPath(report.name), { name: `gold.${report.name}`, schema, description: report.description }))
+    (await DeltaTable.create(store, goldPath(report.name), {
+      name: `gold.${report.name}`,
+      schema,
+      description: report.description,
+      configuration: { [FINGERPRINT_PROPERTY]: report.fingerprint },
+    }))
   );
 }
 
 const sameSchema = (a: LakeSchema, b: LakeSchema) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Whether the gold table was last built by the report's current SQL (false after an edit, or for a table built before fingerprints). */
+export const builtBySameSql = (table: DeltaTable, report: GoldReport) =>
+  table.metadata.configuration[FINGERPRINT_PROPERTY] === report.fingerprint;
+
+/** The metaData action a full build commits: the report's schema and SQL fingerprint, when either changed. */
+function metadataUpdate(table: DeltaTable, report: GoldReport, schema: LakeSchema): Action[] {
+  if (sameSchema(table.schema, schema) && builtBySameSql(table, report)) return [];
+  const metaData = sameSchema(table.schema, schema) ? table.metadata : table.evolveSchema(schema);
+  return [{ metaData: { ...metaData, configuration: { ...metaData.configuration, [FINGERPRINT_PROPERTY]: report.fingerprint } } }];
+}
 
 /** Replace the gold table's content with the report's rows. */
 export async function buildFull(engine: ParquetEngine, store: ObjectStore, report: GoldReport): Promise<BuildResult> {
@@ -116,8 +132,7 @@ export async function buildFull(engine: ParquetEngine, store: ObjectStore, repor
   const table = await openOrCreate(store, report, schema);
   const adds = await engine.writeFiles(select, { store, root: table.root, schema });
   const now = Date.now();
-  const actions: Action[] = [];
-  if (!sameSchema(table.schema, schema)) actions.push({ metaData: table.evolveSchema(schema) });
+  const actions: Action[] = metadataUpdate(table, report, schema);
   for (const f of table.files())
     actions.push({ remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size } });
   actions.push(...adds.map((add) => ({ add })));
@@ -181,8 +196,9 @@ export async function buildIncremental(
       report.name,
       `incremental by ${inc.column}, but its SQL returns no column ${inc.column}: name an output time column`,
     );
-  // New columns or types: the kept rows would not fit, so everything is recomputed.
-  if (!sameSchema(existing.schema, schema)) {
+  // New columns or types: the kept rows would not fit, so everything is recomputed; edited SQL too, as its
+  // kept rows were computed by the old SQL.
+  if (!sameSchema(existing.schema, schema) || !builtBySameSql(existing, report)) {
     await widen();
     return buildFull(engine, store, report);
   }

@@ -5,7 +5,7 @@ import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import type { Logger } from '../log.ts';
 import { goldPath } from '../sink/table-layout.ts';
-import { buildFull, buildIncremental, fileMaxMs, highWaterMark } from './gold-build.ts';
+import { buildFull, buildIncremental, builtBySameSql, fileMaxMs, highWaterMark } from './gold-build.ts';
 import { quoteIdentifier as q, type GoldReport } from './gold-reports.ts';
 import { InputsMissingError } from './report-errors.ts';
 import { isDue } from './report-schedule.ts';
@@ -106,7 +106,7 @@ export class GoldRefresher {
   /**
    * Read each report's last build from its gold table (the sink calls this at start; refreshDue otherwise):
    * after a restart a daily report is not built twice a day, and a report without a table (new in the
-   * folder) is built at once.
+   * folder) or whose SQL was edited since its last build is built at once.
    */
   async loadBuildTimes(): Promise<void> {
     if (this.loadedBuildTimes) return;
@@ -115,6 +115,12 @@ export class GoldRefresher {
       const table = await DeltaTable.open(this.store, goldPath(r.name)).catch(() => undefined);
       if (!table) {
         this.state.get(r.name)!.neverBuilt = true;
+        continue;
+      }
+      if (!builtBySameSql(table, r)) {
+        // Edited while the sink was down (or built before Tide kept fingerprints): built whole at once.
+        this.state.get(r.name)!.neverBuilt = true;
+        this.log.info({ report: r.name, file: r.file }, 'gold report changed since its last build; it is rebuilt whole now');
         continue;
       }
       const commit = await this.store

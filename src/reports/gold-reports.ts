@@ -30,9 +30,17 @@ export interface GoldReport {
   reads: TableRead[];
   /** The other gold reports it reads: they are built before it. */
   dependsOn: string[];
+  /**
+   * A hash of its SQL (and its keys query): kept in the gold table's configuration, so a report edited
+   * while the sink was down is rebuilt, whole, when the sink starts again.
+   */
+  fingerprint: string;
   /** DuckDB SQL over the lake views; `since` (a SQL literal) fills {{since}} of an incremental report. */
   duckdbSql(q: Query, since?: string): Promise<string>;
 }
+
+/** The gold table property that holds the fingerprint of the SQL its last build ran (GoldReport.fingerprint). */
+export const FINGERPRINT_PROPERTY = 'tide.report.fingerprint';
 
 export type SqlDialect = 'duckdb' | 'postgres';
 

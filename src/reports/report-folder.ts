@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
@@ -28,6 +29,12 @@ function readText(path: string): string {
   }
 }
 
+const fingerprintOf = (...texts: string[]) =>
+  createHash('sha256')
+    .update(texts.map((t) => t.replace(/\r\n/g, '\n').trim()).join('\0'))
+    .digest('hex')
+    .slice(0, 32);
+
 function reportOf(file: ReportFile, dir: string): GoldReport {
   const fill = (sql: string, since?: string) => sql.replaceAll(SINCE_PLACEHOLDER, since ?? NO_HIGH_WATER_MARK);
   const base = {
@@ -38,6 +45,7 @@ function reportOf(file: ReportFile, dir: string): GoldReport {
     ...(file.incremental ? { incremental: file.incremental } : {}),
     reads: file.reads,
     dependsOn: [] as string[],
+    fingerprint: fingerprintOf(file.sql),
   };
   if (!PIVOT_PLACEHOLDER.test(file.sql)) return { ...base, duckdbSql: (_q, since) => Promise.resolve(fill(file.sql, since)) };
   const keysPath = join(dir, `${file.name}${KEYS_SUFFIX}`);
@@ -53,6 +61,7 @@ function reportOf(file: ReportFile, dir: string): GoldReport {
   return {
     ...base,
     reads,
+    fingerprint: fingerprintOf(file.sql, keysSql),
     duckdbSql: async (q, since) => {
       const template = fill(file.sql, since);
       // Its fixed columns are whatever the SQL outputs without the key columns: no key may take one of their names.

@@ -185,6 +185,40 @@ describe('gold reports the team writes', () => {
     }
   }, 120_000);
 
+  it('a report whose SQL was edited while the sink was down is rebuilt whole at the next start; an unedited one waits', async () => {
+    const file = join(reportsDir, 'per_customer.sql');
+    const before = readFileSync(file, 'utf8');
+    // Built by the earlier tests with the old SQL; nothing changed in the lake since.
+    await new GoldRefresher(engine, store, log, loadReportFolder(reportsDir)).refresh(['per_minute', 'per_customer']);
+    const fresh = new GoldRefresher(engine, store, log, loadReportFolder(reportsDir), { onChangeIntervalMs: 60_000 });
+    expect(await fresh.refreshDue()).toEqual([]);
+    writeFileSync(file, before.replace('max(minute) AS last_minute', 'max(minute) AS last_minute, count(*) AS minutes'));
+    // A per_minute edit too (incremental): its edited SQL must see every input row again, not only those past its high-water mark.
+    const perMinute = join(reportsDir, 'per_minute.sql');
+    const perMinuteBefore = readFileSync(perMinute, 'utf8');
+    writeFileSync(perMinute, perMinuteBefore.replace('count(*) AS events,', 'count(*) AS events, min(price) AS cheapest,'));
+    try {
+      const restarted = new GoldRefresher(engine, store, log, loadReportFolder(reportsDir), { onChangeIntervalMs: 60_000 });
+      const built = await restarted.refreshDue();
+      expect(built.map((r) => r.report)).toEqual(['per_minute', 'per_customer']);
+      expect(built[0]!.since).toBeUndefined();
+      const perCustomer = await gold('per_customer');
+      expect(perCustomer.length).toBeGreaterThan(0);
+      expect(perCustomer.every((r) => Number(r.minutes) >= 1)).toBe(true);
+      const minutes = await gold('per_minute');
+      expect(minutes.every((r) => r.cheapest !== null && r.cheapest !== undefined)).toBe(true);
+      // Once rebuilt, the edit is known: the next start waits for a change again.
+      expect(
+        await new GoldRefresher(engine, store, log, loadReportFolder(reportsDir), { onChangeIntervalMs: 60_000 }).refreshDue(),
+      ).toEqual([]);
+    } finally {
+      writeFileSync(file, before);
+      writeFileSync(perMinute, perMinuteBefore);
+      // Built by the original SQL again, so the tests below start from the tables the earlier ones left.
+      await new GoldRefresher(engine, store, log, loadReportFolder(reportsDir)).refresh(['per_minute', 'per_customer']);
+    }
+  }, 120_000);
+
   it('tide lake report check names the file and line of each error, and counts sample rows of the good ones', async () => {
     const dir = join(root, 'check');
     mkdirSync(dir);
