@@ -25,6 +25,21 @@ export const sinkConfigSchema = z
     ...retryShape,
     'group.id': z.string().min(1).optional(),
     /**
+     * What the topics carry: `tide` (Tide's own source topics, the default), `events` (append-only event
+     * topics no database produced: README "Event topics") or `debezium` (topics of Debezium's PostgreSQL connector).
+     */
+    'input.format': z.enum(['tide', 'events', 'debezium']).default('tide'),
+    /** events: how a value is encoded, as Kafka Connect's value.converter: `avro` (Confluent wire format and the registry) or `json`. */
+    'value.converter': z.preprocess((v) => (typeof v === 'string' ? (CONVERTER_CLASSES[v] ?? v) : v), z.enum(['avro', 'json'])).optional(),
+    /** events with JSON values: a JSON Schema file (relative to the connector file) giving the fields, their types and which are required. */
+    'value.converter.schema.file': z.string().min(1).optional(),
+    /** events with JSON values: the fields as a list `name:type`, a trailing `?` for an optional one (e.g. `customer_id:long,payload:string?`). */
+    'value.converter.fields': list.optional(),
+    /** events: the event-time field; bronze is partitioned by its UTC date (`_event_date`), as Confluent's S3 sink's timestamp.field. */
+    'timestamp.field': z.string().min(1).optional(),
+    /** events: the key fields of silver, which keeps the latest row per key (by timestamp.field, ties by Kafka offset); unset: no silver. */
+    'pk.fields': list.optional(),
+    /**
      * Kafka's consumer session.timeout.ms: a worker that stops heartbeating (kill -9, a lost machine) keeps its
      * partitions this long before the group hands them to the others or to its restart. Must lie within the
      * broker's group.min.session.timeout.ms (default 6000) and group.max.session.timeout.ms.
@@ -95,6 +110,7 @@ export const sinkConfigSchema = z
         path: ['serving.uri'],
         message: 'publishes gold tables, but gold.refresh.interval.ms is 0 (gold off): set it (e.g. 30000) or drop serving.uri',
       });
+    checkInputFormat(c, ctx);
     if (!c.topics?.length && !c['topics.regex'])
       ctx.addIssue({ code: 'custom', path: ['topics'], message: 'set topics (a comma-separated list) or topics.regex' });
     if (c['topics.regex']) {
@@ -114,6 +130,76 @@ export const sinkConfigSchema = z
   });
 
 export type SinkConfig = z.output<typeof sinkConfigSchema>;
+
+/** Kafka Connect's converter class names, accepted for value.converter as well as the short names. */
+const CONVERTER_CLASSES: Record<string, string> = {
+  'io.confluent.connect.avro.AvroConverter': 'avro',
+  'org.apache.kafka.connect.json.JsonConverter': 'json',
+};
+
+const EVENT_KEYS = ['value.converter', 'value.converter.schema.file', 'value.converter.fields', 'timestamp.field', 'pk.fields'] as const;
+
+/** input.format and the keys that go with it (events: event-input.ts). */
+function checkInputFormat(
+  c: { [K in (typeof EVENT_KEYS)[number]]?: unknown } & {
+    'input.format': string;
+    'silver.history.tables': string[];
+    'mask.hash.columns': string[];
+    'mask.redact.columns': string[];
+    'bronze.enabled': boolean;
+    'pk.fields'?: string[];
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+  if (c['input.format'] === 'debezium')
+    return issue(
+      'input.format',
+      'debezium is not supported yet by this version of Tide: use "tide" (topics of Tide\'s own source) or "events" (append-only event topics)',
+    );
+  if (c['input.format'] !== 'events') {
+    const set = EVENT_KEYS.filter((k) => c[k] !== undefined);
+    if (set.length)
+      issue(
+        set[0]!,
+        `applies only with "input.format": "events" (it is "${c['input.format']}"): set input.format or drop ${set.join(', ')}`,
+      );
+    return;
+  }
+  if (!c['timestamp.field'])
+    issue(
+      'timestamp.field',
+      'input.format events needs the event-time field that partitions bronze, e.g. "timestamp.field": "event_datetime"',
+    );
+  if (!c['value.converter']) issue('value.converter', 'input.format events needs the value encoding: "avro" (with the registry) or "json"');
+  const json = c['value.converter'] === 'json';
+  const given = [
+    c['value.converter.schema.file'] && 'value.converter.schema.file',
+    c['value.converter.fields'] && 'value.converter.fields',
+  ].filter(Boolean);
+  if (json && given.length !== 1)
+    issue(
+      'value.converter.fields',
+      given.length
+        ? 'set value.converter.fields or value.converter.schema.file, not both'
+        : 'JSON events need their fields: value.converter.fields (e.g. "customer_id:long,event_datetime:timestamp") or value.converter.schema.file (a JSON Schema)',
+    );
+  if (!json && given.length)
+    issue(String(given[0]), 'applies only to JSON values ("value.converter": "json"); Avro values carry their schema in the registry');
+  const masks = (['mask.hash.columns', 'mask.redact.columns'] as const).filter((k) => c[k].length);
+  if (masks.length)
+    issue(masks[0]!, 'masking applies to the change tables of input.format tide; event topics are not masked yet: drop the mask.* keys');
+  if (!c['bronze.enabled'] && !c['pk.fields']?.length)
+    issue(
+      'bronze.enabled',
+      'with bronze off and no pk.fields nothing would be written: keep bronze on or name the silver key with pk.fields',
+    );
+  if (c['silver.history.tables'].length)
+    issue(
+      'silver.history.tables',
+      'event topics have no history (they are append-only): drop silver.history.tables, or use pk.fields for a latest-row silver',
+    );
+}
 
 export const sinkConnectorFileSchema = z.object({ $schema: z.string().optional(), name: z.string(), config: sinkConfigSchema });
 

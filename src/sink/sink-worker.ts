@@ -24,6 +24,8 @@ import { retryPolicyOf, withRetries } from '../retry.ts';
 import { bronzePath, historyPath, silverPath, tableOfTopic } from './table-layout.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
+import { EventTopics } from './event-topics.ts';
+import type { TopicInput } from './event-input.ts';
 import { readSnapshotEnd } from '../events/snapshot-end.ts';
 import type { SnapshotEndAt } from './snapshot-reconcile.ts';
 import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
@@ -62,6 +64,8 @@ export class SinkWorker {
   private intake: KafkaIntake | undefined;
   private dlq: DeadLetterQueue | undefined;
   private decoder: ChangeEventDecoder;
+  /** The input other than Tide's own topics (input.format events), when configured. */
+  private input: TopicInput | undefined;
   private readonly kafka: Kafka;
   private readonly conn: KafkaConnection;
   /** Bounds, retries and reports the sink's Kafka calls (errors.retry.timeout). */
@@ -142,7 +146,20 @@ export class SinkWorker {
       const reportDir = c['gold.reports.dir'];
       const reports = reportDir && c['gold.refresh.interval.ms'] ? loadReportFolder(reportDirOf(this.file.source, reportDir)) : [];
       const topics = await this.topics(signal);
-      for (const topic of topics) await this.tableFor(topic);
+      if (c['input.format'] === 'events')
+        this.input = new EventTopics({
+          name: this.file.name,
+          config: c,
+          connectorFile: this.file.source,
+          registry: registryFromConfig(c),
+          engine,
+          store,
+          log: this.log,
+          policy: retryPolicyOf(c),
+          signal,
+          sendDeadLetters: (letters) => this.retrier.run('sending dead letters', () => this.dlq!.send(letters)),
+        });
+      for (const topic of topics) await (this.input ? this.input.open(topic) : this.tableFor(topic));
       if (c['serving.uri']) {
         this.serving = new ServingDatabase({ uri: c['serving.uri'], schema: c['serving.schema'], log: this.log });
         // Before anything is written: BI queries must never land on a database Tide captures.
@@ -167,6 +184,7 @@ export class SinkWorker {
         conn: this.conn,
         policy: retryPolicyOf(c),
         positions: (topic, partition) => {
+          if (this.input) return this.input.positions(topic, partition);
           const t = this.tables.get(tableOfTopic(topic) ?? topic);
           return t ? layerPositions(t.layers(), this.file.name, topic, partition) : [];
         },
@@ -253,6 +271,7 @@ export class SinkWorker {
   private async flushNow(): Promise<void> {
     const messages = this.intake?.drain() ?? [];
     if (!messages.length) return this.refreshGoldIfDue();
+    if (this.input) return this.flushInput(this.input, messages);
     this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
     const started = Date.now();
     const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[]; ends: SnapshotEndAt[] }>();
@@ -309,6 +328,24 @@ export class SinkWorker {
       ?.commitProgress(maxPerPartition(progress))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
+    await this.refreshGoldIfDue();
+  }
+
+  /** A flush of an input other than Tide's own topics (event-topics.ts): it writes its own tables. */
+  private async flushInput(input: TopicInput, messages: RawMessage[]): Promise<void> {
+    const result = await input.write(messages);
+    this.stats.bronzeRows += result.bronzeRows;
+    this.stats.silverChanges += result.silverChanges;
+    this.stats.deadLetters += result.deadLetters;
+    Object.assign(this.stats.newestCommitMs, result.newestMs);
+    if (result.changedRoots.length) this.gold?.noteChanged(result.changedRoots);
+    faultPoint('after-commit');
+    this.stats.flushes++;
+    this.stats.messages += messages.length;
+    this.stats.lastFlushAt = Date.now();
+    await this.intake
+      ?.commitProgress(maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))))
+      .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     await this.refreshGoldIfDue();
   }
 
