@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadSinkConfig } from '../config/sink-config.ts';
 import { ConfigError } from '../errors.ts';
-import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
+import { DeltaConflictError, DeltaLogError, DeltaProtocolError } from '../lake/delta/delta-errors.ts';
 import { listTableRoots, openTable, tableInfo } from '../lake/lake-catalog.ts';
 import { optimizeTable } from '../lake/maintenance/optimize.ts';
 import { vacuumTable } from '../lake/maintenance/vacuum.ts';
@@ -162,11 +162,14 @@ export function registerLakeCommands(program: Command): void {
             r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: minFileMb * (1 << 20) });
           } catch (e) {
             // A merge that rewrote the same files won: this table is unchanged, the others still get compacted.
-            if (!(e instanceof DeltaConflictError)) throw e;
-            console.error(
-              `${root.replace('/', '.')}: not compacted, a concurrent commit won (${e.reason}); nothing changed, run optimize again`,
-            );
-            process.exitCode = 1;
+            if (e instanceof DeltaConflictError) {
+              console.error(
+                `${root.replace('/', '.')}: not compacted, a concurrent commit won (${e.reason}); nothing changed, run optimize again`,
+              );
+              process.exitCode = 1;
+              continue;
+            }
+            if (!skipRefused(name, root, 'not compacted', e)) throw e;
             continue;
           }
           console.log(
@@ -200,7 +203,13 @@ export function registerLakeCommands(program: Command): void {
       try {
         const roots = name ? [(await openTable(store, name)).root] : await listTableRoots(store);
         for (const root of roots) {
-          const r = await vacuumTable(await openTable(store, root), { retainHours: hours, dryRun: opts.dryRun });
+          let r;
+          try {
+            r = await vacuumTable(await openTable(store, root), { retainHours: hours, dryRun: opts.dryRun });
+          } catch (e) {
+            if (!skipRefused(name, root, 'not vacuumed', e)) throw e;
+            continue;
+          }
           console.log(
             `${root.replace('/', '.')}: ${opts.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length} files (${human(r.bytes)})`,
           );
@@ -210,4 +219,16 @@ export function registerLakeCommands(program: Command): void {
         await store.close();
       }
     });
+}
+
+/**
+ * Over every table (no table named), one that Tide must not write (its protocol was upgraded by another
+ * engine, its log is damaged) is named with the reason and skipped, so the others are still maintained;
+ * the exit code is 1. A table named on its own fails the command with the whole error.
+ */
+function skipRefused(named: string | undefined, root: string, what: string, e: unknown): boolean {
+  if (named !== undefined || !(e instanceof DeltaProtocolError || e instanceof DeltaLogError)) return false;
+  console.error(`${root.replace('/', '.')}: ${what}: ${e.message}`);
+  process.exitCode = 1;
+  return true;
 }

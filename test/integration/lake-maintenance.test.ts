@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
+import { startCli } from '../support/cli.ts';
 import { readWithDeltaRs, type DeltaRsView } from '../support/delta-reader.ts';
 
 /**
@@ -363,4 +364,57 @@ describe('optimize and vacuum across checkpoints', () => {
     );
     await expect(readWithDeltaRs(tableDir(root), { version: 15 })).rejects.toThrow(/delta-rs could not read/);
   });
+});
+
+describe('tide lake optimize | vacuum over every table: a table Tide must not write is named and skipped, the others are done', () => {
+  const lakeDir = mkdtempSync(join(tmpdir(), 'tide-lake-refused-'));
+  const lake = new LocalStore(lakeDir);
+  afterAll(async () => {
+    await lake.close();
+    rmSync(lakeDir, { recursive: true, force: true });
+  });
+
+  it('a table whose protocol another engine upgraded (a writer feature Tide lacks) is refused; the tables after it are still compacted and vacuumed; exit code 1', async () => {
+    // silver.a sorts first: before the fix, its refusal ended the command and silver.b was never compacted.
+    for (const root of ['silver/a', 'silver/b']) {
+      const table = await DeltaTable.create(lake, root, { name: root, schema, partitionColumns: ['day'] });
+      for (let c = 0; c < 3; c++) await append(engine, table, [makeRow(c * 2 + 1), makeRow(c * 2 + 2)]);
+    }
+    // What Spark writes for ALTER TABLE … SET TBLPROPERTIES ('delta.feature.identityColumns' = 'supported').
+    // Written by hand: Tide's own writer refuses to commit a protocol it does not implement.
+    writeFileSync(
+      join(lakeDir, commitPath('silver/a', 4)),
+      [
+        {
+          commitInfo: {
+            timestamp: Date.now(),
+            operation: 'SET TBLPROPERTIES',
+            operationParameters: {},
+            engineInfo: 'Apache-Spark/4.0.1 Delta-Lake/4.0.1',
+          },
+        },
+        { protocol: { minReaderVersion: 1, minWriterVersion: 7, writerFeatures: ['identityColumns'] } },
+      ]
+        .map((a) => JSON.stringify(a))
+        .join('\n') + '\n',
+    );
+    const b = (await DeltaTable.open(lake, 'silver/b'))!;
+
+    const optimize = startCli(['lake', 'optimize', '--lake', lakeDir], process.cwd());
+    expect(await optimize.exited, optimize.output()).toBe(1);
+    expect(optimize.output()).toMatch(
+      /silver\.a: not compacted: .*refusing to write: Tide does not implement the writer features identityColumns/,
+    );
+    expect(optimize.output()).toMatch(/silver\.b: 6 files \(.+\) -> 2 \(.+\), version 4/);
+    expect((await DeltaTable.open(lake, 'silver/b'))!.version).toBe(b.version + 1);
+
+    const vacuum = startCli(['lake', 'vacuum', '--retain', '0', '--force', '--lake', lakeDir], process.cwd());
+    expect(await vacuum.exited, vacuum.output()).toBe(1);
+    expect(vacuum.output()).toMatch(/silver\.a: not vacuumed: .*refusing to write/);
+    expect(vacuum.output()).toMatch(/silver\.b: deleted 6 files/);
+    // A table named on its own still fails with the whole error.
+    const one = startCli(['lake', 'optimize', 'silver.a', '--lake', lakeDir], process.cwd());
+    expect(await one.exited, one.output()).toBe(1);
+    expect(one.output()).toMatch(/refusing to write: Tide does not implement the writer features identityColumns/);
+  }, 120_000);
 });

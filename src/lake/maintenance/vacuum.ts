@@ -1,3 +1,4 @@
+import { assertWritable } from '../delta/protocol-check.ts';
 import type { DeltaTable } from '../delta/delta-table.ts';
 
 /**
@@ -26,6 +27,9 @@ export async function vacuumTable(table: DeltaTable, opts: VacuumOptions): Promi
   const now = opts.now ?? Date.now();
   const cutoff = now - opts.retainHours * 3_600_000;
   await table.refresh();
+  // A table feature Tide does not know may reference files in ways it cannot see (deletion vectors,
+  // sidecar checkpoints): deleting what looks unreferenced would lose data. Delta's VACUUM is a writer too.
+  assertWritable(table.label, table.protocol);
   const keep = new Set(table.files().map((f) => decodeURIComponent(f.path)));
   for (const t of table.tombstones()) if (t.deletionTimestamp > cutoff) keep.add(decodeURIComponent(t.path));
   const prefix = `${table.root}/`;
