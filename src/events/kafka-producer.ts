@@ -1,9 +1,21 @@
-import { Producer as PlatformaticKafkaProducer, ProduceAcks, compatibilityPartitioner } from '@platformatic/kafka';
+import {
+  Producer as PlatformaticKafkaProducer,
+  ProduceAcks,
+  compatibilityPartitioner,
+  createAPI,
+  kGetApi,
+  produceV9,
+  produceV10,
+  produceV11,
+  type API,
+  type Callback,
+} from '@platformatic/kafka';
 import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
 import { TideError } from '../errors.ts';
 import type { KafkaConnection } from './kafka-connection.ts';
 import { explainKafkaError, verifyKafkaConnection } from './kafka-errors.ts';
 import { keyHash } from './murmur2.ts';
+import { encodeProduceRequest, type ProduceMessage, type ProduceOptions } from './produce-request.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { logTopicDurability, readTopicDurability } from './topic-durability.ts';
 import {
@@ -192,6 +204,42 @@ export class KafkajsProducer implements EventProducer {
 }
 
 /**
+ * Produce requests v9-v11 (one request layout) with Tide's one-pass record batch encoder
+ * (produce-request.ts), falling back to the library's encoder for what it does not cover.
+ */
+const FAST_PRODUCE = new Map(
+  [produceV9, produceV10, produceV11].map((lib) => {
+    const version = lib.api.version;
+    const createRequest = (acks: number, timeout: number, topicData: ProduceMessage[], options?: ProduceOptions) =>
+      encodeProduceRequest(acks, timeout, topicData, options) ??
+      lib.createRequest(
+        acks,
+        timeout,
+        topicData as Parameters<typeof lib.createRequest>[2],
+        options as Parameters<typeof lib.createRequest>[3],
+      );
+    return [version, createAPI(0, version, createRequest as Parameters<typeof createAPI>[2], lib.parseResponse)] as const;
+  }),
+);
+
+/**
+ * @platformatic/kafka's producer with one change: its Produce API encodes requests with produce-request.ts.
+ * The library looks its APIs up through `[kGetApi]` (clients/base/base.js), which it exports for subclasses;
+ * everything else (partitioning, idempotent sequences, retries, responses) is the library's own.
+ */
+class TideKafkaProducer extends PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer> {
+  override [kGetApi]<RequestArguments extends Array<unknown>, ResponseType>(
+    name: string,
+    callback: Callback<API<RequestArguments, ResponseType>>,
+  ): void {
+    super[kGetApi]<RequestArguments, ResponseType>(name, (error, api) => {
+      const fast = !error && name === 'Produce' && api ? FAST_PRODUCE.get(api.version) : undefined;
+      callback(error, (fast as unknown as API<RequestArguments, ResponseType> | undefined) ?? api);
+    });
+  }
+}
+
+/**
  * The default: @platformatic/kafka for producing (measured ~2.3x less CPU per message than kafkajs on
  * this machine, which is what bounds the source's drain rate), idempotent with acks from all in-sync
  * replicas, keys partitioned with its Java-compatible murmur2 partitioner. Topics are still created
@@ -199,7 +247,7 @@ export class KafkajsProducer implements EventProducer {
  */
 export class PlatformaticProducer implements EventProducer {
   private readonly admin: KafkajsProducer;
-  private readonly producer: PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer>;
+  private readonly producer: TideKafkaProducer;
   private ready: Promise<unknown> | undefined;
 
   constructor(
@@ -209,7 +257,7 @@ export class PlatformaticProducer implements EventProducer {
     private readonly maxMessageBytes = KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
   ) {
     this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log, maxMessageBytes);
-    this.producer = new PlatformaticKafkaProducer({
+    this.producer = new TideKafkaProducer({
       clientId,
       ...conn.platformatic(),
       idempotent: true,
