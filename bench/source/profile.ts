@@ -18,7 +18,10 @@ interface ProfileNode {
  * samples taken while the big transaction drained.
  */
 const STAGES: [string, RegExp][] = [
-  ['kafka produce (kafkajs + Tide producer)', /node_modules\/(kafkajs|@platformatic\/kafka)\/|src\/events\/kafka-producer\.ts/],
+  [
+    'kafka produce (client, Tide producer and Produce request encoder)',
+    /node_modules\/(kafkajs|@platformatic\/kafka|@platformatic\/dynamic-buffer|@node-rs\/crc32)\/|src\/events\/(kafka-producer|produce-request|message-size|murmur2)\.ts/,
+  ],
   [
     'avro encode (envelope, type mapping, avsc)',
     /node_modules\/avsc\/|src\/events\/(envelope|avro-types|avro-writer|row-event-writer|schema-registry|transaction-events)\.ts|src\/source\/(type-mapping|pg-text|pg-numeric|pg-array)\.ts/,

@@ -138,6 +138,31 @@ export class AvroWriter {
     this.pos += this.buf.write(s, this.pos, bytes, 'utf8');
   }
 
+  /**
+   * The Avro string `${head}${n}"]` (source.sequence: head is ASCII, n the event's LSN), written without
+   * building the string: one per event on the streaming path.
+   */
+  sequence(head: Buffer, n: number | bigint): void {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return this.string(`${head.toString('latin1')}${n}"]`);
+    let digits = 1;
+    for (let m = n; m >= 10; m = Math.floor(m / 10)) digits++;
+    const len = head.length + digits + 2;
+    this.length(len);
+    this.ensure(len);
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < head.length; i++) buf[pos++] = head[i]!;
+    let m = n;
+    for (let i = pos + digits - 1; i >= pos; i--) {
+      buf[i] = 48 + (m % 10);
+      m = Math.floor(m / 10);
+    }
+    pos += digits;
+    buf[pos++] = 0x22; // "
+    buf[pos++] = 0x5d; // ]
+    this.pos = pos;
+  }
+
   /** Avro bytes (length + content). */
   bytes(b: Uint8Array): void {
     this.length(b.length);

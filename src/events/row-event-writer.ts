@@ -164,7 +164,7 @@ export class RowEventWriter {
   private sourceHead = Buffer.alloc(0);
   private sourceNames = Buffer.alloc(0);
   /** `["<lastCommitLsn>","` or `[null,"`: source.sequence up to the event's own LSN. */
-  private sequenceHead = '';
+  private sequenceHead = Buffer.alloc(0);
   private commitPart = Buffer.alloc(0);
   private txPart = Buffer.alloc(0);
   private readonly scratch = new AvroWriter();
@@ -225,7 +225,7 @@ export class RowEventWriter {
     // source: version, connector, name, ts_ms, snapshot, db (fixed per transaction), sequence, schema, table, txId (fixed)
     w.raw(this.sourceHead);
     w.byte(2); // sequence: ['null', 'string'], branch 1
-    w.string(`${this.sequenceHead}${p.lsn}"]`);
+    w.sequence(this.sequenceHead, p.lsn);
     w.raw(this.sourceNames);
     w.byte(2);
     w.long(p.lsn);
@@ -260,7 +260,7 @@ export class RowEventWriter {
     s.string('false');
     s.string(n.db);
     this.sourceHead = Buffer.from(s.end());
-    this.sequenceHead = p.lastCommitLsn === null ? '[null,"' : `["${p.lastCommitLsn}","`;
+    this.sequenceHead = Buffer.from(p.lastCommitLsn === null ? '[null,"' : `["${p.lastCommitLsn}","`, 'latin1');
     s.begin();
     s.string(n.schema);
     s.string(n.table);

@@ -52,6 +52,28 @@ describe('AvroWriter and compileWriter write what avsc writes', () => {
     same('long', values);
   });
 
+  it('sequence: source.sequence written from its head and the LSN, as the string it stands for', () => {
+    const lsns: (number | bigint)[] = [
+      0,
+      1,
+      9,
+      10,
+      99,
+      100,
+      123456789,
+      2 ** 32,
+      2 ** 40 + 7,
+      Number.MAX_SAFE_INTEGER,
+      2n ** 60n,
+      2n ** 64n - 1n,
+    ];
+    for (const head of ['[null,"', '["0","', '["24391234567","'])
+      for (const n of lsns)
+        expect(written((w) => w.sequence(Buffer.from(head, 'latin1'), n)).toString('hex'), `${head}${n}`).toBe(
+          written((w) => w.string(`${head}${n}"]`)).toString('hex'),
+        );
+  });
+
   it('int, float, double, boolean, null', () => {
     same('int', [0, 1, -1, 2147483647, -2147483648, 1000]);
     same('float', [0, 1.5, -3.25, Math.fround(0.1), Infinity, NaN]);
