@@ -1,9 +1,11 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { createPrisma } from '../app/db.ts';
 import { migrate } from '../app/migrate.ts';
 import { replay, type ReplayResult } from '../app/replay.ts';
 import { parseMix, runTraffic, type TrafficStats } from '../app/traffic.ts';
+import { runNotifications, type NotificationStats } from '../app/notifications.ts';
+import { loadSinkConfig } from '../config/sink-config.ts';
 import { Lifecycle } from '../lifecycle.ts';
 import { connectionSetting } from '../stack/context.ts';
 import { parseDuration, parsePositiveInt, parsePositiveNumber } from './options.ts';
@@ -66,7 +68,11 @@ function formatTraffic(s: TrafficStats, target: number): string {
 }
 
 export function registerAppCommands(program: Command): void {
-  const app = program.command('app').description("the squad's order app (Prisma): migrate, replay the data set, generate live traffic");
+  const app = program
+    .command('app')
+    .description(
+      "the examples' data: the order app (Prisma: migrate, replay the data set, live traffic) and the notification platform's events",
+    );
 
   app
     .command('migrate')
@@ -110,4 +116,65 @@ export function registerAppCommands(program: Command): void {
       await lifecycle.shutdown();
       if (stats.errors > 0) process.exitCode = 1;
     });
+
+  app
+    .command('notifications [connector-file]')
+    .description(
+      "the notification platform's event source: Avro notifications to the topic of the sink connector file (default connectors/notifications-lake.json), steady and in bursts, some late",
+    )
+    .option('--rate <events>', 'steady events per second', parsePositiveNumber, 1000)
+    .option('--burst-rate <events>', 'events per second during a burst', parsePositiveNumber)
+    .option('--burst-every <time>', 'a burst starts this often, e.g. 60s', parseDuration, 60_000)
+    .option('--burst-for <time>', 'a burst lasts this long, e.g. 10s', parseDuration, 10_000)
+    .option('--late <fraction>', 'share of late events (event_datetime in the past), 0 to 1', parseFraction, 0.01)
+    .option('--late-by <time>', 'a late event is at most this late', parseDuration, 5 * 60_000)
+    .option('--customers <n>', 'distinct customers', parsePositiveInt, 200)
+    .option('--partitions <n>', 'partitions of the topic when the generator creates it', parsePositiveInt, 6)
+    .option('--duration <time>', 'stop after this long, e.g. 30s or 15m', parseDuration)
+    .option('--count <n>', 'stop after this many events', parsePositiveInt)
+    .action(
+      async (
+        connectorFile: string | undefined,
+        opts: {
+          rate: number;
+          burstRate?: number;
+          burstEvery: number;
+          burstFor: number;
+          late: number;
+          lateBy: number;
+          customers: number;
+          partitions: number;
+          duration?: number;
+          count?: number;
+        },
+      ) => {
+        const file = loadSinkConfig(connectorFile ?? 'connectors/notifications-lake.json');
+        const lifecycle = new Lifecycle().handleSignals();
+        const line = (s: NotificationStats) =>
+          `notifications: ${s.sent} sent to ${s.topic} (${s.late} late) in ${(s.elapsedMs / 1000).toFixed(1)} s, ${Math.round(s.achievedRate)} events/s (target ${opts.rate}${opts.burstRate ? `, bursts of ${opts.burstRate}` : ''})`;
+        const stats = await lifecycle.track(
+          'notifications',
+          runNotifications(file, {
+            rate: opts.rate,
+            burst: opts.burstRate ? { rate: opts.burstRate, everyMs: opts.burstEvery, forMs: opts.burstFor } : undefined,
+            lateFraction: opts.late,
+            lateByMs: opts.lateBy,
+            customers: opts.customers,
+            partitions: opts.partitions,
+            durationMs: opts.duration,
+            count: opts.count,
+            signal: lifecycle.signal,
+            onReport: (s) => process.stderr.write(`${line(s)}\n`),
+          }),
+        );
+        console.log(line(stats));
+        await lifecycle.shutdown();
+      },
+    );
+}
+
+function parseFraction(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`"${text}" is not a fraction between 0 and 1`);
+  return n;
 }

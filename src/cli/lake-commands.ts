@@ -128,7 +128,8 @@ export function registerLakeCommands(program: Command): void {
     .description('write a table (e.g. gold.daily_billing, silver.orders) to a CSV or Parquet file: the detailed report export')
     .option('--format <format>', 'csv or parquet', 'csv')
     .option('--out <file>', 'output file (default <table>.<format>)')
-    .action(async (name: string, opts: LakeOptions & { format: string; out?: string }) => {
+    .option('--where <condition>', 'only the rows for which this SQL condition on the table\'s columns holds, e.g. "customer_id = 42"')
+    .action(async (name: string, opts: LakeOptions & { format: string; out?: string; where?: string }) => {
       if (opts.format !== 'csv' && opts.format !== 'parquet')
         throw new ConfigError('--format', `must be csv or parquet, got ${JSON.stringify(opts.format)}`);
       const out = resolve(opts.out ?? `${name}.${opts.format}`);
@@ -138,9 +139,20 @@ export function registerLakeCommands(program: Command): void {
         const table = await openTable(store, name);
         await engine.createView('export_table', store, table.root, table.files(), table.schema, table.partitionColumns);
         const format = opts.format === 'csv' ? `(FORMAT csv, HEADER true)` : `(FORMAT parquet, COMPRESSION zstd)`;
-        await engine.run(`COPY (SELECT * FROM export_table) TO '${out.replace(/'/g, "''")}' ${format}`);
-        const [{ n }] = (await engine.query('SELECT count(*) AS n FROM export_table')) as [{ n: bigint }];
-        console.log(`wrote ${n} rows of ${name} (version ${table.version}) to ${out}`);
+        // The condition is the user's own SQL over their own lake (as a report file is): DuckDB parses it, and
+        // an error names --where rather than the COPY around it.
+        const rows = opts.where ? `(SELECT * FROM export_table WHERE ${opts.where})` : 'export_table';
+        try {
+          await engine.run(`COPY (SELECT * FROM ${rows}) TO '${out.replace(/'/g, "''")}' ${format}`);
+        } catch (err) {
+          if (!opts.where) throw err;
+          throw new ConfigError(
+            '--where',
+            `${JSON.stringify(opts.where)} is not a condition on ${name}'s columns: ${(err as Error).message}`,
+          );
+        }
+        const [{ n }] = (await engine.query(`SELECT count(*) AS n FROM ${rows}`)) as [{ n: bigint }];
+        console.log(`wrote ${n} rows of ${name}${opts.where ? ` where ${opts.where}` : ''} (version ${table.version}) to ${out}`);
       } finally {
         await engine.close();
         await store.close();
