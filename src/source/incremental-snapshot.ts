@@ -2,16 +2,16 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { SourceConfig } from '../config/source-config.ts';
 import type { RawRow, TableCodec } from '../events/envelope.ts';
-import { untilAborted } from '../abortable.ts';
+import { sleep, untilAborted } from '../abortable.ts';
 import { TideError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { CatalogTable } from './catalog.ts';
-import { ChunkSchema, lockUnchanged } from './chunk-schema.ts';
+import { chunkMessages, chunkRows, estimatedRows, readChunk } from './chunk-read.ts';
+import { ChunkSchema } from './chunk-schema.ts';
 import type { IncrementalProgress, IncrementalTable, OffsetStore, SourceOffsets } from './offset-store.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import { snapshotEndMessages } from '../events/snapshot-end.ts';
 import { endPg } from './pg-connection.ts';
-import { quoteIdent } from './plan.ts';
 import type { EventPublisher } from './publisher.ts';
 import { SchemaPausedError } from './schema-guard.ts';
 import { emitWatermark, parseSignal, parseWatermark, SIGNAL_PREFIX, WATERMARK_PREFIX, type SnapshotRequest } from './signals.ts';
@@ -63,7 +63,6 @@ export interface IncrementalDeps {
   onError: (err: Error) => void;
 }
 
-const RAW_TEXT = { getTypeParser: () => (text: string) => text };
 const FINISHED_KEPT = 10;
 
 export class IncrementalSnapshots {
@@ -280,56 +279,20 @@ export class IncrementalSnapshots {
   private async chunk(codec: TableCodec, cur: IncrementalTable, signal: AbortSignal): Promise<'ok' | 'retry' | 'done'> {
     const client = await this.connected(signal);
     const t = codec.table;
-    const from = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
     if (cur.chunks === 0 || this.totalRowsFor !== cur.table) {
       this.totalRowsFor = cur.table;
-      // reltuples is -1 until the table was first vacuumed or analyzed: then the total is unknown.
-      const { rows } = await client.query<{ n: string | null }>(
-        `SELECT CASE WHEN reltuples < 0 THEN NULL ELSE reltuples::bigint END AS n FROM pg_class WHERE oid = $1`,
-        [t.oid],
-      );
-      this.totalRows = rows[0]?.n == null ? null : Number(rows[0].n);
+      this.totalRows = await estimatedRows(client, t.oid);
     }
     const fetch = this.d.config['snapshot.fetch.size'];
     const names = codec.columnNames();
-    const keys = t.keyColumns.map(quoteIdent);
     const keyIdx = t.keyColumns.map((k) => names.indexOf(k));
-    const conditions = [
-      ...(cur.lastKey ? [`(${keys.join(', ')}) > (${cur.lastKey.map((_, i) => `$${i + 1}`).join(', ')})`] : []),
-      ...(cur.where ? [`(${cur.where})`] : []),
-    ];
     const slot = this.d.config['slot.name'];
     const { id, done } = this.windows.open(this.seq++);
     const low = await emitWatermark(client, { slot, window: id, kind: 'low' });
-    let rows: string[][];
-    let snapshotText: string;
-    let sameTable: boolean;
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      sameTable = await lockUnchanged(client, codec);
-      snapshotText = (await client.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
-      rows = !sameTable
-        ? []
-        : (
-            await client.query<string[]>({
-              text: `SELECT ${names.map(quoteIdent).join(', ')} FROM ${from}${conditions.length ? ` WHERE ${conditions.join(' AND ')}` : ''} ORDER BY ${keys.join(', ')} LIMIT ${fetch + 1}`,
-              values: cur.lastKey ?? [],
-              rowMode: 'array',
-              types: RAW_TEXT,
-            })
-          ).rows;
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
+    const { rows, snapshotText, sameTable } = await readChunk(client, codec, cur, fetch);
     await emitWatermark(client, { slot, window: id, kind: 'high' });
     const snapshot = parsePgSnapshot(snapshotText);
-    const read = rows.slice(0, fetch).map((values) => {
-      const row: RawRow = {};
-      for (let c = 0; c < names.length; c++) row[names[c]!] = values[c] ?? null;
-      return row;
-    });
+    const read = chunkRows(names, rows, fetch);
     const trusted = sameTable && this.windows.trusts(snapshot);
     if (!sameTable)
       this.d.log.info({ table: t.qualified }, 'incremental snapshot: the table changed since its schema was read; reading the chunk again');
@@ -399,31 +362,8 @@ export class IncrementalSnapshots {
     const codec = this.schema.current;
     if (!cur || !codec || codec.table.qualified !== cur.table || codec.columnNames().join(',') !== columns) return 'stale';
     const publisher = this.d.publisher()!;
-    const t = codec.table;
-    for (const [i, row] of rows.entries()) {
-      const wait = publisher.push({
-        topic: codec.topic,
-        key: codec.encodeKey(row),
-        value: codec.encodeValue(
-          'r',
-          null,
-          row,
-          {
-            name: this.d.config['topic.prefix'],
-            db: this.d.config['database.dbname'],
-            schema: t.schema,
-            table: t.name,
-            tsMs: Date.now(),
-            snapshot: 'incremental',
-            txId: null,
-            lsn: commitLsn,
-            commitLsn,
-            eventIndex: i,
-          },
-          i + 1,
-          i + 1,
-        ),
-      });
+    for (const m of chunkMessages(codec, rows, commitLsn, this.d.config)) {
+      const wait = publisher.push(m);
       if (wait) await wait;
     }
     this.published = rows.length;
@@ -436,16 +376,4 @@ function after(a: string, b: string): boolean {
   const [ac, am] = a.split(':').map(BigInt) as [bigint, bigint];
   const [bc, bm] = b.split(':').map(BigInt) as [bigint, bigint];
   return ac !== bc ? ac > bc : am > bm;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
