@@ -34,8 +34,9 @@ import math
 import os
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, QueryBuilder
 
 SAFE_INT = 2**53
 
@@ -113,7 +114,11 @@ def main():
     dt = DeltaTable(args.table_uri, version=args.version, storage_options=storage_options or None)
     protocol = dt.protocol()
     metadata = dt.metadata()
-    table = dt.to_pyarrow_table()
+    if "deletionVectors" in (protocol.reader_features or []):
+        # delta-rs's pyarrow dataset path refuses deletion vectors; its DataFusion reader (QueryBuilder) applies them.
+        table = pa.table(QueryBuilder().register("t", dt).execute("SELECT * FROM t").read_all())
+    else:
+        table = dt.to_pyarrow_table()
     columns = table.column_names
     raw_rows = [[row[c] for c in columns] for row in table.to_pylist()]
     raw_rows.sort(key=sort_key)

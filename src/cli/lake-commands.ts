@@ -5,7 +5,7 @@ import { loadSinkConfig } from '../config/sink-config.ts';
 import { ConfigError } from '../errors.ts';
 import { DeltaConflictError, DeltaLogError, DeltaProtocolError } from '../lake/delta/delta-errors.ts';
 import { listTableRoots, openTable, tableInfo } from '../lake/lake-catalog.ts';
-import { optimizeTable } from '../lake/maintenance/optimize.ts';
+import { DEFAULT_MAX_DELETED_ROWS_RATIO, optimizeTable } from '../lake/maintenance/optimize.ts';
 import { vacuumTable } from '../lake/maintenance/vacuum.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { openStore, parseStoreUri, s3Settings, type OpenStoreOptions } from '../lake/storage/open-store.ts';
@@ -162,8 +162,16 @@ export function registerLakeCommands(program: Command): void {
   withLake(lake.command('optimize [table]'))
     .description('compact small files (dataChange=false: readers and appends are not disturbed); all tables when none is named')
     .option('--min-file-mb <mb>', 'files below this size are compacted', '64')
-    .action(async (name: string | undefined, opts: LakeOptions & { minFileMb: string }) => {
+    .option(
+      '--max-deleted-rows-ratio <ratio>',
+      'files whose deletion vector deletes more than this share of their rows are rewritten without those rows',
+      String(DEFAULT_MAX_DELETED_ROWS_RATIO),
+    )
+    .action(async (name: string | undefined, opts: LakeOptions & { minFileMb: string; maxDeletedRowsRatio: string }) => {
       const minFileMb = nonNegative('--min-file-mb', opts.minFileMb, 'a size in MiB > 0', false);
+      const maxDeletedRowsRatio = Number(opts.maxDeletedRowsRatio);
+      if (!(maxDeletedRowsRatio >= 0 && maxDeletedRowsRatio <= 1))
+        throw new ConfigError('--max-deleted-rows-ratio', `${opts.maxDeletedRowsRatio} is not a number from 0 to 1`);
       const store = await lakeStore(opts, 'write');
       const engine = await ParquetEngine.create();
       try {
@@ -171,7 +179,7 @@ export function registerLakeCommands(program: Command): void {
         for (const root of roots) {
           let r;
           try {
-            r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: minFileMb * (1 << 20) });
+            r = await optimizeTable(engine, await openTable(store, root), { minFileBytes: minFileMb * (1 << 20), maxDeletedRowsRatio });
           } catch (e) {
             // A merge that rewrote the same files won: this table is unchanged, the others still get compacted.
             if (e instanceof DeltaConflictError) {
@@ -187,7 +195,7 @@ export function registerLakeCommands(program: Command): void {
           console.log(
             r.version === undefined
               ? `${root.replace('/', '.')}: nothing to compact`
-              : `${root.replace('/', '.')}: ${r.filesRemoved} files (${human(r.bytesBefore)}) -> ${r.filesAdded} (${human(r.bytesAfter)}), version ${r.version}`,
+              : `${root.replace('/', '.')}: ${r.filesRemoved} files (${human(r.bytesBefore)}) -> ${r.filesAdded} (${human(r.bytesAfter)})${r.purged ? `, ${r.purged} purged of deleted rows` : ''}, version ${r.version}`,
           );
         }
       } finally {

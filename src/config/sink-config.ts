@@ -56,6 +56,11 @@ export const sinkConfigSchema = z
     'bronze.enabled': bool.default(true),
     /** Tables (regexes on schema.table) that also get `silver.<table>_history` (SCD type 2). */
     'silver.history.tables': regexList.default([]),
+    /**
+     * Tables (regexes on schema.table) whose silver merges write Delta deletion vectors instead of
+     * rewriting files; sets the Delta table property of the same name (README "Deletion vectors").
+     */
+    'delta.enableDeletionVectors': regexList.default([]),
     'mask.hash.columns': regexList.default([]),
     'mask.redact.columns': regexList.default([]),
     /** Columns that stay in clear even when a broader hash/redact pattern matches them. */

@@ -6,6 +6,7 @@ import { faultPoint } from './fault.ts';
 import { candidateFiles } from './key-pruning.ts';
 import { comparePosition, type KeyChange, type SilverBatch } from './silver-changes.ts';
 import { SILVER_META } from './table-layout.ts';
+import { mergeWithDeletionVectors, usesDeletionVectors } from './silver-dv-merge.ts';
 
 /**
  * Copy-on-write merge of a batch of key changes into a silver Delta table, in one commit:
@@ -99,6 +100,8 @@ export interface MergeResult {
   version: number;
   rewrittenFiles: number;
   addedFiles: number;
+  /** Files that got a new deletion vector instead of a rewrite (tables with delta.enableDeletionVectors). */
+  vectorFiles: number;
 }
 
 export async function mergeSilver(
@@ -138,6 +141,7 @@ export async function mergeSilver(
     `(${alias}._commit_lsn > ${t.commitLsn} OR (${alias}._commit_lsn = ${t.commitLsn} AND ${alias}._event_index > ${t.eventIndex}))`;
   let touched: AddAction[] = [];
   let adds: AddAction[] = [];
+  let vectorFiles = 0;
   if (changes.length || survivors.length) {
     const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
     try {
@@ -155,15 +159,34 @@ export async function mergeSilver(
               changes.map((c) => c.key[0]),
             )
           : files;
-        touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
-        if (touched.length) {
-          await engine.createView('silver_old', table.store, table.root, touched, schema);
-          select = mergeSql(schema, keyColumns, 'silver_old', staged, deleted);
+        if (usesDeletionVectors(table)) {
+          // Deletion vectors: changed rows are marked deleted, nothing is rewritten (silver-dv-merge.ts).
+          const r = await mergeWithDeletionVectors(
+            engine,
+            table,
+            schema,
+            keyColumns,
+            candidates,
+            staged,
+            notDeletedLater(keyColumns, deleted),
+            SILVER_TARGET_FILE_ROWS,
+          );
+          actions.push(...r.actions);
+          vectorFiles = r.touched;
+          adds = r.adds;
+          select = '';
         } else {
-          select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} c WHERE NOT _deleted${notDeletedLater(keyColumns, deleted)} ORDER BY ${keyColumns.map(q).join(', ')}`;
+          touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
+          if (touched.length) {
+            await engine.createView('silver_old', table.store, table.root, touched, schema);
+            select = mergeSql(schema, keyColumns, 'silver_old', staged, deleted);
+          } else {
+            select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} c WHERE NOT _deleted${notDeletedLater(keyColumns, deleted)} ORDER BY ${keyColumns.map(q).join(', ')}`;
+          }
         }
       }
-      adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });
+      if (select)
+        adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });
     } finally {
       await engine.drop(staged);
     }
@@ -176,7 +199,7 @@ export async function mergeSilver(
     operation: truncate ? 'TRUNCATE+MERGE' : 'MERGE',
     parameters: { predicate: `key(${keyColumns.join(', ')})`, changes: changes.length },
   });
-  return { version, rewrittenFiles: touched.length, addedFiles: adds.length };
+  return { version, rewrittenFiles: touched.length, addedFiles: adds.length, vectorFiles };
 }
 
 /** The candidates that really hold a changed key. */

@@ -12,6 +12,8 @@ import { txnActions, txnAppId, uncommitted } from './offsets.ts';
 import { reconcileHistory, reconcileSilver, withMarkersCounted, type SnapshotEndAt } from './snapshot-reconcile.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
+import { alignDeletionVectors, ENABLE_DELETION_VECTORS } from './silver-dv-merge.ts';
+import { TIDE_PROTOCOL, withDeletionVectors } from '../lake/delta/protocol-check.ts';
 import { DeleteMarkers } from './delete-markers.ts';
 import type { SinkObserver } from './sink-observer.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
@@ -68,6 +70,7 @@ export class TableSink {
   async open(): Promise<void> {
     if (this.ctx.config['bronze.enabled']) this.bronze = await DeltaTable.open(this.ctx.store, bronzePath(this.qualified));
     this.silver = await DeltaTable.open(this.ctx.store, silverPath(this.qualified));
+    if (this.silver) await alignDeletionVectors(this.silver, this.deletionVectors, this.ctx.log);
     if (this.keepsHistory) this.history = await DeltaTable.open(this.ctx.store, historyPath(this.qualified));
     // A re-snapshot's reconcile that a crash interrupted (its markers are committed, its delete is not) is finished now,
     // also when no message of the table comes again.
@@ -125,6 +128,11 @@ export class TableSink {
       { name: `silver.${this.qualified}`, table: this.silver },
       ...(this.keepsHistory ? [{ name: `silver.${this.qualified}_history`, table: this.history }] : []),
     ];
+  }
+
+  /** Silver merges write deletion vectors when the table matches delta.enableDeletionVectors. */
+  get deletionVectors(): boolean {
+    return this.ctx.config['delta.enableDeletionVectors'].some((p) => new RegExp(`^(?:${p})$`).test(this.qualified));
   }
 
   /** silver.<table>_history is kept when the table matches silver.history.tables. */
@@ -253,8 +261,12 @@ export class TableSink {
         configuration: {
           [KEY_CONFIG]: keyColumns.join(','),
           'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
+          ...(this.deletionVectors ? { [ENABLE_DELETION_VECTORS]: 'true' } : {}),
         },
+        ...(this.deletionVectors ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
       });
+      // Another worker (or an older Tide) may have created it without the setting.
+      await alignDeletionVectors(this.silver, this.deletionVectors, this.ctx.log);
     }
     const pending = uncommitted(this.silver, this.ctx.name, events);
     const pendingOffsets = offsets.filter(

@@ -141,11 +141,16 @@ describe('log paths', () => {
 });
 
 describe('protocol support', () => {
-  it('reads reader version 1 only, writes writer 1–2 and 7 with appendOnly/invariants only', () => {
+  it('reads reader version 1 and 3 with deletionVectors only, writes writer 1–2 and 7 with appendOnly/invariants/deletionVectors only', () => {
     expect(readProblem({ minReaderVersion: 1, minWriterVersion: 7 })).toBeUndefined();
-    expect(readProblem({ minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['deletionVectors'] })).toMatch(
-      /reader version 3 \(reader features: deletionVectors\)/,
+    expect(readProblem({ minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['deletionVectors'] })).toBeUndefined();
+    expect(readProblem({ minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['deletionVectors', 'columnMapping'] })).toMatch(
+      /reader features columnMapping/,
     );
+    expect(readProblem({ minReaderVersion: 2, minWriterVersion: 5 })).toMatch(/reader version 2/);
+    expect(
+      writeProblem({ minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['deletionVectors'], writerFeatures: ['deletionVectors'] }),
+    ).toBeUndefined();
     expect(writeProblem({ minReaderVersion: 1, minWriterVersion: 2 })).toBeUndefined();
     expect(writeProblem({ minReaderVersion: 1, minWriterVersion: 1 })).toBeUndefined();
     expect(writeProblem({ minReaderVersion: 1, minWriterVersion: 7, writerFeatures: ['appendOnly', 'invariants'] })).toBeUndefined();

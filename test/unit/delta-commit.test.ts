@@ -347,13 +347,13 @@ describe('DeltaTable over an in-memory store', () => {
       configuration: {},
     };
     store.commit('dv', 0, [
-      { protocol: { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['deletionVectors'], writerFeatures: ['deletionVectors'] } },
+      { protocol: { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['columnMapping'], writerFeatures: ['columnMapping'] } },
       { metaData: md },
     ]);
     const read = await DeltaTable.open(store, 'dv').catch((e: unknown) => e);
     expect(read).toBeInstanceOf(DeltaProtocolError);
     expect((read as Error).message).toMatchInlineSnapshot(
-      `"Delta table memory://lake/dv: cannot read: Tide reads Delta reader version 1 only; this table needs reader version 3 (reader features: deletionVectors). Read it with an engine that supports the protocol (Spark, delta-rs) (table protocol: reader version 3, writer version 7, reader features [deletionVectors], writer features [deletionVectors])"`,
+      `"Delta table memory://lake/dv: cannot read: Tide does not implement the reader features columnMapping (it implements deletionVectors). Read it with an engine that supports the protocol (Spark, delta-rs) (table protocol: reader version 3, writer version 7, reader features [columnMapping], writer features [columnMapping])"`,
     );
     store.commit('rt', 0, [
       { protocol: { minReaderVersion: 1, minWriterVersion: 7, writerFeatures: ['appendOnly', 'rowTracking'] } },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { DeletionVectorDescriptor } from './deletion-vector.ts';
 
 /**
  * Delta log actions, as PROTOCOL.md "Actions" defines them. In a commit file each action is one
@@ -46,6 +47,8 @@ export interface AddAction {
   /** Per-file statistics as a JSON string (`{"numRecords":…,"minValues":…,"maxValues":…,"nullCount":…}`), kept verbatim. */
   stats?: string;
   tags?: Record<string, string | null>;
+  /** PROTOCOL.md "Deletion Vectors": the rows of the data file that are logically deleted. */
+  deletionVector?: DeletionVectorDescriptor;
 }
 
 export interface RemoveAction {
@@ -59,6 +62,8 @@ export interface RemoveAction {
   size?: number;
   stats?: string;
   tags?: Record<string, string | null>;
+  /** The deletion vector of the logical file removed (the key is (path, deletionVector.uniqueId)). */
+  deletionVector?: DeletionVectorDescriptor;
 }
 
 /** PROTOCOL.md "Transaction Identifiers": an application's progress, committed atomically with the data. */
@@ -122,6 +127,13 @@ const metaDataSchema = z.object({
   createdTime: opt(long),
   configuration: opt(stringMap).transform((c) => c ?? {}),
 });
+const deletionVectorSchema = z.object({
+  storageType: z.enum(['u', 'i', 'p']),
+  pathOrInlineDv: z.string().min(1),
+  offset: opt(z.number().int().min(0)),
+  sizeInBytes: z.number().int().min(0),
+  cardinality: long.min(0),
+});
 const addSchema = z.object({
   path: z.string().min(1),
   partitionValues: opt(partitionValues).transform((p) => p ?? {}),
@@ -130,6 +142,7 @@ const addSchema = z.object({
   dataChange: z.boolean(),
   stats: opt(z.string()),
   tags: opt(partitionValues),
+  deletionVector: opt(deletionVectorSchema),
 });
 const removeSchema = z.object({
   path: z.string().min(1),
@@ -140,6 +153,7 @@ const removeSchema = z.object({
   size: opt(long),
   stats: opt(z.string()),
   tags: opt(partitionValues),
+  deletionVector: opt(deletionVectorSchema),
 });
 const txnSchema = z.object({ appId: z.string().min(1), version: long, lastUpdated: opt(long) });
 const commitInfoSchema = z.looseObject({

@@ -19,12 +19,14 @@ import { tombstoneRetentionMs, writeStatsAsJson } from './table-properties.ts';
  */
 
 const STRING_MAP = 'MAP(VARCHAR, VARCHAR)';
+/** "Deletion Vector Descriptor Schema": offset and sizeInBytes are Int, cardinality Long. */
+const DELETION_VECTOR = 'STRUCT(storageType VARCHAR, pathOrInlineDv VARCHAR, "offset" INTEGER, sizeInBytes INTEGER, cardinality BIGINT)';
 /** The checkpoint's columns and their DuckDB types, from PROTOCOL.md "Checkpoint Schema". */
 const CHECKPOINT_COLUMNS: Record<string, string> = {
   txn: 'STRUCT(appId VARCHAR, version BIGINT, lastUpdated BIGINT)',
-  add: `STRUCT(path VARCHAR, partitionValues ${STRING_MAP}, size BIGINT, modificationTime BIGINT, dataChange BOOLEAN, stats VARCHAR, tags ${STRING_MAP})`,
+  add: `STRUCT(path VARCHAR, partitionValues ${STRING_MAP}, size BIGINT, modificationTime BIGINT, dataChange BOOLEAN, stats VARCHAR, tags ${STRING_MAP}, deletionVector ${DELETION_VECTOR})`,
   // "the remove struct does not contain the stats and tags fields"
-  remove: `STRUCT(path VARCHAR, deletionTimestamp BIGINT, dataChange BOOLEAN, extendedFileMetadata BOOLEAN, partitionValues ${STRING_MAP}, size BIGINT)`,
+  remove: `STRUCT(path VARCHAR, deletionTimestamp BIGINT, dataChange BOOLEAN, extendedFileMetadata BOOLEAN, partitionValues ${STRING_MAP}, size BIGINT, deletionVector ${DELETION_VECTOR})`,
   metaData:
     `STRUCT(id VARCHAR, name VARCHAR, description VARCHAR, format STRUCT(provider VARCHAR, options ${STRING_MAP}), schemaString VARCHAR, ` +
     `partitionColumns VARCHAR[], createdTime BIGINT, configuration ${STRING_MAP})`,
@@ -60,8 +62,8 @@ async function withDuckDB<T>(fn: (run: (sql: string) => Promise<Record<string, u
 /** One checkpoint row as JSON for read_json: the action under its column name, with only the checkpoint schema's fields. */
 function checkpointRow(action: Action, keepStats: boolean): string {
   if ('remove' in action) {
-    const { path, deletionTimestamp, dataChange, extendedFileMetadata, partitionValues, size } = action.remove;
-    return JSON.stringify({ remove: { path, deletionTimestamp, dataChange, extendedFileMetadata, partitionValues, size } });
+    const { path, deletionTimestamp, dataChange, extendedFileMetadata, partitionValues, size, deletionVector } = action.remove;
+    return JSON.stringify({ remove: { path, deletionTimestamp, dataChange, extendedFileMetadata, partitionValues, size, deletionVector } });
   }
   if ('add' in action && !keepStats) return JSON.stringify({ add: { ...action.add, stats: undefined } });
   return JSON.stringify(action);
@@ -123,7 +125,7 @@ export async function readLastCheckpoint(store: ObjectStore, root: string): Prom
 /**
  * The actions of the checkpoint at `version` (all `parts` of a multi-part one). Columns the file
  * lacks count as null ("Any missing column should be treated as null"); fields Tide does not model
- * (stats_parsed, partitionValues_parsed, deletionVector, …) are dropped.
+ * (stats_parsed, partitionValues_parsed, …) are dropped; deletionVector is kept.
  */
 export async function readCheckpoint(store: ObjectStore, root: string, table: string, version: number, parts?: number): Promise<Action[]> {
   const paths =

@@ -1,7 +1,8 @@
 import type { Action, MetaDataAction, ProtocolAction } from './actions.ts';
 import { DeltaConflictError, DeltaLogError, DeltaProtocolError } from './delta-errors.ts';
+import { dvUniqueId } from './deletion-vector.ts';
 import { decodeDataPath } from './log-paths.ts';
-import { appendOnly, assertNoInvariants, assertWritable } from './protocol-check.ts';
+import { appendOnly, assertNoInvariants, assertWritable, declaresDeletionVectors } from './protocol-check.ts';
 import { fromSchemaString, SchemaStringError } from './schema-string.ts';
 import type { Snapshot } from './snapshot.ts';
 
@@ -13,8 +14,10 @@ import type { Snapshot } from './snapshot.ts';
 /**
  * PROTOCOL.md "Delta Log Entries" (writer requirements): one commit must not hold two actions
  * that reconcile with each other (two adds or two removes of a path, more than one metaData or
- * protocol, two txns with one appId); adding and removing one path in one commit is also refused
- * (without deletion vectors both would have the key (path, NULL)). Every add carries exactly the
+ * protocol, two txns with one appId); adding and removing one logical file, (path, deletion vector),
+ * in one commit is also refused, while removing a file with its old vector and adding it with a new
+ * one is how a deletion vector is updated ("Deletion Vectors"). A new deletion vector needs the
+ * `deletionVectors` table feature and `delta.enableDeletionVectors=true`. Every add carries exactly the
  * table's partition columns ("Consistency Between Table Metadata and Data Files"). Removes must
  * name active files. Append-only tables accept no data-changing removes ("Append-only Tables").
  */
@@ -22,8 +25,8 @@ export function validateCommit(table: string, snapshot: Snapshot, actions: Actio
   const protocol = snapshot.protocol!;
   let metadata = snapshot.metadata!;
   let newProtocol: ProtocolAction | undefined;
-  const adds = new Set<string>();
-  const removes = new Set<string>();
+  const adds = new Map<string, string | undefined>();
+  const removes = new Map<string, string | undefined>();
   const appIds = new Set<string>();
   let metaDatas = 0;
   for (const a of actions) {
@@ -46,26 +49,40 @@ export function validateCommit(table: string, snapshot: Snapshot, actions: Actio
     if ('add' in a) {
       const key = decodeDataPath(a.add.path);
       if (adds.has(key)) throw new DeltaLogError(table, `file ${a.add.path} is added twice in one commit`);
-      adds.add(key);
+      adds.set(key, dvUniqueId(a.add.deletionVector));
     }
     if ('remove' in a) {
       const key = decodeDataPath(a.remove.path);
       if (removes.has(key)) throw new DeltaLogError(table, `file ${a.remove.path} is removed twice in one commit`);
-      removes.add(key);
-      if (!snapshot.hasFile(a.remove.path))
+      removes.set(key, dvUniqueId(a.remove.deletionVector));
+      const active = snapshot.activeFile(a.remove.path);
+      if (!active)
         throw new DeltaConflictError(
           table,
           snapshot.version + 1,
           `file ${a.remove.path} is not in the table at version ${snapshot.version} (another commit removed it)`,
         );
+      if (dvUniqueId(active.deletionVector) !== dvUniqueId(a.remove.deletionVector))
+        throw new DeltaConflictError(
+          table,
+          snapshot.version + 1,
+          `file ${a.remove.path} has another deletion vector at version ${snapshot.version} than the one this commit removes (another commit deleted rows in it)`,
+        );
     }
   }
-  for (const key of adds) if (removes.has(key)) throw new DeltaLogError(table, `file ${key} is both added and removed in one commit`);
+  for (const [key, dv] of adds)
+    if (removes.has(key) && removes.get(key) === dv) throw new DeltaLogError(table, `file ${key} is both added and removed in one commit`);
 
   const effectiveProtocol = newProtocol ?? protocol;
   if (metaDatas) checkMetadata(table, effectiveProtocol, metadata);
   for (const a of actions) {
     if ('add' in a) checkPartitionValues(table, metadata, a.add.path, a.add.partitionValues);
+    if (
+      'add' in a &&
+      a.add.deletionVector &&
+      dvUniqueId(a.add.deletionVector) !== dvUniqueId(snapshot.activeFile(a.add.path)?.deletionVector)
+    )
+      checkDeletionVectorsEnabled(table, effectiveProtocol, metadata, a.add.path);
     if ('remove' in a && a.remove.dataChange && appendOnly(effectiveProtocol, metadata))
       throw new DeltaProtocolError(
         table,
@@ -73,6 +90,23 @@ export function validateCommit(table: string, snapshot: Snapshot, actions: Actio
         `refusing to commit: the table is append-only (delta.appendOnly=true) and this commit removes data (file ${a.remove.path}, dataChange=true)`,
       );
   }
+}
+
+/** A commit may write a new deletion vector only when the table declares the feature and enables it (PROTOCOL.md "Deletion Vectors"). */
+function checkDeletionVectorsEnabled(table: string, protocol: ProtocolAction, metadata: MetaDataAction, path: string): void {
+  const declared = declaresDeletionVectors(protocol);
+  if (!declared)
+    throw new DeltaProtocolError(
+      table,
+      protocol,
+      `refusing to commit a deletion vector for ${path}: the table does not declare the table feature deletionVectors (reader version 3 and writer version 7 with deletionVectors in readerFeatures and writerFeatures). Enable deletion vectors for this table (sink key delta.enableDeletionVectors) so that Tide upgrades its protocol, or let Tide rewrite files (copy-on-write)`,
+    );
+  if (metadata.configuration['delta.enableDeletionVectors']?.trim().toLowerCase() !== 'true')
+    throw new DeltaProtocolError(
+      table,
+      protocol,
+      `refusing to commit a deletion vector for ${path}: the table property delta.enableDeletionVectors is not true, and writers must only write new deletion vectors when it is`,
+    );
 }
 
 function checkMetadata(table: string, protocol: ProtocolAction, metadata: MetaDataAction): void {

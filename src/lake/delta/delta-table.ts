@@ -23,6 +23,8 @@ export interface CreateTableOptions {
   partitionColumns?: string[];
   description?: string;
   configuration?: Record<string, string>;
+  /** Default reader 1 / writer 2 (TIDE_PROTOCOL); e.g. `withDeletionVectors(TIDE_PROTOCOL)`. */
+  protocol?: ProtocolAction;
 }
 
 /**
@@ -82,7 +84,8 @@ export class DeltaTable {
       createdTime: now,
       configuration,
     };
-    const protocol: ProtocolAction = { ...TIDE_PROTOCOL };
+    const protocol: ProtocolAction = { ...(init.protocol ?? TIDE_PROTOCOL) };
+    assertWritable(label, protocol);
     const commitInfo: CommitInfoAction = {
       timestamp: now,
       operation: 'CREATE TABLE',
@@ -185,7 +188,22 @@ export class DeltaTable {
    * Returns the new version.
    */
   commit(actions: Action[], op: { operation: string; parameters?: Record<string, unknown> }): Promise<number> {
-    return this.exclusive(() => this.commitNow(actions.map(normalize), op));
+    return this.exclusive(() =>
+      this.commitNow(
+        actions.map((a) => normalize(this.withVector(a))),
+        op,
+      ),
+    );
+  }
+
+  /**
+   * A remove built from an active add names that logical file, (path, deletion vector): a remove
+   * without `deletionVector` of a file that has one gets it (PROTOCOL.md "Action Reconciliation").
+   */
+  private withVector(action: Action): Action {
+    if (!('remove' in action) || action.remove.deletionVector) return action;
+    const dv = this.snapshot.activeFile(action.remove.path)?.deletionVector;
+    return dv ? { remove: { ...action.remove, deletionVector: dv } } : action;
   }
 
   private async commitNow(actions: Action[], op: { operation: string; parameters?: Record<string, unknown> }): Promise<number> {

@@ -6,9 +6,10 @@ import type { LakeSchema } from '../lake-schema.ts';
  * Which Delta protocols Tide implements (PROTOCOL.md "Reader Version Requirements", "Writer
  * Version Requirements", "Table Features").
  *
- *  - Reading: reader version 1 (no column mapping, no reader features such as deletion vectors).
+ *  - Reading: reader version 1 (no column mapping), or reader version 3 whose readerFeatures are
+ *    only `deletionVectors` ("Deletion Vectors": rows a vector names are skipped by every read).
  *  - Writing: writer version ≤ 2, whose requirements are "Append-only Tables" and "Column
- *    Invariants"; or writer version 7 whose writerFeatures are only those two. Writer versions 3–6
+ *    Invariants"; or writer version 7 whose writerFeatures are only those two and `deletionVectors`. Writer versions 3–6
  *    bring CHECK constraints, generated columns, change data feed, column mapping and identity
  *    columns, which Tide does not implement.
  *
@@ -16,15 +17,45 @@ import type { LakeSchema } from '../lake-schema.ts';
  */
 export const TIDE_PROTOCOL: ProtocolAction = { minReaderVersion: 1, minWriterVersion: 2 };
 
-const WRITER_FEATURES = new Set(['appendOnly', 'invariants']);
+const WRITER_FEATURES = new Set(['appendOnly', 'invariants', 'deletionVectors']);
+const READER_FEATURES = new Set(['deletionVectors']);
+export const DELETION_VECTORS = 'deletionVectors';
 
 /** Why Tide cannot read a table with this protocol, or undefined when it can. */
 export function readProblem(p: ProtocolAction): string | undefined {
+  if (p.minReaderVersion === 3) {
+    const unknown = (p.readerFeatures ?? []).filter((f) => !READER_FEATURES.has(f));
+    if (!unknown.length) return undefined;
+    return `Tide does not implement the reader features ${unknown.join(', ')} (it implements ${[...READER_FEATURES].join(', ')})`;
+  }
   if (p.minReaderVersion > 1) {
     const features = p.readerFeatures?.length ? ` (reader features: ${p.readerFeatures.join(', ')})` : '';
-    return `Tide reads Delta reader version 1 only; this table needs reader version ${p.minReaderVersion}${features}`;
+    return `Tide reads Delta reader versions 1 and 3 (with the feature deletionVectors only); this table needs reader version ${p.minReaderVersion}${features}`;
   }
   return undefined;
+}
+
+/** Whether the table declares deletion vectors (reader 3 / writer 7 with the feature in both lists). */
+export function declaresDeletionVectors(p: ProtocolAction): boolean {
+  return (
+    p.minReaderVersion === 3 &&
+    p.minWriterVersion === 7 &&
+    !!p.readerFeatures?.includes(DELETION_VECTORS) &&
+    !!p.writerFeatures?.includes(DELETION_VECTORS)
+  );
+}
+
+/**
+ * The protocol `p` upgraded to declare deletion vectors: reader 3 / writer 7, keeping the features
+ * the old versions implied (writer 2 = appendOnly + invariants, "Table Features for New and
+ * Existing Tables": a table upgraded to writer 7 lists the legacy features it had).
+ */
+export function withDeletionVectors(p: ProtocolAction): ProtocolAction {
+  const writer = new Set(p.minWriterVersion === 7 ? (p.writerFeatures ?? []) : p.minWriterVersion >= 2 ? ['appendOnly', 'invariants'] : []);
+  const reader = new Set(p.minReaderVersion === 3 ? (p.readerFeatures ?? []) : []);
+  writer.add(DELETION_VECTORS);
+  reader.add(DELETION_VECTORS);
+  return { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: [...reader], writerFeatures: [...writer] };
 }
 
 /** Why Tide cannot write a table with this protocol, or undefined when it can. */

@@ -1,5 +1,9 @@
 import type { Action, AddAction, CommitInfoAction, MetaDataAction, ProtocolAction, RemoveAction, TxnAction } from './actions.ts';
+import { dvUniqueId } from './deletion-vector.ts';
 import { decodeDataPath } from './log-paths.ts';
+
+/** A remove's key (PROTOCOL.md "Action Reconciliation"): (path, deletionVector.uniqueId). */
+const removeKey = (path: string, dv: Parameters<typeof dvUniqueId>[0]): string => `${decodeDataPath(path)}\u0000${dvUniqueId(dv) ?? ''}`;
 
 /** A remove tombstone with its deletion time (0 when the action had none: it counts as long expired). */
 export type Tombstone = RemoveAction & { deletionTimestamp: number };
@@ -9,9 +13,10 @@ export type Tombstone = RemoveAction & { deletionTimestamp: number };
  * "Action Reconciliation" says:
  *  - the latest protocol and metaData win;
  *  - for txn, the latest version seen for an appId wins;
- *  - logical files are keyed by path (Tide's tables have no deletion vectors, so the key's dvId
- *    is always NULL); the newest add or remove of a path wins: adds are the table's files,
- *    removes are tombstones kept for VACUUM.
+ *  - logical files are keyed by (path, deletionVector.uniqueId): the newest add of a path is the
+ *    table's file (at most one per path), and removes are tombstones kept for VACUUM, one per
+ *    (path, vector), so a file re-added with a new deletion vector in the same commit that removes
+ *    it with the old one stays active, and the old vector's tombstone stays too.
  *
  * Paths are compared after percent-decoding ("The path is a URI […] which needs to be decoded to
  * get the data file path"), so `a%20b.parquet` and `a b.parquet` name the same file, while
@@ -50,14 +55,15 @@ export class Snapshot {
     for (const a of actions) {
       if ('add' in a) {
         const key = decodeDataPath(a.add.path);
-        this.removes.delete(key);
+        this.removes.delete(removeKey(a.add.path, a.add.deletionVector));
         // Delete first so a re-added file moves to the end, as in a fresh replay of the same log.
         this.adds.delete(key);
         this.adds.set(key, a.add);
       } else if ('remove' in a) {
         const key = decodeDataPath(a.remove.path);
-        this.adds.delete(key);
-        this.removes.set(key, a.remove);
+        // The remove names one logical file: it ends the active add only when that add has the same vector.
+        if (dvUniqueId(this.adds.get(key)?.deletionVector) === dvUniqueId(a.remove.deletionVector)) this.adds.delete(key);
+        this.removes.set(removeKey(a.remove.path, a.remove.deletionVector), a.remove);
       } else if ('txn' in a) {
         this.txns.set(a.txn.appId, a.txn);
       } else if ('metaData' in a) {
@@ -78,6 +84,11 @@ export class Snapshot {
   /** Whether the file at this action path (encoded or not) is active. */
   hasFile(path: string): boolean {
     return this.adds.has(decodeDataPath(path));
+  }
+
+  /** The active add of this path (encoded or not), if any. */
+  activeFile(path: string): AddAction | undefined {
+    return this.adds.get(decodeDataPath(path));
   }
 
   tombstones(): Tombstone[] {

@@ -1,5 +1,6 @@
 import { assertWritable } from '../delta/protocol-check.ts';
 import type { DeltaTable } from '../delta/delta-table.ts';
+import { dvRelativePath, type DeletionVectorDescriptor } from '../delta/deletion-vector.ts';
 
 /**
  * VACUUM: delete data files that no version within the retention period references.
@@ -9,7 +10,8 @@ import type { DeltaTable } from '../delta/delta-table.ts';
  *    and readers still on an older snapshot need it), and
  *  - older than the cutoff itself (so a writer's freshly written, not yet committed file survives).
  * That covers files replaced by merges, optimize and overwrites, and the orphans a crash leaves between
- * writing a data file and committing it. The log (`_delta_log/`) is never touched. Follows the
+ * writing a data file and committing it. Deletion vector files (`deletion_vector_<uuid>.bin`) follow
+ * the same rule: kept while an active file or a tombstone within the retention names them. The log (`_delta_log/`) is never touched. Follows the
  * protocol's VACUUM description (PROTOCOL.md, "Add File and Remove File": tombstones and retention).
  */
 export interface VacuumOptions {
@@ -31,7 +33,16 @@ export async function vacuumTable(table: DeltaTable, opts: VacuumOptions): Promi
   // sidecar checkpoints): deleting what looks unreferenced would lose data. Delta's VACUUM is a writer too.
   assertWritable(table.label, table.protocol);
   const keep = new Set(table.files().map((f) => decodeURIComponent(f.path)));
-  for (const t of table.tombstones()) if (t.deletionTimestamp > cutoff) keep.add(decodeURIComponent(t.path));
+  const keepVector = (dv: DeletionVectorDescriptor | undefined) => {
+    const rel = dv && dvRelativePath(dv);
+    if (rel) keep.add(rel);
+  };
+  for (const f of table.files()) keepVector(f.deletionVector);
+  for (const t of table.tombstones())
+    if (t.deletionTimestamp > cutoff) {
+      keep.add(decodeURIComponent(t.path));
+      keepVector(t.deletionVector);
+    }
   const prefix = `${table.root}/`;
   const result: VacuumResult = { deleted: [], bytes: 0 };
   for (const o of await table.store.list(prefix)) {

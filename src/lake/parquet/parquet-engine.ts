@@ -9,6 +9,7 @@ import { duckdbType, ident, lakeTypeName } from './duckdb-sql.ts';
 import { uploadFiles, writeLocalFiles, type DataFile, type WriteFilesOptions } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, StageValueError } from './parquet-errors.ts';
 import { createTableView, localPaths, type ViewFile } from './table-view.ts';
+import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue, ValueMismatch } from './values.ts';
 
 export { duckdbType } from './duckdb-sql.ts';
@@ -41,6 +42,8 @@ const CHUNKS_PER_YIELD = 32;
 export class ParquetEngine {
   private closed = false;
   private counter = 0;
+  /** The deleted-rows temp table behind each view over files with deletion vectors. */
+  private readonly viewDeletes = new Map<string, string>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -175,10 +178,28 @@ export class ParquetEngine {
     files: ViewFile[],
     schema: LakeSchema,
     partitionColumns: string[] = [],
+    opts: { positions?: boolean } = {},
   ): Promise<void> {
     this.open('createView');
     const locals = await localPaths(store, root, files);
-    await this.session.exclusive((sql) => createTableView(sql, name, files, locals, schema, partitionColumns));
+    // Files with deletion vectors: their deleted row indexes go to a temp table the view anti-joins.
+    let deleted: string | undefined;
+    if (files.some((f) => f.deletionVector)) {
+      const reader = new DeletionVectorReader(store, root, root);
+      const rows: unknown[][] = [];
+      for (let i = 0; i < files.length; i++) {
+        const dv = files[i]!.deletionVector;
+        if (dv) for (const r of await reader.rows(dv)) rows.push([locals[i]!, r]);
+      }
+      deleted = await this.stage(DELETED_ROWS_SCHEMA, rows);
+    }
+    const previous = this.viewDeletes.get(name);
+    if (deleted) this.viewDeletes.set(name, deleted);
+    else this.viewDeletes.delete(name);
+    await this.session.exclusive((sql) =>
+      createTableView(sql, name, files, locals, schema, partitionColumns, { deleted, positions: opts.positions }),
+    );
+    if (previous) await this.drop(previous);
   }
 
   /**
@@ -213,6 +234,13 @@ export class ParquetEngine {
 }
 
 const TEMP_PREFIX = 'tide-parquet-';
+
+const DELETED_ROWS_SCHEMA: LakeSchema = {
+  columns: [
+    { name: 'f', type: { kind: 'string' }, nullable: false },
+    { name: 'r', type: { kind: 'long' }, nullable: false },
+  ],
+};
 
 /**
  * Remove the temp dirs of engines whose process is gone (killed before close(): a crash must not

@@ -4,6 +4,7 @@ import { duckdbType, ident, literal } from './duckdb-sql.ts';
 import type { DuckSql } from './duckdb-session.ts';
 import { ParquetEngineError } from './parquet-errors.ts';
 import { joinStorePath } from './partition-path.ts';
+import type { DeletionVectorDescriptor } from '../delta/deletion-vector.ts';
 
 /**
  * A DuckDB view over a Delta table's data files, with the table schema's columns in order:
@@ -17,10 +18,16 @@ import { joinStorePath } from './partition-path.ts';
 export interface ViewFile {
   path: string;
   partitionValues: Record<string, string | null>;
+  /** The file's deletion vector (PROTOCOL.md "Deletion Vectors"): its rows are left out of the view. */
+  deletionVector?: DeletionVectorDescriptor;
 }
 
+/** Extra columns a view can carry: each row's local file and its 0-based row index in the file (`file_row_number`). */
+export const VIEW_FILE_COLUMN = '__tide_file';
+export const VIEW_ROW_COLUMN = '__tide_row';
+
 /** The column read_parquet names with each row's file (chosen not to clash with data columns). */
-const FILE_COLUMN = '__tide_file';
+const FILE_COLUMN = VIEW_FILE_COLUMN;
 /** At most this many files are fetched from the store at once (downloads for remote stores). */
 const FETCH_CONCURRENCY = 8;
 
@@ -39,7 +46,12 @@ export async function localPaths(store: ObjectStore, root: string, files: ViewFi
   return out;
 }
 
-/** `CREATE OR REPLACE TEMP VIEW` over `locals` (parallel to `files`). `sql` must be held exclusively. */
+/**
+ * `CREATE OR REPLACE TEMP VIEW` over `locals` (parallel to `files`). `sql` must be held exclusively.
+ * `deleted`, when given, names a table (f VARCHAR, r BIGINT) of the local files' deleted row indexes
+ * (their deletion vectors): those rows are left out. `positions` adds the columns VIEW_FILE_COLUMN
+ * and VIEW_ROW_COLUMN.
+ */
 export async function createTableView(
   sql: DuckSql,
   name: string,
@@ -47,6 +59,7 @@ export async function createTableView(
   locals: string[],
   schema: LakeSchema,
   partitionColumns: string[],
+  opts: { deleted?: string; positions?: boolean } = {},
 ): Promise<void> {
   const partitioned = new Set(partitionColumns);
   for (const p of partitionColumns) {
@@ -65,8 +78,10 @@ export async function createTableView(
     return;
   }
   const list = `[${locals.map(literal).join(', ')}]`;
-  const withFile = partitionColumns.length > 0 ? `, filename = ${literal(FILE_COLUMN)}` : '';
-  const scan = `read_parquet(${list}, union_by_name = true${withFile})`;
+  const needFile = partitionColumns.length > 0 || !!opts.deleted || !!opts.positions;
+  const needRow = !!opts.deleted || !!opts.positions;
+  const withFile = needFile ? `, filename = ${literal(FILE_COLUMN)}` : '';
+  const scan = `read_parquet(${list}, union_by_name = true${withFile}${needRow ? ', file_row_number = true' : ''})`;
   const described = await sql.rows(`DESCRIBE SELECT * FROM ${scan}`, 'createView', name);
   const present = new Set(described.map((r) => String(r[0]).toLowerCase()));
   const cols = schema.columns.map((c) => {
@@ -75,6 +90,7 @@ export async function createTableView(
     if (present.has(c.name.toLowerCase())) return `CAST(f.${ident(c.name)} AS ${type}) AS ${ident(c.name)}`;
     return `CAST(NULL AS ${type}) AS ${ident(c.name)}`;
   });
+  if (opts.positions) cols.push(`f.${ident(FILE_COLUMN)} AS ${ident(VIEW_FILE_COLUMN)}`, `f.file_row_number AS ${ident(VIEW_ROW_COLUMN)}`);
   let from = `${scan} f`;
   if (partitionColumns.length > 0) {
     const rows = files.map((f, i) => {
@@ -87,5 +103,9 @@ export async function createTableView(
     const names = [FILE_COLUMN, ...partitionColumns].map(ident).join(', ');
     from += ` JOIN (VALUES ${rows.join(', ')}) p(${names}) ON f.${ident(FILE_COLUMN)} = p.${ident(FILE_COLUMN)}`;
   }
-  await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}`, 'createView', name);
+  // Rows a deletion vector names are not part of the table (PROTOCOL.md "Reader Requirements for Deletion Vectors").
+  const where = opts.deleted
+    ? ` WHERE NOT EXISTS (SELECT 1 FROM ${opts.deleted} d WHERE d.f = f.${ident(FILE_COLUMN)} AND d.r = f.file_row_number)`
+    : '';
+  await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}${where}`, 'createView', name);
 }

@@ -1,0 +1,199 @@
+import type { Action, AddAction } from '../lake/delta/actions.ts';
+import { DeletionVectorReader, writeDeletionVectors } from '../lake/delta/deletion-vector.ts';
+import type { DeltaTable } from '../lake/delta/delta-table.ts';
+import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
+import { declaresDeletionVectors, withDeletionVectors } from '../lake/delta/protocol-check.ts';
+import type { Logger } from '../log.ts';
+import type { LakeSchema } from '../lake/lake-schema.ts';
+import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { SILVER_META } from './table-layout.ts';
+
+/**
+ * A silver merge with deletion vectors (PROTOCOL.md "Deletion Vectors"): the rows a batch changes
+ * are marked deleted in the files that hold them, and their new versions (and new keys) go to new
+ * files. No existing file is rewritten.
+ *
+ *  1. DuckDB reads only the key, `_commit_lsn` and `_event_index` columns (and each row's file and
+ *     `file_row_number`) of the candidate files (file statistics prune them), semi-joined with the
+ *     batch: the hits. Hits that a file's current vector already deletes are dropped.
+ *  2. A change applies to its key's live row when it is newer (replays are no-ops); those rows' positions
+ *     go into the files' vectors (old vector ∪ new rows), written as one `deletion_vector_<uuid>.bin`.
+ *  3. The new rows come from the changes; only a change that leaves columns out (unchanged TOAST)
+ *     reads its old row, by (file, row index). A file all of whose rows end up deleted is removed.
+ *  4. Each touched file is removed with its old vector and re-added with the new one, in the
+ *     same commit ("Writer Requirement for Deletion Vectors": the add keeps the file's numRecords;
+ *     its min/max become wide bounds, `tightBounds: false`).
+ */
+
+export const ENABLE_DELETION_VECTORS = 'delta.enableDeletionVectors';
+
+/** Whether merges into this table write deletion vectors: the table declares the feature and enables it. */
+export function usesDeletionVectors(table: DeltaTable): boolean {
+  return declaresDeletionVectors(table.protocol) && table.metadata.configuration[ENABLE_DELETION_VECTORS]?.trim().toLowerCase() === 'true';
+}
+
+/**
+ * Make the table's `delta.enableDeletionVectors` match the sink's setting, in one commit (as Spark's
+ * `ALTER TABLE … SET TBLPROPERTIES` does). Turning it on for a table that does not declare the
+ * feature upgrades its protocol to reader 3 / writer 7 with `deletionVectors` (readers then need
+ * deletion vector support), and says so in the log. Turning it off only sets the property to false:
+ * the protocol cannot go back, and the vectors already written stay valid. Another worker doing
+ * the same at once is a conflict: the table is re-read and checked again.
+ */
+export async function alignDeletionVectors(table: DeltaTable, wanted: boolean, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const enabled = table.metadata.configuration[ENABLE_DELETION_VECTORS]?.trim().toLowerCase() === 'true';
+    if (wanted === usesDeletionVectors(table) && (wanted || !enabled)) return;
+    const actions: Action[] = [];
+    if (wanted && !declaresDeletionVectors(table.protocol)) {
+      const protocol = withDeletionVectors(table.protocol);
+      actions.push({ protocol });
+      log.info(
+        { table: table.label, from: table.protocol, to: protocol },
+        `upgrading the Delta protocol of ${table.label} to reader version 3 / writer version 7 with the table feature deletionVectors (delta.enableDeletionVectors): its readers must support deletion vectors from now on`,
+      );
+    }
+    const configuration = { ...table.metadata.configuration, [ENABLE_DELETION_VECTORS]: String(wanted) };
+    actions.push({ metaData: { ...table.metadata, configuration } });
+    try {
+      await table.commit(actions, {
+        operation: 'SET TBLPROPERTIES',
+        parameters: { properties: JSON.stringify({ [ENABLE_DELETION_VECTORS]: String(wanted) }) },
+      });
+      log.info({ table: table.label }, `${table.label}: ${ENABLE_DELETION_VECTORS} = ${wanted}`);
+      return;
+    } catch (e) {
+      if (!(e instanceof DeltaConflictError) || attempt >= 5) throw e;
+      await table.refresh();
+    }
+  }
+}
+
+const q = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+
+export interface DvMergeResult {
+  actions: Action[];
+  adds: DataFile[];
+  /** Files that got a new deletion vector (or were removed when every row was deleted). */
+  touched: number;
+  /** Rows marked deleted by this merge. */
+  deletedRows: number;
+}
+
+export async function mergeWithDeletionVectors(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  schema: LakeSchema,
+  keyColumns: string[],
+  candidates: AddAction[],
+  staged: string,
+  /** A SQL condition on `c` (the change) that keeps a new key's insert; '' for none (delete markers). */
+  insertFilter: string,
+  targetFileRows: number,
+): Promise<DvMergeResult> {
+  const hits = `tide_dv_hits`;
+  const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
+  const newer = `(c._commit_lsn > h._commit_lsn OR (c._commit_lsn = h._commit_lsn AND c._event_index > h._event_index))`;
+  const byLocal = new Map<string, AddAction>();
+  for (const f of candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const reader = new DeletionVectorReader(table.store, table.root, table.label);
+  await engine.run(`DROP TABLE IF EXISTS ${hits}`);
+  try {
+    if (byLocal.size) {
+      const list = [...byLocal.keys()].map(lit).join(', ');
+      const keys = keyColumns.map((k) => `f.${q(k)}`).join(', ');
+      await engine.run(
+        `CREATE TEMP TABLE ${hits} AS SELECT f.filename AS __f, f.file_row_number AS __r, ${keys}, f._commit_lsn, f._event_index ` +
+          `FROM read_parquet([${list}], filename = true, file_row_number = true, union_by_name = true) f ` +
+          `WHERE EXISTS (SELECT 1 FROM ${staged} c WHERE ${on('f', 'c')})`,
+      );
+      // Hits in rows a vector already deletes are old versions: drop them (only files with hits and a vector are read).
+      const hitFiles = (await engine.query(`SELECT DISTINCT __f FROM ${hits}`)).map((r) => String(r.__f));
+      for (const local of hitFiles) {
+        const dv = byLocal.get(local)?.deletionVector;
+        if (!dv) continue;
+        const rows = await reader.rows(dv);
+        if (rows.length) await engine.run(`DELETE FROM ${hits} WHERE __f = ${lit(local)} AND __r IN (SELECT unnest([${rows.join(',')}]))`);
+      }
+    } else {
+      const keys = keyColumns.map((k) => `c.${q(k)}`).join(', ');
+      await engine.run(
+        `CREATE TEMP TABLE ${hits} AS SELECT ''::VARCHAR AS __f, 0::BIGINT AS __r, ${keys}, c._commit_lsn, c._event_index FROM ${staged} c WHERE false`,
+      );
+    }
+    // The live rows the batch replaces or deletes.
+    const applied = `(SELECT h.__f, h.__r, c.* FROM ${hits} h JOIN ${staged} c ON ${on('h', 'c')} WHERE ${newer})`;
+    const positions = await engine.query(`SELECT __f, __r, len(_unchanged) > 0 AS toast FROM ${applied} a`);
+    const names = schema.columns.map((c) => q(c.name));
+    const meta = new Set(SILVER_META.map((c) => c.name));
+    const toast = positions.filter((p) => p.toast === true);
+    let updated: string;
+    if (toast.length) {
+      // Some changes lack columns (unchanged TOAST): read their old rows by position, from their files only.
+      const files = [...new Set(toast.map((p) => String(p.__f)))].map((l) => byLocal.get(l)!);
+      await engine.createView('tide_dv_old', table.store, table.root, files, schema, [], { positions: true });
+      const cols = schema.columns.map((col) => {
+        const name = q(col.name);
+        if (meta.has(col.name)) return `a.${name}`;
+        return `CASE WHEN list_contains(a._unchanged, ${lit(col.name)}) THEN o.${name} ELSE a.${name} END AS ${name}`;
+      });
+      updated =
+        `SELECT ${cols.join(', ')} FROM ${applied} a LEFT JOIN tide_dv_old o ` +
+        `ON o.__tide_file = a.__f AND o.__tide_row = a.__r WHERE NOT a._deleted`;
+    } else {
+      updated = `SELECT ${names.map((n) => `a.${n}`).join(', ')} FROM ${applied} a WHERE NOT a._deleted`;
+    }
+    const inserted = `SELECT ${names.map((n) => `c.${n}`).join(', ')} FROM ${staged} c WHERE NOT c._deleted AND NOT EXISTS (SELECT 1 FROM ${hits} h WHERE ${on('h', 'c')})${insertFilter}`;
+    const select = `${updated}\nUNION ALL\n${inserted}\nORDER BY ${keyColumns.map(q).join(', ')}`;
+    const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows });
+
+    // New vectors: each touched file's old rows ∪ the rows replaced now.
+    const byFile = new Map<string, number[]>();
+    for (const p of positions) {
+      const local = String(p.__f);
+      let rows = byFile.get(local);
+      if (!rows) byFile.set(local, (rows = []));
+      rows.push(Number(p.__r));
+    }
+    const actions: Action[] = [];
+    const now = Date.now();
+    const vectors: { file: AddAction; rows: number[] }[] = [];
+    for (const [local, rows] of byFile) {
+      const file = byLocal.get(local)!;
+      const old = file.deletionVector ? await reader.rows(file.deletionVector) : [];
+      const all = [...new Set([...old, ...rows])].sort((a, b) => a - b);
+      actions.push({
+        remove: { path: file.path, deletionTimestamp: now, dataChange: true, partitionValues: file.partitionValues, size: file.size },
+      });
+      if (all.length < numRecords(file)) vectors.push({ file, rows: all });
+    }
+    const descriptors = vectors.length ? await writeDeletionVectors(table.store, table.root, vectors) : [];
+    vectors.forEach((v, i) =>
+      actions.push({ add: { ...v.file, dataChange: true, stats: wideBounds(v.file.stats), deletionVector: descriptors[i]! } }),
+    );
+    return { actions, adds, touched: byFile.size, deletedRows: positions.length };
+  } finally {
+    await engine.run(`DROP TABLE IF EXISTS ${hits}`);
+  }
+}
+
+/** The file's physical row count from its stats (PROTOCOL.md requires it for files with a vector); Infinity when unknown. */
+function numRecords(f: AddAction): number {
+  try {
+    const n = (JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords;
+    return typeof n === 'number' ? n : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+/** Stats of a file that now has deleted rows: min/max may be wider than the live rows ("Per-file Statistics": tightBounds). */
+function wideBounds(stats: string | undefined): string | undefined {
+  if (!stats) return stats;
+  try {
+    return JSON.stringify({ ...(JSON.parse(stats) as Record<string, unknown>), tightBounds: false });
+  } catch {
+    return stats;
+  }
+}

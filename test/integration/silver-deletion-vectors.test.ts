@@ -1,0 +1,205 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeltaConflictError, DeltaProtocolError } from '../../src/lake/delta/delta-errors.ts';
+import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
+import { TIDE_PROTOCOL, withDeletionVectors } from '../../src/lake/delta/protocol-check.ts';
+import type { LakeSchema } from '../../src/lake/lake-schema.ts';
+import { optimizeTable } from '../../src/lake/maintenance/optimize.ts';
+import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
+import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../../src/lake/storage/local-store.ts';
+import { log } from '../../src/log.ts';
+import type { KeyChange, SilverBatch } from '../../src/sink/silver-changes.ts';
+import { alignDeletionVectors } from '../../src/sink/silver-dv-merge.ts';
+import { mergeSilver } from '../../src/sink/silver-merge.ts';
+import { SILVER_META } from '../../src/sink/table-layout.ts';
+import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
+import { SparkDelta, sparkMissing } from '../support/spark.ts';
+
+/**
+ * Silver merges with Delta deletion vectors (PROTOCOL.md "Deletion Vectors"): a merge marks the changed
+ * rows of existing files deleted and appends their new versions, rewriting no file. Real Delta tables
+ * on disk, DuckDB, and two independent readers: delta-rs (deltalake from PyPI) and Spark 4.0.1 with
+ * Delta 4.0.1. Every reader must see exactly the rows of the model (what the source database holds),
+ * after plain merges, replays, TOAST-less updates, deletes, a checkpoint, optimize (purge) and vacuum.
+ */
+const skipDeltaRs = deltaReaderAvailable() ? undefined : 'the delta-rs venv is missing: run `bash scripts/setup-python.sh`';
+if (skipDeltaRs) console.warn(`silver-deletion-vectors: skipped: ${skipDeltaRs}`);
+const skipSpark = sparkMissing();
+if (skipSpark) console.warn(`silver-deletion-vectors: Spark checks skipped: ${skipSpark}`);
+
+const schema: LakeSchema = {
+  columns: [
+    { name: 'id', type: { kind: 'long' }, nullable: false },
+    { name: 'name', type: { kind: 'string' }, nullable: true },
+    { name: 'note', type: { kind: 'string' }, nullable: true },
+    ...SILVER_META,
+  ],
+};
+const dir = mkdtempSync(join(tmpdir(), 'tide-silver-dv-'));
+const store = new LocalStore(dir);
+let engine: ParquetEngine;
+let spark: SparkDelta | undefined;
+
+/** The source's truth: id → [name, note]. */
+const model = new Map<number, [string, string]>();
+let lsn = 1000;
+
+const upsert = (id: number, name: string, note: string | undefined, commitLsn = ++lsn): KeyChange => {
+  if (note !== undefined) model.set(id, [name, note]);
+  else model.set(id, [name, model.get(id)![1]]);
+  return {
+    key: [BigInt(id)],
+    deleted: false,
+    row: note === undefined ? { id: BigInt(id), name } : { id: BigInt(id), name, note },
+    unchanged: note === undefined ? ['note'] : [],
+    commitLsn: BigInt(commitLsn),
+    eventIndex: 0,
+    commitTsMs: 1_700_000_000_000 + commitLsn,
+  };
+};
+const remove = (id: number): KeyChange => {
+  model.delete(id);
+  return {
+    key: [BigInt(id)],
+    deleted: true,
+    row: { id: BigInt(id) },
+    unchanged: [],
+    commitLsn: BigInt(++lsn),
+    eventIndex: 0,
+    commitTsMs: 1_700_000_000_000 + lsn,
+  };
+};
+const expected = () => [...model.entries()].map(([id, [name, note]]) => [id, name, note]).sort((a, b) => Number(a[0]) - Number(b[0]));
+
+const asRows = (v: { columns: string[]; rows: unknown[][] }) => {
+  const [id, name, note] = ['id', 'name', 'note'].map((c) => v.columns.indexOf(c));
+  return v.rows.map((r) => [Number(r[id!]), r[name!], r[note!]]).sort((a, b) => Number(a[0]) - Number(b[0]));
+};
+
+async function tideRows(table: DeltaTable): Promise<unknown[][]> {
+  await engine.createView('dv_check', store, table.root, table.files(), schema);
+  return (await engine.query('SELECT id, name, note FROM dv_check ORDER BY id')).map((r) => [Number(r.id), r.name, r.note]);
+}
+
+async function expectAllReaders(table: DeltaTable): Promise<void> {
+  expect(await tideRows(table)).toEqual(expected());
+  expect(asRows(await readWithDeltaRs(join(dir, table.root)))).toEqual(expected());
+  if (spark) expect(asRows(await spark.read(join(dir, table.root)))).toEqual(expected());
+}
+
+describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
+  beforeAll(async () => {
+    engine = await ParquetEngine.create();
+    if (!skipSpark) spark = await SparkDelta.start();
+  }, 300_000);
+  afterAll(async () => {
+    await spark?.stop();
+    await engine?.close();
+  });
+
+  it('marks changed rows deleted, appends new versions, rewrites nothing; delta-rs and Spark agree', async () => {
+    const table = await DeltaTable.create(store, 'silver/dv', {
+      name: 'silver.dv',
+      schema,
+      configuration: { 'delta.enableDeletionVectors': 'true', 'delta.checkpointInterval': '4' },
+      protocol: withDeletionVectors(TIDE_PROTOCOL),
+    });
+    expect(table.protocol).toEqual({
+      minReaderVersion: 3,
+      minWriterVersion: 7,
+      readerFeatures: ['deletionVectors'],
+      writerFeatures: ['appendOnly', 'invariants', 'deletionVectors'],
+    });
+    const merge = (changes: KeyChange[]) => mergeSilver(engine, table, schema, ['id'], { changes } as SilverBatch, []);
+
+    await merge(Array.from({ length: 1000 }, (_, i) => upsert(i, `n${i}`, `note${i}`)));
+    const loaded = table.files().map((f) => f.path);
+    expect(loaded.length).toBeGreaterThan(0);
+
+    // Updates (one without its TOAST column), deletes and inserts: the loaded file gets a vector, nothing is rewritten.
+    const r = await merge([
+      upsert(3, 'three', 'x'),
+      upsert(500, 'five hundred', undefined),
+      remove(7),
+      remove(999),
+      upsert(2000, 'new', 'y'),
+    ]);
+    expect(r.rewrittenFiles).toBe(0);
+    expect(r.vectorFiles).toBe(1);
+    const dvFile = table.files().find((f) => f.path === loaded[0])!;
+    expect(dvFile.deletionVector).toMatchObject({ storageType: 'u', cardinality: 4, offset: 1 });
+    expect(JSON.parse(dvFile.stats!)).toMatchObject({ numRecords: 1000, tightBounds: false });
+    expect(readdirSync(join(dir, table.root)).filter((n) => n.startsWith('deletion_vector_'))).toHaveLength(1);
+    await expectAllReaders(table);
+
+    // A replay of older changes changes nothing; a second update of a key already updated hits its new file.
+    const before = table.version;
+    await merge([{ ...upsert(3, 'stale', 'stale', 1001), eventIndex: 0 }].map((c) => ({ ...c })));
+    model.set(3, ['three', 'x']);
+    expect(table.version).toBe(before + 1);
+    await merge([upsert(3, 'three again', 'z'), upsert(10, 'ten', undefined)]);
+    const merged = table.files().find((f) => f.path === loaded[0])!;
+    expect(merged.deletionVector!.cardinality).toBe(5); // 3 and 500 from before, 7 and 999 deleted, plus 10 (3's old row is in the other file)
+    await expectAllReaders(table);
+
+    // Checkpoints carry the descriptors: a fresh open from the checkpoint reads the same table.
+    await table.checkpoint();
+    const reopened = (await DeltaTable.open(store, table.root))!;
+    expect(reopened.files().find((f) => f.path === loaded[0])!.deletionVector).toEqual(merged.deletionVector);
+    await expectAllReaders(reopened);
+
+    // Optimize purges the file whose vector passes the ratio; vacuum then removes the old file and the vector files.
+    const opt = await optimizeTable(engine, table, { maxDeletedRowsRatio: 0.001 });
+    expect(opt.purged).toBeGreaterThan(0);
+    expect(table.files().some((f) => f.deletionVector && f.path === loaded[0])).toBe(false);
+    await expectAllReaders(table);
+    const vac = await vacuumTable(table, { retainHours: 0, now: Date.now() + 3_600_000 });
+    expect(vac.deleted.some((p) => p.startsWith('deletion_vector_'))).toBe(true);
+    expect(vac.deleted).toContain(decodeURIComponent(loaded[0]!));
+    await expectAllReaders(table);
+  });
+
+  it('a vector update on a file another commit changed is a conflict; the re-read merge goes through', async () => {
+    const table = await DeltaTable.create(store, 'silver/dv2', {
+      name: 'silver.dv2',
+      schema,
+      configuration: { 'delta.enableDeletionVectors': 'true' },
+      protocol: withDeletionVectors(TIDE_PROTOCOL),
+    });
+    model.clear();
+    await mergeSilver(engine, table, schema, ['id'], { changes: Array.from({ length: 100 }, (_, i) => upsert(i, `a${i}`, 'n')) }, []);
+    const other = (await DeltaTable.open(store, table.root))!;
+    await mergeSilver(engine, other, schema, ['id'], { changes: [upsert(1, 'by other', 'n')] }, []);
+    const err = await mergeSilver(engine, table, schema, ['id'], { changes: [upsert(2, 'by me', 'n')] }, []).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeltaConflictError);
+    await table.refresh();
+    await mergeSilver(engine, table, schema, ['id'], { changes: [upsert(2, 'by me', 'n')] }, []);
+    await expectAllReaders(table);
+  });
+
+  it('refuses a deletion vector on a table that does not declare the feature; enabling upgrades the protocol', async () => {
+    const table = await DeltaTable.create(store, 'silver/plain', { name: 'silver.plain', schema });
+    model.clear();
+    await mergeSilver(engine, table, schema, ['id'], { changes: [upsert(1, 'a', 'n'), upsert(2, 'b', 'n')] }, []);
+    const file = table.files()[0]!;
+    const err = await table
+      .commit(
+        [
+          { remove: { path: file.path, deletionTimestamp: Date.now(), dataChange: true } },
+          { add: { ...file, deletionVector: { storageType: 'i', pathOrInlineDv: 'x', sizeInBytes: 1, cardinality: 1 } } },
+        ],
+        { operation: 'DELETE' },
+      )
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeltaProtocolError);
+    expect((err as Error).message).toMatch(/does not declare the table feature deletionVectors.*sink key delta.enableDeletionVectors/);
+    await alignDeletionVectors(table, true, log);
+    expect(table.protocol.readerFeatures).toEqual(['deletionVectors']);
+    const r = await mergeSilver(engine, table, schema, ['id'], { changes: [upsert(1, 'changed', 'n')] }, []);
+    expect(r.vectorFiles).toBe(1);
+    await expectAllReaders(table);
+  });
+});
