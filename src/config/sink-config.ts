@@ -157,11 +157,6 @@ function checkInputFormat(
   ctx: z.RefinementCtx,
 ): void {
   const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
-  if (c['input.format'] === 'debezium')
-    return issue(
-      'input.format',
-      'debezium is not supported yet by this version of Tide: use "tide" (topics of Tide\'s own source) or "events" (append-only event topics)',
-    );
   if (c['input.format'] !== 'events') {
     const set = EVENT_KEYS.filter((k) => c[k] !== undefined);
     if (set.length)

@@ -138,7 +138,9 @@ export class ChangeEventDecoder {
     }
     if (!OPS.has(env.op)) throw fail(`unknown op ${JSON.stringify(env.op)}`);
     if (env.source.commit_lsn === undefined || env.source.event_index === undefined)
-      throw fail("source.commit_lsn / source.event_index are missing: the sink reads topics written by Tide's source");
+      throw fail(
+        "source.commit_lsn / source.event_index are missing: input.format tide reads topics written by Tide's source (for Debezium's topics set input.format to debezium)",
+      );
     let keyColumns: string[] = [];
     if (key && key.length) {
       const keyId = frameId(key);

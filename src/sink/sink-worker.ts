@@ -12,7 +12,9 @@ import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { ChangeEventDecoder, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
+import { UndecodableMessageError, type ChangeEvent } from './change-event.ts';
+import { decoderFor } from './input-format.ts';
+import type { MessageDecoder } from './message-decoder.ts';
 import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
@@ -63,7 +65,7 @@ export class SinkWorker {
   private ctx: SinkContext | undefined;
   private intake: KafkaIntake | undefined;
   private dlq: DeadLetterQueue | undefined;
-  private decoder: ChangeEventDecoder;
+  private decoder: MessageDecoder;
   /** The input other than Tide's own topics (input.format events), when configured. */
   private input: TopicInput | undefined;
   private readonly kafka: Kafka;
@@ -89,7 +91,7 @@ export class SinkWorker {
     );
     this.monitor = opts.monitor ?? QUIET_MONITOR;
     this.retrier = new KafkaRetrier(this.conn, retryPolicyOf(c), this.log, this.monitor);
-    this.decoder = new ChangeEventDecoder(registryFromConfig(c));
+    this.decoder = decoderFor(c, registryFromConfig(c));
   }
 
   /**
@@ -291,7 +293,7 @@ export class SinkWorker {
         const e = await withRetries(
           retryPolicyOf(this.file.config),
           { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
-          () => this.decoder.decode(m.topic, m.partition, m.offset, m.key, m.value),
+          () => this.decoder.decode(m),
         );
         if (e) entry.events.push(e);
       } catch (err) {
