@@ -43,7 +43,10 @@ describe('input.format in the sink connector file', () => {
       }
       return 'accepted';
     };
-    expect(error({ 'input.format': 'debezium' })).toMatch(/input\.format: debezium is not supported yet/);
+    expect(error({ 'input.format': 'debezium' })).toBe('accepted');
+    expect(error({ 'input.format': 'debezium', 'timestamp.field': 't' })).toMatch(
+      /timestamp\.field: applies only with "input\.format": "events" \(it is "debezium"\)/,
+    );
     expect(error({ 'timestamp.field': 't' })).toMatch(/timestamp\.field: applies only with "input\.format": "events"/);
     expect(error({ ...events, 'timestamp.field': undefined })).toMatch(/timestamp\.field: input\.format events needs the event-time field/);
     expect(error({ ...events, 'value.converter.fields': undefined })).toMatch(/value\.converter\.fields: JSON events need their fields/);
