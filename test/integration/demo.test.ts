@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -24,6 +24,8 @@ describe('tide demo', () => {
   let src: ReturnType<typeof sourceConfig>;
   const dir = mkdtempSync(join(tmpdir(), 'tide-demo-'));
   const lakeDir = join(dir, 'lake');
+  const notificationTopic = `demo-notifications-${Date.now().toString(36)}`;
+  const notificationTable = notificationTopic.replace(/-/g, '_');
 
   beforeAll(async () => {
     db = await createTestDatabase('demo');
@@ -48,6 +50,31 @@ describe('tide demo', () => {
       },
     };
     writeFileSync(join(dir, 'connectors', 'lake.json'), JSON.stringify(sink, null, 2));
+    // The notification platform: the shipped connector file and reports, with this file's topic and lake.
+    const shipped = JSON.parse(readFileSync(resolve('connectors/notifications-lake.json'), 'utf8')) as { config: Record<string, unknown> };
+    mkdirSync(join(dir, 'connectors', 'notification-reports'));
+    for (const f of readdirSync(resolve('connectors/reports/notifications')))
+      writeFileSync(
+        join(dir, 'connectors', 'notification-reports', f),
+        readFileSync(resolve('connectors/reports/notifications', f), 'utf8').replaceAll(
+          'bronze_notifications',
+          `bronze_${notificationTable}`,
+        ),
+      );
+    const notifications = {
+      name: `${src.name}-notifications`,
+      config: {
+        ...shipped.config,
+        topics: notificationTopic,
+        'lake.uri': lakeDir,
+        'flush.interval.ms': 300,
+        'gold.refresh.interval.ms': 1000,
+        'gold.reports.dir': 'notification-reports',
+        'dead.letter.topic': `${notificationTopic}.dlq`,
+        'serving.uri': '',
+      },
+    };
+    writeFileSync(join(dir, 'connectors', 'notifications.json'), JSON.stringify(notifications, null, 2));
   });
 
   afterAll(async () => {
@@ -73,6 +100,10 @@ describe('tide demo', () => {
         join(dir, 'connectors', `${src.name}.json`),
         '--sink',
         join(dir, 'connectors', 'lake.json'),
+        '--notification-sink',
+        join(dir, 'connectors', 'notifications.json'),
+        '--notification-rate',
+        '50',
       ],
       // The demo's app (migrate, replay, traffic) writes to DATABASE_URL: this file's database.
       { cwd: resolve('.'), env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -107,6 +138,20 @@ describe('tide demo', () => {
         60_000,
       );
       await waitFor(async () => existsSync(join(lakeDir, 'silver', 'orders', '_delta_log')), 'the sink to commit silver.orders', 60_000);
+      // The notification platform beside it: its sink in the pipeline panel, its gold panel on the dashboard.
+      const sinks = ((await (await fetch(`${url}api/pipeline`)).json()) as { sinks: { name: string }[] }).sinks.map((s) => s.name);
+      expect(sinks).toEqual([`${src.name}-lake`, `${src.name}-notifications`]);
+      let panel: { ready: boolean; customer?: number; notifications?: number; lastUpdate?: string } = { ready: false };
+      await waitFor(
+        async () => {
+          panel = (await (await fetch(`${url}api/reports/notifications`)).json()) as typeof panel;
+          return panel.ready;
+        },
+        'the notification panel (gold.notifications_per_minute)',
+        90_000,
+      );
+      expect(panel.notifications).toBeGreaterThan(0);
+      expect(panel.lastUpdate).toMatch(/^\d{4}-\d\d-\d\dT/);
     } finally {
       child.kill('SIGINT');
     }
@@ -153,5 +198,7 @@ describe('tide demo', () => {
     }
     const orders = await readWithDeltaRs(join(lakeDir, 'silver', 'orders'));
     expect(orders.row_count).toBeGreaterThan(0);
+    const notified = await readWithDeltaRs(join(lakeDir, 'bronze', notificationTable));
+    expect(notified.row_count).toBeGreaterThan(0);
   }, 240_000);
 });

@@ -2,6 +2,10 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../../src/lake/storage/local-store.ts';
+import { GoldReader } from '../../src/ops/dashboard/gold-reader.ts';
+import { notificationsPanel } from '../../src/ops/dashboard/notification-tiles.ts';
 import { startCli, type RunningCli } from '../support/cli.ts';
 import { readWithDeltaRs, type DeltaRsView } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
@@ -118,6 +122,26 @@ describe('the notification platform example', () => {
     for (const r of bronze)
       if (String(r.event_datetime) > (latest.get(Number(r.customer_id)) ?? '')) latest.set(Number(r.customer_id), String(r.event_datetime));
     expect(new Map(silver.map((r) => [Number(r.customer_id), String(r.event_datetime)]))).toEqual(latest);
+
+    // The dashboard's panel (read from gold): by default the busiest customer, its minutes and last update.
+    const counts = new Map<number, number>();
+    for (const r of bronze) counts.set(Number(r.customer_id), (counts.get(Number(r.customer_id)) ?? 0) + 1);
+    const [busiest, most] = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]!;
+    const engine = await ParquetEngine.create();
+    try {
+      const panel = await notificationsPanel(new GoldReader(new LocalStore(lake), engine), undefined);
+      if (!panel.ready) throw new Error(panel.message);
+      expect([panel.customer, panel.notifications]).toEqual([busiest, most]);
+      const mine = bronze.filter((r) => Number(r.customer_id) === busiest).map((r) => String(r.event_datetime));
+      expect(panel.lastUpdate).toBe(new Date(mine.sort().at(-1)!).toISOString());
+      expect(panel.perMinute).toHaveLength(60);
+      expect(panel.customers[0]).toEqual({ customer: busiest, name: expect.stringContaining(`#${busiest}`), notifications: most });
+      const other = [...counts.keys()].find((c) => c !== busiest)!;
+      const second = await notificationsPanel(new GoldReader(new LocalStore(lake), engine), other);
+      expect(second.ready && second.notifications).toBe(counts.get(other));
+    } finally {
+      await engine.close();
+    }
 
     // Billing, built on demand: notifications per customer and day times the price in the report file.
     const billing = startCli(['lake', 'report', 'run', connector, 'notifications_billing'], dir);

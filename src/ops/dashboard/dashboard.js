@@ -36,6 +36,8 @@ const state = {
   lastSinks: new Map(),
   slots: new Map(),
   customer: null,
+  /** The notification panel's customer; null: the busiest. */
+  notifCustomer: null,
   /** undefined: the server's default (top country); '' : orders without a customer. */
   country: undefined,
   exportTable: 'gold.daily_billing',
@@ -289,6 +291,36 @@ async function refreshCustomer() {
   }
 }
 
+async function refreshNotifications() {
+  const query = state.notifCustomer === null ? '' : `?${new URLSearchParams({ customer: state.notifCustomer })}`;
+  const body = await getJson(`/api/reports/notifications${query}`);
+  if (waiting('#tile-notifications', body)) return;
+  const line = $('#notifications-line');
+  line.replaceChildren(
+    `${body.customerName ?? `Customer ${body.customer}`}: ${formatCount(body.notifications)} in the last hour — last update: `,
+    el('span', { class: 'nowrap' }, formatTime(body.lastUpdate)),
+  );
+  line.dataset.customer = String(body.customer);
+  line.dataset.notifications = String(body.notifications);
+  line.dataset.lastUpdate = body.lastUpdate ?? '';
+  barChart(
+    $('#chart-notifications'),
+    body.perMinute.map((m) => ({ label: m.minute, short: `${m.minute.slice(11, 16)} UTC`, value: m.notifications })),
+    { label: "notifications per minute, the customer's last hour", format: (v) => formatCount(v) },
+  );
+  const select = $('#notif-customer');
+  const listed = body.customers.some((c) => c.customer === body.customer)
+    ? body.customers
+    : [{ customer: body.customer, name: body.customerName, notifications: body.notifications }, ...body.customers];
+  select.replaceChildren(
+    ...listed.map((c) => el('option', { value: String(c.customer) }, `${c.name ?? c.customer} — ${formatCount(c.notifications)}`)),
+  );
+  select.value = String(body.customer);
+  sourcesLine('#tile-notifications', body.sources);
+  clearError('#tile-notifications');
+  $('#tile-notifications').dataset.state = 'ready';
+}
+
 async function refreshDaily() {
   const body = await getJson('/api/reports/daily-revenue');
   if (waiting('#tile-revenue', body)) return;
@@ -376,6 +408,7 @@ function start() {
     '#pipeline',
   );
   every(REPORTS_EVERY_MS, 'orders', refreshOrders, '#tile-orders');
+  every(REPORTS_EVERY_MS, 'notifications', refreshNotifications, '#tile-notifications');
   every(REPORTS_EVERY_MS, 'daily revenue', refreshDaily, '#tile-revenue');
   every(REPORTS_EVERY_MS, 'top products', refreshProducts, '#tile-products');
   every(REPORTS_EVERY_MS, 'exports', refreshExports, '#tile-export');
@@ -386,6 +419,10 @@ function start() {
     state.customer = value === '' ? null : value;
     if (state.customer === null) $('#customer-line').hidden = true;
     else refreshCustomer();
+  });
+  $('#notif-customer').addEventListener('change', () => {
+    state.notifCustomer = $('#notif-customer').value;
+    refreshNotifications().catch((e) => showError('#tile-notifications', e.message));
   });
   $('#country').addEventListener('change', () => {
     state.country = $('#country').value;

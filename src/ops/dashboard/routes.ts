@@ -11,6 +11,7 @@ import type { PipelineStatus } from './pipeline-status.ts';
 import { customerPanel, dailyRevenue, ordersPanel, parseCustomer, topProducts } from './report-tiles.ts';
 import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../../config/slot-thresholds.ts';
 import { readSlots } from './slot-facts.ts';
+import { notificationsPanel } from './notification-tiles.ts';
 
 /**
  * The live dashboard (issue 5): the page at `/` (plain HTML, CSS and one ES module, no build step)
@@ -19,6 +20,7 @@ import { readSlots } from './slot-facts.ts';
  *   GET /api/pipeline                       source → Kafka → sink → lake, per connector (PipelineStatus)
  *   GET /api/slots                          every replication slot with its level (SlotFacts[])
  *   GET /api/reports/orders[?customer=N]    "Orders: N — last update: <time>", total or one customer's
+ *   GET /api/reports/notifications[?customer=N]  one customer's notifications per minute and last update (default the busiest)
  *   GET /api/reports/daily-revenue          revenue per UTC day
  *   GET /api/reports/top-products[?country=C]  top products of a country ("country=" alone: orders without a customer)
  *   GET /api/reports/exports                the gold tables the CSV download offers
@@ -34,6 +36,8 @@ export type Routes = (req: IncomingMessage, res: ServerResponse, url: URL) => Pr
 export interface DashboardContext {
   /** The lake the sink writes (gold tables are read from it). */
   store: ObjectStore;
+  /** The lake of the notification sink, when it is not `store` (its gold.notifications_per_minute). */
+  notificationsStore?: ObjectStore;
   /** A DuckDB engine for reading gold tables; owned by the caller, who closes it. */
   engine: ParquetEngine;
   /** Postgres for the slots panel (any database of the server: slots are server-wide). */
@@ -66,6 +70,7 @@ const PAGE_HEADERS = {
 export function dashboardRoutes(ctx: DashboardContext): Routes {
   const log = (ctx.log ?? rootLog).child({ component: 'dashboard' });
   const gold = new GoldReader(ctx.store, ctx.engine);
+  const notificationsGold = ctx.notificationsStore ? new GoldReader(ctx.notificationsStore, ctx.engine) : gold;
   const thresholds: SlotThresholds = { ...DEFAULT_SLOT_THRESHOLDS, ...ctx.slotThresholds };
 
   const api: Record<string, (url: URL) => Promise<unknown>> = {
@@ -80,6 +85,10 @@ export function dashboardRoutes(ctx: DashboardContext): Routes {
       return customer === null || customer === '' ? ordersPanel(gold) : customerPanel(gold, parseCustomer(customer));
     },
     '/api/reports/daily-revenue': () => dailyRevenue(gold),
+    '/api/reports/notifications': (url) => {
+      const customer = url.searchParams.get('customer');
+      return notificationsPanel(notificationsGold, customer === null || customer === '' ? undefined : parseCustomer(customer));
+    },
     '/api/reports/top-products': (url) => {
       const country = url.searchParams.get('country');
       return topProducts(gold, country === null ? undefined : country === '' ? null : country);
