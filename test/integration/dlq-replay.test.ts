@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { startCli } from '../support/cli.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { consumeUntil, kafka } from '../support/kafka.ts';
@@ -85,8 +86,7 @@ describe('tide lake dlq replay', () => {
     // The replay, while the sink runs.
     const dir = mkdtempSync(join(tmpdir(), 'tide-dlq-cli-'));
     const path = join(dir, `${sinkName}.json`);
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(path, JSON.stringify({ name: sinkName, config }));
+    writeConnectorFileAt(path, { name: sinkName, config: file.config });
     const first = startCli(['lake', 'dlq', 'replay', path], process.cwd());
     expect(await first.exitWithin(90_000), first.output()).toBe(0);
     expect(first.output()).toContain(`${sinkName}.dlq: read offsets 0:0–4`);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -12,6 +12,7 @@ import { silverPath } from '../../src/sink/table-layout.ts';
 import { stackContext } from '../../src/stack/context.ts';
 import { kafkaService } from '../../src/stack/kafka.ts';
 import { readPid } from '../../src/stack/process.ts';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { printedHttpUrl, startCli, type RunningCli } from '../support/cli.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
@@ -50,8 +51,7 @@ describe('a Kafka broker restart under traffic', () => {
     src = sourceConfig(db.url, 'kafkarestart', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
     writeConnectorFile(dir, src);
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { 'flush.interval.ms': 300 });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(join(dir, 'sink.json'), JSON.stringify({ name: sinkName, config }));
+    writeConnectorFileAt(join(dir, 'sink.json'), { name: sinkName, config: file.config });
   }, 180_000);
 
   afterAll(async () => {

@@ -1,7 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { closedPort, printedHttpUrl, startCli, type RunningCli } from '../support/cli.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { sinkFile } from '../support/lake.ts';
@@ -41,9 +42,8 @@ describe('Kafka unreachable: source and sink say so, stop on SIGTERM, and end wi
     const sink = sinkFile('kafka-down-sink', source.config['topic.prefix'], join(dir, 'lake'), {
       'kafka.bootstrap.servers': `127.0.0.1:${port}`,
     });
-    const config = Object.fromEntries(Object.entries(sink.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
     sinkPath = join(dir, 'sink.json');
-    writeFileSync(sinkPath, JSON.stringify({ name: sink.name, config }));
+    writeConnectorFileAt(sinkPath, { name: sink.name, config: sink.config });
   });
 
   afterAll(async () => {

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { sinkFile } from '../support/lake.ts';
 
 /**
@@ -54,9 +55,8 @@ describe.skipIf(!canDropPrivileges)('a read-only lake directory (run as uid 6553
 
   it('tide sink start stops at once with a ConnectionError naming the directory, before consuming anything', async () => {
     const file = sinkFile('readonly', 't_readonly', join(lake, 'orders'), { topics: 't_readonly.public.orders' });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
     const path = join(work, 'sink.json');
-    writeFileSync(path, JSON.stringify({ name: file.name, config }));
+    writeConnectorFileAt(path, { name: file.name, config: file.config });
     const r = await tideAs(['sink', 'start', path, '--http-port', '0'], work);
     expect(r.code).toBe(1);
     const uri = `file://${join(lake, 'orders')}`;

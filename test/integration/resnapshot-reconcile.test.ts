@@ -1,5 +1,5 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -12,6 +12,7 @@ import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { RECONCILED_AT } from '../../src/sink/snapshot-reconcile.ts';
 import { goldPath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { spawnSink, writeConnectorFileAt } from '../support/connector-file.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { postgresTwin } from '../support/order-reports.ts';
@@ -57,13 +58,9 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
   const deleted = { orders: [] as string[], customers: [] as string[] };
 
   const startChild = (crashAt?: string): Promise<number | null> => {
-    const logFd = openSync(join(workDir, 'sink.log'), 'a');
-    const env: NodeJS.ProcessEnv = { ...process.env, TIDE_LOG_LEVEL: 'info' };
-    if (crashAt) env.TIDE_SINK_CRASH_AT = crashAt;
-    else delete env.TIDE_SINK_CRASH_AT;
-    const c = spawn(process.execPath, [BIN, 'sink', 'start', sinkPath], { cwd: workDir, stdio: ['ignore', logFd, logFd], env });
-    child = c;
-    return new Promise((r) => c.on('exit', (code, signal) => r(signal === 'SIGKILL' ? -9 : code)));
+    const sink = spawnSink(sinkPath, workDir, join(workDir, 'sink.log'), crashAt);
+    child = sink.child;
+    return sink.exited;
   };
   const sinkLog = () => readFileSync(join(workDir, 'sink.log'), 'utf8');
 
@@ -80,8 +77,7 @@ describe('a re-snapshot reconciles silver, history and gold with Postgres', () =
     src = sourceConfig(db.url, 'resnap', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
     srcPath = writeConnectorFile(workDir, src);
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { 'flush.interval.ms': 200, 'gold.refresh.interval.ms': 500 });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(sinkPath, JSON.stringify({ name: sinkName, config }, null, 2));
+    writeConnectorFileAt(sinkPath, { name: sinkName, config: file.config }, 2);
   }, 180_000);
 
   afterAll(async () => {

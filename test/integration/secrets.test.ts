@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -11,6 +11,7 @@ import { replay } from '../../src/app/replay.ts';
 import { stackCertPaths } from '../../src/stack/certs.ts';
 import { stackContext } from '../../src/stack/context.ts';
 import { CERT_GROUP } from '../../src/stack/postgres.ts';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { waitFor } from '../support/kafka.ts';
 import { ORDER_TABLES, sinkFile } from '../support/lake.ts';
@@ -131,9 +132,8 @@ describe('secrets never appear in logs, metrics or error messages', () => {
 
     const lakeUri = `az://tide-secrets-${tag}/lake`;
     const file = sinkFile(`secrets-${tag}`, src.config['topic.prefix'], lakeUri, { 'mask.hash.salt': SALT, 'flush.interval.ms': 200 });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
     const sinkPath = join(dir, 'sink.json');
-    writeFileSync(sinkPath, JSON.stringify({ name: file.name, config }, null, 2));
+    writeConnectorFileAt(sinkPath, { name: file.name, config: file.config }, 2);
     const sink = tide('sink', ['sink', 'start', sinkPath, '--http-port', '0']);
     await waitFor(() => /metrics (http:\/\/127\.0\.0\.1:\d+\/)metrics/.test(sink.stdout()), 'the sink to print its URL', 60_000);
     const base = /metrics (http:\/\/127\.0\.0\.1:\d+\/)metrics/.exec(sink.stdout())![1]!;
@@ -246,9 +246,8 @@ describe('secrets never appear in logs, metrics or error messages', () => {
 
   it('a lake on Azure with a wrong account key: the error names the store, not the key', async () => {
     const file = sinkFile(`secrets-az-${tag}`, src.config['topic.prefix'], `az://tide-secrets-${tag}/wrong`);
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
     const path = join(dir, 'sink-wrong-key.json');
-    writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+    writeConnectorFileAt(path, { name: file.name, config: file.config }, 2);
     const connectionString = (process.env.AZURE_STORAGE_CONNECTION_STRING ?? '').replace(azureKey, WRONG_AZURE_KEY);
     const run = tide('wrong-key', ['sink', 'start', path, '--http-port', '0'], { AZURE_STORAGE_CONNECTION_STRING: connectionString });
     const code = await Promise.race([run.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 60_000))]);
@@ -266,9 +265,8 @@ describe('secrets never appear in logs, metrics or error messages', () => {
       's3.endpoint': process.env.TIDE_S3_ENDPOINT,
       's3.region': process.env.TIDE_S3_REGION,
     });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
     const path = join(dir, 'sink-s3.json');
-    writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+    writeConnectorFileAt(path, { name: file.name, config: file.config }, 2);
     const env = { AWS_ACCESS_KEY_ID: process.env.TIDE_S3_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: WRONG_S3_SECRET };
     const wrong = tide('wrong-s3-key', ['sink', 'start', path, '--http-port', '0'], env);
     expect(await wrong.exited).toBe(1);

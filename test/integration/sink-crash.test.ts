@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
@@ -12,13 +12,12 @@ import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
+import { spawnSink, writeConnectorFileAt } from '../support/connector-file.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { consumeAll } from '../support/kafka.ts';
 import { describeDiff, diffTables, MASK_SALT, ORDER_TABLES, postgresRows, sinkFile, waitForLake, ORDER_KEYS } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
-
-const BIN = resolve('bin/tide.js');
 
 /**
  * kill -9 of the sink, five times, while the order app writes: twice between writing data files and
@@ -41,13 +40,9 @@ describe('sink survives kill -9 with no duplicated and no missing rows', () => {
   const exits: string[] = [];
 
   const startChild = (crashAt?: string): Promise<number | null> => {
-    const logFd = openSync(join(workDir, 'sink.log'), 'a');
-    const env: NodeJS.ProcessEnv = { ...process.env, TIDE_LOG_LEVEL: 'info' };
-    if (crashAt) env.TIDE_SINK_CRASH_AT = crashAt;
-    else delete env.TIDE_SINK_CRASH_AT;
-    const c = spawn(process.execPath, [BIN, 'sink', 'start', connectorPath], { cwd: workDir, stdio: ['ignore', logFd, logFd], env });
-    child = c;
-    return new Promise((r) => c.on('exit', (code, signal) => r(signal === 'SIGKILL' ? -9 : code)));
+    const sink = spawnSink(connectorPath, workDir, join(workDir, 'sink.log'), crashAt);
+    child = sink.child;
+    return sink.exited;
   };
 
   beforeAll(async () => {
@@ -59,8 +54,7 @@ describe('sink survives kill -9 with no duplicated and no missing rows', () => {
     src = sourceConfig(db.url, 'sinkcrash', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
     source = await startSource(src);
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { 'flush.interval.ms': 200 });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(connectorPath, JSON.stringify({ name: sinkName, config }, null, 2));
+    writeConnectorFileAt(connectorPath, { name: sinkName, config: file.config }, 2);
   }, 180_000);
 
   afterAll(async () => {

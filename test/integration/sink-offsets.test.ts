@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
@@ -8,6 +8,7 @@ import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { RetentionGapError } from '../../src/sink/retention-gap.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { startCli } from '../support/cli.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
@@ -165,8 +166,7 @@ describe('sink offsets: tables added later, retention gaps', () => {
     // The way on (after a re-snapshot of the table, which this test leaves out): accept the gap through the CLI.
     const dir = mkdtempSync(join(tmpdir(), 'tide-offsets-cli-'));
     const path = join(dir, `${sinkName}.json`);
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(path, JSON.stringify({ name: sinkName, config }));
+    writeConnectorFileAt(path, { name: sinkName, config: file.config });
     const cli = startCli(['lake', 'accept-gap', path, 'public.gaps'], process.cwd());
     expect(await cli.exitWithin(60_000), cli.output()).toBe(0);
     expect(cli.output()).toContain(`silver.public.gaps partition 0: offsets 20–${low - 1n} accepted as lost; resumes at ${low}`);

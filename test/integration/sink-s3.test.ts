@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -18,6 +18,7 @@ import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldReader } from '../../src/ops/dashboard/gold-reader.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
+import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
@@ -262,9 +263,8 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
     const dir = mkdtempSync(join(cacheDir, 'bad-'));
     const start = async (name: string, uri: string, env: NodeJS.ProcessEnv) => {
       const file = sinkFile(`${sinkName}-${name}`, topicPrefix, uri, s3Keys);
-      const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
       const path = join(dir, `${name}.json`);
-      writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
+      writeConnectorFileAt(path, { name: file.name, config: file.config }, 2);
       return tide(['sink', 'start', path, '--http-port', '0'], env, dir);
     };
     const wrongSecret = `wrong-${randomBytes(6).toString('hex')}`;

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
@@ -10,6 +10,7 @@ import { runTraffic, type TrafficStats } from '../../src/app/traffic.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { spawnSink, writeConnectorFileAt } from '../support/connector-file.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { consumeAll, waitFor } from '../support/kafka.ts';
@@ -26,8 +27,6 @@ import {
   waitForLake,
 } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
-
-const BIN = resolve('bin/tide.js');
 
 /**
  * Issue 12 item 2: three `tide sink start` processes with one connector file share the topics' partitions
@@ -52,14 +51,8 @@ describe('a sink scaled out to three workers', () => {
   const logOf = (i: number) => join(workDir, `worker-${i}.log`);
 
   const startWorker = (i: number, crashAt?: string) => {
-    const logFd = openSync(logOf(i), 'a');
-    const env: NodeJS.ProcessEnv = { ...process.env, TIDE_LOG_LEVEL: 'info' };
-    if (crashAt) env.TIDE_SINK_CRASH_AT = crashAt;
-    else delete env.TIDE_SINK_CRASH_AT;
-    const child = spawn(process.execPath, [BIN, 'sink', 'start', connectorPath], { cwd: workDir, stdio: ['ignore', logFd, logFd], env });
-    const exited = new Promise<number | null>((r) => child.on('exit', (code, signal) => r(signal === 'SIGKILL' ? -9 : code)));
-    workers[i] = { child, exited };
-    return exited;
+    workers[i] = spawnSink(connectorPath, workDir, logOf(i), crashAt);
+    return workers[i].exited;
   };
 
   /** The partitions (`topic:partition`) of each consumer-group join a worker logged, in order. */
@@ -82,8 +75,7 @@ describe('a sink scaled out to three workers', () => {
     src = sourceConfig(db.url, 'sinkscale', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
     source = await startSource(src);
     const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { 'flush.interval.ms': 200 });
-    const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-    writeFileSync(connectorPath, JSON.stringify({ name: sinkName, config }, null, 2));
+    writeConnectorFileAt(connectorPath, { name: sinkName, config: file.config }, 2);
   }, 180_000);
 
   afterAll(async () => {

@@ -1,4 +1,5 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeConnectorFileAt } from './connector-file.ts';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -83,10 +84,7 @@ export async function dropSlot(dbUrl: string, slot: string): Promise<void> {
 
 /** Write the connector as a JSON file (Kafka Connect shape), for runs through the CLI. */
 export function writeConnectorFile(dir: string, file: ReturnType<typeof sourceConfig>): string {
-  const config = Object.fromEntries(Object.entries(file.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-  const path = join(dir, `${file.name}.json`);
-  writeFileSync(path, JSON.stringify({ name: file.name, config }, null, 2));
-  return path;
+  return writeConnectorFileAt(join(dir, `${file.name}.json`), file, 2);
 }
 
 /**
