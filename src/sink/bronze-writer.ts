@@ -8,25 +8,6 @@ import { BRONZE_META, BRONZE_PARTITION } from './table-layout.ts';
 
 const DAY_MS = 86_400_000;
 
-/** The bronze row of one event: the row image (after; before for a delete; nothing for a truncate) and the event's metadata. */
-export function bronzeRow(e: ChangeEvent, rowColumns: LakeColumn[], ingestedAtMicros: bigint): unknown[] {
-  const image = e.op === 'd' ? e.before : e.op === 't' ? null : e.after;
-  const row: unknown[] = rowColumns.map((c) => image?.[c.name] ?? null);
-  row.push(
-    e.op,
-    e.commitLsn,
-    BigInt(e.eventIndex),
-    e.txId === null ? null : BigInt(e.txId),
-    BigInt(e.commitTsMs) * 1000n,
-    e.eventTsMs === null ? null : BigInt(e.eventTsMs) * 1000n,
-    ingestedAtMicros,
-    e.partition,
-    e.offset,
-    Math.floor(e.commitTsMs / DAY_MS),
-  );
-  return row;
-}
-
 export function bronzeRowColumns(schema: LakeSchema): LakeColumn[] {
   const meta = new Set(BRONZE_META.map((c) => c.name));
   return schema.columns.filter((c) => !meta.has(c.name));
@@ -35,6 +16,41 @@ export function bronzeRowColumns(schema: LakeSchema): LakeColumn[] {
 /** Bronze columns for a new table: the source's columns (all nullable), then the metadata. */
 export function bronzeColumns(rowColumns: LakeColumn[]): LakeColumn[] {
   return [...rowColumns.map((c) => ({ name: c.name, type: c.type, nullable: true })), ...BRONZE_META];
+}
+
+/**
+ * Stage `events` as bronze rows (the row image: after; before for a delete; nothing for a truncate;
+ * then the event's metadata, in `ordered` column order: row columns, then BRONZE_META) straight from the events, column by column: no row array and no BigInt per value.
+ * Returns the staged table's name (drop it with `engine.drop`).
+ */
+export async function stageBronze(
+  engine: ParquetEngine,
+  ordered: LakeSchema,
+  rowColumns: LakeColumn[],
+  events: ChangeEvent[],
+  ingestedAtMicros: bigint,
+): Promise<string> {
+  const images = events.map((e) => (e.op === 'd' ? e.before : e.op === 't' ? null : e.after));
+  const rowCells = rowColumns.map(
+    ({ name }) =>
+      (r: number) =>
+        images[r]?.[name] ?? null,
+  );
+  const meta: Record<string, (r: number) => unknown> = {
+    _op: (r) => events[r]!.op,
+    _commit_lsn: (r) => events[r]!.commitLsn,
+    _event_index: (r) => events[r]!.eventIndex,
+    _tx_id: (r) => events[r]!.txId,
+    // Milliseconds × 1000 stays a safe integer until the year 2255; the stager writes it as int64 without a BigInt.
+    _commit_ts: (r) => events[r]!.commitTsMs * 1000,
+    _source_ts: (r) => (events[r]!.eventTsMs === null ? null : events[r]!.eventTsMs! * 1000),
+    _ingested_at: () => ingestedAtMicros,
+    _kafka_partition: (r) => events[r]!.partition,
+    _kafka_offset: (r) => events[r]!.offset,
+    _commit_date: (r) => Math.floor(events[r]!.commitTsMs / DAY_MS),
+  };
+  const metaCells = BRONZE_META.map((c) => meta[c.name]!);
+  return engine.stageColumns(ordered, events.length, [...rowCells, ...metaCells]);
 }
 
 /**
@@ -51,14 +67,11 @@ export async function appendBronze(
 ): Promise<number> {
   const rowColumns = bronzeRowColumns(schema);
   const now = BigInt(Date.now()) * 1000n;
-  // Order columns as the table's schema does: row columns first, then BRONZE_META (bronzeRow's order).
+  // Order columns as the table's schema does: row columns first, then BRONZE_META (stageBronze's order).
   const ordered = [...rowColumns, ...BRONZE_META.map((m) => schema.columns.find((c) => c.name === m.name)!)];
-  const staged = await engine.stage(
-    { columns: ordered },
-    events.map((e) => bronzeRow(e, rowColumns, now)),
-  );
+  const staged = await stageBronze(engine, { columns: ordered }, rowColumns, events, now);
   try {
-    const files = await engine.writeFiles(`SELECT * FROM ${staged}`, {
+    const files = await engine.writeStaged(staged, events.length, {
       store: table.store,
       root: table.root,
       schema,

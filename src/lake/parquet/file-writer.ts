@@ -149,6 +149,51 @@ export async function writeLocalFiles(
   return written;
 }
 
+/**
+ * Phase 1 for a table made by the engine's `stage`/`stageColumns` with the schema's own columns and
+ * types: when its rows share one value of each partition column and fit one file, COPY it straight
+ * to Parquet and aggregate its stats from it, without the work table `writeLocalFiles` materialises
+ * (a full copy of the rows, which cost about as much as the COPY itself in bench/sink-lake.ts's bronze
+ * append). Anything else (several partition values, more rows than `targetFileRows`) takes `writeLocalFiles`.
+ */
+export async function writeStagedLocalFiles(
+  sql: DuckSql,
+  staged: string,
+  rowCount: number,
+  opts: WriteFilesOptions,
+  tempDir: string,
+  work: string,
+): Promise<LocalDataFile[]> {
+  const { schema, root } = opts;
+  const partitionColumns = opts.partitionColumns ?? [];
+  const target = opts.targetFileRows ?? DEFAULT_TARGET_FILE_ROWS;
+  const parts = schema.columns.filter((c) => partitionColumns.includes(c.name));
+  if (rowCount === 0 || rowCount > target || parts.length !== partitionColumns.length) {
+    return writeLocalFiles(sql, `SELECT * FROM ${staged}`, opts, tempDir, work);
+  }
+  let values: (string | null)[] = [];
+  if (parts.length) {
+    const distinct = await sql.rows(
+      `SELECT DISTINCT ${parts.map((c) => partitionValueSql(c)).join(', ')} FROM ${staged} LIMIT 2`,
+      'writeFiles',
+      root,
+    );
+    if (distinct.length !== 1) return writeLocalFiles(sql, `SELECT * FROM ${staged}`, opts, tempDir, work);
+    values = distinct[0]!.map((v) => (v === null ? null : String(v)));
+  }
+  const partitionValues: Record<string, string | null> = {};
+  parts.forEach((c, i) => {
+    if (values[i] === null && !c.nullable)
+      throw new SchemaViolationError(root, c.name, 'partition column is not nullable, but rows have NULL in it');
+    partitionValues[c.name] = values[i] ?? null;
+  });
+  const data = schema.columns.filter((c) => !partitionColumns.includes(c.name));
+  const file = await writeOne(sql, `SELECT * FROM ${staged}`, data, root, tempDir, 0);
+  const dir = partitionDir(partitionColumns, partitionValues);
+  const name = `part-00000-${randomUUID()}.c000.zstd.parquet`;
+  return [{ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues }];
+}
+
 /** COPY one file's rows to a local Parquet file and aggregate its stats. */
 async function writeOne(
   sql: DuckSql,

@@ -5,12 +5,13 @@ import { DuckDBDataChunk, DuckDBInstance, type DuckDBAppender } from '@duckdb/no
 import type { LakeSchema } from '../lake-schema.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { DuckSession, type DuckSql } from './duckdb-session.ts';
-import { duckdbType, ident, lakeTypeName } from './duckdb-sql.ts';
-import { uploadFiles, writeLocalFiles, type DataFile, type WriteFilesOptions } from './file-writer.ts';
+import { duckdbType, ident } from './duckdb-sql.ts';
+import { uploadFiles, writeLocalFiles, writeStagedLocalFiles, type DataFile, type WriteFilesOptions } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, StageValueError } from './parquet-errors.ts';
 import { createTableView, localPaths, type ViewFile } from './table-view.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
-import { fromDuckDBValue, toDuckDBValue, ValueMismatch } from './values.ts';
+import { fromDuckDBValue } from './values.ts';
+import { CHUNK_ROWS, columnFillers, type Cell } from './column-chunk.ts';
 
 export { duckdbType } from './duckdb-sql.ts';
 export type { DataFile, WriteFilesOptions } from './file-writer.ts';
@@ -34,8 +35,6 @@ export interface ParquetEngineOptions {
   memoryLimit?: string;
 }
 
-/** Rows per data chunk (DuckDB's vector size). */
-const CHUNK_ROWS = 2048;
 /** Give the event loop a turn every this many chunks while staging, so consumers' heartbeats keep running. */
 const CHUNKS_PER_YIELD = 32;
 
@@ -84,44 +83,47 @@ export class ParquetEngine {
    * not enforced here (staged changes may carry NULLs for unchanged columns); `writeFiles` enforces it.
    */
   async stage(schema: LakeSchema, rows: unknown[][]): Promise<string> {
+    const columns = schema.columns;
+    for (let r = 0; r < rows.length; r++) {
+      if (rows[r]?.length !== columns.length) {
+        const names = columns.map((c) => c.name).join(', ');
+        throw new ParquetEngineError(
+          'stage',
+          `row ${r}`,
+          `has ${rows[r]?.length ?? 0} values, the schema has ${columns.length} columns (${names}): pass one value per column, in schema order`,
+        );
+      }
+    }
+    return this.stageColumns(
+      schema,
+      rows.length,
+      columns.map((_, c) => (r: number) => rows[r]![c]),
+    );
+  }
+
+  /**
+   * Like `stage`, for values that are not arrays of rows: `cells[c](r)` is column c's value in row r
+   * (0 ≤ r < rowCount), e.g. read straight off change events, so no row array is built at all.
+   * Values go column by column into DuckDB data chunks (column-chunk.ts) and the Appender.
+   */
+  async stageColumns(schema: LakeSchema, rowCount: number, cells: Cell[]): Promise<string> {
     this.open('stage');
     const name = `tide_stage_${++this.counter}`;
     const columns = schema.columns;
+    if (cells.length !== columns.length)
+      throw new ParquetEngineError('stage', name, `got ${cells.length} column readers for ${columns.length} columns`);
     const ddl = columns.map((c) => `${ident(c.name)} ${duckdbType(c.type, c.name)}`).join(', ');
-    const converters = columns.map((c) => toDuckDBValue(c.type));
+    const fillers = columnFillers(columns);
     return this.session.exclusive(async (sql) => {
       await sql.run(`CREATE TEMP TABLE ${name} (${ddl})`, 'stage', name);
       let appender: DuckDBAppender | undefined;
       try {
         appender = await sql.connection.createAppender(name, 'main', 'temp');
         const types = columns.map((_, i) => appender!.columnType(i));
-        for (let start = 0, n = 0; start < rows.length; start += CHUNK_ROWS, n++) {
-          const count = Math.min(CHUNK_ROWS, rows.length - start);
+        for (let start = 0, n = 0; start < rowCount; start += CHUNK_ROWS, n++) {
+          const count = Math.min(CHUNK_ROWS, rowCount - start);
           const chunk = DuckDBDataChunk.create(types, count);
-          for (let r = start; r < start + count; r++) {
-            if (rows[r]?.length !== columns.length) {
-              const names = columns.map((c) => c.name).join(', ');
-              throw new ParquetEngineError(
-                'stage',
-                `row ${r}`,
-                `has ${rows[r]?.length ?? 0} values, the schema has ${columns.length} columns (${names}): pass one value per column, in schema order`,
-              );
-            }
-          }
-          for (let c = 0; c < columns.length; c++) {
-            const vector = chunk.getColumnVector(c);
-            const convert = converters[c]!;
-            for (let i = 0; i < count; i++) {
-              const value = rows[start + i]![c];
-              try {
-                vector.setItem(i, convert(value));
-              } catch (e) {
-                const reason = e instanceof ValueMismatch ? e.message : `was refused by DuckDB: ${(e as Error).message}`;
-                throw new StageValueError(columns[c]!.name, lakeTypeName(columns[c]!.type), start + i, value, reason, { cause: e });
-              }
-            }
-            vector.flush();
-          }
+          for (let c = 0; c < columns.length; c++) fillers[c]!.fill(chunk, c, cells[c]!, start, count);
           appender.appendDataChunk(chunk);
           if ((n + 1) % CHUNKS_PER_YIELD === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         }
@@ -212,6 +214,20 @@ export class ParquetEngine {
     this.open('writeFiles');
     const work = `tide_write_${++this.counter}`;
     const local = await this.session.exclusive((sql: DuckSql) => writeLocalFiles(sql, select, opts, this.tempDir, work));
+    return uploadFiles(local, opts.store, opts.root, opts.dataChange ?? true);
+  }
+
+  /**
+   * `writeFiles` for a table made by `stage`/`stageColumns` with `opts.schema` (the same columns and
+   * types) holding `rowCount` rows: when they share one partition value and fit one file, it is
+   * copied to Parquet directly, without a work table (file-writer.ts `writeStagedLocalFiles`).
+   */
+  async writeStaged(staged: string, rowCount: number, opts: WriteFilesOptions): Promise<DataFile[]> {
+    this.open('writeFiles');
+    const work = `tide_write_${++this.counter}`;
+    const local = await this.session.exclusive((sql: DuckSql) =>
+      writeStagedLocalFiles(sql, safeName(staged), rowCount, opts, this.tempDir, work),
+    );
     return uploadFiles(local, opts.store, opts.root, opts.dataChange ?? true);
   }
 
