@@ -101,7 +101,8 @@ async function main() {
     const value = Buffer.alloc(VALUE_BYTES, 7);
     for (let from = 0; from < N; from += 10_000) {
       const messages = [];
-      for (let i = from; i < Math.min(N, from + 10_000); i++) messages.push({ topic, key: Buffer.from(String(i)), value, partition: i % PARTITIONS });
+      for (let i = from; i < Math.min(N, from + 10_000); i++)
+        messages.push({ topic, key: Buffer.from(String(i)), value, partition: i % PARTITIONS });
       await producer.send({ messages });
     }
     await producer.close();
