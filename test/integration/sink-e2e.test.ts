@@ -12,25 +12,19 @@ import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
-import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { log } from '../../src/log.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
-import { waitFor } from '../support/kafka.ts';
 import {
-  checkHistory,
-  describeDiff,
-  diffTables,
-  MASK_SALT,
-  ORDER_TABLES,
-  postgresRows,
-  sinkFile,
-  startSink,
-  waitForLake,
-  type RunningSink,
-  ORDER_KEYS,
-} from '../support/lake.ts';
+  expectBronzeOnce,
+  expectGoldEqualsPostgres,
+  expectHistoryChained,
+  expectSilverEqualsPostgres,
+  type ReadTable,
+} from '../support/lake-checks.ts';
+import { waitFor } from '../support/kafka.ts';
+import { postgresRows, sinkFile, startSink, waitForLake, type RunningSink } from '../support/lake.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
@@ -81,41 +75,20 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
     await db?.drop();
   });
 
+  const read: ReadTable = (root, options) => readWithDeltaRs(join(lakeDir, root), options);
+
   it('every silver table equals its Postgres table row for row (read by delta-rs, checksums over whole tables)', async () => {
-    for (const table of ORDER_TABLES) {
-      const expected = await postgresRows(db.url, table);
-      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const view = await readWithDeltaRs(join(lakeDir, silverPath(table)));
-      const actual = view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));
-      const columns = Object.keys(expected[0] ?? {});
-      expect(columns.length).toBeGreaterThan(2);
-      const diff = diffTables(expected, actual, ORDER_KEYS[table]!, columns);
-      console.log(`${describeDiff(table, diff)}: ${expected.length} rows`);
-      expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
-      expect(expected.length).toBeGreaterThan(0);
-    }
+    await expectSilverEqualsPostgres(db.url, read, 'local');
   });
 
   it('silver.orders_history keeps every version (SCD type 2), chained in commit order; current versions equal Postgres', async () => {
-    const history = await readWithDeltaRs(join(lakeDir, historyPath('public.orders')));
-    const bronze = await readWithDeltaRs(join(lakeDir, bronzePath('public.orders')));
-    const problems = checkHistory(history, bronze, await postgresRows(db.url, 'public.orders'), 'id');
-    expect(problems.slice(0, 20)).toEqual([]);
+    await expectHistoryChained(db.url, read);
+    const history = await read(historyPath('public.orders'));
     expect(history.rows.length).toBeGreaterThan((await postgresRows(db.url, 'public.orders')).length);
   });
 
   it('bronze holds every change event exactly once (no duplicate or missing Kafka offset)', async () => {
-    const kafka = new Kafka({ brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(','), logLevel: logLevel.NOTHING });
-    void kafka;
-    for (const table of ORDER_TABLES) {
-      const view = await readWithDeltaRs(join(lakeDir, bronzePath(table)));
-      const p = view.columns.indexOf('_kafka_partition');
-      const o = view.columns.indexOf('_kafka_offset');
-      const seen = new Set(view.rows.map((r) => `${String(r[p])}:${String(r[o])}`));
-      expect(seen.size, `${table}: duplicate offsets in bronze`).toBe(view.rows.length);
-      expect(view.partition_columns).toEqual(['_commit_date']);
-      expect(view.rows.length).toBeGreaterThan(0);
-    }
+    await expectBronzeOnce(read);
   });
 
   it('the masked email never appears in silver or gold files, only its salted hash', async () => {
@@ -145,33 +118,10 @@ describe('sink end to end: Postgres = silver, gold = the same reports on Postgre
     try {
       const results = await new GoldRefresher(engine, store, log, ORDER_REPORTS).refresh();
       expect(results.map((r) => r.report).sort()).toEqual(ORDER_REPORTS.map((r) => r.name).sort());
-      // Dates and timestamps as Postgres prints them (microseconds), not JS Dates (milliseconds, local days).
-      const raw = new pg.Client({
-        connectionString: db.url,
-        types: {
-          getTypeParser: ((oid: number, format: 'text') =>
-            oid === 1184 || oid === 1114 || oid === 1082
-              ? (v: string) => v
-              : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-        },
-      });
-      await raw.connect();
-      await raw.query(`SET timezone = 'UTC'`);
-      const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of ORDER_REPORTS) {
-        const expected = await pgQuery(await report.postgresSql(pgQuery));
-        const view = await readWithDeltaRs(join(lakeDir, 'gold', report.name));
-        const actual = view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));
-        const columns = view.columns;
-        const diff = diffTables(expected, actual, report.key, columns);
-        console.log(`gold.${report.name}: ${describeDiff(report.name, diff)}, ${expected.length} rows`);
-        expect(diff.expectedChecksum, describeDiff(report.name, diff)).toBe(diff.actualChecksum);
-        expect(expected.length, `gold.${report.name} is empty`).toBeGreaterThan(0);
-      }
-      await raw.end();
     } finally {
       await engine.close();
     }
+    await expectGoldEqualsPostgres(db.url, read, 'local');
   });
 
   it('a column added upstream becomes a nullable column in bronze and silver, without a restart', async () => {

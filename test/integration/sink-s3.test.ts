@@ -10,8 +10,6 @@ import { replay } from '../../src/app/replay.ts';
 import { runTraffic } from '../../src/app/traffic.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { lastCheckpointPath } from '../../src/lake/delta/log-paths.ts';
-import { optimizeTable } from '../../src/lake/maintenance/optimize.ts';
-import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { openStore } from '../../src/lake/storage/open-store.ts';
 import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
@@ -20,23 +18,17 @@ import { GoldReader } from '../../src/ops/dashboard/gold-reader.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
 import { writeConnectorFileAt } from '../support/connector-file.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
-import { hashValue } from '../../src/sink/masking.ts';
-import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
+import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
 import { createTestDatabase } from '../support/db.ts';
-import { readWithDeltaRs, s3StorageOptions, type DeltaRsReadOptions } from '../support/delta-reader.ts';
 import {
-  checkHistory,
-  describeDiff,
-  diffTables,
-  MASK_SALT,
-  ORDER_KEYS,
-  ORDER_TABLES,
-  postgresRows,
-  sinkFile,
-  startSink,
-  waitForLake,
-  type RunningSink,
-} from '../support/lake.ts';
+  expectBronzeOnce,
+  expectGoldEqualsPostgres,
+  expectHistoryChained,
+  expectOptimizeThenVacuum,
+  expectSilverEqualsPostgres,
+} from '../support/lake-checks.ts';
+import { readWithDeltaRs, s3StorageOptions, type DeltaRsReadOptions } from '../support/delta-reader.ts';
+import { ORDER_TABLES, sinkFile, startSink, waitForLake, type RunningSink } from '../support/lake.ts';
 import { deletePrefix, listKeys, localS3, s3ChildEnv, s3OpenOptions } from '../support/s3.ts';
 import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
@@ -92,7 +84,6 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
   let topicPrefix: string;
 
   const deltaRs = (root: string, options: DeltaRsReadOptions = {}) => readWithDeltaRs(`${lakeUri}/${root}`, { ...options, storageOptions });
-  const objects = (rows: unknown[][], columns: string[]) => rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]])));
 
   beforeAll(async () => {
     // The sink finds its credentials where the SDK's default chain looks first: the environment.
@@ -146,63 +137,27 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
   });
 
   it('every silver table equals its Postgres table row for row (delta-rs reading from S3)', async () => {
-    for (const table of ORDER_TABLES) {
-      const expected = await postgresRows(db.url, table);
-      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const view = await deltaRs(silverPath(table));
+    await expectSilverEqualsPostgres(db.url, deltaRs, 's3', async (table, view) => {
       expect(view.files.every((f) => f.startsWith(`${lakeUri}/${silverPath(table)}/`))).toBe(true);
-      const columns = Object.keys(expected[0] ?? {});
-      expect(columns.length).toBeGreaterThan(2);
-      const diff = diffTables(expected, objects(view.rows, view.columns), ORDER_KEYS[table]!, columns);
-      console.log(`s3 ${describeDiff(table, diff)}: ${expected.length} rows`);
-      expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
-      expect(expected.length).toBeGreaterThan(0);
+      // Tide reads the same version and files as delta-rs.
       const tide = (await DeltaTable.open(store, silverPath(table)))!;
       expect(tide.version).toBe(view.version);
       expect(tide.files()).toHaveLength(view.files.length);
-    }
+    });
   });
 
   it('bronze holds every change event exactly once; silver.orders_history chains every version', async () => {
-    for (const table of ORDER_TABLES) {
-      const view = await deltaRs(bronzePath(table));
-      const p = view.columns.indexOf('_kafka_partition');
-      const o = view.columns.indexOf('_kafka_offset');
-      const seen = new Set(view.rows.map((r) => `${String(r[p])}:${String(r[o])}`));
-      expect(seen.size, `${table}: duplicate offsets in bronze`).toBe(view.rows.length);
-      expect(view.rows.length).toBeGreaterThan(0);
-    }
-    const history = await deltaRs(historyPath('public.orders'));
-    const bronze = await deltaRs(bronzePath('public.orders'));
-    const problems = checkHistory(history, bronze, await postgresRows(db.url, 'public.orders'), 'id');
-    expect(problems.slice(0, 20)).toEqual([]);
+    await expectBronzeOnce(deltaRs);
+    await expectHistoryChained(db.url, deltaRs);
   });
 
   it('gold refreshes on S3, equals the reports run on Postgres, and the dashboard reads it', async () => {
     const engine = await ParquetEngine.create();
-    const raw = new pg.Client({
-      connectionString: db.url,
-      types: {
-        getTypeParser: ((oid: number, format: 'text') =>
-          oid === 1184 || oid === 1114 || oid === 1082
-            ? (v: string) => v
-            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-      },
-    });
     try {
       const gold = new GoldRefresher(engine, store, log, ORDER_REPORTS);
       await gold.refresh();
       expect(gold.failures).toEqual([]);
-      await raw.connect();
-      await raw.query(`SET timezone = 'UTC'`);
-      const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of ORDER_REPORTS) {
-        const expected = await pgQuery(await report.postgresSql(pgQuery));
-        const view = await deltaRs(`gold/${report.name}`);
-        const diff = diffTables(expected, objects(view.rows, view.columns), report.key, view.columns);
-        expect(diff.expectedChecksum, describeDiff(report.name, diff)).toBe(diff.actualChecksum);
-        expect(expected.length, `gold.${report.name} is empty`).toBeGreaterThan(0);
-      }
+      await expectGoldEqualsPostgres(db.url, deltaRs, 's3');
       // The dashboard's gold reads: GoldReader over the same S3 store, as the sink's ops server uses it.
       const reader = new GoldReader(store, engine);
       const billing = await reader.read('daily_billing', (view) => `SELECT count(*)::INTEGER AS n FROM ${view}`);
@@ -210,33 +165,12 @@ describe('sink end to end on S3 (versitygw): Postgres = silver, bronze exactly o
       expect(billing).toMatchObject({ rows: [{ n: expectedBilling.row_count }], version: expectedBilling.version });
       expect(billing!.committedAtMs).toBeGreaterThan(0);
     } finally {
-      await raw.end();
       await engine.close();
     }
   });
 
   it('optimize and vacuum work on S3: delta-rs reads the same rows, and the replaced objects are deleted', async () => {
-    const root = bronzePath('public.orders');
-    const before = await deltaRs(root);
-    const engine = await ParquetEngine.create();
-    let removed: number;
-    try {
-      const result = await optimizeTable(engine, (await DeltaTable.open(store, root))!);
-      expect(result.filesRemoved).toBeGreaterThan(1);
-      expect(result.version).toBe(before.version + 1);
-      removed = result.filesRemoved;
-    } finally {
-      await engine.close();
-    }
-    const compacted = await deltaRs(root, { history: true });
-    expect(compacted.history![0]).toMatchObject({ version: before.version + 1, operation: 'OPTIMIZE' });
-    expect(compacted.rows).toEqual(before.rows);
-    const table = (await DeltaTable.open(store, root))!;
-    expect((await vacuumTable(table, { retainHours: 1 })).deleted).toEqual([]);
-    const vacuumed = await vacuumTable(table, { retainHours: 0, now: Date.now() + 1000 });
-    expect(vacuumed.deleted).toHaveLength(removed);
-    for (const path of vacuumed.deleted) expect(await store.stat(`${root}/${path}`), path).toBeUndefined();
-    expect((await deltaRs(root)).rows).toEqual(before.rows);
+    await expectOptimizeThenVacuum(store, deltaRs);
   });
 
   it('tide lake tables, export, optimize and vacuum work on the s3:// lake (endpoint and credentials from the AWS environment variables)', async () => {
