@@ -63,6 +63,8 @@ export interface NotificationStats {
   newestEventMs: number;
 }
 
+/** Events per produce request at most (~200 bytes each: well under the broker's 1 MB message.max.bytes per partition batch). */
+const MAX_SEND = 2000;
 const CHANNELS = ['email', 'email', 'email', 'sms', 'sms', 'push', 'push', 'push', 'whatsapp'];
 const FIRST = ['Ada', 'Bao', 'Chidi', 'Dana', 'Emil', 'Farah', 'Goran', 'Hana', 'Ines', 'Jonas', 'Kemal', 'Lena'];
 const LAST = ['Logistics', 'Foods', 'Travel', 'Bank', 'Clinic', 'Telecom', 'Retail', 'Energy'];
@@ -129,6 +131,9 @@ export async function runNotifications(
       if (opts.count !== undefined && stats.sent >= opts.count) break;
       let due = dueBy(stats.elapsedMs, opts) - stats.sent;
       if (opts.count !== undefined) due = Math.min(due, opts.count - stats.sent);
+      // One produce request per tick, never more than MAX_SEND: a generator that fell behind (a loaded machine)
+      // would otherwise send its whole deficit at once, beyond the broker's message.max.bytes (MESSAGE_TOO_LARGE).
+      due = Math.min(due, MAX_SEND);
       if (due <= 0) {
         await sleep(20);
         continue;
