@@ -105,7 +105,6 @@ async function main(): Promise<void> {
   write(topic);
   const file = loadSinkConfig(connector);
   const store = new LocalStore(lake);
-  const sinkLog = join(dir, 'sink.log');
   const sink = spawn(process.execPath, [resolve(PROJECT_ROOT, 'bin/tide.js'), 'sink', 'start', connector], {
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe'],
