@@ -67,7 +67,9 @@ describe('sink survives kill -9 with no duplicated and no missing rows', () => {
 
   it('keeps every event exactly once across 5 kill -9 restarts, including between data files and commit', async () => {
     const abort = new AbortController();
-    const traffic: Promise<TrafficStats> = runTraffic(prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 120_000 });
+    // Traffic until the whole plan has run (abort below): a crash at the Nth commit needs changes to commit, and on a
+    // loaded machine the plan outlasted a fixed 120 s of traffic (after-commit:4 then waited for a commit that never came).
+    const traffic: Promise<TrafficStats> = runTraffic(prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 540_000 });
     const plan = ['before-commit:3', 'after-commit:2', 'before-commit:6', 'external', 'after-commit:4'];
     for (const crashAt of plan) {
       if (crashAt === 'external') {

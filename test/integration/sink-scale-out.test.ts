@@ -88,7 +88,7 @@ describe('a sink scaled out to three workers', () => {
 
   it('loses and duplicates nothing when workers share the partitions, one is killed and one dies in a commit', async () => {
     const abort = new AbortController();
-    const traffic: Promise<TrafficStats> = runTraffic(prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 120_000 });
+    const traffic: Promise<TrafficStats> = runTraffic(prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 540_000 });
     startWorker(0);
     startWorker(1);
     // Worker 2 kills itself at its 4th commit, after writing data files and before the Delta commit.
