@@ -1,0 +1,188 @@
+/**
+ * Silver merge benchmark (issue 12 item 1): does a merge's cost grow with the changes or with the
+ * table, copy-on-write (rewrite every file that holds a changed key) against deletion vectors (mark
+ * the changed rows deleted, append their new versions)?
+ *
+ *   npx tsx bench/silver-merge.ts [--sizes 1000000,10000000] [--updates 10000] [--repeats 3]
+ *                                 [--ratio-rows 1000000] [--ratios 0.01,0.1,0.5] [--no-cow-large]
+ *
+ *  1. Per size: a silver `orders` table of N rows (250k-row files, as the sink writes them, built by
+ *     DuckDB straight to Parquet), once plain and once with `delta.enableDeletionVectors`; then
+ *     `--repeats` merges of `--updates` uniformly random updates each (full after-images), timed per
+ *     commit (mergeSilver: staging, key lookup, writing, the Delta commit). Copy-on-write at the largest
+ *     size runs once (it rewrites the table).
+ *  2. Throughput at `--ratio-rows`: one merge of 1% / 10% / 50% random updates, changes/s, against
+ *     DuckDB writing the same changed rows to one zstd Parquet file (baseline, same run): from a
+ *     staged table (COPY alone) and from JS rows (stage + COPY, what the sink's input costs anyway).
+ *
+ * The real code (`mergeSilver`) on a local directory. Not part of the test suite; needs no stack.
+ * Results: a table on stdout, JSON in bench/results/silver-merge-<date>.json, with the load average.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddAction } from '../src/lake/delta/actions.ts';
+import { DeltaTable } from '../src/lake/delta/delta-table.ts';
+import { TIDE_PROTOCOL, withDeletionVectors } from '../src/lake/delta/protocol-check.ts';
+import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../src/lake/storage/local-store.ts';
+import type { KeyChange } from '../src/sink/silver-changes.ts';
+import { changeColumns, changeRows, mergeSilver, SILVER_TARGET_FILE_ROWS } from '../src/sink/silver-merge.ts';
+import { PROJECT_ROOT } from '../src/stack/context.ts';
+import { machine, provenance, round, say } from './bench-common.ts';
+import { median, orderRow, SILVER_SCHEMA } from './sink-bench-support.ts';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+};
+const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
+const UPDATES = Number(arg('updates', '10000'));
+const REPEATS = Number(arg('repeats', '3'));
+const RATIO_ROWS = Number(arg('ratio-rows', '1000000'));
+const RATIOS = arg('ratios', '0.01,0.1,0.5').split(',').map(Number);
+const COW_LARGE = !process.argv.includes('--no-cow-large');
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+
+const dir = mkdtempSync(join(tmpdir(), 'tide-bench-silver-'));
+const store = new LocalStore(dir);
+const BASE_MS = Date.UTC(2026, 0, 1);
+let lsn = 1_000_000_000n;
+
+/** A silver table of `rows` orders written by DuckDB straight to Parquet (as the sink's first load would leave it). */
+async function buildTable(engine: ParquetEngine, root: string, rows: number, dv: boolean): Promise<DeltaTable> {
+  const table = await DeltaTable.create(store, root, {
+    name: root,
+    schema: SILVER_SCHEMA,
+    configuration: dv ? { 'delta.enableDeletionVectors': 'true' } : {},
+    ...(dv ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
+  });
+  const micros = `(${BASE_MS}::BIGINT + i * 1000) * 1000`;
+  const select = [
+    `SELECT i::BIGINT AS id, (536365 + i)::VARCHAR AS transaction_no, make_timestamp(${micros}) AS ordered_at,`,
+    `(12346 + i % 4000)::INTEGER AS customer_id, (['placed','paid','shipped','cancelled'])[1 + i % 4] AS status,`,
+    `'{"channel":"web","country":"France","gift":false}' AS attributes, make_timestamp(${micros}) AS created_at,`,
+    `make_timestamp(${micros}) AS updated_at, 1::BIGINT AS _commit_lsn, i::BIGINT AS _event_index, make_timestamp(${micros}) AS _commit_ts`,
+    `FROM range(${rows}) t(i) ORDER BY i`,
+  ].join(' ');
+  const adds = await engine.writeFiles(select, { store, root, schema: SILVER_SCHEMA, targetFileRows: SILVER_TARGET_FILE_ROWS });
+  await table.commit(
+    adds.map((add: AddAction) => ({ add })),
+    { operation: 'WRITE' },
+  );
+  return table;
+}
+
+/** `n` distinct uniformly random keys of [0, rows), as full-row updates at the next commit LSN. */
+function randomUpdates(rows: number, n: number): KeyChange[] {
+  const ids = new Set<number>();
+  while (ids.size < n) ids.add(Math.floor(Math.random() * rows));
+  const commitLsn = ++lsn;
+  const now = Date.now();
+  let index = 0;
+  return [...ids].map((id) => ({
+    key: [BigInt(id)],
+    deleted: false,
+    row: orderRow(id, Number(commitLsn % 1000n) + 1, now),
+    unchanged: [],
+    commitLsn,
+    eventIndex: index++,
+    commitTsMs: now,
+  }));
+}
+
+async function timedMerge(engine: ParquetEngine, table: DeltaTable, changes: KeyChange[]) {
+  const t0 = performance.now();
+  const r = await mergeSilver(engine, table, SILVER_SCHEMA, ['id'], { changes }, []);
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds: round(seconds, 3), rewrittenFiles: r.rewrittenFiles, vectorFiles: r.vectorFiles, addedFiles: r.addedFiles };
+}
+
+/** Baseline: DuckDB writing the changed rows to one zstd Parquet file, from a staged table and from JS rows. */
+async function duckdbBaseline(engine: ParquetEngine, changes: KeyChange[]) {
+  const out = join(dir, `baseline-${lsn}.parquet`);
+  const t0 = performance.now();
+  const staged = await engine.stage({ columns: changeColumns(SILVER_SCHEMA) }, changeRows(SILVER_SCHEMA, changes));
+  const t1 = performance.now();
+  const cols = SILVER_SCHEMA.columns.map((c) => `"${c.name}"`).join(', ');
+  await engine.run(`COPY (SELECT ${cols} FROM ${staged} ORDER BY id) TO '${out}' (FORMAT parquet, COMPRESSION zstd)`);
+  const t2 = performance.now();
+  await engine.drop(staged);
+  rmSync(out, { force: true });
+  return { copySeconds: round((t2 - t1) / 1000, 3), stageAndCopySeconds: round((t2 - t0) / 1000, 3) };
+}
+
+async function main() {
+  const m = machine();
+  say(`machine: ${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')}`);
+  const engine = await ParquetEngine.create({ memoryLimit: '2GB' });
+  const perCommit: Record<string, unknown>[] = [];
+  const throughput: Record<string, unknown>[] = [];
+  try {
+    for (const size of SIZES) {
+      for (const design of ['deletion-vectors', 'copy-on-write'] as const) {
+        if (design === 'copy-on-write' && size === Math.max(...SIZES) && !COW_LARGE) continue;
+        const root = `silver/${design}-${size}`;
+        say(`${root}: building ${size.toLocaleString()} rows`);
+        const table = await buildTable(engine, root, size, design === 'deletion-vectors');
+        const repeats = design === 'copy-on-write' && size >= 10_000_000 ? 1 : REPEATS;
+        const runs = [];
+        for (let i = 0; i < repeats; i++) {
+          const run = { ...(await timedMerge(engine, table, randomUpdates(size, UPDATES))), load: loadavg()[0] };
+          say(`${root}: merge ${i + 1}/${repeats} of ${UPDATES} updates: ${run.seconds} s (${JSON.stringify(run)})`);
+          runs.push(run);
+        }
+        perCommit.push({ design, tableRows: size, updates: UPDATES, medianSeconds: median(runs.map((r) => r.seconds)), runs });
+        rmSync(join(dir, root), { recursive: true, force: true });
+      }
+    }
+    for (const ratio of RATIOS) {
+      for (const design of ['deletion-vectors', 'copy-on-write'] as const) {
+        const root = `silver/ratio-${design}-${ratio}`;
+        const table = await buildTable(engine, root, RATIO_ROWS, design === 'deletion-vectors');
+        const changes = randomUpdates(RATIO_ROWS, Math.round(RATIO_ROWS * ratio));
+        const base = await duckdbBaseline(engine, changes);
+        const run = await timedMerge(engine, table, changes);
+        const entry = {
+          design,
+          ratio,
+          tableRows: RATIO_ROWS,
+          changes: changes.length,
+          seconds: run.seconds,
+          changesPerSecond: Math.round(changes.length / run.seconds),
+          baseline: base,
+          ratioVsCopy: round(base.copySeconds / run.seconds, 3),
+          ratioVsStageAndCopy: round(base.stageAndCopySeconds / run.seconds, 3),
+          load: loadavg()[0],
+          rewrittenFiles: run.rewrittenFiles,
+          vectorFiles: run.vectorFiles,
+          addedFiles: run.addedFiles,
+        };
+        say(`${root}: ${JSON.stringify(entry)}`);
+        throughput.push(entry);
+        rmSync(join(dir, root), { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const result = { machine: m, loadavgAtEnd: loadavg(), provenance: provenance(), perCommit, throughput };
+  console.log('\nper commit (median of runs):');
+  for (const p of perCommit)
+    console.log(`  ${String(p.design).padEnd(17)} ${String(p.tableRows).padStart(9)} rows  ${p.updates} updates  ${p.medianSeconds} s`);
+  console.log('\nthroughput:');
+  for (const t of throughput)
+    console.log(
+      `  ${String(t.design).padEnd(17)} ${String(t.ratio).padEnd(5)} ${String(t.changesPerSecond).padStart(8)} changes/s  ` +
+        `x${t.ratioVsCopy} of DuckDB COPY, x${t.ratioVsStageAndCopy} of stage+COPY`,
+    );
+  console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);
+  const out = join(PROJECT_ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  const file = join(out, `silver-merge-${new Date().toISOString().slice(0, 16).replace(/:/g, '')}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  say(`wrote ${file}`);
+}
+
+await main();
