@@ -124,10 +124,13 @@ export async function mergeWithDeletionVectors(
     }
     // The live rows the batch replaces or deletes.
     const applied = `(SELECT h.__f, h.__r, c.* FROM ${hits} h JOIN ${staged} c ON ${on('h', 'c')} WHERE ${newer})`;
-    const positions = await engine.query(`SELECT __f, __r, len(_unchanged) > 0 AS toast FROM ${applied} a`);
+    // One row per touched file with its replaced row indexes as a list: far fewer values to bring into JS than a row each.
+    const perFile = await engine.query(
+      `SELECT __f, list(__r ORDER BY __r) AS rows, bool_or(len(_unchanged) > 0) AS toast FROM ${applied} a GROUP BY __f`,
+    );
     const names = schema.columns.map((c) => q(c.name));
     const meta = new Set(SILVER_META.map((c) => c.name));
-    const toast = positions.filter((p) => p.toast === true);
+    const toast = perFile.filter((p) => p.toast === true);
     let updated: string;
     if (toast.length) {
       // Some changes lack columns (unchanged TOAST): read their old rows by position, from their files only.
@@ -150,11 +153,11 @@ export async function mergeWithDeletionVectors(
 
     // New vectors: each touched file's old rows ∪ the rows replaced now.
     const byFile = new Map<string, number[]>();
-    for (const p of positions) {
-      const local = String(p.__f);
-      let rows = byFile.get(local);
-      if (!rows) byFile.set(local, (rows = []));
-      rows.push(Number(p.__r));
+    let deletedRows = 0;
+    for (const p of perFile) {
+      const rows = (p.rows as (bigint | number)[]).map(Number);
+      byFile.set(String(p.__f), rows);
+      deletedRows += rows.length;
     }
     const actions: Action[] = [];
     const now = Date.now();
@@ -172,7 +175,7 @@ export async function mergeWithDeletionVectors(
     vectors.forEach((v, i) =>
       actions.push({ add: { ...v.file, dataChange: true, stats: wideBounds(v.file.stats), deletionVector: descriptors[i]! } }),
     );
-    return { actions, adds, touched: byFile.size, deletedRows: positions.length };
+    return { actions, adds, touched: byFile.size, deletedRows };
   } finally {
     await engine.run(`DROP TABLE IF EXISTS ${hits}`);
   }
