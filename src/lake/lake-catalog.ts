@@ -79,7 +79,8 @@ export async function tableInfo(store: ObjectStore, root: string): Promise<Table
   let newest: number | null = null;
   for (const f of files) {
     const stats = f.stats ? (JSON.parse(f.stats) as { numRecords?: number; maxValues?: Record<string, unknown> }) : undefined;
-    if (rows !== null) rows = stats?.numRecords === undefined ? null : rows + stats.numRecords;
+    // A deletion vector's rows are not in the table (numRecords counts the file's rows: PROTOCOL.md "Per-file Statistics").
+    if (rows !== null) rows = stats?.numRecords === undefined ? null : rows + stats.numRecords - (f.deletionVector?.cardinality ?? 0);
     const ts = stats?.maxValues?._commit_ts;
     if (typeof ts === 'string') {
       const ms = Date.parse(ts);

@@ -64,6 +64,16 @@ const dir = mkdtempSync(join(tmpdir(), 'tide-silver-dv-'));
 const store = new LocalStore(dir);
 let engine: ParquetEngine;
 let spark: SparkDelta | undefined;
+/** One Spark for both suites of the file (it takes tens of seconds to start on two cores). */
+let sparkStarting: Promise<SparkDelta> | undefined;
+const startSpark = (): Promise<SparkDelta> | undefined => {
+  if (skipSpark) return undefined;
+  sparkStarting ??= SparkDelta.start();
+  return sparkStarting;
+};
+afterAll(async () => {
+  await (await sparkStarting?.catch(() => undefined))?.stop();
+});
 
 /** The source's truth: id → [name, note]. */
 const model = new Map<number, [string, string]>();
@@ -115,10 +125,9 @@ async function expectAllReaders(table: DeltaTable): Promise<void> {
 describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
   beforeAll(async () => {
     engine = await ParquetEngine.create();
-    if (!skipSpark) spark = await SparkDelta.start();
+    spark = await startSpark();
   }, 300_000);
   afterAll(async () => {
-    await spark?.stop();
     await engine?.close();
   });
 
@@ -250,8 +259,8 @@ describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () =>
   const sinkName = `dv-${Date.now().toString(36)}`;
 
   beforeAll(async () => {
-    const sparkStarting = skipSpark ? undefined : SparkDelta.start();
-    sparkStarting?.catch(() => undefined);
+    const sparkReady = startSpark();
+    sparkReady?.catch(() => undefined);
     db = await createTestDatabase('silver_dv');
     prisma = createPrisma(db.url, 4);
     sql = new pg.Client({ connectionString: db.url });
@@ -274,11 +283,10 @@ describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () =>
       await waitForSourceCaughtUp(sql, src.config['slot.name']);
       await waitForLake(lake, sinkName, prefix);
     }
-    spark = await sparkStarting;
+    spark = await sparkReady;
   }, 400_000);
 
   afterAll(async () => {
-    await spark?.stop();
     await sink?.stop().catch(() => undefined);
     await source?.stop();
     await prisma?.$disconnect();
