@@ -1,15 +1,15 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LakeColumn, LakeSchema } from '../../src/lake/lake-schema.ts';
 import { ParquetEngineError, SchemaViolationError, StageValueError } from '../../src/lake/parquet/parquet-errors.ts';
 import { duckdbType, ParquetEngine, type DataFile } from '../../src/lake/parquet/parquet-engine.ts';
+import { execVenvPython } from '../support/delta-reader.ts';
 import type { ObjectInfo, ObjectStore } from '../../src/lake/storage/object-store.ts';
 
 // Real DuckDB, real files: stage → writeFiles → createView, and the files checked with DuckDB's own
@@ -765,11 +765,9 @@ describe('independent reader', () => {
     ];
     await store.put('deltars/_delta_log/00000000000000000000.json', Buffer.from(log.map((a) => JSON.stringify(a)).join('\n') + '\n'));
     // A timestamp with microseconds (…20.000001): its file's max stat is rounded up, so a filter on it still finds the row.
-    const { stdout } = await promisify(execFile)(
-      PYTHON,
-      ['-c', DELTA_RS_CHECK, join(dir, 'lake', 'deltars'), '2023-11-14T22:13:20.000001+00:00'],
-      { timeout: 60_000 },
-    );
+    const stdout = await execVenvPython(['-c', DELTA_RS_CHECK, join(dir, 'lake', 'deltars'), '2023-11-14T22:13:20.000001+00:00'], {
+      timeout: 60_000,
+    });
     const seen = JSON.parse(stdout) as {
       rows: number;
       ids: string[];

@@ -323,7 +323,7 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     const err = outcome as DeltaProtocolError;
     expect(err.table).toBe(`file://${tablePath(name)}`);
     expect(err.message.replace(lakeDir, '<lake>')).toMatch(
-      /^Delta table file:\/\/<lake>\/bronze\/customers: refusing to write: Tide does not implement the writer features changeDataFeed \(it implements appendOnly, invariants\)\. Write to a table Tide created, or let Tide create a new one \(table protocol: reader version 1, writer version 7, writer features \[.*changeDataFeed.*\]\)$/,
+      /^Delta table file:\/\/<lake>\/bronze\/customers: refusing to write: Tide does not implement the writer features changeDataFeed \(it implements appendOnly, invariants, deletionVectors\)\. Write to a table Tide created, or let Tide create a new one \(table protocol: reader version 1, writer version 7, writer features \[.*changeDataFeed.*\]\)$/,
     );
   }, 300_000);
 });

@@ -113,8 +113,7 @@ export async function readWithDeltaRs(tableUri: string, options: DeltaRsReadOpti
     ? { ...process.env, DELTA_READER_STORAGE_OPTIONS: JSON.stringify(options.storageOptions) }
     : process.env;
   try {
-    const { stdout } = await promisify(execFile)(python, args, { maxBuffer: 256 * 1024 * 1024, timeout: 120_000, env });
-    return JSON.parse(stdout) as DeltaRsView;
+    return JSON.parse(await execVenvPython(args, { timeout: 120_000, env })) as DeltaRsView;
   } catch (e) {
     const err = e as Error & { stderr?: string };
     throw new Error(
@@ -126,12 +125,29 @@ export async function readWithDeltaRs(tableUri: string, options: DeltaRsReadOpti
   }
 }
 
+/**
+ * `python <args>` in the venv. A process that aborted in native code before answering ("terminate called
+ * without an active exception", SIGABRT: seen once in CI in a delta-rs read that passes on every rerun) is
+ * run once more, with a warning; any other failure, or a second abort, is the caller's error.
+ */
+export async function execVenvPython(args: string[], opts: { timeout: number; env?: NodeJS.ProcessEnv }): Promise<string> {
+  const run = () => promisify(execFile)(python, args, { maxBuffer: 256 * 1024 * 1024, ...opts });
+  try {
+    return (await run()).stdout;
+  } catch (e) {
+    const err = e as Error & { stderr?: string; signal?: string };
+    if (err.signal !== 'SIGABRT' && !/terminate called/.test(err.stderr ?? '')) throw e;
+    console.warn(`python (delta-rs) aborted in native code (${err.stderr?.trim() || err.signal}); running it once more`);
+    return (await run()).stdout;
+  }
+}
+
 /** Run a Python snippet in the venv (e.g. to have delta-rs write a table for Tide to read); returns stdout. */
 export async function runDeltaRsPython(code: string, args: string[] = []): Promise<string> {
   if (!deltaReaderAvailable())
     throw new Error(`delta-rs needs the Python venv ${python}, which is missing: run \`bash scripts/setup-python.sh\``);
   try {
-    return (await promisify(execFile)(python, ['-c', code, ...args], { timeout: 120_000 })).stdout;
+    return await execVenvPython(['-c', code, ...args], { timeout: 120_000 });
   } catch (e) {
     const err = e as Error & { stderr?: string };
     throw new Error(`python (delta-rs) failed: ${err.stderr?.trim() || err.message}`, { cause: e });
