@@ -119,6 +119,28 @@ describe('the notification platform example', () => {
       expected,
     );
 
+    // The detailed report (built from gold.notifications_per_minute_channel, not bronze): exactly the bronze
+    // rows grouped by customer, UTC day and channel, with the first and last event time.
+    const detailed = new Map<string, { n: number; first: string; last: string }>();
+    for (const r of bronze) {
+      const k = `${r.customer_id}|${r._event_date}|${r.channel}`;
+      const t = String(r.event_datetime);
+      const e = detailed.get(k) ?? { n: 0, first: t, last: t };
+      e.n++;
+      if (t < e.first) e.first = t;
+      if (t > e.last) e.last = t;
+      detailed.set(k, e);
+    }
+    const byCustomer = rowsOf(await readWithDeltaRs(join(lake, 'gold', 'notifications_by_customer')));
+    expect(
+      new Map(
+        byCustomer.map((r) => [
+          `${r.customer_id}|${r.day}|${r.channel}`,
+          { n: Number(r.notifications), first: String(r.first_at), last: String(r.last_at) },
+        ]),
+      ),
+    ).toEqual(detailed);
+
     // Silver: the latest notification per customer.
     const silver = rowsOf(await readWithDeltaRs(join(lake, 'silver', table)));
     const latest = new Map<number, string>();

@@ -12,15 +12,17 @@
 --   first_at        the earliest event_datetime of those
 --   last_at         the newest event_datetime of those
 -- Key: customer_id, day, channel.
--- Incremental: each build recomputes the days from the day before the newest one.
+-- Incremental: each build recomputes the days from the day before the newest one. It reads the per-minute
+-- rows of gold.notifications_per_minute_channel (~1.2 million a day for 200 customers), not bronze (the
+-- day's 100 million events), so a build stays cheap at any hour of the day.
 SELECT
     customer_id,
     any_value(customer_name) AS customer_name,
-    CAST(event_datetime AT TIME ZONE 'UTC' AS DATE) AS day,
+    CAST(minute AT TIME ZONE 'UTC' AS DATE) AS day,
     channel,
-    count(*) AS notifications,
-    min(event_datetime) AS first_at,
-    max(event_datetime) AS last_at
-FROM bronze_notifications
-WHERE event_datetime >= {{since}}
+    CAST(sum(notifications) AS BIGINT) AS notifications,
+    min(first_at) AS first_at,
+    max(last_at) AS last_at
+FROM gold_notifications_per_minute_channel
+WHERE minute >= {{since}}
 GROUP BY customer_id, day, channel

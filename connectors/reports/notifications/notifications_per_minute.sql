@@ -10,15 +10,15 @@
 --   last_update       the newest event_datetime of those notifications
 --   last_ingested_at  when the newest of them reached the lake (bronze's _ingested_at)
 -- Key: minute, customer_id.
--- Incremental: each build recomputes the minutes from 10 minutes before the newest one; a notification
--- later than that is counted at the next full build (`tide lake report run … --full`).
+-- Incremental: each build recomputes the minutes from 10 minutes before the newest one, from
+-- gold.notifications_per_minute_channel (built just before it in the same pass), which does the same from bronze.
 SELECT
-    date_trunc('minute', event_datetime) AS minute,
+    minute,
     customer_id,
     any_value(customer_name) AS customer_name,
-    count(*) AS notifications,
-    max(event_datetime) AS last_update,
-    max(_ingested_at) AS last_ingested_at
-FROM bronze_notifications
-WHERE event_datetime >= {{since}}
-GROUP BY ALL
+    CAST(sum(notifications) AS BIGINT) AS notifications,
+    max(last_at) AS last_update,
+    max(last_ingested_at) AS last_ingested_at
+FROM gold_notifications_per_minute_channel
+WHERE minute >= {{since}}
+GROUP BY minute, customer_id
