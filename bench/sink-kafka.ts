@@ -21,12 +21,30 @@ export async function readRecords(
   start: Map<number, number>,
   end: { partition: number; high: number }[],
 ): Promise<KafkaRecord[]> {
+  const out: KafkaRecord[] = [];
+  await forEachRecord(topic, groupId, start, end, (r) => void out.push(r));
+  return out;
+}
+
+/**
+ * Hand each record of `topic` in [start, end) per partition to `each`, as readRecords does, without keeping
+ * them (a 15-minute run has millions). Returns how many were handed over; fails when they do not all
+ * arrive within `timeoutMs`.
+ */
+export async function forEachRecord(
+  topic: string,
+  groupId: string,
+  start: Map<number, number>,
+  end: { partition: number; high: number }[],
+  each: (r: KafkaRecord) => void,
+  timeoutMs = 180_000,
+): Promise<number> {
   const ends = new Map(end.map((p) => [p.partition, p.high]));
   const total = end.reduce((a, p) => a + p.high - (start.get(p.partition) ?? 0), 0);
   const registry = registryClient();
   const consumer = kafka().consumer({ groupId, maxBytes: 32 * 2 ** 20 });
   await consumer.connect();
-  const out: KafkaRecord[] = [];
+  let seen = 0;
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     let resolveDone!: () => void;
@@ -39,9 +57,10 @@ export async function readRecords(
           const offset = Number(m.offset);
           if (offset < from || offset >= to || !m.value) continue;
           const v = (await registry.decode(m.value)) as { source: { ts_ms: number | bigint } };
-          out.push({ partition: batch.partition, offset, appendMs: Number(m.timestamp), commitMs: Number(v.source.ts_ms) });
+          each({ partition: batch.partition, offset, appendMs: Number(m.timestamp), commitMs: Number(v.source.ts_ms) });
+          seen++;
         }
-        if (out.length >= total) resolveDone();
+        if (seen >= total) resolveDone();
       },
     });
     if (total === 0) resolveDone();
@@ -50,12 +69,12 @@ export async function readRecords(
       done,
       new Promise<void>((_, reject) => {
         timer = setTimeout(
-          () => reject(new BenchError('kafka read-back', `read ${out.length} of ${total} records of ${topic} in 180 s`)),
-          180_000,
+          () => reject(new BenchError('kafka read-back', `read ${seen} of ${total} records of ${topic} in ${timeoutMs / 1000} s`)),
+          timeoutMs,
         );
       }),
     ]).finally(() => clearTimeout(timer));
-    return out;
+    return seen;
   } finally {
     await consumer.disconnect();
   }
