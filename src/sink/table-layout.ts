@@ -22,10 +22,14 @@ export function splitQualified(qualifiedTable: string): [string, string] {
 
 /** The source table a topic carries: Tide's topics are `<prefix>.<schema>.<table>`. */
 export function tableOfTopic(topic: string): string | undefined {
+  // Asked once per message of every flush; a sink reads a handful of topics, so the answers are kept.
+  if (tablesOfTopics.has(topic)) return tablesOfTopics.get(topic);
   const parts = topic.split('.');
-  if (parts.length < 3) return undefined;
-  return `${parts[parts.length - 2]}.${parts[parts.length - 1]}`;
+  const table = parts.length < 3 ? undefined : `${parts[parts.length - 2]}.${parts[parts.length - 1]}`;
+  if (tablesOfTopics.size < 10_000) tablesOfTopics.set(topic, table);
+  return table;
 }
+const tablesOfTopics = new Map<string, string | undefined>();
 
 export const bronzePath = (t: string): string => `bronze/${lakeTableName(t)}`;
 export const silverPath = (t: string): string => `silver/${lakeTableName(t)}`;
@@ -70,8 +74,17 @@ export const HISTORY_META: LakeColumn[] = [
 export const isMetaColumn = (name: string): boolean =>
   name.startsWith('_') && [...BRONZE_META, ...SILVER_META, ...HISTORY_META].some((c) => c.name === name);
 
+/**
+ * Whether two lake types are the same type. Called for every column of every event of a flush (schema
+ * evolution checks each event against the table), so it compares fields instead of serialising both
+ * sides: JSON.stringify here was 9 % of the sink's CPU at 12,000 changes/s (bench/pipeline-sustained.ts).
+ */
 export function sameType(a: LakeType, b: LakeType): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a === b) return true;
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'decimal') return a.precision === (b as typeof a).precision && a.scale === (b as typeof a).scale;
+  if (a.kind === 'array') return sameType(a.element, (b as typeof a).element);
+  return true;
 }
 
 export function typeText(t: LakeType): string {

@@ -10,7 +10,7 @@ import { mergeSql } from '../../src/sink/silver-merge.ts';
 import { candidateFiles, compareCodePoints } from '../../src/sink/key-pruning.ts';
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
 import type { LakeColumn, LakeType } from '../../src/lake/lake-schema.ts';
-import { lakeTableName, reconcileColumns, tableOfTopic } from '../../src/sink/table-layout.ts';
+import { lakeTableName, reconcileColumns, sameType, tableOfTopic } from '../../src/sink/table-layout.ts';
 
 const config = sinkConfigSchema.parse({
   topics: 'orders.public.customers',
@@ -290,6 +290,20 @@ describe('layout and schema evolution', () => {
     );
     expect(r.added).toEqual([{ name: 'extra', type: { kind: 'boolean' }, nullable: true }]);
     expect(r.conflicts).toEqual([{ column: 'n', table: { kind: 'integer' }, incoming: { kind: 'string' } }]);
+  });
+  it('tells lake types apart: kind, decimal precision and scale, array element', () => {
+    const dec = (precision: number, scale: number): LakeType => ({ kind: 'decimal', precision, scale });
+    const arr = (element: LakeType): LakeType => ({ kind: 'array', element });
+    expect(sameType({ kind: 'long' }, { kind: 'long' })).toBe(true);
+    expect(sameType({ kind: 'long' }, { kind: 'integer' })).toBe(false);
+    expect(sameType(dec(10, 2), dec(10, 2))).toBe(true);
+    expect(sameType(dec(10, 2), dec(10, 3))).toBe(false);
+    expect(sameType(dec(10, 2), dec(12, 2))).toBe(false);
+    expect(sameType(dec(10, 2), { kind: 'string' })).toBe(false);
+    expect(sameType(arr(dec(5, 1)), arr(dec(5, 1)))).toBe(true);
+    expect(sameType(arr(dec(5, 1)), arr(dec(5, 2)))).toBe(false);
+    expect(sameType(arr({ kind: 'string' }), arr(arr({ kind: 'string' })))).toBe(false);
+    expect(sameType(arr({ kind: 'string' }), { kind: 'string' })).toBe(false);
   });
   it('requires a salt when hashing', () => {
     const r = sinkConfigSchema.safeParse({
