@@ -16,12 +16,21 @@ export function txnAppId(sink: string, topic: string, partition: number): string
 /** Events the table has not committed yet (offset above its txn version for that partition). */
 export function uncommitted(table: DeltaTable | undefined, sink: string, events: ChangeEvent[]): ChangeEvent[] {
   if (!table) return events;
-  const versions = new Map<string, number | undefined>();
+  // Events come in runs of one partition: the last partition's committed offset is kept as a bigint,
+  // the others per topic and partition (no key string or BigInt per event).
+  const versions = new Map<string, Map<number, bigint | undefined>>();
+  let last: { topic: string; partition: number; v: bigint | undefined } | undefined;
   return events.filter((e) => {
-    const key = `${e.topic}\u0000${e.partition}`;
-    if (!versions.has(key)) versions.set(key, table.txnVersion(txnAppId(sink, e.topic, e.partition)));
-    const v = versions.get(key);
-    return v === undefined || e.offset > BigInt(v);
+    if (last?.topic !== e.topic || last.partition !== e.partition) {
+      let byPartition = versions.get(e.topic);
+      if (!byPartition) versions.set(e.topic, (byPartition = new Map()));
+      if (!byPartition.has(e.partition)) {
+        const v = table.txnVersion(txnAppId(sink, e.topic, e.partition));
+        byPartition.set(e.partition, v === undefined ? undefined : BigInt(v));
+      }
+      last = { topic: e.topic, partition: e.partition, v: byPartition.get(e.partition) };
+    }
+    return last.v === undefined || e.offset > last.v;
   });
 }
 

@@ -34,6 +34,14 @@ export function comparePosition(a: { commitLsn: bigint; eventIndex: number }, b:
 
 /** A stable string for a key (bigint-safe), for grouping. */
 export function keyString(key: unknown[]): string {
+  // One call per event of every flush: a one-column key (the usual primary key) is spelled out directly,
+  // exactly as the JSON.stringify below spells it, without the replacer's per-value call.
+  if (key.length === 1) {
+    const v = key[0];
+    if (typeof v === 'bigint') return `["${v}n"]`;
+    if (typeof v === 'number' && Number.isFinite(v)) return `[${v}]`;
+    if (typeof v === 'string') return `[${JSON.stringify(v)}]`;
+  }
   return JSON.stringify(key, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
 }
 

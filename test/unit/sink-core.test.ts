@@ -5,7 +5,7 @@ import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import { lakeColumnsOf } from '../../src/sink/lake-columns.ts';
 import { hashValue, masksFor } from '../../src/sink/masking.ts';
 import { resumeOffset, txnActions, uncommitted } from '../../src/sink/offsets.ts';
-import { reduceToChanges } from '../../src/sink/silver-changes.ts';
+import { keyString, reduceToChanges } from '../../src/sink/silver-changes.ts';
 import { mergeSql } from '../../src/sink/silver-merge.ts';
 import { candidateFiles, compareCodePoints } from '../../src/sink/key-pruning.ts';
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
@@ -220,6 +220,27 @@ describe('exactly once: offsets in the Delta log', () => {
     expect(uncommitted(t, 'lake', events).map((e) => e.offset)).toEqual([2n]);
     expect(resumeOffset([t, table({ 'lake-orders.public.customers-0': 0 })], 'lake', 'orders.public.customers', 0)).toBe(1n);
     expect(resumeOffset([t, undefined], 'lake', 'orders.public.customers', 0)).toBeUndefined();
+  });
+  it('skips per topic and partition when partitions interleave', () => {
+    const at = (topic: string, partition: number, o: bigint) => ({ ...ev('c', 1, 0, { id: 1 }), topic, partition, offset: o });
+    const events = [at('a', 0, 1n), at('a', 1, 1n), at('b', 0, 1n), at('a', 0, 3n), at('a', 1, 5n), at('b', 0, 2n), at('b', 1, 0n)];
+    const t = table({ 'lake-a-0': 2, 'lake-a-1': 4, 'lake-b-0': 0 });
+    expect(uncommitted(t, 'lake', events).map((e) => `${e.topic}${e.partition}@${e.offset}`)).toEqual([
+      'b0@1',
+      'a0@3',
+      'a1@5',
+      'b0@2',
+      'b1@0',
+    ]);
+  });
+});
+
+describe('silver: key strings', () => {
+  it('spell a one-column key as the general form does, and keep keys of different types apart', () => {
+    const general = (key: unknown[]) => JSON.stringify(key, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+    for (const key of [[7], [-1.5], [7n], ['7'], ['a"b\\c\u0001é'], [NaN], [null], [true], [1, 'x'], [2n, 3n]])
+      expect(keyString(key)).toBe(general(key));
+    expect(new Set([keyString([7]), keyString(['7']), keyString([7n])]).size).toBe(3);
   });
 });
 
