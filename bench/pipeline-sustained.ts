@@ -249,18 +249,26 @@ async function main(): Promise<void> {
       `writing ${RATE.toLocaleString('en')} row changes/s for ${MINUTES} min over ${WRITERS} connections (half inserts, half updates) ...`,
     );
     const runStart = Date.now();
-    let behind = '-';
+    // Silver's backlog every 10 s (records in Kafka it has not committed), for the progress lines and the result.
+    const backlog: { tS: number; records: number }[] = [];
+    let sampling = Promise.resolve();
+    const backlogTimer = setInterval(() => {
+      sampling = sampling.then(() =>
+        silverBehind(admin, store, topic, files.sinkName).then(
+          (records) => void backlog.push({ tS: round((Date.now() - runStart) / 1000, 1), records }),
+          () => undefined,
+        ),
+      );
+    }, 10_000);
     const w = await runWriters(writers, RATE, MINUTES * 60_000, (s) => {
       alive(children);
       const rss = children.map((c) => `${c.name} ${c.points.at(-1)?.rssMiB ?? '-'} MiB/${c.points.at(-1)?.cores ?? '-'} cores`).join(', ');
+      const behind = backlog.at(-1)?.records.toLocaleString('en') ?? '-';
       say(
         `writer: ${s.changes.toLocaleString('en')} changes, ${s.rate}/s over the last 30 s; silver ${behind} records behind Kafka; ${rss}`,
       );
-      void silverBehind(admin, store, topic, files.sinkName).then(
-        (n) => (behind = n.toLocaleString('en')),
-        () => undefined,
-      );
-    });
+    }).finally(() => clearInterval(backlogTimer));
+    await sampling;
     const drainStart = Date.now();
     say(`writer done: ${w.changes.toLocaleString('en')} changes in ${w.seconds} s = ${w.rowsPerSecond}/s; waiting for silver ...`);
     const final = await settle(sql, admin, store, files.slot, topic, files.sinkName, children);
@@ -333,6 +341,11 @@ async function main(): Promise<void> {
       goldTables,
       drainSecondsAfterWriter: drainSeconds,
       latency: { commitToKafka: kafkaH.summary(), commitToBronze: bronze.summary(), commitToSilver: silver.summary() },
+      silverBacklogRecords: {
+        max: backlog.length ? Math.max(...backlog.map((b) => b.records)) : null,
+        atWriterEnd: backlog.at(-1)?.records ?? null,
+        samples: backlog,
+      },
       silverPerMinute: perMinute.map((h, i) => ({
         minute: i + 1,
         count: h?.count ?? 0,
@@ -381,13 +394,14 @@ function printTable(r: {
   latency: Record<string, { p50ms: number | null; p95ms: number | null; p99ms: number | null; maxMs: number | null }>;
   rss: Record<string, ReturnType<typeof rssTrend>>;
   drainSecondsAfterWriter: number;
+  silverBacklogRecords: { max: number | null };
 }) {
   const lat = (k: string, label: string) => {
     const l = r.latency[k]!;
     return `| ${label} | ${l.p50ms} | ${l.p95ms} | ${l.p99ms} | ${l.maxMs} |`;
   };
   const lines = [
-    `${r.minutes} min at ${r.writer.targetRowsPerSecond.toLocaleString('en')} changes/s target, achieved ${r.writer.rowsPerSecond.toLocaleString('en')}/s (${r.writer.changes.toLocaleString('en')} changes); load at start ${r.machine.loadavgAtStart.join(' ')}; silver caught up ${r.drainSecondsAfterWriter} s after the writer stopped`,
+    `${r.minutes} min at ${r.writer.targetRowsPerSecond.toLocaleString('en')} changes/s target, achieved ${r.writer.rowsPerSecond.toLocaleString('en')}/s (${r.writer.changes.toLocaleString('en')} changes); load at start ${r.machine.loadavgAtStart.join(' ')}; silver's backlog at most ${r.silverBacklogRecords.max?.toLocaleString('en') ?? '-'} records, caught up ${r.drainSecondsAfterWriter} s after the writer stopped`,
     '',
     '| latency (ms) | p50 | p95 | p99 | max |',
     '| --- | ---: | ---: | ---: | ---: |',
