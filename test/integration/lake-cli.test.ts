@@ -1,11 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
-import { replay } from '../../src/app/replay.ts';
+import { describe, expect, it } from 'vitest';
+
 import { runTraffic } from '../../src/app/traffic.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { decodeDataPath } from '../../src/lake/delta/log-paths.ts';
@@ -14,22 +11,11 @@ import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
+import { useOrderPipeline } from '../support/order-pipeline.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
-import { createTestDatabase } from '../support/db.ts';
 import { readWithDeltaRs, type DeltaRsView } from '../support/delta-reader.ts';
 import { waitFor } from '../support/kafka.ts';
-import {
-  describeDiff,
-  diffTables,
-  ORDER_TABLES,
-  postgresRows,
-  sinkFile,
-  startSink,
-  waitForLake,
-  type RunningSink,
-  ORDER_KEYS,
-} from '../support/lake.ts';
-import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+import { describeDiff, diffTables, ORDER_TABLES, postgresRows, ORDER_KEYS } from '../support/lake.ts';
 
 /**
  * `tide lake tables | export | optimize | vacuum`, run as the CLI (a child process), on a lake that a
@@ -69,18 +55,8 @@ async function tideOk(args: string[], cwd: string): Promise<string> {
 }
 
 describe('tide lake commands on a lake written by the real pipeline', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let prisma: PrismaClient;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-  let prefix: string;
-  let failed = false;
-  const workDir = mkdtempSync(join(tmpdir(), 'tide-lake-cli-'));
-  const lakeDir = join(workDir, 'lake');
-  const store = new LocalStore(lakeDir);
-  const sinkName = `lakecli-${Date.now().toString(36)}`;
+  const fx = useOrderPipeline({ label: 'lakecli', replay: 600, sink: { 'flush.interval.ms': 200 } });
+  const { store, lakeDir, workDir } = fx;
   const allTables = [
     ...ORDER_TABLES.map((t) => bronzePath(t).replace('/', '.')),
     ...ORDER_TABLES.map((t) => silverPath(t).replace('/', '.')),
@@ -89,43 +65,11 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
   ].sort();
   const lake = ['--lake', lakeDir];
 
-  async function settle(): Promise<void> {
-    await waitForSourceCaughtUp(sql, src.config['slot.name']);
-    await waitForLake(store, sinkName, prefix);
-  }
-
   const readAll = async (): Promise<Map<string, DeltaRsView>> => {
     const out = new Map<string, DeltaRsView>();
     for (const name of allTables) out.set(name, await readWithDeltaRs(join(lakeDir, name.replace('.', '/'))));
     return out;
   };
-
-  beforeAll(async () => {
-    db = await createTestDatabase('lake_cli');
-    prisma = createPrisma(db.url, 4);
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await replay(prisma, { limit: 600, concurrency: 4 });
-    src = sourceConfig(db.url, 'lakecli', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
-    prefix = src.config['topic.prefix'];
-    source = await startSource(src);
-    sink = startSink(sinkFile(sinkName, prefix, lakeDir, { 'flush.interval.ms': 200 }), store);
-    await settle();
-  }, 300_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-
-  afterAll(async () => {
-    await sink?.stop();
-    await source?.stop();
-    await prisma?.$disconnect();
-    await sql?.end();
-    await db?.drop();
-    if (failed) console.error(`lake-cli: lake kept for inspection in ${lakeDir}`);
-    else rmSync(workDir, { recursive: true, force: true });
-  });
 
   it('lake optimize of a bronze table while the sink keeps appending to it: both land, bronze keeps every event once', async () => {
     const root = bronzePath('public.order_items');
@@ -133,7 +77,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     // Traffic goes on until the optimize has committed and the sink has appended after it (on a busy machine
     // the CLI alone can take longer than a fixed traffic window), at most two minutes.
     const trafficStop = new AbortController();
-    const traffic = runTraffic(prisma, { rate: 40, durationMs: 120_000, concurrency: 3, signal: trafficStop.signal });
+    const traffic = runTraffic(fx.prisma, { rate: 40, durationMs: 120_000, concurrency: 3, signal: trafficStop.signal });
     // Start compacting once the sink has appended during the traffic.
     await waitFor(async () => (await DeltaTable.open(store, root))!.version > before, 'the sink to append to bronze.order_items', 30_000);
     const out = await tideOk(['lake', 'optimize', 'bronze.order_items', ...lake], workDir);
@@ -147,7 +91,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     const optimizeVersion = Number(/version (\d+)/.exec(out)![1]);
     const stats = await traffic;
     expect(stats.errors, stats.lastError).toBe(0);
-    await settle();
+    await fx.settle();
 
     const view = await readWithDeltaRs(join(lakeDir, root), { history: true });
     const ops = new Map(view.history!.map((h) => [h.version, h]));
@@ -162,7 +106,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     const o = view.columns.indexOf('_kafka_offset');
     const seen = new Set(view.rows.map((r) => `${String(r[p])}:${String(r[o])}`));
     expect(seen.size, 'duplicate Kafka offsets in bronze.order_items').toBe(view.rows.length);
-    const items = await postgresRows(db.url, 'public.order_items');
+    const items = await postgresRows(fx.db.url, 'public.order_items');
     const silver = await readWithDeltaRs(join(lakeDir, silverPath('public.order_items')));
     expect(silver.row_count).toBe(items.length);
 
@@ -176,8 +120,8 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     } finally {
       await engine.close();
     }
-    await sink!.stop();
-    sink = undefined;
+    await fx.sink!.stop();
+    fx.sink = undefined;
   });
 
   it('lake tables lists every table with its version, files, size, rows, last commit and freshness (--json agrees with delta-rs)', async () => {
@@ -223,7 +167,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
       expect(t.freshnessSeconds, t.name).toBeLessThan(600);
     }
     const silverOrders = json.find((t) => t.name === 'silver.orders')!;
-    const [{ n }] = (await sql.query<{ n: string }>('SELECT count(*) AS n FROM orders')).rows as [{ n: string }];
+    const [{ n }] = (await fx.sql.query<{ n: string }>('SELECT count(*) AS n FROM orders')).rows as [{ n: string }];
     expect(silverOrders.rows).toBe(Number(n));
   });
 
@@ -231,7 +175,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     const out = join(workDir, 'orders.csv');
     const printed = await tideOk(['lake', 'export', 'silver.orders', '--format', 'csv', '--out', out, ...lake], workDir);
     const version = (await DeltaTable.open(store, silverPath('public.orders')))!.version;
-    const expected = await postgresRows(db.url, 'public.orders');
+    const expected = await postgresRows(fx.db.url, 'public.orders');
     expect(printed).toBe(`wrote ${expected.length} rows of silver.orders (version ${version}) to ${out}\n`);
     const engine = await ParquetEngine.create();
     try {
@@ -248,7 +192,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     const printed = await tideOk(['lake', 'export', 'silver.order_items', '--format', 'parquet', ...lake], workDir);
     const out = join(workDir, 'silver.order_items.parquet');
     expect(printed).toContain(`to ${out}\n`);
-    const expected = await postgresRows(db.url, 'public.order_items');
+    const expected = await postgresRows(fx.db.url, 'public.order_items');
     const engine = await ParquetEngine.create();
     try {
       const types = new Map(
@@ -352,7 +296,7 @@ describe('tide lake commands on a lake written by the real pipeline', () => {
     }
     const after = await readAll();
     for (const name of allTables) expect(after.get(name)!.rows, name).toEqual(beforeMaintenance.get(name)!.rows);
-    const expected = await postgresRows(db.url, 'public.orders');
+    const expected = await postgresRows(fx.db.url, 'public.orders');
     const view = after.get('silver.orders')!;
     const actual = view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));
     const diff = diffTables(expected, actual, ['id'], Object.keys(expected[0]!));

@@ -1,26 +1,12 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import pg from 'pg';
-import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
-import { replay } from '../../src/app/replay.ts';
-import { runTraffic } from '../../src/app/traffic.ts';
+import { mkdtempSync, readdirSync } from 'node:fs';
+
+import { silverPath } from '../../src/sink/table-layout.ts';
+import { useOrderPipeline } from '../support/order-pipeline.ts';
+import { rowObjects } from '../support/lake-checks.ts';
 import { hashValue } from '../../src/sink/masking.ts';
-import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
-import { startCli } from '../support/cli.ts';
-import { createTestDatabase } from '../support/db.ts';
-import {
-  checkHistory,
-  describeDiff,
-  diffTables,
-  MASK_SALT,
-  ORDER_KEYS,
-  ORDER_TABLES,
-  postgresRows,
-  sinkFile,
-  startSink,
-  waitForLake,
-  type RunningSink,
-} from '../support/lake.ts';
-import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
+import { bronzePath, historyPath } from '../../src/sink/table-layout.ts';
+import { checkHistory, describeDiff, diffTables, MASK_SALT, ORDER_KEYS, postgresRows } from '../support/lake.ts';
+import { ORDER_TABLES } from '../support/lake.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -235,9 +221,6 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
   });
 });
 
-const rowsAsObjects = (v: { columns: string[]; rows: unknown[][] }) =>
-  v.rows.map((r) => Object.fromEntries(v.columns.map((c, i) => [c, r[i]])));
-
 /**
  * The real pipeline (order app → Postgres → source → Kafka → sink) with `delta.enableDeletionVectors`
  * on every table: silver merges write deletion vectors, and delta-rs and Spark read silver equal to
@@ -245,79 +228,40 @@ const rowsAsObjects = (v: { columns: string[]; rows: unknown[][] }) =>
  * `tide lake optimize` purged the vectors and after `tide lake vacuum` deleted the old files.
  */
 describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let prisma: PrismaClient;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
   let spark: SparkDelta | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-  let prefix: string;
-  const workDir = mkdtempSync(join(tmpdir(), 'tide-dv-e2e-'));
-  const lakeDir = join(workDir, 'lake');
-  const lake = new LocalStore(lakeDir);
-  const sinkName = `dv-${Date.now().toString(36)}`;
-
-  beforeAll(async () => {
-    const sparkReady = startSpark();
+  let sparkReady: Promise<SparkDelta> | undefined;
+  beforeAll(() => {
+    sparkReady = startSpark();
     sparkReady?.catch(() => undefined);
-    db = await createTestDatabase('silver_dv');
-    prisma = createPrisma(db.url, 4);
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await replay(prisma, { limit: 300, concurrency: 4 });
-    src = sourceConfig(db.url, 'silverdv', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
-    prefix = src.config['topic.prefix'];
-    source = await startSource(src);
-    sink = startSink(
-      sinkFile(sinkName, prefix, lakeDir, {
-        'flush.interval.ms': 200,
-        'delta.checkpoint.interval': 4,
-        'delta.enableDeletionVectors': '.*',
-      }),
-      lake,
-    );
-    for (let burst = 0; burst < 2; burst++) {
-      const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
-      expect(stats.errors, stats.lastError).toBe(0);
-      await waitForSourceCaughtUp(sql, src.config['slot.name']);
-      await waitForLake(lake, sinkName, prefix);
-    }
-    spark = await sparkReady;
-  }, 400_000);
-
-  afterAll(async () => {
-    await sink?.stop().catch(() => undefined);
-    await source?.stop();
-    await prisma?.$disconnect();
-    await sql?.end();
-    await db?.drop();
-    rmSync(workDir, { recursive: true, force: true });
   });
+  const fx = useOrderPipeline({
+    label: 'silverdv',
+    replay: 300,
+    sink: { 'flush.interval.ms': 200, 'delta.checkpoint.interval': 4, 'delta.enableDeletionVectors': '.*' },
+    bursts: 2,
+    timeoutMs: 400_000,
+  });
+  const { store: lake, lakeDir } = fx;
+  beforeAll(async () => {
+    spark = await sparkReady;
+  }, 300_000);
 
   async function expectSilverEqualsPostgres(step: string): Promise<void> {
     for (const table of ORDER_TABLES) {
-      const expected = await postgresRows(db.url, table);
+      const expected = await postgresRows(fx.db.url, table);
       if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
       const readers: [string, { columns: string[]; rows: unknown[][] }][] = [
         ['delta-rs', await readWithDeltaRs(join(lakeDir, silverPath(table)))],
       ];
       if (spark) readers.push(['Spark', await spark.read(join(lakeDir, silverPath(table)))]);
       for (const [reader, view] of readers) {
-        const diff = diffTables(expected, rowsAsObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
+        const diff = diffTables(expected, rowObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
         expect(diff.expectedChecksum, `${step}, ${reader}: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
       }
     }
     const history = await readWithDeltaRs(join(lakeDir, historyPath('public.orders')));
     const bronze = await readWithDeltaRs(join(lakeDir, bronzePath('public.orders')));
-    expect(checkHistory(history, bronze, await postgresRows(db.url, 'public.orders'), 'id').slice(0, 20)).toEqual([]);
-  }
-
-  async function tideOk(args: string[]): Promise<string> {
-    const cli = startCli(args, workDir);
-    const code = await cli.exited;
-    expect(code, `tide ${args.join(' ')}\n${cli.output()}`).toBe(0);
-    return cli.output();
+    expect(checkHistory(history, bronze, await postgresRows(fx.db.url, 'public.orders'), 'id').slice(0, 20)).toEqual([]);
   }
 
   it('silver merges write deletion vectors; delta-rs and Spark read silver equal to Postgres after checkpoint, optimize and vacuum', async () => {
@@ -329,17 +273,17 @@ describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () =>
     ).toBe(true);
     await expectSilverEqualsPostgres('after merges');
 
-    await sink!.stop();
-    sink = undefined;
+    await fx.sink!.stop();
+    fx.sink = undefined;
     for (const table of ORDER_TABLES) await (await DeltaTable.open(lake, silverPath(table)))!.checkpoint();
     await expectSilverEqualsPostgres('after a checkpoint');
 
-    const out = await tideOk(['lake', 'optimize', '--max-deleted-rows-ratio', '0', '--lake', lakeDir]);
+    const out = await fx.tideOk(['lake', 'optimize', '--max-deleted-rows-ratio', '0', '--lake', lakeDir]);
     expect(out).toMatch(/silver\.orders: .*purged of deleted rows/);
     expect((await DeltaTable.open(lake, silverPath('public.orders')))!.files().some((f) => f.deletionVector)).toBe(false);
     await expectSilverEqualsPostgres('after optimize');
 
-    await tideOk(['lake', 'vacuum', '--retain', '0', '--force', '--lake', lakeDir]);
+    await fx.tideOk(['lake', 'vacuum', '--retain', '0', '--force', '--lake', lakeDir]);
     expect(readdirSync(join(lakeDir, silverPath('public.orders'))).filter((n) => n.startsWith('deletion_vector_'))).toEqual([]);
     await expectSilverEqualsPostgres('after vacuum');
   }, 600_000);

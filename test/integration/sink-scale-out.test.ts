@@ -1,17 +1,13 @@
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
-import { replay } from '../../src/app/replay.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+
 import { runTraffic, type TrafficStats } from '../../src/app/traffic.ts';
-import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
-import { spawnSink, writeConnectorFileAt } from '../support/connector-file.ts';
-import { createTestDatabase } from '../support/db.ts';
+import { spawnSink } from '../support/connector-file.ts';
+import { useOrderPipeline } from '../support/order-pipeline.ts';
 import { readWithDeltaRs } from '../support/delta-reader.ts';
 import { consumeAll, waitFor } from '../support/kafka.ts';
 import {
@@ -24,9 +20,7 @@ import {
   postgresRows,
   sinkFile,
   startSink,
-  waitForLake,
 } from '../support/lake.ts';
-import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * Issue 12 item 2: three `tide sink start` processes with one connector file share the topics' partitions
@@ -37,16 +31,16 @@ import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } 
  * version per key.
  */
 describe('a sink scaled out to three workers', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let prisma: PrismaClient;
-  let source: RunningSource;
-  let src: ReturnType<typeof sourceConfig>;
-  const workDir = mkdtempSync(join(tmpdir(), 'tide-sink-scale-'));
-  const lakeDir = join(workDir, 'lake');
-  const store = new LocalStore(lakeDir);
-  const sinkName = `scale-${Date.now().toString(36)}`;
-  const connectorPath = join(workDir, 'orders-lake.json');
+  // Three partitions per topic (the source's default topic.partitions): four topics, twelve partitions. The
+  // test starts the sink workers (`tide sink start`) on the fixture's connector file itself.
+  const fx = useOrderPipeline({
+    label: 'sinkscale',
+    replay: 400,
+    sink: { 'flush.interval.ms': 200 },
+    startSink: false,
+    timeoutMs: 180_000,
+  });
+  const { lakeDir, workDir, sinkName, connectorPath } = fx;
   const workers: { child: ChildProcess; exited: Promise<number | null> }[] = [];
   const logOf = (i: number) => join(workDir, `worker-${i}.log`);
 
@@ -65,30 +59,16 @@ describe('a sink scaled out to three workers', () => {
         return Object.entries(assignment).flatMap(([t, ps]) => ps.map((p) => `${t}:${p}`));
       });
 
-  beforeAll(async () => {
-    db = await createTestDatabase('sink_scale');
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    prisma = createPrisma(db.url, 4);
-    await replay(prisma, { limit: 400, concurrency: 4 });
-    // Three partitions per topic (the source's default topic.partitions): four topics, twelve partitions.
-    src = sourceConfig(db.url, 'sinkscale', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
-    source = await startSource(src);
-    const file = sinkFile(sinkName, src.config['topic.prefix'], lakeDir, { 'flush.interval.ms': 200 });
-    writeConnectorFileAt(connectorPath, { name: sinkName, config: file.config }, 2);
-  }, 180_000);
-
   afterAll(async () => {
-    for (const w of workers) w?.child.kill('SIGKILL');
-    await source?.stop();
-    await prisma?.$disconnect();
-    await sql?.end();
-    await db?.drop();
+    for (const w of workers) {
+      w?.child.kill('SIGKILL');
+      await w?.exited;
+    }
   });
 
   it('loses and duplicates nothing when workers share the partitions, one is killed and one dies in a commit', async () => {
     const abort = new AbortController();
-    const traffic: Promise<TrafficStats> = runTraffic(prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 540_000 });
+    const traffic: Promise<TrafficStats> = runTraffic(fx.prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 540_000 });
     startWorker(0);
     startWorker(1);
     // Worker 2 kills itself at its 4th commit, after writing data files and before the Delta commit.
@@ -128,8 +108,7 @@ describe('a sink scaled out to three workers', () => {
     abort.abort();
     const stats = await traffic;
     expect(stats.errors, stats.lastError).toBe(0);
-    await waitForSourceCaughtUp(sql, src.config['slot.name']);
-    await waitForLake(store, sinkName, src.config['topic.prefix'], 180_000);
+    await fx.settle(180_000);
     for (const w of workers) w.child.kill('SIGTERM');
     for (const [i, w] of workers.entries()) expect(await w.exited, readFileSync(logOf(i), 'utf8').slice(-3000)).toBe(0);
 
@@ -138,7 +117,7 @@ describe('a sink scaled out to three workers', () => {
     for (const o of owned) expect(o.length).toBeGreaterThan(0);
     expect(new Set(owned.flat()).size).toBe(owned.flat().length);
 
-    const prefix = src.config['topic.prefix'];
+    const { prefix } = fx;
     for (const table of ORDER_TABLES) {
       // Bronze: exactly the Kafka events (tombstones excluded), each once; each (commit_lsn, event_index) once.
       const events = (await consumeAll([`${prefix}.${table}`])).filter((e) => e.value !== null);
@@ -157,7 +136,7 @@ describe('a sink scaled out to three workers', () => {
       expect(inBronze.length).toBe(inKafka.size);
 
       // Silver: equal to Postgres.
-      const expected = await postgresRows(db.url, table);
+      const expected = await postgresRows(fx.db.url, table);
       if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
       const silver = await readWithDeltaRs(join(lakeDir, silverPath(table)));
       const actual = silver.rows.map((r) => Object.fromEntries(silver.columns.map((c, i) => [c, r[i]])));
@@ -178,7 +157,7 @@ describe('a sink scaled out to three workers', () => {
 
   it('stops with the key to change when the broker refuses session.timeout.ms', async () => {
     // The stack's broker keeps Kafka's default group.min.session.timeout.ms (6000).
-    const file = sinkFile(`${sinkName}-short`, src.config['topic.prefix'], join(workDir, 'lake-short'), {
+    const file = sinkFile(`${sinkName}-short`, fx.prefix, join(workDir, 'lake-short'), {
       'session.timeout.ms': 1000,
       'errors.retry.timeout': 0,
     });

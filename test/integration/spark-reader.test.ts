@@ -1,38 +1,23 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPrisma, type PrismaClient } from '../../src/app/db.ts';
-import { replay } from '../../src/app/replay.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { runTraffic } from '../../src/app/traffic.ts';
 import { DeltaProtocolError } from '../../src/lake/delta/delta-errors.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
-import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import { log } from '../../src/log.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
-import { hashValue } from '../../src/sink/masking.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
-import { startCli } from '../support/cli.ts';
-import { createTestDatabase } from '../support/db.ts';
+import { useOrderPipeline } from '../support/order-pipeline.ts';
+import { rowObjects } from '../support/lake-checks.ts';
+import pg from 'pg';
+import { hashValue } from '../../src/sink/masking.ts';
+import { checkHistory, describeDiff, diffTables, MASK_SALT, ORDER_KEYS, postgresRows } from '../support/lake.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
-import {
-  checkHistory,
-  describeDiff,
-  diffTables,
-  MASK_SALT,
-  ORDER_KEYS,
-  ORDER_TABLES,
-  postgresRows,
-  sinkFile,
-  startSink,
-  waitForLake,
-  type RunningSink,
-} from '../support/lake.ts';
+import { ORDER_TABLES } from '../support/lake.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
 import { SparkDelta, sparkMissing, type SparkView } from '../support/spark.ts';
-import { sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
  * Apache Spark (pyspark 4.0 with Delta Lake 4.0, the engine Databricks runs) as a second independent
@@ -52,75 +37,31 @@ if (skip) console.warn(`spark-reader: skipped: ${skip}`);
  */
 const canonicalRows = (rows: unknown[][]): string[] => rows.map((r) => JSON.stringify(r)).sort();
 
-const rowsAsObjects = (v: { columns: string[]; rows: unknown[][] }) =>
-  v.rows.map((r) => Object.fromEntries(v.columns.map((c, i) => [c, r[i]])));
-
 describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let prisma: PrismaClient;
-  let sql: pg.Client;
-  let source: RunningSource | undefined;
-  let sink: RunningSink | undefined;
   let spark: SparkDelta | undefined;
-  let src: ReturnType<typeof sourceConfig>;
-  let prefix: string;
-  let failed = false;
-  const workDir = mkdtempSync(join(tmpdir(), 'tide-spark-'));
-  const lakeDir = join(workDir, 'lake');
-  const store = new LocalStore(lakeDir);
-  const sinkName = `spark-${Date.now().toString(36)}`;
+  let sparkStarting: Promise<SparkDelta> | undefined;
+  // Spark starts (tens of seconds on two cores) while the pipeline fills the lake.
+  beforeAll(() => {
+    sparkStarting = SparkDelta.start();
+    sparkStarting.catch(() => undefined);
+  });
+  // A checkpoint every 3 commits, so every table is read by Spark through a Tide checkpoint. Two bursts of
+  // traffic, each committed before the next: bronze tables get several files to compact.
+  const fx = useOrderPipeline({
+    label: 'sparkreader',
+    replay: 500,
+    sink: { 'flush.interval.ms': 200, 'delta.checkpoint.interval': 3 },
+    bursts: 2,
+    timeoutMs: 400_000,
+  });
+  const { store, lakeDir } = fx;
   const lake = ['--lake', lakeDir];
   const tablePath = (name: string) => join(lakeDir, name);
-
-  async function settle(): Promise<void> {
-    await waitForSourceCaughtUp(sql, src.config['slot.name']);
-    await waitForLake(store, sinkName, prefix);
-  }
-
-  /** `tide <args>` as the CLI (a child process); expects exit 0 and returns its output. */
-  async function tideOk(args: string[]): Promise<string> {
-    const cli = startCli(args, workDir);
-    const code = await cli.exited;
-    expect(code, `tide ${args.join(' ')}\n${cli.output()}`).toBe(0);
-    return cli.output();
-  }
-
   beforeAll(async () => {
-    // Spark starts (tens of seconds on two cores) while the pipeline fills the lake.
-    const sparkStarting = SparkDelta.start();
-    sparkStarting.catch(() => undefined);
-    db = await createTestDatabase('spark_reader');
-    prisma = createPrisma(db.url, 4);
-    sql = new pg.Client({ connectionString: db.url });
-    await sql.connect();
-    await replay(prisma, { limit: 500, concurrency: 4 });
-    src = sourceConfig(db.url, 'sparkrd', { 'table.include.list': 'public\\.(customers|products|orders|order_items)' });
-    prefix = src.config['topic.prefix'];
-    source = await startSource(src);
-    // A checkpoint every 3 commits, so every table is read by Spark through a Tide checkpoint.
-    sink = startSink(sinkFile(sinkName, prefix, lakeDir, { 'flush.interval.ms': 200, 'delta.checkpoint.interval': 3 }), store);
-    // Two bursts of traffic, each committed before the next: bronze tables get several files to compact.
-    for (let burst = 0; burst < 2; burst++) {
-      const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
-      expect(stats.errors, stats.lastError).toBe(0);
-      await settle();
-    }
     spark = await sparkStarting;
-  }, 400_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') failed = true;
-  });
-
+  }, 300_000);
   afterAll(async () => {
-    await spark?.stop();
-    await sink?.stop().catch(() => undefined);
-    await source?.stop();
-    await prisma?.$disconnect();
-    await sql?.end();
-    await db?.drop();
-    if (failed) console.error(`spark-reader: lake kept for inspection in ${lakeDir}`);
-    else rmSync(workDir, { recursive: true, force: true });
+    await (await sparkStarting?.catch(() => undefined))?.stop();
   });
 
   it('after checkpoints, lake optimize and lake vacuum, Spark reads bronze, silver, history and gold: the same rows as delta-rs and Postgres', async () => {
@@ -135,8 +76,8 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     // optimize commits after it: Spark and delta-rs start from Tide's checkpoint and replay Tide's JSON commits.
     const checkpointed = [...ORDER_TABLES.map(bronzePath), ...ORDER_TABLES.map(silverPath), historyPath('public.orders')];
     for (const name of checkpointed) await (await DeltaTable.open(store, name))!.checkpoint();
-    await tideOk(['lake', 'optimize', ...lake]);
-    await tideOk(['lake', 'vacuum', '--retain', '0', '--force', ...lake]);
+    await fx.tideOk(['lake', 'optimize', ...lake]);
+    await fx.tideOk(['lake', 'vacuum', '--retain', '0', '--force', ...lake]);
 
     const tables = [
       ...ORDER_TABLES.map(bronzePath),
@@ -162,21 +103,21 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     expect(optimized.map((h) => h.operation)).toContain('OPTIMIZE');
 
     for (const table of ORDER_TABLES) {
-      const expected = await postgresRows(db.url, table);
+      const expected = await postgresRows(fx.db.url, table);
       if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const diff = diffTables(expected, rowsAsObjects(views.get(silverPath(table))!), ORDER_KEYS[table]!, Object.keys(expected[0]!));
+      const diff = diffTables(expected, rowObjects(views.get(silverPath(table))!), ORDER_KEYS[table]!, Object.keys(expected[0]!));
       expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
     }
     const problems = checkHistory(
       views.get(historyPath('public.orders'))!,
       views.get(bronzePath('public.orders'))!,
-      await postgresRows(db.url, 'public.orders'),
+      await postgresRows(fx.db.url, 'public.orders'),
       'id',
     );
     expect(problems.slice(0, 20)).toEqual([]);
 
     const raw = new pg.Client({
-      connectionString: db.url,
+      connectionString: fx.db.url,
       types: {
         getTypeParser: ((oid: number, format: 'text') =>
           oid === 1184 || oid === 1114 || oid === 1082
@@ -190,7 +131,7 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
       const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
       for (const report of ORDER_REPORTS) {
         const view = views.get(`gold/${report.name}`)!;
-        const diff = diffTables(await pgQuery(await report.postgresSql(pgQuery)), rowsAsObjects(view), report.key, view.columns);
+        const diff = diffTables(await pgQuery(await report.postgresSql(pgQuery)), rowObjects(view), report.key, view.columns);
         expect(diff.expectedChecksum, `Spark: gold.${describeDiff(report.name, diff)}`).toBe(diff.actualChecksum);
       }
     } finally {
@@ -204,7 +145,7 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     const before = await spark!.read(path);
     // A backfilled row as another team's Spark job would write it: a copy of the newest event, marked
     // with Kafka partition -1 (no Kafka message has it), in the same _commit_date partition as Tide's files.
-    const newest = rowsAsObjects(before).sort((a, b) => Number(b._kafka_offset) - Number(a._kafka_offset))[0]!;
+    const newest = rowObjects(before).sort((a, b) => Number(b._kafka_offset) - Number(a._kafka_offset))[0]!;
     const backfill = [
       { ...newest, _kafka_partition: -1, _kafka_offset: 0, _op: 'r' },
       { ...newest, _kafka_partition: -1, _kafka_offset: 1, _op: 'r' },
@@ -217,19 +158,19 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     // Tide reads Spark's commit and Spark's checkpoint, and the sink appends after them.
     const afterSpark = await DeltaTable.open(store, name);
     expect(afterSpark?.version).toBe(sparkVersion);
-    const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    const stats = await runTraffic(fx.prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
     expect(stats.errors, stats.lastError).toBe(0);
-    await settle();
+    await fx.settle();
     const table = (await DeltaTable.open(store, name))!;
     expect(table.version, 'the sink committed after Spark').toBeGreaterThan(sparkVersion);
 
-    await tideOk(['lake', 'optimize', 'bronze.orders', ...lake]);
-    await tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
+    await fx.tideOk(['lake', 'optimize', 'bronze.orders', ...lake]);
+    await fx.tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
 
     const [view, rs] = [await spark!.read(path), await readWithDeltaRs(path)];
     expect(view.version).toBe(rs.version);
     expect(canonicalRows(view.rows), 'Spark and delta-rs read different rows').toEqual(canonicalRows(rs.rows));
-    const rows = rowsAsObjects(view);
+    const rows = rowObjects(view);
     const fromSpark = rows.filter((r) => r._kafka_partition === -1);
     expect(fromSpark.map((r) => r._kafka_offset).sort()).toEqual([0, 1]);
     for (const r of fromSpark)
@@ -248,23 +189,23 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
   it('Spark updates a silver table and compacts a bronze table (as scheduled Databricks jobs would); the sink goes on writing both, and silver equals Postgres', async () => {
     const customers = tablePath(silverPath('public.customers'));
     const orders = tablePath(bronzePath('public.orders'));
-    const { rows } = await sql.query<{ id: number }>('SELECT min(id) AS id FROM customers');
+    const { rows } = await fx.sql.query<{ id: number }>('SELECT min(id) AS id FROM customers');
     const id = rows[0]!.id;
     const before = (await spark!.read(customers)).version;
     await spark!.sql(`UPDATE delta.\`${customers}\` SET country = 'Sparkland' WHERE id = ${id}`);
     // More changes, so that bronze.orders has several files (one per sink commit) for Spark to compact.
-    const stats = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    const stats = await runTraffic(fx.prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
     expect(stats.errors, stats.lastError).toBe(0);
-    await settle();
+    await fx.settle();
     expect((await DeltaTable.open(store, bronzePath('public.orders')))!.files().length).toBeGreaterThan(1);
     await spark!.sql(`OPTIMIZE delta.\`${orders}\``);
     const compacted = (await spark!.history(orders))[0]!;
     expect(compacted).toMatchObject({ operation: 'OPTIMIZE' });
     // The change in Postgres is newer than Spark's: the sink merges it over Spark's rewritten file.
-    await sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = $1`, [id]);
-    const traffic = await runTraffic(prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
+    await fx.sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = $1`, [id]);
+    const traffic = await runTraffic(fx.prisma, { rate: 40, durationMs: 3000, concurrency: 3 });
     expect(traffic.errors, traffic.lastError).toBe(0);
-    await settle();
+    await fx.settle();
     const history = await spark!.history(customers);
     expect(history.find((h) => h.version === before + 1)).toMatchObject({ operation: 'UPDATE' });
     expect(history.some((h) => h.version > before + 1 && h.engineInfo?.startsWith('Tide/'))).toBe(true);
@@ -272,10 +213,10 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     expect(bronzeHistory.some((h) => h.version > compacted.version && h.operation === 'WRITE' && h.engineInfo?.startsWith('Tide/'))).toBe(
       true,
     );
-    await tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
+    await fx.tideOk(['lake', 'vacuum', 'bronze.orders', '--retain', '0', '--force', ...lake]);
     const [bronze, bronzeRs] = [await spark!.read(orders), await readWithDeltaRs(orders)];
     expect(canonicalRows(bronze.rows), 'bronze.orders: Spark and delta-rs read different rows').toEqual(canonicalRows(bronzeRs.rows));
-    const offsets = rowsAsObjects(bronze)
+    const offsets = rowObjects(bronze)
       .filter((r) => r._kafka_partition !== -1)
       .map((r) => `${String(r._kafka_partition)}:${String(r._kafka_offset)}`);
     expect(new Set(offsets).size, 'every Kafka offset once in bronze').toBe(offsets.length);
@@ -284,9 +225,9 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
       const path = tablePath(silverPath(table));
       const [view, rs] = [await spark!.read(path), await readWithDeltaRs(path)];
       expect(canonicalRows(view.rows), `${table}: Spark and delta-rs read different rows`).toEqual(canonicalRows(rs.rows));
-      const expected = await postgresRows(db.url, table);
+      const expected = await postgresRows(fx.db.url, table);
       if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const diff = diffTables(expected, rowsAsObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
+      const diff = diffTables(expected, rowObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
       expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
     }
   }, 300_000);
@@ -295,8 +236,8 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     const path = tablePath(bronzePath('public.products'));
     const before = await spark!.read(path);
     await spark!.sql(`ALTER TABLE delta.\`${path}\` ADD COLUMNS (backfill_note STRING)`);
-    await sql.query(`UPDATE products SET price = price + 1 WHERE product_no = (SELECT min(product_no) FROM products)`);
-    await settle();
+    await fx.sql.query(`UPDATE products SET price = price + 1 WHERE product_no = (SELECT min(product_no) FROM products)`);
+    await fx.settle();
     const table = (await DeltaTable.open(store, bronzePath('public.products')))!;
     expect(table.schema.columns.map((c) => c.name)).toContain('backfill_note');
     expect(table.version).toBeGreaterThan(before.version + 1);
@@ -311,15 +252,16 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     await spark!.sql(`ALTER TABLE delta.\`${tablePath(name)}\` SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')`);
     const view = await spark!.read(tablePath(name));
     expect(view.protocol.min_writer_version).toBeGreaterThanOrEqual(4);
-    await sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = (SELECT min(id) FROM customers)`);
+    await fx.sql.query(`UPDATE customers SET country = 'Iceland' WHERE id = (SELECT min(id) FROM customers)`);
     const outcome = await Promise.race([
-      sink!.done.then(
+      fx.sink!.done.then(
         () => new Error('the sink stopped without an error'),
         (e: unknown) => e,
       ),
       new Promise((r) => setTimeout(() => r(new Error('the sink went on for 60 s')), 60_000)),
     ]);
     expect(outcome).toBeInstanceOf(DeltaProtocolError);
+    fx.sink = undefined; // its error is this test's to check, not afterAll's
     const err = outcome as DeltaProtocolError;
     expect(err.table).toBe(`file://${tablePath(name)}`);
     expect(err.message.replace(lakeDir, '<lake>')).toMatch(
