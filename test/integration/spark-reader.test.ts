@@ -10,10 +10,7 @@ import { log } from '../../src/log.ts';
 import { GoldRefresher } from '../../src/reports/gold-refresh.ts';
 import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { useOrderPipeline } from '../support/order-pipeline.ts';
-import { rowObjects } from '../support/lake-checks.ts';
-import pg from 'pg';
-import { hashValue } from '../../src/sink/masking.ts';
-import { checkHistory, describeDiff, diffTables, MASK_SALT, ORDER_KEYS, postgresRows } from '../support/lake.ts';
+import { expectGoldEqualsPostgres, expectHistoryChained, expectSilverEqualsPostgres, rowObjects } from '../support/lake-checks.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
 import { ORDER_TABLES } from '../support/lake.ts';
 import { ORDER_REPORTS } from '../support/order-reports.ts';
@@ -102,41 +99,11 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
     const optimized = await spark!.history(tablePath(bronzePath('public.orders')));
     expect(optimized.map((h) => h.operation)).toContain('OPTIMIZE');
 
-    for (const table of ORDER_TABLES) {
-      const expected = await postgresRows(fx.db.url, table);
-      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const diff = diffTables(expected, rowObjects(views.get(silverPath(table))!), ORDER_KEYS[table]!, Object.keys(expected[0]!));
-      expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
-    }
-    const problems = checkHistory(
-      views.get(historyPath('public.orders'))!,
-      views.get(bronzePath('public.orders'))!,
-      await postgresRows(fx.db.url, 'public.orders'),
-      'id',
-    );
-    expect(problems.slice(0, 20)).toEqual([]);
-
-    const raw = new pg.Client({
-      connectionString: fx.db.url,
-      types: {
-        getTypeParser: ((oid: number, format: 'text') =>
-          oid === 1184 || oid === 1114 || oid === 1082
-            ? (v: string) => v
-            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-      },
-    });
-    await raw.connect();
-    try {
-      await raw.query(`SET timezone = 'UTC'`);
-      const pgQuery = async (s: string) => (await raw.query(s)).rows as Record<string, unknown>[];
-      for (const report of ORDER_REPORTS) {
-        const view = views.get(`gold/${report.name}`)!;
-        const diff = diffTables(await pgQuery(await report.postgresSql(pgQuery)), rowObjects(view), report.key, view.columns);
-        expect(diff.expectedChecksum, `Spark: gold.${describeDiff(report.name, diff)}`).toBe(diff.actualChecksum);
-      }
-    } finally {
-      await raw.end();
-    }
+    // Silver, history and gold as Spark read them above.
+    const sparkRead = (root: string) => Promise.resolve(views.get(root)!);
+    await expectSilverEqualsPostgres(fx.db.url, sparkRead, 'Spark');
+    await expectHistoryChained(fx.db.url, sparkRead);
+    await expectGoldEqualsPostgres(fx.db.url, sparkRead, 'Spark');
   }, 300_000);
 
   it("Spark appends to a bronze table and checkpoints it; Tide's sink goes on appending, optimize and vacuum keep Spark's rows, and all readers agree", async () => {
@@ -221,15 +188,15 @@ describe.skipIf(skip)('Spark reads (and writes) the Delta tables Tide writes', (
       .map((r) => `${String(r._kafka_partition)}:${String(r._kafka_offset)}`);
     expect(new Set(offsets).size, 'every Kafka offset once in bronze').toBe(offsets.length);
 
-    for (const table of ORDER_TABLES) {
-      const path = tablePath(silverPath(table));
-      const [view, rs] = [await spark!.read(path), await readWithDeltaRs(path)];
-      expect(canonicalRows(view.rows), `${table}: Spark and delta-rs read different rows`).toEqual(canonicalRows(rs.rows));
-      const expected = await postgresRows(fx.db.url, table);
-      if (table === 'public.customers') for (const r of expected) r.email = r.email === null ? null : hashValue(MASK_SALT, r.email);
-      const diff = diffTables(expected, rowObjects(view), ORDER_KEYS[table]!, Object.keys(expected[0]!));
-      expect(diff.expectedChecksum, `Spark: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
-    }
+    await expectSilverEqualsPostgres(
+      fx.db.url,
+      (root) => spark!.read(tablePath(root)),
+      'Spark',
+      async (table, view) => {
+        const rs = await readWithDeltaRs(tablePath(silverPath(table)));
+        expect(canonicalRows(view.rows), `${table}: Spark and delta-rs read different rows`).toEqual(canonicalRows(rs.rows));
+      },
+    );
   }, 300_000);
 
   it('Spark adds a column to bronze.products (ALTER TABLE ADD COLUMNS); Tide keeps it and the sink goes on appending', async () => {

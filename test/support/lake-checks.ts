@@ -18,15 +18,21 @@ import { ORDER_REPORTS } from './order-reports.ts';
  */
 export type ReadTable = (root: string, options?: DeltaRsReadOptions) => Promise<DeltaRsView>;
 
-export const rowObjects = (view: { columns: string[]; rows: unknown[][] }): Record<string, unknown>[] =>
+/** What the row checks need of a reader's view of a table (delta-rs's or Spark's). */
+export interface TableRows {
+  columns: string[];
+  rows: unknown[][];
+}
+
+export const rowObjects = (view: TableRows): Record<string, unknown>[] =>
   view.rows.map((r) => Object.fromEntries(view.columns.map((c, i) => [c, r[i]])));
 
 /** Every silver table equals its Postgres table row for row (the masked email as its salted hash); `each` checks more per table. */
-export async function expectSilverEqualsPostgres(
+export async function expectSilverEqualsPostgres<V extends TableRows>(
   dbUrl: string,
-  read: ReadTable,
+  read: (root: string) => Promise<V>,
   label: string,
-  each?: (table: string, view: DeltaRsView) => Promise<void> | void,
+  each?: (table: string, view: V) => Promise<void> | void,
 ): Promise<void> {
   for (const table of ORDER_TABLES) {
     const expected = await postgresRows(dbUrl, table);
@@ -36,7 +42,7 @@ export async function expectSilverEqualsPostgres(
     expect(columns.length).toBeGreaterThan(2);
     const diff = diffTables(expected, rowObjects(view), ORDER_KEYS[table]!, columns);
     console.log(`${label} ${describeDiff(table, diff)}: ${expected.length} rows`);
-    expect(diff.expectedChecksum, describeDiff(table, diff)).toBe(diff.actualChecksum);
+    expect(diff.expectedChecksum, `${label}: ${describeDiff(table, diff)}`).toBe(diff.actualChecksum);
     expect(expected.length).toBeGreaterThan(0);
     await each?.(table, view);
   }
@@ -56,7 +62,7 @@ export async function expectBronzeOnce(read: ReadTable): Promise<void> {
 }
 
 /** silver.orders_history chains every version of bronze, its current versions equal to Postgres. */
-export async function expectHistoryChained(dbUrl: string, read: ReadTable): Promise<void> {
+export async function expectHistoryChained(dbUrl: string, read: (root: string) => Promise<TableRows>): Promise<void> {
   const history = await read(historyPath('public.orders'));
   const bronze = await read(bronzePath('public.orders'));
   const problems = checkHistory(history, bronze, await postgresRows(dbUrl, 'public.orders'), 'id');
@@ -64,7 +70,7 @@ export async function expectHistoryChained(dbUrl: string, read: ReadTable): Prom
 }
 
 /** Every gold table (already built) equals the same report run on Postgres. */
-export async function expectGoldEqualsPostgres(dbUrl: string, read: ReadTable, label: string): Promise<void> {
+export async function expectGoldEqualsPostgres(dbUrl: string, read: (root: string) => Promise<TableRows>, label: string): Promise<void> {
   // Dates and timestamps as Postgres prints them (microseconds), not JS Dates (milliseconds, local days).
   const raw = new pg.Client({
     connectionString: dbUrl,
@@ -84,7 +90,7 @@ export async function expectGoldEqualsPostgres(dbUrl: string, read: ReadTable, l
       const view = await read(`gold/${report.name}`);
       const diff = diffTables(expected, rowObjects(view), report.key, view.columns);
       console.log(`${label} gold.${report.name}: ${describeDiff(report.name, diff)}, ${expected.length} rows`);
-      expect(diff.expectedChecksum, describeDiff(report.name, diff)).toBe(diff.actualChecksum);
+      expect(diff.expectedChecksum, `${label}: gold.${describeDiff(report.name, diff)}`).toBe(diff.actualChecksum);
       expect(expected.length, `gold.${report.name} is empty`).toBeGreaterThan(0);
     }
   } finally {
