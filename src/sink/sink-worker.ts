@@ -7,29 +7,25 @@ import { TideError } from '../errors.ts';
 import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
 import { KafkaRetrier, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
 import { registryFromConfig } from '../events/schema-registry.ts';
-import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { log as rootLog, type Logger } from '../log.ts';
-import { UndecodableMessageError, type ChangeEvent } from './change-event.ts';
 import { decoderFor } from './input-format.ts';
 import type { MessageDecoder } from './message-decoder.ts';
-import { DeadLetterQueue, type DeadLetterMessage } from './dead-letter.ts';
+import { DeadLetterQueue } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
-import { GoldRefresher } from '../reports/gold-refresh.ts';
 import { loadReportFolder, reportDirOf } from '../reports/report-folder.ts';
-import { ServingDatabase } from '../reports/serving.ts';
 import { layerPositions } from './offsets.ts';
 import { retryPolicyOf, withRetries } from '../retry.ts';
-import { bronzePath, historyPath, silverPath, tableOfTopic } from './table-layout.ts';
+import { tableOfTopic } from './table-layout.ts';
+import { lakeRoots, SinkGold } from './sink-gold.ts';
+import { applyWithRetry, batchByTable, maxPerPartition, type Offset } from './table-batches.ts';
 import { waitForTopics } from './topic-wait.ts';
 import { TableSink, type DeadLetter, type SinkContext } from './table-sink.ts';
 import { EventTopics } from './event-topics.ts';
 import type { TopicInput } from './event-input.ts';
-import { readSnapshotEnd } from '../events/snapshot-end.ts';
-import type { SnapshotEndAt } from './snapshot-reconcile.ts';
 import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
 
 export type { SinkStats } from './sink-observer.ts';
@@ -73,6 +69,7 @@ export class SinkWorker {
   /** Bounds, retries and reports the sink's Kafka calls (errors.retry.timeout). */
   private readonly retrier: KafkaRetrier;
   private readonly monitor: ConnectionMonitor;
+  private readonly gold = new SinkGold(this.stats);
 
   constructor(
     readonly file: ConnectorFile<SinkConfig>,
@@ -162,19 +159,8 @@ export class SinkWorker {
           sendDeadLetters: (letters) => this.retrier.run('sending dead letters', () => this.dlq!.send(letters)),
         });
       for (const topic of topics) await (this.input ? this.input.open(topic) : this.tableFor(topic));
-      if (c['serving.uri']) {
-        this.serving = new ServingDatabase({ uri: c['serving.uri'], schema: c['serving.schema'], log: this.log });
-        // Before anything is written: BI queries must never land on a database Tide captures.
-        await this.serving.refuseCapturedDatabase([...this.tables.keys()]);
-      }
-      if (reports.length)
-        this.gold = new GoldRefresher(engine, store, this.log, reports, {
-          serving: this.serving,
-          onChangeIntervalMs: c['gold.refresh.interval.ms'],
-        });
-      for (const qualified of this.changedBeforeGold) this.gold?.noteChanged(lakeRoots(qualified));
-      // Reports without a gold table yet (new in the folder) are due at once, even with no new message.
-      await this.gold?.loadBuildTimes();
+      await this.gold.openServing(c, this.log, [...this.tables.keys()]);
+      await this.gold.start(engine, store, this.log, reports, c['gold.refresh.interval.ms']);
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
@@ -203,10 +189,10 @@ export class SinkWorker {
           const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
           // Gold also follows a silver change after traffic stops: its interval passes without new messages.
           if (due) this.flush().catch(reject);
-          else if (this.goldDue() && !this.goldQueued) {
-            this.goldQueued = true;
+          else if (this.gold.due() && !this.gold.queued) {
+            this.gold.queued = true;
             this.flush()
-              .finally(() => (this.goldQueued = false))
+              .finally(() => (this.gold.queued = false))
               .catch(reject);
           }
         };
@@ -221,7 +207,7 @@ export class SinkWorker {
       await this.flushing.catch(() => undefined);
       await this.intake?.stop().catch((err: unknown) => this.log.warn({ err }, 'closing the consumer failed'));
       await this.dlq.close().catch((err: unknown) => this.log.warn({ err }, 'closing the dead-letter producer failed'));
-      await this.serving?.close();
+      await this.gold.close();
       await engine.close();
       if (!this.opts.store) await store.close();
       this.log.info({ stats: this.stats }, 'sink stopped');
@@ -264,7 +250,7 @@ export class SinkWorker {
       t = new TableSink(this.ctx!, qualified);
       await t.open();
       // A reconcile finished at open (after a crash) changed silver and history: gold follows.
-      if (t.reconciledOnOpen) this.noteLakeChanged(qualified);
+      if (t.reconciledOnOpen) this.gold.noteTableChanged(qualified);
       this.tables.set(qualified, t);
     }
     return t;
@@ -272,48 +258,30 @@ export class SinkWorker {
 
   private async flushNow(): Promise<void> {
     const messages = this.intake?.drain() ?? [];
-    if (!messages.length) return this.refreshGoldIfDue();
+    if (!messages.length) return this.gold.refreshIfDue();
     if (this.input) return this.flushInput(this.input, messages);
     this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
     const started = Date.now();
-    const byTable = new Map<string, { events: ChangeEvent[]; offsets: RawMessage[]; ends: SnapshotEndAt[] }>();
-    const dead: DeadLetterMessage[] = [];
-    for (const m of messages) {
-      const qualified = tableOfTopic(m.topic) ?? m.topic;
-      let entry = byTable.get(qualified);
-      if (!entry) byTable.set(qualified, (entry = { events: [], offsets: [], ends: [] }));
-      entry.offsets.push(m);
-      const end = readSnapshotEnd(m.value, m.headers);
-      if (end) {
-        entry.ends.push({ ...end, topic: m.topic, partition: m.partition, offset: BigInt(m.offset) });
-        continue;
-      }
-      try {
-        // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
-        const e = await withRetries(
-          retryPolicyOf(this.file.config),
-          { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
-          () => this.decoder.decode(m),
-        );
-        if (e) entry.events.push(e);
-      } catch (err) {
-        if (!(err instanceof UndecodableMessageError)) throw err;
-        dead.push({ ...m, reason: err.message });
-      }
-    }
+    // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
+    const { byTable, dead } = await batchByTable(messages, (m) =>
+      withRetries(
+        retryPolicyOf(this.file.config),
+        { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
+        () => this.decoder.decode(m),
+      ),
+    );
     // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
     await this.retrier.run('sending dead letters', () => this.dlq!.send(dead));
     this.stats.deadLetters += dead.length;
     const changed: string[] = [];
-    const progress: { topic: string; partition: number; offset: bigint }[] = [];
+    const progress: Offset[] = [];
     for (const [qualified, { events, offsets, ends }] of byTable) {
       const sink = await this.tableFor(offsets[0]!.topic);
       const offs = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.offset) }));
-      const result = await this.applyWithRetry(sink, events, offs, ends);
+      const result = await applyWithRetry(sink, events, offs, ends, this.log);
       this.stats.bronzeRows += result.bronzeRows;
       this.stats.silverChanges += result.silverChanges;
-      if (result.bronzeRows || result.silverVersion !== undefined)
-        this.gold?.noteChanged([bronzePath(qualified), silverPath(qualified), historyPath(qualified)]);
+      if (result.bronzeRows || result.silverVersion !== undefined) this.gold.noteChanged(lakeRoots(qualified));
       if (result.silverVersion !== undefined) {
         changed.push(qualified);
         const newest = events.reduce((m, e) => Math.max(m, e.commitTsMs), 0);
@@ -330,7 +298,7 @@ export class SinkWorker {
       ?.commitProgress(maxPerPartition(progress))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
-    await this.refreshGoldIfDue();
+    await this.gold.refreshIfDue();
   }
 
   /** A flush of an input other than Tide's own topics (event-topics.ts): it writes its own tables. */
@@ -340,7 +308,7 @@ export class SinkWorker {
     this.stats.silverChanges += result.silverChanges;
     this.stats.deadLetters += result.deadLetters;
     Object.assign(this.stats.newestCommitMs, result.newestMs);
-    if (result.changedRoots.length) this.gold?.noteChanged(result.changedRoots);
+    if (result.changedRoots.length) this.gold.noteChanged(result.changedRoots);
     faultPoint('after-commit');
     this.stats.flushes++;
     this.stats.messages += messages.length;
@@ -348,39 +316,12 @@ export class SinkWorker {
     await this.intake
       ?.commitProgress(maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
-    await this.refreshGoldIfDue();
-  }
-
-  /** A flush for a due gold build is queued (the tick must not queue one every 250 ms while it builds). */
-  private goldQueued = false;
-  private gold: GoldRefresher | undefined;
-  private serving: ServingDatabase | undefined;
-
-  /** Tables changed while the tables were opened, before gold was set up (a reconcile finished at open). */
-  private readonly changedBeforeGold = new Set<string>();
-
-  /** The sink committed to the lake tables of `qualified`: reports that read them become due. */
-  private noteLakeChanged(qualified: string): void {
-    if (this.gold) this.gold.noteChanged(lakeRoots(qualified));
-    else this.changedBeforeGold.add(qualified);
-  }
-
-  /** A gold report is due (its refresh header; gold.refresh.interval.ms 0 turns gold off). */
-  private goldDue(): boolean {
-    return !!this.gold?.anyDue();
-  }
-
-  /** Build the due reports; with `force`, every report whose inputs changed since its last build. */
-  private async refreshGoldIfDue(force = false): Promise<void> {
-    if (!this.gold) return;
-    const results = force ? await this.gold.refreshChanged() : await this.gold.refreshDue();
-    // A pass where every report failed (or none was due) is no build.
-    if (results.length) this.stats.goldRefreshes++;
+    await this.gold.refreshIfDue();
   }
 
   /** Rebuild gold now if silver changed since the last build (tests, shutdown). */
   refreshGold(): Promise<void> {
-    const next = this.flushing.then(() => this.refreshGoldIfDue(true));
+    const next = this.flushing.then(() => this.gold.refreshIfDue(true));
     this.flushing = next.catch(() => undefined);
     return next;
   }
@@ -402,34 +343,4 @@ export class SinkWorker {
     await this.retrier.run('sending dead letters', () => this.dlq!.send(raw));
     this.stats.deadLetters += raw.length;
   }
-
-  /** A concurrent writer (another sink instance after a rebalance) may win a commit: re-read the tables and apply what is still missing. */
-  private async applyWithRetry(
-    sink: TableSink,
-    events: ChangeEvent[],
-    offsets: { topic: string; partition: number; offset: bigint }[],
-    ends: SnapshotEndAt[],
-  ) {
-    try {
-      return await sink.apply(events, offsets, ends);
-    } catch (err) {
-      if (!(err instanceof DeltaConflictError)) throw err;
-      this.log.warn({ table: sink.qualified, err: err.message }, 'concurrent commit: re-reading the tables and retrying');
-      await sink.open();
-      return await sink.apply(events, offsets, ends);
-    }
-  }
-}
-
-/** The lake tables the sink keeps for a source table. */
-const lakeRoots = (qualified: string): string[] => [bronzePath(qualified), silverPath(qualified), historyPath(qualified)];
-
-function maxPerPartition(offsets: { topic: string; partition: number; offset: bigint }[]) {
-  const max = new Map<string, { topic: string; partition: number; offset: bigint }>();
-  for (const o of offsets) {
-    const k = `${o.topic}\u0000${o.partition}`;
-    const have = max.get(k);
-    if (!have || o.offset > have.offset) max.set(k, o);
-  }
-  return [...max.values()];
 }
