@@ -3,7 +3,7 @@ import { createAvroType } from '../events/avro-types.ts';
 import type { Op } from '../events/envelope.ts';
 import { SchemaRegistryError, type SchemaRegistry } from '../events/schema-registry.ts';
 import { ConnectionError, TideError } from '../errors.ts';
-import { keyColumnsOf, lakeColumnsOf, type SinkColumn } from './lake-columns.ts';
+import { keyColumnsOf, lakeColumnsOf, rowImage, type SinkColumn } from './lake-columns.ts';
 
 /**
  * One decoded change event, as the sink uses it: Debezium's envelope with the row images
@@ -118,18 +118,8 @@ export class ChangeEventDecoder {
     const fail = (reason: string, cause?: unknown) => new UndecodableMessageError(topic, partition, offset, reason, { cause });
     const valueId = frameId(value);
     if (valueId === undefined) throw fail('the value is not in Confluent wire format (magic byte 0 and a 4-byte schema id)');
-    let codec: ValueCodec;
-    try {
-      codec = await this.valueCodec(valueId);
-    } catch (err) {
-      // Not the message's fault, so never a dead letter: a registry that is down or rate-limits (retriable:
-      // the worker retries), one that refuses Tide's credentials or is not a registry at all (a
-      // ConnectionError: the connector stops), or a schema the registry does not have (SchemaUnavailableError: stops).
-      // Only a schema that was fetched but cannot be used (createAvroType, lakeColumnsOf) is the message's problem.
-      if (isRegistryProblem(err)) throw err;
-      if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(topic, partition, offset, valueId, 'value', err);
-      throw fail(`cannot use value schema ${valueId}: ${(err as Error).message}`, err);
-    }
+    const at = { topic, partition, offset };
+    const codec = await lookupSchema(valueId, 'value', at, () => this.valueCodec(valueId));
     let env: Envelope;
     try {
       env = codec.type.fromBuffer(value.subarray(5)) as Envelope;
@@ -145,19 +135,13 @@ export class ChangeEventDecoder {
     if (key && key.length) {
       const keyId = frameId(key);
       if (keyId === undefined) throw fail('the key is not in Confluent wire format');
-      try {
-        keyColumns = await this.keyColumns(keyId);
-      } catch (err) {
-        if (isRegistryProblem(err)) throw err;
-        if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(topic, partition, offset, keyId, 'key', err);
-        throw fail(`cannot use key schema ${keyId}: ${(err as Error).message}`, err);
-      }
+      keyColumns = await lookupSchema(keyId, 'key', at, () => this.keyColumns(keyId));
     }
     let before: Record<string, unknown> | null;
     let after: Record<string, unknown> | null;
     try {
-      before = env.before ? image(env.before, codec.columns) : null;
-      after = env.after ? image(env.after, codec.columns) : null;
+      before = env.before ? rowImage(env.before, codec.columns) : null;
+      after = env.after ? rowImage(env.after, codec.columns) : null;
     } catch (err) {
       throw fail(`a value does not fit its column: ${(err as Error).message}`, err);
     }
@@ -183,40 +167,53 @@ export class ChangeEventDecoder {
   }
 
   private valueCodec(id: number): Promise<ValueCodec> {
-    let p = this.values.get(id);
-    if (!p) {
-      p = this.registry.schemaById(id).then((schema) => ({ type: createAvroType(schema), columns: lakeColumnsOf(schema) }));
-      p.catch(() => this.values.delete(id)); // a failed lookup is retried on the next message
-      this.values.set(id, p);
-    }
-    return p;
+    return oncePerSchema(this.values, id, async () => {
+      const schema = await this.registry.schemaById(id);
+      return { type: createAvroType(schema), columns: lakeColumnsOf(schema) };
+    });
   }
 
   private keyColumns(id: number): Promise<string[]> {
-    let p = this.keys.get(id);
-    if (!p) {
-      p = this.registry.schemaById(id).then(keyColumnsOf);
-      p.catch(() => this.keys.delete(id));
-      this.keys.set(id, p);
-    }
-    return p;
+    return oncePerSchema(this.keys, id, async () => keyColumnsOf(await this.registry.schemaById(id)));
   }
 }
 
-function isRegistryProblem(err: unknown): boolean {
-  return err instanceof ConnectionError || (err instanceof TideError && err.retriable);
+/** What `make` builds of registry schema `id`, once per id; a failed lookup is forgotten and retried on the next message. */
+export function oncePerSchema<T>(cache: Map<number, Promise<T>>, id: number, make: () => Promise<T>): Promise<T> {
+  let p = cache.get(id);
+  if (!p) {
+    p = make();
+    p.catch(() => cache.delete(id));
+    cache.set(id, p);
+  }
+  return p;
+}
+
+/**
+ * A schema lookup for the message at `at`. Not the message's fault, so never a dead letter: a registry that is
+ * down or rate-limits (retriable: the worker retries), one that refuses Tide's credentials or is not a registry
+ * at all (a ConnectionError: the connector stops), or a schema the registry does not have (SchemaUnavailableError:
+ * stops). Only a schema that was fetched but cannot be used (createAvroType, its columns) is the message's
+ * problem (UndecodableMessageError: a dead letter).
+ */
+export async function lookupSchema<T>(
+  id: number,
+  which: 'key' | 'value',
+  at: { topic: string; partition: number; offset: string },
+  get: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await get();
+  } catch (err) {
+    if (err instanceof ConnectionError || (err instanceof TideError && err.retriable)) throw err;
+    if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(at.topic, at.partition, at.offset, id, which, err);
+    throw new UndecodableMessageError(at.topic, at.partition, at.offset, `cannot use ${which} schema ${id}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }
 
 function frameId(buf: Buffer): number | undefined {
   if (buf.length < 5 || buf[0] !== 0) return undefined;
   return buf.readInt32BE(1);
-}
-
-function image(record: Record<string, unknown>, columns: SinkColumn[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const c of columns) {
-    const v = record[c.avroName];
-    out[c.name] = v === null || v === undefined ? null : c.convert(v);
-  }
-  return out;
 }

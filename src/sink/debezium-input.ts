@@ -2,12 +2,11 @@ import JSONbig from 'json-bigint';
 import type { Type } from 'avsc';
 import { createAvroType, type AvroSchema } from '../events/avro-types.ts';
 import type { Op } from '../events/envelope.ts';
-import { SchemaRegistryError, type SchemaRegistry } from '../events/schema-registry.ts';
-import { ConnectionError, TideError } from '../errors.ts';
-import { SchemaUnavailableError, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
+import { type SchemaRegistry } from '../events/schema-registry.ts';
+import { lookupSchema, oncePerSchema, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
 import { avroNames, columnsOfStruct, connectFromAvro, untypedColumns, type ConnectSchema } from './connect-types.ts';
 import type { RawMessage } from './kafka-intake.ts';
-import type { SinkColumn } from './lake-columns.ts';
+import { rowImage, type SinkColumn } from './lake-columns.ts';
 import type { MessageDecoder } from './message-decoder.ts';
 
 /**
@@ -83,7 +82,7 @@ export class DebeziumDecoder implements MessageDecoder {
     if (value[0] === 0) {
       if (value.length < 5) throw fail(NOT_DEBEZIUM);
       valueSchemaId = value.readInt32BE(1);
-      const codec = await this.lookup(valueSchemaId, 'value', m, () => this.avroCodec(valueSchemaId));
+      const codec = await lookupSchema(valueSchemaId, 'value', m, () => this.avroCodec(valueSchemaId));
       try {
         env = codec.type.fromBuffer(value.subarray(5)) as Envelope;
       } catch (err) {
@@ -92,7 +91,7 @@ export class DebeziumDecoder implements MessageDecoder {
       columns = codec.columns;
       if (key && key.length >= 5 && key[0] === 0) {
         const keyId = key.readInt32BE(1);
-        keyColumns = await this.lookup(keyId, 'key', m, () => this.avroKeyColumns(keyId));
+        keyColumns = await lookupSchema(keyId, 'key', m, () => this.avroKeyColumns(keyId));
       } else if (key && key.length) throw fail('the value is Avro but the key is not in Confluent wire format');
     } else {
       let doc: unknown;
@@ -123,8 +122,8 @@ export class DebeziumDecoder implements MessageDecoder {
     let before: Record<string, unknown> | null;
     let after: Record<string, unknown> | null;
     try {
-      before = env.before ? image(env.before, columns, []) : null;
-      after = env.after ? image(env.after, columns, unchangedToast) : null;
+      before = env.before ? rowImage(env.before, columns, { is: isUnavailable, unchanged: [] }) : null;
+      after = env.after ? rowImage(env.after, columns, { is: isUnavailable, unchanged: unchangedToast }) : null;
     } catch (err) {
       throw fail(`a value does not fit its column: ${(err as Error).message}`, err);
     }
@@ -149,42 +148,21 @@ export class DebeziumDecoder implements MessageDecoder {
     };
   }
 
-  /** A registry lookup: problems of the registry stop the sink (never a dead letter), an unusable schema is the message's. */
-  private async lookup<T>(id: number, which: 'key' | 'value', m: RawMessage, get: () => Promise<T>): Promise<T> {
-    try {
-      return await get();
-    } catch (err) {
-      if (err instanceof ConnectionError || (err instanceof TideError && err.retriable)) throw err;
-      if (err instanceof SchemaRegistryError) throw new SchemaUnavailableError(m.topic, m.partition, m.offset, id, which, err);
-      throw new UndecodableMessageError(m.topic, m.partition, m.offset, `cannot use ${which} schema ${id}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-  }
-
   private avroCodec(id: number): Promise<AvroCodec> {
-    let p = this.avro.get(id);
-    if (!p) {
-      p = this.registry.schemaById(id).then((schema) => {
-        const names = avroNames(schema as AvroSchema);
-        const after = (schema as { fields?: { name: string; type: AvroSchema }[] }).fields?.find((f) => f.name === 'after');
-        if (!after) throw new Error('not a Debezium envelope: the value schema has no `after` field');
-        return { type: createAvroType(schema), columns: columnsOfStruct(connectFromAvro(after.type, names)) };
-      });
-      p.catch(() => this.avro.delete(id)); // a failed lookup is retried on the next message
-      this.avro.set(id, p);
-    }
-    return p;
+    return oncePerSchema(this.avro, id, async () => {
+      const schema = await this.registry.schemaById(id);
+      const names = avroNames(schema as AvroSchema);
+      const after = (schema as { fields?: { name: string; type: AvroSchema }[] }).fields?.find((f) => f.name === 'after');
+      if (!after) throw new Error('not a Debezium envelope: the value schema has no `after` field');
+      return { type: createAvroType(schema), columns: columnsOfStruct(connectFromAvro(after.type, names)) };
+    });
   }
 
   private avroKeyColumns(id: number): Promise<string[]> {
-    let p = this.avroKeys.get(id);
-    if (!p) {
-      p = this.registry.schemaById(id).then((s) => ((s as { fields?: { name: string }[] }).fields ?? []).map((f) => f.name));
-      p.catch(() => this.avroKeys.delete(id));
-      this.avroKeys.set(id, p);
-    }
-    return p;
+    return oncePerSchema(this.avroKeys, id, async () => {
+      const schema = await this.registry.schemaById(id);
+      return ((schema as { fields?: { name: string }[] }).fields ?? []).map((f) => f.name);
+    });
   }
 
   private schemaColumns(schema: ConnectSchema): SinkColumn[] {
@@ -243,28 +221,14 @@ export function positionOf(op: string, source: Source, fail: (reason: string) =>
   return { commitLsn: lastCommit, eventIndex: Number(lsn - lastCommit) };
 }
 
+/**
+ * Debezium's placeholder for an unchanged TOASTed value it did not get (REPLICA IDENTITY DEFAULT):
+ * `__debezium_unavailable_value`, for bytea its bytes, for arrays a one-element array of it. The column goes
+ * to `unchanged` and silver keeps its value, as for Tide's `unchanged_toast`.
+ */
 function isUnavailable(v: unknown): boolean {
   if (v === UNAVAILABLE_VALUE || v === UNAVAILABLE_BASE64) return true;
   if (Buffer.isBuffer(v)) return v.equals(UNAVAILABLE_BYTES);
   if (Array.isArray(v)) return v.length === 1 && isUnavailable(v[0]);
   return false;
-}
-
-/**
- * A row image by column name, in the lake's values. Debezium writes `__debezium_unavailable_value` for an
- * unchanged TOASTed value it did not get (REPLICA IDENTITY DEFAULT): the column goes to `unchanged` and silver
- * keeps its value, as for Tide's `unchanged_toast`. (For bytea Debezium writes the placeholder's bytes, for arrays
- * a one-element array of it.)
- */
-function image(record: Record<string, unknown>, columns: SinkColumn[], unchanged: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const c of columns) {
-    const v = record[c.avroName];
-    if (v === null || v === undefined) out[c.name] = null;
-    else if (isUnavailable(v)) {
-      out[c.name] = null;
-      unchanged.push(c.name);
-    } else out[c.name] = c.convert(v);
-  }
-  return out;
 }

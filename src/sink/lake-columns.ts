@@ -127,3 +127,26 @@ export function keyColumnsOf(keySchema: object): string[] {
   const record = keySchema as { fields?: { name: string; 'tide.column'?: string }[] };
   return (record.fields ?? []).map((f) => f['tide.column'] ?? f.name);
 }
+
+/**
+ * A decoded row image (a record by Avro field name) as lake values by column name: a missing or null value is
+ * null, every other value goes through its column's `convert`. With `unavailable`, a value it recognises as a
+ * producer's placeholder for a value it did not have (an unchanged TOASTed value) is null and its column is
+ * added to `unavailable.unchanged` (silver keeps the value it has).
+ */
+export function rowImage(
+  record: Record<string, unknown>,
+  columns: SinkColumn[],
+  unavailable?: { is: (value: unknown) => boolean; unchanged: string[] },
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of columns) {
+    const v = record[c.avroName];
+    if (v === null || v === undefined) out[c.name] = null;
+    else if (unavailable?.is(v)) {
+      out[c.name] = null;
+      unavailable.unchanged.push(c.name);
+    } else out[c.name] = c.convert(v);
+  }
+  return out;
+}
