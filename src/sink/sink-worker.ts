@@ -287,7 +287,8 @@ export class SinkWorker {
         const newest = events.reduce((m, e) => Math.max(m, e.commitTsMs), 0);
         if (newest) this.stats.newestCommitMs[qualified] = newest;
       }
-      progress.push(...offs);
+      // One offset per message: a flush holds up to flush.max.events of them, more than a call can take as arguments.
+      for (const o of offs) progress.push(o);
     }
     faultPoint('after-commit');
     this.stats.flushes++;
