@@ -1,6 +1,6 @@
 import type { Type } from 'avsc';
 import { createAvroType } from './avro-types.ts';
-import { encodeFramed } from './schema-registry.ts';
+import { encodeFramed, type SchemaRegistry } from './schema-registry.ts';
 
 /**
  * Transaction boundaries on `<topic.prefix>.transaction`, in Debezium's
@@ -53,6 +53,12 @@ export class TransactionEvents {
   private readonly valueType: Type = createAvroType(TRANSACTION_VALUE_SCHEMA);
   keySchemaId = -1;
   valueSchemaId = -1;
+
+  /** Registers the key and value schemas under `<topic>-key` and `<topic>-value`. */
+  async registerSchemas(registry: Pick<SchemaRegistry, 'register'>): Promise<void> {
+    this.keySchemaId = await registry.register(`${this.topic}-key`, TRANSACTION_KEY_SCHEMA);
+    this.valueSchemaId = await registry.register(`${this.topic}-value`, TRANSACTION_VALUE_SCHEMA);
+  }
 
   constructor(readonly topic: string) {}
 

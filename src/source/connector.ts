@@ -1,94 +1,65 @@
-import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
-import { ConfigError, TideError } from '../errors.ts';
+import { TideError } from '../errors.ts';
 import type { TableCodec } from '../events/envelope.ts';
-import { TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA, TransactionEvents } from '../events/transaction-events.ts';
-import { kafkaConnection } from '../events/kafka-connection.ts';
-import { PlatformaticProducer, type EventProducer } from '../events/kafka-producer.ts';
-import { KafkaRetrier, RetryingProducer, StoppedWhileWaitingError } from '../events/kafka-retry.ts';
-import { QUIET_MONITOR, type ConnectionMonitor } from '../connection-monitor.ts';
+import { StoppedWhileWaitingError } from '../events/kafka-retry.ts';
 import { retryPolicyOf } from '../retry.ts';
-import { registryFromConfig, type SchemaRegistry } from '../events/schema-registry.ts';
-import { log as rootLog, type Logger } from '../log.ts';
-import { checkWalLevel, MissingPrimaryKeyError, tableFilter, type CatalogTable } from './catalog.ts';
-import { formatLsn, parseLsn, type Lsn } from './lsn.ts';
-import { OffsetStore } from './offset-store.ts';
-import { ChangeHandler } from './change-handler.ts';
-import { pgoutputOptions } from './pgoutput-plugin.ts';
+import type { Logger } from '../log.ts';
+import type { CatalogTable } from './catalog.ts';
+import { formatLsn, type Lsn } from './lsn.ts';
+import type { ChangeHandler } from './change-handler.ts';
 import type { RelationMessage } from './pgoutput-decoder.ts';
-import { buildPlan, transactionTopic } from './plan.ts';
-import { describeEvent, EventPublisher } from './publisher.ts';
+import { describeEvent, type EventPublisher } from './publisher.ts';
 import { isConnectionLoss, reconnectToPostgres } from './reconnect.ts';
-import { findLostSlot, SlotLostError } from './slot-lost.ts';
-import { readDatabaseState } from './database-state.ts';
-import { QUIET_SOURCE_OBSERVER, type SourceObserver } from './source-observer.ts';
-import { connectPg, endPg, pgWhere } from './pg-connection.ts';
+import { lostSlotOf, lostWithin, SlotLostError } from './slot-lost.ts';
+import { connectPg, emitHeartbeat, endPg, pgWhere } from './pg-connection.ts';
 import { isDriverError, pgTarget, translatePgError } from './pg-errors.ts';
-import { checkPrerequisites, explainSlotFailure, requirePrerequisites, toastedNow } from './prerequisites.ts';
-import { ReplicationStream } from './replication-stream.ts';
+import type { ReplicationStream } from './replication-stream.ts';
 import { SchemaPausedError } from './schema-guard.ts';
-import { describeRelationChange, lookupRelation, sameRelation, tableFromRelation } from './relation-table.ts';
-import { buildTableCodec } from './table-codec-builder.ts';
-import { runSnapshot } from './snapshot.ts';
+import { buildTableCodec, codecOptionsOf } from './table-codec-builder.ts';
 import { followCapture } from './capture-follow.ts';
 import type { IncrementalSnapshots } from './incremental-snapshot.ts';
-import { rememberCaptured, type TableDiscovery } from './table-discovery.ts';
+import type { TableDiscovery } from './table-discovery.ts';
 import { transition, type SourceEvent, type SourceState } from './source-state.ts';
-import { writeStatus, type SourceStatus } from './status-file.ts';
+import { EventRate, writeStatus, type SourceStatus } from './status-file.ts';
+import { prepareStart } from './start-plan.ts';
+import { createSlotAndSnapshot } from './slot-snapshot.ts';
+import { applyRelation } from './relation-change.ts';
+import { openStream } from './open-stream.ts';
+import { settleAll, sourceParts, sourcePublisher, type SourceDeps, type SourceParts } from './source-parts.ts';
+
+export type { SourceDeps } from './source-parts.ts';
 
 /**
  * The source connector: Postgres WAL (pgoutput) → Avro events → Kafka.
  * Confirms an LSN to the slot only after Kafka acknowledged every event at or
  * before it, so a crash at any moment loses nothing (duplicates are possible
- * and carry the same (commit_lsn, event_index)).
+ * and carry the same (commit_lsn, event_index)). Its parts: start-plan.ts (checks and DDL at start-up),
+ * slot-snapshot.ts (the slot and the initial snapshot), relation-change.ts (schema changes in the stream),
+ * source-parts.ts (what it is built from), reconnect.ts (a lost connection).
  */
-export interface SourceDeps {
-  producer?: EventProducer;
-  registry?: SchemaRegistry;
-  log?: Logger;
-  stateDir?: string;
-  /** Told about retries and recoveries of the connections (ops' ConnectionHealth: /readyz and metrics). */
-  monitor?: ConnectionMonitor;
-  /** Told about published events, acknowledged commits and registered schemas (ops' metrics). */
-  observer?: SourceObserver;
-}
-
-/** Wait for every task; then throw the first failure (so no task is left running unobserved). */
-async function settleAll(tasks: Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(tasks);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-}
-
 export class SourceConnector {
   state: SourceState = 'starting';
   private readonly config: SourceConfig;
+  /** The database in messages: `Postgres at host:port/dbname`. */
+  private readonly where: string;
   private readonly log: Logger;
-  private readonly producer: EventProducer;
-  private readonly monitor: ConnectionMonitor;
-  /** Bounds, retries and reports every Kafka call (errors.retry.timeout); stops waiting when run's signal aborts. */
-  private readonly kafka: KafkaRetrier;
-  private readonly registry: SchemaRegistry;
-  private readonly store: OffsetStore;
-  private readonly statusPath: string;
+  /** Its producer, Kafka retrier, registry, offset store, status file, table filter (source-parts.ts). */
+  private readonly parts: SourceParts;
   private sql: pg.Client | undefined;
   private replication: ReplicationStream | undefined;
   private handler: ChangeHandler | undefined;
   private publisher: EventPublisher | undefined;
-  private readonly observer: SourceObserver;
   private incremental: IncrementalSnapshots | undefined;
   private discovery: TableDiscovery | undefined;
   /** Published events by table and op, read by the metrics at scrape time. */
   private get events() {
-    return this.observer.events;
+    return this.parts.observer.events;
   }
   /** The stream's codecs by relation oid (the initial snapshot's too): from relation messages on a running slot. */
   private readonly codecs = new Map<number, TableCodec>();
   /** The tables captured now (`schema.table`): the plan's, those found while running, those the stream names. */
   private readonly capturing = new Set<string>();
-  private readonly include: (qualified: string) => boolean;
-  private readonly txEvents: TransactionEvents;
   private confirmed: Lsn = 0n;
   private acked: Lsn = 0n;
   private error: string | undefined;
@@ -104,20 +75,9 @@ export class SourceConnector {
     deps: SourceDeps = {},
   ) {
     this.config = file.config;
-    this.log = (deps.log ?? rootLog).child({ connector: file.name });
-    const conn = kafkaConnection(this.config, { source: file.source, log: this.log });
-    this.monitor = deps.monitor ?? QUIET_MONITOR;
-    this.observer = deps.observer ?? QUIET_SOURCE_OBSERVER;
-    this.kafka = new KafkaRetrier(conn, retryPolicyOf(this.config), this.log, this.monitor);
-    this.producer =
-      deps.producer ??
-      new RetryingProducer(new PlatformaticProducer(conn, `tide-${file.name}`, this.log, this.config['max.message.bytes']), this.kafka);
-    this.registry = deps.registry ?? registryFromConfig(this.config);
-    const stateDir = deps.stateDir ?? '.tide';
-    this.store = new OffsetStore(this.config['offset.storage.file.filename'] ?? join(stateDir, `${file.name}.offsets.json`));
-    this.statusPath = join(stateDir, `${file.name}.status.json`);
-    this.include = tableFilter(this.config['table.include.list'], this.config['table.exclude.list']);
-    this.txEvents = new TransactionEvents(transactionTopic(this.config));
+    this.where = `Postgres at ${this.config['database.hostname']}:${this.config['database.port']}/${this.config['database.dbname']}`;
+    this.parts = sourceParts(file, deps);
+    this.log = this.parts.log;
   }
 
   /** Why the connector paused or failed, if it did. */
@@ -132,13 +92,9 @@ export class SourceConnector {
     this.flushStatus();
   }
 
-  private where(): string {
-    return `Postgres at ${this.config['database.hostname']}:${this.config['database.port']}/${this.config['database.dbname']}`;
-  }
-
   /** Run until `signal` aborts (clean stop), the connector pauses on an incompatible schema, or a fatal error. */
   async run(signal: AbortSignal): Promise<SourceState> {
-    this.kafka.signal = signal;
+    this.parts.kafka.signal = signal;
     this.signal = signal;
     this.timers.push(setInterval(() => this.flushStatus(), 1000));
     try {
@@ -174,40 +130,16 @@ export class SourceConnector {
   private async start(signal: AbortSignal): Promise<void> {
     const c = this.config;
     this.sql = await this.connectSql();
-    await checkWalLevel(this.sql, this.where());
-    const offsets = this.store.read();
-    const state = await readDatabaseState(this.sql, this.file, offsets, () => this.lostSlot());
-    const plan = buildPlan(c, state);
-    if (plan.captured.length === 0) {
-      throw new ConfigError(
-        'table.include.list',
-        `matches no table in ${c['database.dbname']}. Check the patterns (anchored regexes on schema.table).`,
-        this.file.source,
-      );
-    }
-    if (plan.missingPrimaryKey.length > 0) throw new MissingPrimaryKeyError(plan.missingPrimaryKey);
+    const { offsets, state, plan } = await prepareStart(this.sql, this.file, this.parts.store, {
+      where: this.where,
+      lostSlot: () => this.lostSlot(),
+      log: this.log,
+    });
     for (const t of plan.captured) this.capturing.add(t.qualified);
-    requirePrerequisites(await checkPrerequisites(this.sql, c, plan, state), this.where());
-    // `tide source plan` lists every table with TOAST-able columns; here only those whose values are stored out of line now.
-    for (const t of await toastedNow(this.sql, plan)) {
-      this.log.warn(
-        { table: t.table, columns: t.columns, fix: t.fix },
-        'this table holds out-of-line (TOAST) values: updates that do not touch these columns carry no value for them (see unchanged_toast)',
-      );
-    }
-    for (const s of plan.statements.filter((s) => !s.replication)) {
-      this.log.info({ sql: s.sql }, s.why);
-      await this.sql.query(s.sql);
-    }
-    this.publisher = new EventPublisher(this.producer, {
-      maxBatch: c['max.batch.size'],
-      lingerMs: 5,
-      // Up to 4 full batches wait behind the one in flight, so encoding goes on while Kafka acknowledges.
-      maxQueuedBatches: 4,
+    this.publisher = sourcePublisher(this.config, this.parts.producer, {
       onConfirmable: (lsn) => this.onAcked(lsn),
-      maxMessageBytes: c['max.message.bytes'],
       describe: (m) => describeEvent([...this.codecs.values(), ...(this.incremental?.chunkCodec ? [this.incremental.chunkCodec] : [])], m),
-      onCommitAcked: (commitTsMs) => this.observer.commitAcked(Date.now() - commitTsMs),
+      onCommitAcked: (commitTsMs) => this.parts.observer.commitAcked(Date.now() - commitTsMs),
       onError: (err) =>
         this.fail(
           new TideError(`delivery to Kafka failed; nothing after LSN ${formatLsn(this.confirmed)} was confirmed: ${err.message}`, {
@@ -223,80 +155,29 @@ export class SourceConnector {
     if (early) await this.openStream(new Promise<void>((r) => (release = r)));
 
     await settleAll([
-      this.producer.ensureTopics(plan.topics),
+      this.parts.producer.ensureTopics(plan.topics),
       // Restarting on an existing slot, the stream's relation messages build each codec: the catalog describes
       // today's tables, and WAL written before later DDL must be read with the schema it was written with.
       ...(early ? [] : plan.captured.map(async (t) => this.codecs.set(t.oid, await this.codecFor(t)))),
-      (async () => {
-        this.txEvents.keySchemaId = await this.registry.register(`${this.txEvents.topic}-key`, TRANSACTION_KEY_SCHEMA);
-        this.txEvents.valueSchemaId = await this.registry.register(`${this.txEvents.topic}-value`, TRANSACTION_VALUE_SCHEMA);
-      })(),
+      this.parts.txEvents.registerSchemas(this.parts.registry),
     ]);
 
-    let exported: string | undefined;
-    let repl: pg.Client | undefined;
-    if (!state.slotExists) {
-      repl = await connectPg(c, { replication: true, log: this.log });
-      const slotSql = plan.statements.find((s) => s.replication)!.sql;
-      this.log.info({ sql: slotSql }, 'creating replication slot');
-      const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(slotSql).catch(async (err: unknown) => {
-        throw await explainSlotFailure(translatePgError(err, pgWhere(c, true)), this.sql!);
-      });
-      exported = rows[0]!.snapshot_name ?? undefined;
-      const fresh = {
-        slot: c['slot.name'],
-        ...(plan.snapshot
-          ? { snapshot: { status: 'running' as const, consistentLsn: rows[0]!.consistent_point, nextIndex: 0, tables: {} } }
-          : {}),
-      };
-      this.store.write(fresh);
-    }
-    try {
-      const current = this.store.read() ?? { slot: c['slot.name'] };
-      if (plan.snapshot && current.snapshot?.status !== 'done') {
-        if (!current.snapshot) {
-          const { rows } = await this.sql.query<{ lsn: string }>(
-            `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
-            [c['slot.name']],
-          );
-          current.snapshot = { status: 'running', consistentLsn: rows[0]!.lsn, nextIndex: 0, tables: {} };
-        }
-        this.to('snapshot');
-        const snapClient = await connectPg(c, { log: this.log });
-        try {
-          const result = await runSnapshot({
-            client: snapClient,
-            exportedSnapshot: exported,
-            codecs: plan.captured.map((t) => this.codecs.get(t.oid)!),
-            publisher: this.publisher,
-            offsets: current as typeof current & { snapshot: NonNullable<typeof current.snapshot> },
-            store: this.store,
-            fetchSize: c['snapshot.fetch.size'],
-            partitionEnds: (topic) => this.producer.partitionEnds?.(topic) ?? Promise.resolve([]),
-            connectorName: c['topic.prefix'],
-            events: this.events,
-            db: c['database.dbname'],
-            log: this.log,
-            signal,
-            onProgress: (p) => {
-              this.snapshotInfo = {
-                table: p.table,
-                rows: p.rows,
-                totalRows: p.totalRows,
-                rowsPerSecond: Math.round(p.rowsPerSecond),
-                etaSeconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds),
-              };
-              this.log.info(this.snapshotInfo, 'snapshot progress');
-            },
-          });
-          if (result === 'interrupted') return;
-        } finally {
-          await snapClient.end();
-        }
-      }
-    } finally {
-      await repl?.end();
-    }
+    const snapshot = await createSlotAndSnapshot({
+      config: c,
+      sql: this.sql,
+      state,
+      plan,
+      store: this.parts.store,
+      codecs: this.codecs,
+      publisher: this.publisher,
+      producer: this.parts.producer,
+      events: this.events,
+      log: this.log,
+      signal,
+      onSnapshotStart: () => this.to('snapshot'),
+      onProgress: (info) => (this.snapshotInfo = info),
+    });
+    if (snapshot === 'interrupted') return;
     if (c['snapshot.mode'] === 'initial_only') {
       this.log.info('snapshot.mode=initial_only: snapshot finished, not streaming');
       return;
@@ -334,12 +215,12 @@ export class SourceConnector {
    */
   private reconnect(cause: TideError): void {
     if (this.reconnecting || this.signal?.aborted) return;
-    this.error = `reconnecting to ${this.where()}: ${cause.message}`;
+    this.error = `reconnecting to ${this.where}: ${cause.message}`;
     this.reconnecting = reconnectToPostgres(cause, {
-      where: this.where(),
+      where: this.where,
       target: pgTarget(pgWhere(this.config)),
       policy: retryPolicyOf(this.config),
-      monitor: this.monitor,
+      monitor: this.parts.monitor,
       log: this.log,
       signal: this.signal,
       teardown: async () => {
@@ -362,76 +243,50 @@ export class SourceConnector {
   }
 
   private async codecFor(table: CatalogTable): Promise<TableCodec> {
-    const codec = await buildTableCodec(
-      table,
-      this.registry,
-      {
-        topicPrefix: this.config['topic.prefix'],
-        decimalHandlingMode: this.config['decimal.handling.mode'],
-        timestamptzHandlingMode: this.config['timestamptz.handling.mode'],
-        excludedColumns: this.columnExcluded(),
-        warn: (m, d) => this.log.warn(d, m),
-      },
-      this.codecs.get(table.oid),
-    );
-    this.observer.schemaRegistered(`${codec.topic}-value`, codec.valueSchemaId);
+    const codec = await buildTableCodec(table, this.parts.registry, codecOptionsOf(this.config, this.log), this.codecs.get(table.oid));
+    this.parts.observer.schemaRegistered(`${codec.topic}-value`, codec.valueSchemaId);
     return codec;
   }
 
-  private columnExcluded(): ((q: string) => boolean) | undefined {
-    const list = this.config['column.exclude.list'];
-    if (!list) return undefined;
-    const res = list.map((p) => new RegExp(`^(?:${p})$`));
-    return (q) => res.some((r) => r.test(q));
-  }
-
-  /** Open the replication stream from the slot's confirmed position; with a `gate`, nothing is handled until it resolves. */
-  private async openStream(gate: Promise<void> | undefined): Promise<void> {
-    const c = this.config;
-    const handler = new ChangeHandler({
-      publisher: this.publisher!,
-      txEvents: this.txEvents,
-      codecs: this.codecs,
-      topicPrefix: c['topic.prefix'],
-      db: c['database.dbname'],
-      tombstonesOnDelete: c['tombstones.on.delete'],
-      onRelation: (msg) => this.onRelation(msg),
-      isStreaming: () => this.state === 'streaming',
-      // Keepalives are answered with what Kafka holds, never with what was merely received.
-      confirmedLsn: () => this.confirmed,
-      onError: (err) => this.fail(err),
-      events: this.events,
-      onChange: (xid, oid, key) => this.incremental?.windows.onChange(xid, oid, key),
-      onMessage: (msg, commitLsn) => this.incremental?.onMessage(msg, commitLsn),
+  /** Open the replication stream (open-stream.ts); with a `gate`, nothing is handled until it resolves. */
+  private openStream(gate: Promise<void> | undefined): Promise<void> {
+    return openStream({
+      config: this.config,
+      sql: this.sql!,
+      log: this.log,
+      gate,
+      handler: {
+        publisher: this.publisher!,
+        txEvents: this.parts.txEvents,
+        codecs: this.codecs,
+        onRelation: (msg) => this.onRelation(msg),
+        isStreaming: () => this.state === 'streaming',
+        // Keepalives are answered with what Kafka holds, never with what was merely received.
+        confirmedLsn: () => this.confirmed,
+        onError: (err) => this.fail(err),
+        events: this.events,
+        onChange: (xid, oid, key) => this.incremental?.windows.onChange(xid, oid, key),
+        onMessage: (msg, commitLsn) => this.incremental?.onMessage(msg, commitLsn),
+      },
+      onHandler: (handler) => (this.handler = handler),
+      onPosition: (lsn) => (this.confirmed = this.acked = lsn),
+      onStream: (stream) => (this.replication = stream),
     });
-    this.handler = handler;
-    const { rows } = await this.sql!.query<{ lsn: string }>(
-      `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`,
-      [c['slot.name']],
-    );
-    this.confirmed = this.acked = parseLsn(rows[0]!.lsn);
-    const stream = new ReplicationStream(
-      (onError) => connectPg(c, { replication: true, log: this.log, onError }),
-      handler,
-      (err) => translatePgError(err, pgWhere(c, true)),
-    );
-    this.replication = stream;
-    await stream.start(c['slot.name'], this.confirmed, pgoutputOptions([c['publication.name']]), gate);
   }
 
   /** Incremental snapshots (signals, joined tables) and the look-out for new tables (capture-follow.ts). */
   private followCapture(joined: string[], captured: string[]): void {
     ({ incremental: this.incremental, discovery: this.discovery } = followCapture({
       config: this.config,
-      store: this.store,
+      store: this.parts.store,
       log: this.log,
       events: this.events,
       joined,
       captured,
       publisher: () => this.publisher,
       capturing: this.capturing,
-      ensureTopics: (topics) => this.producer.ensureTopics(topics),
-      partitionEnds: (topic) => this.producer.partitionEnds?.(topic) ?? Promise.resolve([]),
+      ensureTopics: (topics) => this.parts.producer.ensureTopics(topics),
+      partitionEnds: (topic) => this.parts.producer.partitionEnds?.(topic) ?? Promise.resolve([]),
       codecFor: (table) => this.codecFor(table),
       fail: (err) => this.fail(err),
     }));
@@ -445,30 +300,19 @@ export class SourceConnector {
     }
   }
 
-  /** A relation message is the truth for the WAL after it (relation-table.ts), never today's catalog. */
-  private async onRelation(msg: RelationMessage): Promise<void> {
-    if (!this.include(`${msg.schema}.${msg.name}`)) return;
-    const existing = this.codecs.get(msg.relationOid);
-    const lookups = await lookupRelation(this.sql!, msg);
-    const table = tableFromRelation(msg, existing?.table, lookups);
-    if (existing && sameRelation(existing.table, table)) return;
-    if (!lookups.now)
-      this.log.warn(
-        { table: table.qualified, oid: msg.relationOid },
-        'this table was dropped after this point of the WAL: its remaining changes are delivered, then it is no longer captured',
-      );
-    if (!existing)
-      await this.producer.ensureTopics([
-        {
-          topic: `${this.config['topic.prefix']}.${table.schema}.${table.name}`,
-          partitions: this.config['topic.partitions'],
-          replicationFactor: this.config['topic.replication.factor'],
-        },
-      ]);
-    this.codecs.set(msg.relationOid, await this.codecFor(table));
-    this.capturing.add(table.qualified);
-    if (!existing) rememberCaptured(this.store, [table.qualified]);
-    this.log.info({ table: table.qualified, ...describeRelationChange(existing?.table, table) }, 'schema registered for changed relation');
+  /** A relation message is the truth for the WAL after it (relation-change.ts), never today's catalog. */
+  private onRelation(msg: RelationMessage): Promise<void> {
+    return applyRelation(msg, {
+      config: this.config,
+      sql: this.sql!,
+      codecs: this.codecs,
+      capturing: this.capturing,
+      include: this.parts.include,
+      store: this.parts.store,
+      producer: this.parts.producer,
+      codecFor: (table) => this.codecFor(table),
+      log: this.log,
+    });
   }
 
   private onAcked(lsn: Lsn): void {
@@ -482,23 +326,12 @@ export class SourceConnector {
   }
 
   private async heartbeat(): Promise<void> {
-    if (this.reconnecting || !this.sql) return;
-    try {
-      // A tiny transactional WAL message: it comes back through the slot, so the slot advances even when captured tables are idle.
-      await this.sql!.query(`SELECT pg_logical_emit_message(true, 'tide_heartbeat', '')`);
-    } catch (err) {
-      this.log.warn({ err }, 'heartbeat failed');
-    }
+    if (!this.reconnecting && this.sql) await emitHeartbeat(this.sql, this.log);
   }
 
   /** The SlotLostError when the server has invalidated our slot (see findLostSlot). */
   private lostSlot(): Promise<SlotLostError | undefined> {
-    const c = this.config;
-    return findLostSlot(this.sql!, `postgres at ${c['database.hostname']}:${c['database.port']}`, {
-      name: c['slot.name'],
-      connector: this.file.name,
-      connectorFile: this.file.source,
-    });
+    return lostSlotOf(this.sql!, this.file);
   }
 
   /** A failure; when the stream broke because the server invalidated the slot, the failure says that instead. */
@@ -508,11 +341,7 @@ export class SourceConnector {
       this.failNow(err);
       return;
     }
-    const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000).unref());
-    void Promise.race([this.lostSlot(), timeout]).then(
-      (lost) => this.failNow(lost ?? err),
-      () => this.failNow(err),
-    );
+    void lostWithin(this.lostSlot(), 3000).then((lost) => this.failNow(lost ?? err));
   }
 
   private failNow(err: Error): void {
@@ -531,16 +360,12 @@ export class SourceConnector {
     return this.handler?.eventsTotal ?? 0;
   }
 
-  private rate = { at: performance.now(), total: 0, perSecond: 0 };
+  private readonly rate = new EventRate();
 
   /** The connector's own view: state, LSNs, counts (also written to the status file each second). */
   status(): SourceStatus {
-    const now = performance.now();
-    if (now - this.rate.at >= 1000) {
-      this.rate = { at: now, total: this.eventsTotal, perSecond: ((this.eventsTotal - this.rate.total) * 1000) / (now - this.rate.at) };
-    }
     return {
-      eventsPerSecond: Math.round(this.rate.perSecond),
+      eventsPerSecond: this.rate.of(this.eventsTotal),
       name: this.file.name,
       pid: process.pid,
       state: this.state,
@@ -558,7 +383,7 @@ export class SourceConnector {
   }
 
   private flushStatus(): void {
-    writeStatus(this.statusPath, this.status());
+    writeStatus(this.parts.statusPath, this.status());
   }
 
   private async close(): Promise<void> {
@@ -578,7 +403,7 @@ export class SourceConnector {
     }
     this.publisher?.close();
     await this.replication?.stop();
-    await this.producer.close().catch(() => undefined);
+    await this.parts.producer.close().catch(() => undefined);
     await endPg(this.sql);
     this.flushStatus();
     this.log.info({ confirmedLsn: formatLsn(this.confirmed), events: this.eventsTotal }, 'source closed');

@@ -234,3 +234,15 @@ export class ReopeningPgClient {
     this.client = undefined;
   }
 }
+
+/**
+ * The source's heartbeat (heartbeat.interval.ms): a tiny transactional WAL message that comes back through
+ * the slot, so the slot advances even when captured tables are idle. A failure is logged, never thrown.
+ */
+export async function emitHeartbeat(sql: pg.Client, log: Logger): Promise<void> {
+  try {
+    await sql.query(`SELECT pg_logical_emit_message(true, 'tide_heartbeat', '')`);
+  } catch (err) {
+    log.warn({ err }, 'heartbeat failed');
+  }
+}

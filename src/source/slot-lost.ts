@@ -1,3 +1,4 @@
+import type { ConnectorFile, SourceConfig } from '../config/source-config.ts';
 import { TideError } from '../errors.ts';
 import { readSlot, type SlotClient, type SlotFacts } from './slot-facts.ts';
 
@@ -56,4 +57,20 @@ export async function findLostSlot(
     facts.confirmedFlushLsn,
     (rows[0]!.keep as string | null) ?? null,
   );
+}
+
+/** The SlotLostError when the server has invalidated the slot of this connector (`file`). */
+export function lostSlotOf(sql: SlotClient, file: ConnectorFile<SourceConfig>): Promise<SlotLostError | undefined> {
+  const c = file.config;
+  return findLostSlot(sql, `postgres at ${c['database.hostname']}:${c['database.port']}`, {
+    name: c['slot.name'],
+    connector: file.name,
+    connectorFile: file.source,
+  });
+}
+
+/** What `lookup` found within `ms` (undefined when it took longer or failed): a failure's explanation must not hold it up. */
+export function lostWithin(lookup: Promise<SlotLostError | undefined>, ms: number): Promise<SlotLostError | undefined> {
+  const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref());
+  return Promise.race([lookup, timeout]).catch(() => undefined);
 }

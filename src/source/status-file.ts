@@ -32,3 +32,20 @@ export function writeStatus(path: string, status: SourceStatus): void {
 export function readStatus(path: string): SourceStatus | undefined {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SourceStatus) : undefined;
 }
+
+/** Events per second, over the last second or more: `of(total)` is called with the running total. */
+export class EventRate {
+  private at = performance.now();
+  private total = 0;
+  private perSecond = 0;
+
+  of(total: number): number {
+    const now = performance.now();
+    if (now - this.at >= 1000) {
+      this.perSecond = ((total - this.total) * 1000) / (now - this.at);
+      this.at = now;
+      this.total = total;
+    }
+    return Math.round(this.perSecond);
+  }
+}

@@ -1,6 +1,8 @@
+import type { SourceConfig } from '../config/source-config.ts';
 import { TableCodec } from '../events/envelope.ts';
 import { renamedColumns } from '../events/field-aliases.ts';
 import type { SchemaRegistry } from '../events/schema-registry.ts';
+import type { Logger } from '../log.ts';
 import type { CatalogTable } from './catalog.ts';
 import { registerTableSchemas } from './schema-guard.ts';
 import type { DecimalHandlingMode, TimestamptzHandlingMode } from './type-mapping.ts';
@@ -35,4 +37,17 @@ export async function buildTableCodec(
   if (renamedFrom.size > 0) codec = new TableCodec(table, o.topicPrefix, { ...opts, renamedFrom }, () => undefined);
   await registerTableSchemas(registry, codec, previous);
   return codec;
+}
+
+/** The codec options of a source's configuration; `column.exclude.list` holds anchored regexes on schema.table.column. */
+export function codecOptionsOf(config: SourceConfig, log: Logger): CodecOptions {
+  const list = config['column.exclude.list'];
+  const res = list?.map((p) => new RegExp(`^(?:${p})$`));
+  return {
+    topicPrefix: config['topic.prefix'],
+    decimalHandlingMode: config['decimal.handling.mode'],
+    timestamptzHandlingMode: config['timestamptz.handling.mode'],
+    excludedColumns: res ? (q) => res.some((r) => r.test(q)) : undefined,
+    warn: (m, d) => log.warn(d, m),
+  };
 }
