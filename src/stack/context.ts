@@ -4,8 +4,18 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.ts';
 import type { StackContext, StackPorts } from './service.ts';
 
-/** The project root: the folder holding Tide's package.json. */
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * The project root: the folder holding Tide's package.json, the nearest one above this module (src/stack/
+ * under tsx, dist/<digest>/src/stack/ in the precompiled CLI, see bin/cli-build.js).
+ */
+export const PROJECT_ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return resolve(from, '..', '..');
+  }
+}
 
 /** Non-default loopback ports, so the stack never collides with a system service. Override with env vars. */
 export const DEFAULT_PORTS: StackPorts = {

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LakeTableNotFoundError, listTableRoots } from '../../lake/lake-catalog.ts';
 import type { ParquetEngine } from '../../lake/parquet/parquet-engine.ts';
@@ -12,6 +14,7 @@ import { customerPanel, dailyRevenue, ordersPanel, parseCustomer, topProducts } 
 import { DEFAULT_SLOT_THRESHOLDS, type SlotThresholds } from '../../config/slot-thresholds.ts';
 import { readSlots } from './slot-facts.ts';
 import { notificationsPanel } from './notification-tiles.ts';
+import { PROJECT_ROOT } from '../../stack/context.ts';
 
 /**
  * The live dashboard (issue 5): the page at `/` (plain HTML, CSS and one ES module, no build step)
@@ -58,7 +61,8 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/assets/charts.js': { file: 'charts.js', type: 'text/javascript; charset=utf-8' },
   '/assets/format.js': { file: 'format.js', type: 'text/javascript; charset=utf-8' },
 };
-const PAGE_DIR = new URL('./', import.meta.url);
+// From the project root, not import.meta.url: the precompiled CLI (bin/cli-build.js) runs a copy of this module elsewhere.
+const PAGE_DIR = pathToFileURL(join(PROJECT_ROOT, 'src', 'ops', 'dashboard') + '/');
 
 /** Same-origin only: the page loads nothing from elsewhere and runs no inline script. */
 const PAGE_HEADERS = {
