@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LakeColumn, LakeSchema } from '../../src/lake/lake-schema.ts';
 import { ParquetEngineError, SchemaViolationError, StageValueError } from '../../src/lake/parquet/parquet-errors.ts';
 import { duckdbType, ParquetEngine, type DataFile } from '../../src/lake/parquet/parquet-engine.ts';
+import { statsJson } from '../../src/lake/parquet/file-stats.ts';
 import { execVenvPython } from '../support/delta-reader.ts';
 import type { ObjectInfo, ObjectStore } from '../../src/lake/storage/object-store.ts';
 
@@ -243,6 +244,64 @@ describe('round trip', () => {
     }
   });
 
+  it('takes stats from the Parquet writer (COPY RETURN_STATS) only where they equal aggregates over the rows', async () => {
+    // copy-stats.ts reads integers, booleans, strings, dates and timestamps from DuckDB's writer and
+    // aggregates the rest; either way add.stats must be what min/max/count over the rows give, here
+    // for strings DuckDB cuts at 256 bytes or leaves unbounded, sub-millisecond timestamps, a quoted name.
+    const schema: LakeSchema = {
+      columns: [
+        c('id', { kind: 'long' }, false),
+        c('s', { kind: 'string' }),
+        c('ts', { kind: 'timestamp' }),
+        c('day', { kind: 'date' }),
+        c('we"ird.name', { kind: 'integer' }),
+        c('none', { kind: 'string' }),
+        c('ok', { kind: 'boolean' }),
+        c('d', { kind: 'double' }),
+      ],
+    };
+    const strings = [
+      '',
+      'twelve bytes',
+      'héllo',
+      '🌊🌊🌊',
+      'x'.repeat(300),
+      'q'.repeat(33),
+      '\u{1F30A}'.repeat(40),
+      'ÿ'.repeat(200),
+      'é'.repeat(2000),
+    ];
+    for (let k = 0; k < strings.length; k++) {
+      const rows = Array.from({ length: 40 }, (_, r) => [
+        BigInt(r),
+        r % 5 === 0 ? null : strings[(r + k) % strings.length]! + (r % 3 ? '' : r),
+        1_733_500_000_123_456n + BigInt(r * 7919 * (k + 1)),
+        20000 + r - k * 5000,
+        r - 20,
+        null,
+        r % 7 === k % 7 ? null : r % 2 === 0,
+        r / 3,
+      ]);
+      const [file] = await writeTable(`copy_stats_${k}`, schema, rows);
+      const staged = await engine.stage(schema, rows);
+      try {
+        const q = (n: string) => `"${n.replace(/"/g, '""')}"`;
+        const aggs = schema.columns.flatMap((col) => [`count(*) - count(${q(col.name)})`, `min(${q(col.name)})`, `max(${q(col.name)})`]);
+        const [row] = await engine.query(`SELECT ${['count(*)', ...aggs].map((a, i) => `${a} AS a${i}`).join(', ')} FROM ${staged}`);
+        const v = Object.values(row!);
+        const columns = schema.columns.map((column, i) => ({
+          column,
+          nullCount: Number(v[1 + 3 * i]),
+          min: v[2 + 3 * i],
+          max: v[3 + 3 * i],
+        }));
+        expect(file!.stats, `strings from ${k}`).toBe(statsJson(Number(v[0]), columns));
+      } finally {
+        await engine.drop(staged);
+      }
+    }
+  });
+
   it('writes nothing for zero rows, and an empty view for zero files', async () => {
     expect(await writeTable('empty', ALL_TYPES, [])).toEqual([]);
     expect(await store.list('empty')).toEqual([]);
@@ -359,7 +418,7 @@ describe('partitioned writes', () => {
 describe('column-by-column staging (column-chunk.ts)', () => {
   // Values cover every route of the direct writer: int64 from numbers (two int32 halves, negative and
   // past 2^32) and from bigints; strings inline (ASCII, non-ASCII up to 12 UTF-8 bytes) and out of line
-  // (13 bytes, non-ASCII past 12 bytes, long); NULLs scattered over several 2,048-row chunks.
+  // (13 bytes, non-ASCII past 12 bytes, long, and past 64 KiB: its own call); NULLs scattered over several 2,048-row chunks.
   const SCHEMA: LakeSchema = {
     columns: [
       c('id', { kind: 'long' }, false),
@@ -404,7 +463,7 @@ describe('column-by-column staging (column-chunk.ts)', () => {
     BigInt(r),
     r % 7 === 3 ? null : r % 2 ? BigInt(NUMBERS[r % NUMBERS.length]!) : NUMBERS[r % NUMBERS.length]!,
     r % 11 === 5 ? null : NUMBERS[(r + 3) % NUMBERS.length]!,
-    r % 13 === 1 ? null : `${STRINGS[r % STRINGS.length]}${r % 3 ? '' : r}`,
+    r % 13 === 1 ? null : r % 1000 === 77 ? `${r}${'é'.repeat(40_000)}` : `${STRINGS[r % STRINGS.length]}${r % 3 ? '' : r}`,
     r % 5 === 0 ? null : r - 5000,
     r % 17 === 2 ? null : (r % 65536) - 32768,
     r % 19 === 4 ? null : r / 7,
