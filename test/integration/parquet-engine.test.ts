@@ -418,7 +418,7 @@ describe('partitioned writes', () => {
 describe('column-by-column staging (column-chunk.ts)', () => {
   // Values cover every route of the direct writer: int64 from numbers (two int32 halves, negative and
   // past 2^32) and from bigints; strings inline (ASCII, non-ASCII up to 12 UTF-8 bytes) and out of line
-  // (13 bytes, non-ASCII past 12 bytes, long, and past 64 KiB: its own call); NULLs scattered over several 2,048-row chunks.
+  // (13 bytes, non-ASCII past 12 bytes, long, past 64 KiB); NULLs scattered over several 2,048-row chunks.
   const SCHEMA: LakeSchema = {
     columns: [
       c('id', { kind: 'long' }, false),

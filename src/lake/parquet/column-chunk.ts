@@ -16,8 +16,8 @@ import { toDuckDBValue, ValueMismatch } from './values.ts';
  * The memory layouts written here are DuckDB's C API's (duckdb.h): BIGINT/TIMESTAMPTZ int64 (µs),
  * INTEGER/DATE int32 (days), SMALLINT int16, DOUBLE/FLOAT IEEE, BOOLEAN one byte, the validity mask
  * one bit per row in uint64 words (1 = valid), and VARCHAR as `duckdb_string_t`: 16 bytes, a uint32
- * length, then a string of at most 12 bytes inline (zero-padded) or the first 4 bytes and a pointer;
- * longer strings are copied into the vector's own string heap (StringFiller).
+ * length, then a string of at most 12 bytes inline (zero-padded); longer strings go through
+ * `duckdb_vector_assign_string_element`, which copies them into the vector's own string heap.
  * Decimals, blobs and lists keep the library's vectors (they are rare in change data and the layouts
  * are more involved). A value of the wrong type is reported exactly as `values.ts` would
  * (StageValueError naming the row, column and reason).
@@ -30,7 +30,6 @@ export type Cell = (row: number) => unknown;
 export const CHUNK_ROWS = 2048;
 
 const LITTLE_ENDIAN = endianness() === 'LE';
-const POINTERS_64 = ['x64', 'arm64', 'ppc64', 's390x', 'riscv64', 'loong64'].includes(process.arch);
 const TWO_32 = 2 ** 32;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -47,8 +46,7 @@ export function columnFillers(columns: LakeColumn[]): ColumnFiller[] {
 
 function fillerFor(column: LakeColumn): ColumnFiller {
   const t = column.type;
-  // The layouts below are little-endian with 64-bit pointers (string slots).
-  if (!LITTLE_ENDIAN || !POINTERS_64) return new ValueFiller(column);
+  if (!LITTLE_ENDIAN) return new ValueFiller(column);
   switch (t.kind) {
     case 'long':
     case 'timestamp':
@@ -221,50 +219,36 @@ class BooleanFiller extends FixedFiller {
 
 const encoder = new TextEncoder();
 
-/** Longer strings (UTF-8 bytes) are handed to DuckDB one by one; below it they share the chunk's one buffer. */
-const OWN_CALL_BYTES = 64 * 1024;
-
 /**
  * VARCHAR: strings of at most 12 UTF-8 bytes are written inline into the 16-byte `duckdb_string_t`
- * slots (codes, statuses, `_op`). Longer ones are UTF-8 encoded back to back into one buffer per
- * chunk, which DuckDB copies into the vector's string heap with one `vector_assign_string_element_len`
- * (assigned to the first such row); their slots then get DuckDB's non-inline layout (uint32 length,
- * the first 4 bytes, a pointer into that copy). One native call per string instead cost half of all
- * staging in bench/sink-lake.ts's bronze append (the orders rows' ~55-byte `attributes`). The heap
- * lives as long as the vector, and appending the chunk copies the strings out of it. Strings over
- * OWN_CALL_BYTES keep their own call, so the buffer stays small (≤ 128 MiB for a chunk).
+ * slots (codes, statuses, `_op`); longer ones are assigned one by one after the slots are copied,
+ * so DuckDB copies them into the vector's own string heap. (Handing DuckDB one buffer per chunk and
+ * pointing the slots into its copy saved nothing measurable on the orders rows: the per-string call
+ * is not where the time goes, DuckDB's own append is.)
  */
 class StringFiller implements ColumnFiller {
   private readonly slots = new Uint8Array(CHUNK_ROWS * 16);
-  private readonly words = new Uint32Array(this.slots.buffer);
+  private readonly lengths = new Uint32Array(this.slots.buffer);
   private readonly validity = new Uint32Array(CHUNK_ROWS / 32);
   private readonly scratch = new Uint8Array(12 * 3);
-  /** UTF-8 of this chunk's long strings, back to back. */
-  private heap = new Uint8Array(64 * 1024);
-  /** Long strings sharing the heap: their row and byte offset in it. */
-  private readonly heapRows: number[] = [];
-  private readonly heapOffsets: number[] = [];
-  /** Strings over OWN_CALL_BYTES. */
-  private readonly ownRows: number[] = [];
-  private readonly ownValues: string[] = [];
+  private readonly longRows: number[] = [];
+  private readonly longValues: string[] = [];
 
   constructor(private readonly column: LakeColumn) {}
 
   fill(chunk: DuckDBDataChunk, index: number, cell: Cell, start: number, count: number): void {
     const slots = this.slots;
     slots.fill(0, 0, count * 16);
-    this.heapRows.length = 0;
-    this.heapOffsets.length = 0;
-    this.ownRows.length = 0;
-    this.ownValues.length = 0;
-    let used = 0;
+    this.longRows.length = 0;
+    this.longValues.length = 0;
     let nulls = false;
     for (let i = 0; i < count; i++) {
       const v = cell(start + i);
       if (typeof v === 'string') {
         const n = v.length;
         if (n > 12) {
-          used = this.putLong(i, v, used);
+          this.longRows.push(i);
+          this.longValues.push(v);
           continue;
         }
         const base = i * 16 + 4;
@@ -278,18 +262,19 @@ class StringFiller implements ColumnFiller {
           slots[base + k] = c;
         }
         if (ascii) {
-          this.words[i * 4] = n;
+          this.lengths[i * 4] = n;
           continue;
         }
         // Non-ASCII: at most 36 bytes for 12 UTF-16 units; inline only when it fits in 12.
         const { written } = encoder.encodeInto(v, this.scratch);
         slots.fill(0, base, base + 12);
         if (written > 12) {
-          used = this.putLong(i, v, used);
+          this.longRows.push(i);
+          this.longValues.push(v);
           continue;
         }
         slots.set(this.scratch.subarray(0, written), base);
-        this.words[i * 4] = written;
+        this.lengths[i * 4] = written;
       } else if (v === null || v === undefined) {
         if (!nulls) {
           nulls = true;
@@ -299,66 +284,9 @@ class StringFiller implements ColumnFiller {
       } else throw mismatch(this.column, start + i, v);
     }
     const vector = duckdb.data_chunk_get_vector(chunk.chunk, index);
-    if (this.heapRows.length) this.pointSlots(vector, used);
     duckdb.copy_data_to_vector(vector, 0, slots.buffer, 0, count * 16);
-    for (let k = 0; k < this.ownRows.length; k++) duckdb.vector_assign_string_element(vector, this.ownRows[k]!, this.ownValues[k]!);
+    for (let k = 0; k < this.longRows.length; k++) duckdb.vector_assign_string_element(vector, this.longRows[k]!, this.longValues[k]!);
     if (nulls) writeValidity(vector, this.validity, count);
-  }
-
-  /** Encode long string `v` of row `i` into the heap at `used` (or set it aside when huge); returns the heap's new end. */
-  private putLong(i: number, v: string, used: number): number {
-    const n = v.length;
-    if (n * 3 > this.heap.length - used) {
-      if (n > OWN_CALL_BYTES) {
-        // Possibly huge: its own call, unless its UTF-8 is small after all (2+ bytes per unit only past U+007F).
-        this.ownRows.push(i);
-        this.ownValues.push(v);
-        return used;
-      }
-      const grown = new Uint8Array(Math.max(this.heap.length * 2, used + n * 3));
-      grown.set(this.heap.subarray(0, used));
-      this.heap = grown;
-    }
-    const heap = this.heap;
-    let k = 0;
-    for (; k < n; k++) {
-      const c = v.charCodeAt(k);
-      if (c > 0x7f) break;
-      heap[used + k] = c;
-    }
-    let bytes = k;
-    // Non-ASCII: TextEncoder from the first such unit (lone surrogates become U+FFFD, as DuckDB's own conversion does).
-    if (k < n) bytes = k + encoder.encodeInto(k === 0 ? v : v.slice(k), heap.subarray(used + k)).written;
-    if (bytes > OWN_CALL_BYTES) {
-      this.ownRows.push(i);
-      this.ownValues.push(v);
-      return used;
-    }
-    const base = i * 16;
-    this.words[i * 4] = bytes;
-    this.slots.set(heap.subarray(used, used + 4), base + 4);
-    this.heapRows.push(i);
-    this.heapOffsets.push(used);
-    return used + bytes;
-  }
-
-  /** Copy the heap into the vector's string heap and point the long strings' slots into that copy. */
-  private pointSlots(vector: duckdb.Vector, used: number): void {
-    const first = this.heapRows[0]!;
-    duckdb.vector_assign_string_element_len(vector, first, this.heap.subarray(0, used));
-    // The slot DuckDB just wrote for `first`: length, prefix, then the 64-bit pointer to its copy.
-    // (Copied into a fresh array: the binding may hand back a Buffer, whose slice() is a view.)
-    const slot = new Uint32Array(
-      new Uint8Array(duckdb.vector_get_data(vector, (first + 1) * 16).subarray(first * 16, first * 16 + 16)).buffer,
-    );
-    const lo = slot[2]!;
-    const hi = slot[3]!;
-    for (let k = 0; k < this.heapRows.length; k++) {
-      const w = this.heapRows[k]! * 4;
-      const sum = lo + this.heapOffsets[k]!;
-      this.words[w + 2] = sum >>> 0;
-      this.words[w + 3] = hi + (sum >= TWO_32 ? 1 : 0);
-    }
   }
 }
 
