@@ -7,7 +7,8 @@
  *                                 [--ratio-rows 1000000] [--ratios 0.01,0.1,0.5] [--no-cow-large]
  *
  *  1. Per size: a silver `orders` table of N rows (250k-row files, as the sink writes them, built by
- *     DuckDB straight to Parquet), once plain and once with `delta.enableDeletionVectors`; then
+ *     DuckDB straight to Parquet), plain and with `delta.enableDeletionVectors` (with and without the
+ *     key index, silver-key-index.ts; its first merge builds it and is reported apart); then
  *     `--repeats` merges of `--updates` uniformly random updates each (full after-images), timed per
  *     commit (mergeSilver: staging, key lookup, writing, the Delta commit). Copy-on-write at the largest
  *     size runs once (it rewrites the table).
@@ -91,9 +92,13 @@ function randomUpdates(rows: number, n: number): KeyChange[] {
   }));
 }
 
-async function timedMerge(engine: ParquetEngine, table: DeltaTable, changes: KeyChange[]) {
+type Design = 'deletion-vectors+index' | 'deletion-vectors' | 'copy-on-write';
+const DESIGNS: Design[] = ['deletion-vectors+index', 'deletion-vectors', 'copy-on-write'];
+
+async function timedMerge(engine: ParquetEngine, table: DeltaTable, changes: KeyChange[], design: Design) {
+  const keyIndex = design === 'deletion-vectors+index' ? { maxRows: 100_000_000 } : undefined;
   const t0 = performance.now();
-  const r = await mergeSilver(engine, table, SILVER_SCHEMA, ['id'], { changes }, []);
+  const r = await mergeSilver(engine, table, SILVER_SCHEMA, ['id'], { changes }, [], undefined, undefined, keyIndex);
   const seconds = (performance.now() - t0) / 1000;
   return { seconds: round(seconds, 3), rewrittenFiles: r.rewrittenFiles, vectorFiles: r.vectorFiles, addedFiles: r.addedFiles };
 }
@@ -120,29 +125,41 @@ async function main() {
   const throughput: Record<string, unknown>[] = [];
   try {
     for (const size of SIZES) {
-      for (const design of ['deletion-vectors', 'copy-on-write'] as const) {
+      for (const design of DESIGNS) {
         if (design === 'copy-on-write' && size === Math.max(...SIZES) && !COW_LARGE) continue;
         const root = `silver/${design}-${size}`;
         say(`${root}: building ${size.toLocaleString()} rows`);
-        const table = await buildTable(engine, root, size, design === 'deletion-vectors');
-        const repeats = design === 'copy-on-write' && size >= 10_000_000 ? 1 : REPEATS;
+        const table = await buildTable(engine, root, size, design !== 'copy-on-write');
+        // With the index, the first merge also builds it (one scan): timed on its own, not in the median.
+        const indexed = design === 'deletion-vectors+index';
+        const repeats = design === 'copy-on-write' && size >= 10_000_000 ? 1 : REPEATS + (indexed ? 1 : 0);
         const runs = [];
         for (let i = 0; i < repeats; i++) {
-          const run = { ...(await timedMerge(engine, table, randomUpdates(size, UPDATES))), load: loadavg()[0] };
+          const run = { ...(await timedMerge(engine, table, randomUpdates(size, UPDATES), design)), load: loadavg()[0] };
           say(`${root}: merge ${i + 1}/${repeats} of ${UPDATES} updates: ${run.seconds} s (${JSON.stringify(run)})`);
           runs.push(run);
         }
-        perCommit.push({ design, tableRows: size, updates: UPDATES, medianSeconds: median(runs.map((r) => r.seconds)), runs });
+        const steady = indexed ? runs.slice(1) : runs;
+        perCommit.push({
+          design,
+          tableRows: size,
+          updates: UPDATES,
+          medianSeconds: median(steady.map((r) => r.seconds)),
+          ...(indexed ? { firstMergeWithBuildSeconds: runs[0]!.seconds } : {}),
+          runs,
+        });
         rmSync(join(dir, root), { recursive: true, force: true });
       }
     }
     for (const ratio of RATIOS) {
-      for (const design of ['deletion-vectors', 'copy-on-write'] as const) {
+      for (const design of DESIGNS) {
         const root = `silver/ratio-${design}-${ratio}`;
-        const table = await buildTable(engine, root, RATIO_ROWS, design === 'deletion-vectors');
+        const table = await buildTable(engine, root, RATIO_ROWS, design !== 'copy-on-write');
+        // The index is built by a first (small) merge, as a running sink has it; the timed merge then uses it.
+        if (design === 'deletion-vectors+index') await timedMerge(engine, table, randomUpdates(RATIO_ROWS, 10), design);
         const changes = randomUpdates(RATIO_ROWS, Math.round(RATIO_ROWS * ratio));
         const base = await duckdbBaseline(engine, changes);
-        const run = await timedMerge(engine, table, changes);
+        const run = await timedMerge(engine, table, changes, design);
         const entry = {
           design,
           ratio,
@@ -170,11 +187,14 @@ async function main() {
   const result = { machine: m, loadavgAtEnd: loadavg(), provenance: provenance(), perCommit, throughput };
   console.log('\nper commit (median of runs):');
   for (const p of perCommit)
-    console.log(`  ${String(p.design).padEnd(17)} ${String(p.tableRows).padStart(9)} rows  ${p.updates} updates  ${p.medianSeconds} s`);
+    console.log(
+      `  ${String(p.design).padEnd(22)} ${String(p.tableRows).padStart(9)} rows  ${p.updates} updates  ${p.medianSeconds} s` +
+        (p.firstMergeWithBuildSeconds === undefined ? '' : ` (first merge, building the index: ${p.firstMergeWithBuildSeconds} s)`),
+    );
   console.log('\nthroughput:');
   for (const t of throughput)
     console.log(
-      `  ${String(t.design).padEnd(17)} ${String(t.ratio).padEnd(5)} ${String(t.changesPerSecond).padStart(8)} changes/s  ` +
+      `  ${String(t.design).padEnd(22)} ${String(t.ratio).padEnd(5)} ${String(t.changesPerSecond).padStart(8)} changes/s  ` +
         `x${t.ratioVsCopy} of DuckDB COPY, x${t.ratioVsStageAndCopy} of stage+COPY`,
     );
   console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);

@@ -61,6 +61,12 @@ export const sinkConfigSchema = z
      * rewriting files; sets the Delta table property of the same name (README "Deletion vectors").
      */
     'delta.enableDeletionVectors': regexList.default([]),
+    /**
+     * Silver tables with deletion vectors and one integer key keep a key index in memory (key → file and
+     * row, about 40 bytes a key) so a merge finds the changed rows without scanning; a table with more live
+     * rows than this falls back to scanning, logged once. 0 turns the index off (README "Deletion vectors").
+     */
+    'silver.key.index.max.rows': int(0, 100_000_000).default(10_000_000),
     'mask.hash.columns': regexList.default([]),
     'mask.redact.columns': regexList.default([]),
     /** Columns that stay in clear even when a broader hash/redact pattern matches them. */

@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { SILVER_META } from './table-layout.ts';
+import type { IndexHit } from './silver-key-index.ts';
 
 /**
  * A silver merge with deletion vectors (PROTOCOL.md "Deletion Vectors"): the rows a batch changes
@@ -91,16 +92,41 @@ export async function mergeWithDeletionVectors(
   /** A SQL condition on `c` (the change) that keeps a new key's insert; '' for none (delete markers). */
   insertFilter: string,
   targetFileRows: number,
+  /** The changed keys' live rows from the key index (silver-key-index.ts): no file is scanned for them. */
+  indexHits?: IndexHit[],
 ): Promise<DvMergeResult> {
   const hits = `tide_dv_hits`;
   const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
   const newer = `(c._commit_lsn > h._commit_lsn OR (c._commit_lsn = h._commit_lsn AND c._event_index > h._event_index))`;
   const byLocal = new Map<string, AddAction>();
-  for (const f of candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const localOf = new Map<string, string>();
+  for (const f of indexHits ? [...new Set(indexHits.map((h) => h.file))] : candidates) {
+    const local = await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`);
+    byLocal.set(local, f);
+    localOf.set(f.path, local);
+  }
   const reader = new DeletionVectorReader(table.store, table.root, table.label);
   await engine.run(`DROP TABLE IF EXISTS ${hits}`);
   try {
-    if (byLocal.size) {
+    if (indexHits) {
+      // The key index found the live rows: stage them as the hits (they hold no row a vector deletes).
+      const column = (name: string) => schema.columns.find((c) => c.name === name)!;
+      const long = { kind: 'long' } as const;
+      const staged = await engine.stage(
+        {
+          columns: [
+            { name: '__f', type: { kind: 'string' }, nullable: false },
+            { name: '__r', type: long, nullable: false },
+            column(keyColumns[0]!),
+            column('_commit_lsn'),
+            column('_event_index'),
+          ],
+        },
+        indexHits.map((h) => [localOf.get(h.file.path)!, BigInt(h.row), h.key, h.commitLsn, BigInt(h.eventIndex)]),
+      );
+      await engine.run(`CREATE TEMP TABLE ${hits} AS SELECT * FROM ${staged}`);
+      await engine.drop(staged);
+    } else if (byLocal.size) {
       const list = [...byLocal.keys()].map(lit).join(', ');
       const keys = keyColumns.map((k) => `f.${q(k)}`).join(', ');
       await engine.run(

@@ -1,10 +1,5 @@
-import type { SinkConfig } from '../config/sink-config.ts';
-import type { Action } from '../lake/delta/actions.ts';
 import { DeltaTable } from '../lake/delta/delta-table.ts';
-import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
-import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import type { ObjectStore } from '../lake/storage/object-store.ts';
-import type { Logger } from '../log.ts';
+import type { LakeColumn } from '../lake/lake-schema.ts';
 import { appendBronze, bronzeColumns, bronzeRowColumns } from './bronze-writer.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
@@ -15,36 +10,12 @@ import { mergeSilver } from './silver-merge.ts';
 import { alignDeletionVectors, ENABLE_DELETION_VECTORS } from './silver-dv-merge.ts';
 import { TIDE_PROTOCOL, withDeletionVectors } from '../lake/delta/protocol-check.ts';
 import { DeleteMarkers } from './delete-markers.ts';
-import type { SinkObserver } from './sink-observer.ts';
+import { evolveSchema, incomingColumns, renameColumns, silverColumns } from './schema-evolution.ts';
+import type { ApplyResult, SinkContext } from './sink-context.ts';
 import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
-import { applyRenames, carryRenamedValues, pendingRenames, recordedRenames } from './column-renames.ts';
-import { bronzePath, HISTORY_META, historyPath, reconcileColumns, sameType, SILVER_META, silverPath, typeText } from './table-layout.ts';
+import { bronzePath, HISTORY_META, historyPath, SILVER_META, silverPath } from './table-layout.ts';
 
-export interface SinkContext {
-  name: string;
-  config: SinkConfig;
-  engine: ParquetEngine;
-  store: ObjectStore;
-  log: Logger;
-  /** Sends dead letters; called before the commit that moves the table past their offsets. */
-  sendDeadLetters(letters: DeadLetter[]): Promise<void>;
-  /** Told about merge durations (metrics). */
-  observer: SinkObserver;
-}
-
-export interface DeadLetter {
-  event: ChangeEvent;
-  reason: string;
-}
-
-export interface ApplyResult {
-  deadLetters: DeadLetter[];
-  bronzeRows: number;
-  silverChanges: number;
-  bronzeVersion?: number;
-  silverVersion?: number;
-  rewrittenFiles: number;
-}
+export type { ApplyResult, DeadLetter, SinkContext } from './sink-context.ts';
 
 const KEY_CONFIG = 'tide.primaryKey';
 /** How often one batch re-plans against a table that other writers keep moving. */
@@ -173,7 +144,16 @@ export class TableSink {
         : offsets;
       if (this.bronze && pendingOffsets.length) {
         const current = bronzeRowColumns(this.bronze.schema);
-        const { schema, evolved, good } = this.evolve(this.bronze, current, incoming, pending, result, (cols) => bronzeColumns(cols));
+        const { schema, evolved, good } = evolveSchema(
+          this.qualified,
+          this.ctx.log,
+          this.bronze,
+          current,
+          incoming,
+          pending,
+          result,
+          (cols) => bronzeColumns(cols),
+        );
         await this.sendNewDeadLetters(result);
         result.bronzeVersion = await appendBronze(
           this.ctx.engine,
@@ -273,13 +253,15 @@ export class TableSink {
       (o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
     );
     if (!pendingOffsets.length) return;
-    await this.renameColumns(this.silver, pending, SILVER_META);
+    await renameColumns(this.ctx.engine, this.ctx.log, this.silver, pending, SILVER_META);
     const silverKey = this.silverKey(keyColumns);
     const meta = new Set(SILVER_META.map((c) => c.name));
     const current = this.silver.schema.columns.filter((c) => !meta.has(c.name));
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const evolution = this.evolve(
+    const evolution = evolveSchema(
+      this.qualified,
+      this.ctx.log,
       this.silver,
       current,
       maskedIncoming,
@@ -330,6 +312,7 @@ export class TableSink {
       txnActions(this.ctx.name, pendingOffsets),
       evolved,
       'silver_deleted',
+      { maxRows: this.ctx.config['silver.key.index.max.rows'], log: this.ctx.log },
     );
     this.ctx.observer.mergeTimed(this.qualified, (performance.now() - mergeStarted) / 1000);
     result.silverVersion = merged.version;
@@ -365,11 +348,13 @@ export class TableSink {
       (o) => o.offset > BigInt(this.history!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
     );
     if (!pendingOffsets.length) return;
-    await this.renameColumns(this.history, pending, HISTORY_META);
+    await renameColumns(this.ctx.engine, this.ctx.log, this.history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
-    const evolution = this.evolve(
+    const evolution = evolveSchema(
+      this.qualified,
+      this.ctx.log,
       this.history,
       current,
       maskedIncoming,
@@ -395,82 +380,8 @@ export class TableSink {
 
   private sent = 0;
 
-  /** Renamed columns (column-renames.ts): move the old column's values to the new name, then carry them in older events. */
-  private async renameColumns(table: DeltaTable, events: ChangeEvent[], meta: LakeColumn[]): Promise<void> {
-    const metaNames = new Set(meta.map((c) => c.name));
-    const current = table.schema.columns.filter((c) => !metaNames.has(c.name));
-    const renames = pendingRenames(events, current);
-    if (renames.length) {
-      const added = renames.map(({ from, to }) => ({ name: to, type: current.find((c) => c.name === from)!.type, nullable: true }));
-      await applyRenames(this.ctx.engine, table, { columns: [...table.schema.columns, ...added] }, renames);
-      this.ctx.log.info({ table: table.root, renames }, 'schema evolution: renamed columns carry their values under the new name');
-    }
-    carryRenamedValues(events, recordedRenames(table.schema.columns));
-  }
-
   private async sendNewDeadLetters(result: ApplyResult): Promise<void> {
     if (result.deadLetters.length > this.sent) await this.ctx.sendDeadLetters(result.deadLetters.slice(this.sent));
     this.sent = result.deadLetters.length;
   }
-
-  /** Schema evolution for one table: the schema to write with, the metaData action if it changed, and the events that fit. */
-  private evolve(
-    table: DeltaTable,
-    current: LakeColumn[],
-    incoming: LakeColumn[],
-    events: ChangeEvent[],
-    result: ApplyResult,
-    full: (rowColumns: LakeColumn[]) => LakeColumn[],
-    asWritten: (column: LakeColumn) => LakeColumn = (c) => c,
-  ): { schema: LakeSchema; evolved?: Action; good: ChangeEvent[] } {
-    const r = reconcileColumns(current, incoming);
-    // Each event is checked against the type its columns are written with: the table's, or for a new
-    // column the type the batch's first schema gave it. An event whose type differs (the column's type
-    // changed upstream, before this batch or inside it) cannot be written without changing its values
-    // (a numeric's scale) or failing (int4 → int8 beyond int32): it goes to the dead-letter topic.
-    const written = new Map(r.columns.map((c) => [c.name, c.type]));
-    const good = events.filter((e) => {
-      for (const column of e.columns) {
-        const incomingType = asWritten(column).type;
-        const writtenType = written.get(column.name);
-        if (!writtenType || sameType(writtenType, incomingType)) continue;
-        const inTable = current.some((c) => c.name === column.name);
-        if (!result.deadLetters.some((d) => d.event === e))
-          result.deadLetters.push({
-            event: e,
-            reason: inTable
-              ? `column ${column.name} of ${this.qualified} arrives as ${typeText(incomingType)} but the lake table ${table.root} has ${typeText(writtenType)}; Delta cannot change a column's type in place. Backfill into a new table (rename the old one) or revert the type change upstream.`
-              : `column ${column.name} of ${this.qualified} arrives as ${typeText(incomingType)} but is new in ${table.root}, where an earlier change of the same flush created it as ${typeText(writtenType)}; Delta cannot change a column's type in place. Backfill into a new table or revert the type change upstream.`,
-          });
-        return false;
-      }
-      return true;
-    });
-    if (!r.added.length) return { schema: table.schema, good };
-    const schema = { columns: withMetaLast(table.schema.columns, full(r.columns)) };
-    this.ctx.log.info({ table: table.root, added: r.added.map((c) => c.name) }, 'schema evolution: adding nullable columns');
-    return { schema, evolved: { metaData: table.evolveSchema(schema) }, good };
-  }
-}
-
-/** Keep the table's existing column order and append new columns at the end (Delta readers match by name). */
-function withMetaLast(existing: LakeColumn[], wanted: LakeColumn[]): LakeColumn[] {
-  const have = new Set(existing.map((c) => c.name));
-  return [...existing, ...wanted.filter((c) => !have.has(c.name))];
-}
-
-function silverColumns(rowColumns: LakeColumn[], masks: ColumnMask[], keyColumns: string[]): LakeColumn[] {
-  return [...rowColumns.map((c) => ({ ...maskedColumn(c, masks), nullable: keyColumns.includes(c.name) ? false : true })), ...SILVER_META];
-}
-
-/** The union of the columns the batch's events carry, in first-seen order. */
-function incomingColumns(events: ChangeEvent[]): LakeColumn[] {
-  const seen = new Map<string, LakeColumn>();
-  const schemas = new Set<unknown>();
-  for (const e of events) {
-    if (schemas.has(e.columns)) continue;
-    schemas.add(e.columns);
-    for (const c of e.columns) if (!seen.has(c.name)) seen.set(c.name, { name: c.name, type: c.type, nullable: c.nullable });
-  }
-  return [...seen.values()];
 }

@@ -43,6 +43,8 @@ const schema: LakeSchema = {
     ...SILVER_META,
   ],
 };
+/** The key index, used for every batch (the sink scans for batches above 5% of the keys). */
+const INDEX = { maxRows: 1_000_000, lookupMaxShare: 1 };
 const dir = mkdtempSync(join(tmpdir(), 'tide-silver-dv-'));
 const store = new LocalStore(dir);
 let engine: ParquetEngine;
@@ -127,7 +129,9 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
       readerFeatures: ['deletionVectors'],
       writerFeatures: ['appendOnly', 'invariants', 'deletionVectors'],
     });
-    const merge = (changes: KeyChange[]) => mergeSilver(engine, table, schema, ['id'], { changes } as SilverBatch, []);
+    // With the key index, as the sink merges (silver-key-index.ts); the scan is covered by the tests below.
+    const merge = (changes: KeyChange[]) =>
+      mergeSilver(engine, table, schema, ['id'], { changes } as SilverBatch, [], undefined, undefined, INDEX);
 
     await merge(Array.from({ length: 1000 }, (_, i) => upsert(i, `n${i}`, `note${i}`)));
     const loaded = table.files().map((f) => f.path);
@@ -174,6 +178,10 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
     expect(vac.deleted.some((p) => p.startsWith('deletion_vector_'))).toBe(true);
     expect(vac.deleted).toContain(decodeURIComponent(loaded[0]!));
     await expectAllReaders(table);
+
+    // After optimize replaced files under it, the index re-reads them: updates, a delete and a re-insert of a deleted key.
+    await merge([upsert(3, 'after optimize', undefined), upsert(500, 'five', 'w'), remove(2000), upsert(7, 'back again', 'v')]);
+    await expectAllReaders(table);
   });
 
   it('a vector update on a file another commit changed is a conflict; the re-read merge goes through', async () => {
@@ -191,6 +199,84 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
     expect(err).toBeInstanceOf(DeltaConflictError);
     await table.refresh();
     await mergeSilver(engine, table, schema, ['id'], { changes: [upsert(2, 'by me', 'n')] }, []);
+    await expectAllReaders(table);
+  });
+
+  it('the key index stays true under random changes, replays, TOAST, a second worker, optimize and a restart', async () => {
+    const table = await DeltaTable.create(store, 'silver/dv-index', {
+      name: 'silver.dv_index',
+      schema,
+      configuration: { 'delta.enableDeletionVectors': 'true' },
+      protocol: withDeletionVectors(TIDE_PROTOCOL),
+    });
+    model.clear();
+    let seed = 42;
+    const rand = (n: number) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296) * n);
+    /** The last applied version of each key (for replays): id → [name, note, lsn]. */
+    const applied = new Map<number, number>();
+    const batch = (size: number): KeyChange[] => {
+      const ids = new Set<number>();
+      while (ids.size < size) ids.add(rand(400));
+      return [...ids].map((id) => {
+        const r = rand(10);
+        if (r === 0 && applied.has(id)) {
+          // A replay of an older version: a no-op (the model keeps what it has).
+          return { ...upsert(id, 'stale', 'stale', applied.get(id)! - 1), row: { id: BigInt(id), name: 'stale', note: 'stale' } };
+        }
+        if (r < 3 && model.has(id)) {
+          applied.delete(id);
+          return remove(id);
+        }
+        const c = r < 5 && model.has(id) ? upsert(id, `n${id}-${lsn}`, undefined) : upsert(id, `n${id}-${lsn}`, `note${lsn}`);
+        applied.set(id, Number(c.commitLsn));
+        return c;
+      });
+    };
+    // The model for replays: restore what a stale upsert() call wrote into it.
+    const replayed = (changes: KeyChange[], before: Map<number, [string, string]>) => {
+      for (const c of changes) {
+        if (c.row.name !== 'stale') continue;
+        const id = Number(c.key[0]);
+        if (before.has(id)) model.set(id, before.get(id)!);
+        else model.delete(id);
+      }
+    };
+    /** A sink worker: its own table object (and so its own index); a conflict re-reads and plans again, as table-sink does. */
+    const worker = async (t: DeltaTable, changes: KeyChange[]) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await mergeSilver(engine, t, schema, ['id'], { changes }, [], undefined, undefined, INDEX);
+        } catch (e) {
+          if (!(e instanceof DeltaConflictError) || attempt > 3) throw e;
+          await t.refresh();
+        }
+      }
+    };
+    const step = async (t: DeltaTable, size: number) => {
+      const before = new Map(model);
+      const changes = batch(size);
+      replayed(changes, before);
+      await worker(t, changes);
+    };
+    await step(table, 300);
+    const second = (await DeltaTable.open(store, table.root))!;
+    for (let i = 0; i < 12; i++) {
+      const t = i % 3 === 2 ? second : table;
+      await t.refresh();
+      await step(t, 5 + rand(60));
+      if (i === 5) await optimizeTable(engine, (await DeltaTable.open(store, table.root))!, { maxDeletedRowsRatio: 0.01 });
+      await table.refresh();
+      expect(await tideRows(table)).toEqual(expected());
+    }
+    // A conflict: the second worker commits on files the first one's plan holds; the first re-plans on the new snapshot.
+    await second.refresh();
+    await step(second, 40);
+    await step(table, 40);
+    // A restart: a fresh table object builds its index from scratch.
+    const restarted = (await DeltaTable.open(store, table.root))!;
+    await step(restarted, 50);
+    await table.refresh();
+    await step(table, 50);
     await expectAllReaders(table);
   });
 

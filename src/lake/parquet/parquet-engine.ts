@@ -169,6 +169,38 @@ export class ParquetEngine {
   }
 
   /**
+   * Run a query whose columns are all INTEGER (no NULLs) and hand each result chunk (≤ 2,048 rows) to
+   * `fn` as one Int32Array per column: no JS value per cell, for reading millions of rows (the key index).
+   */
+  async int32Chunks(sql: string, fn: (columns: Int32Array[], rows: number) => void): Promise<void> {
+    this.open('int32Chunks');
+    await this.session.exclusive(async (s) => {
+      try {
+        const result = await s.connection.stream(sql);
+        for (let n = 0; ; n++) {
+          const chunk = await result.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) return;
+          const columns: Int32Array[] = [];
+          for (let c = 0; c < chunk.columnCount; c++) {
+            const vector = chunk.getColumnVector(c);
+            const out = new Int32Array(chunk.rowCount);
+            for (let r = 0; r < out.length; r++) {
+              const v = vector.getItem(r);
+              if (typeof v !== 'number') throw new Error(`column ${c + 1} row ${r} is ${String(v)}, not an INTEGER`);
+              out[r] = v;
+            }
+            columns.push(out);
+          }
+          fn(columns, chunk.rowCount);
+          if ((n + 1) % CHUNKS_PER_YIELD === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      } catch (e) {
+        throw e instanceof ParquetEngineError ? e : new ParquetEngineError('int32Chunks', 'SQL', (e as Error).message, sql, { cause: e });
+      }
+    });
+  }
+
+  /**
    * CREATE OR REPLACE TEMP VIEW `name` over the table's data files (`add.path`s relative to `root`),
    * with the schema's columns in order; columns missing from older files read as NULL; partition
    * columns come from `partitionValues`. No files → an empty view with the schema's types.
