@@ -220,6 +220,11 @@ export async function syncedKeyIndex(
   return index;
 }
 
+/** The table's index as it stands ('off' after a fallback); for tests. */
+export function keyIndexOf(table: DeltaTable): SilverKeyIndex | 'off' | undefined {
+  return indexes.get(table);
+}
+
 /** Forget a table's index (tests, and a table dropped or recreated). */
 export function dropKeyIndex(table: DeltaTable): void {
   indexes.delete(table);
