@@ -2,7 +2,7 @@
  * The load of bench/pipeline-sustained.ts: row changes to the order app's `orders` table at a steady rate
  * over several connections. Each connection every 20 ms commits one transaction with the changes due at
  * its share of the rate: half a multi-row INSERT of new orders, half an UPDATE of uniformly random
- * existing orders (the statements of bench/sink-freshness.ts).
+ * existing orders. bench/sink-freshness.ts uses the same writer on one connection.
  */
 import pg from 'pg';
 import { round, sleep } from './bench-common.ts';

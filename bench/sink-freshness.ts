@@ -37,6 +37,7 @@ import { createTestDatabase } from '../test/support/db.ts';
 import { kafka } from '../test/support/kafka.ts';
 import { sinkFile, startSink, type RunningSink } from '../test/support/lake.ts';
 import { dropSlot, sourceConfig, startSource, type RunningSource } from '../test/support/source.ts';
+import { OrderWriter } from './pipeline-writer.ts';
 import { percentile, resetPeakRss, rssMb } from './sink-bench-support.ts';
 import { cleanKafka, readRecords } from './sink-kafka.ts';
 import { coverage, visibleAt, type StampGaps } from './sink-visibility.ts';
@@ -91,7 +92,7 @@ export async function runFreshness(opts: FreshnessOptions) {
     );
 
     say(`freshness: warm-up, ${opts.warmup.toLocaleString('en')} orders ...`);
-    const writer = new OrderWriter(sql);
+    const writer = new OrderWriter(sql, { inserted: 0 });
     for (let i = 0; i < 4; i++) await writer.write(Math.ceil(opts.warmup / 4), 0);
     const warm = await settle(sql, admin, store, src.config['slot.name'], topic, sinkName, sink);
     const startOffsets = new Map(warm.map((p) => [p.partition, p.high]));
@@ -213,40 +214,6 @@ export async function runFreshness(opts: FreshnessOptions) {
       if (stateDir) await rm(stateDir, { recursive: true, force: true });
     }
     await admin.disconnect();
-  }
-}
-
-/** Inserts new orders and updates random existing ones, one transaction per call. */
-class OrderWriter {
-  private inserted = 0;
-  private version = 0;
-  constructor(private readonly sql: pg.Client) {}
-
-  /** Returns the row changes Postgres reports (INSERT + UPDATE row counts). */
-  async write(inserts: number, updates: number): Promise<number> {
-    const from = this.inserted + 1;
-    const to = this.inserted + inserts;
-    const ids = new Set<number>();
-    while (this.inserted > 0 && ids.size < Math.min(updates, this.inserted)) ids.add(1 + Math.floor(Math.random() * this.inserted));
-    this.version++;
-    const statements = [
-      'BEGIN',
-      inserts
-        ? `INSERT INTO orders (transaction_no, ordered_at, customer_id, status, attributes)
-           SELECT (536365 + g)::text, now() - (g % 1440) * interval '1 minute', 1 + g % 200, 'placed',
-                  jsonb_build_object('channel', CASE WHEN g % 3 = 0 THEN 'web' ELSE 'store' END, 'gift', g % 11 = 0)
-             FROM generate_series(${from}, ${to}) g`
-        : undefined,
-      ids.size
-        ? `UPDATE orders SET status = (ARRAY['paid','shipped','cancelled']::order_status[])[1 + id % 3],
-                  attributes = attributes || jsonb_build_object('v', ${this.version}), updated_at = now()
-            WHERE id = ANY('{${[...ids].join(',')}}'::bigint[])`
-        : undefined,
-      'COMMIT',
-    ].filter((s): s is string => s !== undefined);
-    const results = (await this.sql.query(statements.join(';\n'))) as unknown as pg.QueryResult[];
-    this.inserted = to;
-    return results.reduce((a, r) => a + (r.command === 'INSERT' || r.command === 'UPDATE' ? (r.rowCount ?? 0) : 0), 0);
   }
 }
 
