@@ -102,6 +102,16 @@ async function tideRows(table: DeltaTable): Promise<unknown[][]> {
   return (await engine.query('SELECT id, name, note FROM dv_check ORDER BY id')).map((r) => [Number(r.id), r.name, r.note]);
 }
 
+/** A silver table with deletion vectors declared and enabled (and `extra` table properties). */
+function createDvTable(root: string, extra: Record<string, string> = {}): Promise<DeltaTable> {
+  return DeltaTable.create(store, root, {
+    name: root.replace('/', '.').replace(/-/g, '_'),
+    schema,
+    configuration: { 'delta.enableDeletionVectors': 'true', ...extra },
+    protocol: withDeletionVectors(TIDE_PROTOCOL),
+  });
+}
+
 async function expectAllReaders(table: DeltaTable): Promise<void> {
   expect(await tideRows(table)).toEqual(expected());
   expect(asRows(await readWithDeltaRs(join(dir, table.root)))).toEqual(expected());
@@ -118,12 +128,7 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
   });
 
   it('marks changed rows deleted, appends new versions, rewrites nothing; delta-rs and Spark agree', async () => {
-    const table = await DeltaTable.create(store, 'silver/dv', {
-      name: 'silver.dv',
-      schema,
-      configuration: { 'delta.enableDeletionVectors': 'true', 'delta.checkpointInterval': '4' },
-      protocol: withDeletionVectors(TIDE_PROTOCOL),
-    });
+    const table = await createDvTable('silver/dv', { 'delta.checkpointInterval': '4' });
     expect(table.protocol).toEqual({
       minReaderVersion: 3,
       minWriterVersion: 7,
@@ -187,12 +192,7 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
   });
 
   it('a vector update on a file another commit changed is a conflict; the re-read merge goes through', async () => {
-    const table = await DeltaTable.create(store, 'silver/dv2', {
-      name: 'silver.dv2',
-      schema,
-      configuration: { 'delta.enableDeletionVectors': 'true' },
-      protocol: withDeletionVectors(TIDE_PROTOCOL),
-    });
+    const table = await createDvTable('silver/dv2');
     model.clear();
     await mergeSilver(engine, table, schema, ['id'], { changes: Array.from({ length: 100 }, (_, i) => upsert(i, `a${i}`, 'n')) }, []);
     const other = (await DeltaTable.open(store, table.root))!;
@@ -205,12 +205,7 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
   });
 
   it('the key index stays true under random changes, replays, TOAST, a second worker, optimize and a restart', async () => {
-    const table = await DeltaTable.create(store, 'silver/dv-index', {
-      name: 'silver.dv_index',
-      schema,
-      configuration: { 'delta.enableDeletionVectors': 'true' },
-      protocol: withDeletionVectors(TIDE_PROTOCOL),
-    });
+    const table = await createDvTable('silver/dv-index');
     model.clear();
     let seed = 42;
     const rand = (n: number) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296) * n);
