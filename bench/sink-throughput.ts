@@ -15,9 +15,9 @@
  *    files the merge removed>) UNION ALL BY NAME <the inserted rows>) TO …` (same rows, same bytes
  *    in, no join, no log).
  * Tide's seconds are split by timing two of its steps again on their own over the same events:
- * building the rows in JS (reduceToChanges + changeRows; bronze has no such step: stageBronze reads
+ * building the changes in JS (reduceToChanges; bronze has no such step: stageBronze reads
  * the events column by column, so its JS time is inside its staging time) and staging them into
- * DuckDB (engine.stage, stageBronze). Both are part of Tide's cost and not of the baseline's (its rows are already in
+ * DuckDB (stageChanges, stageBronze: the routes Tide itself stages through). Both are part of Tide's cost and not of the baseline's (its rows are already in
  * DuckDB). A second baseline adds them to the raw COPY (`baselineFromJs`: the rows from JS to
  * Parquet with nothing else), so `ratioFromJs` shows what the log, stats and merge logic add.
  */
@@ -31,7 +31,7 @@ import { LocalStore } from '../src/lake/storage/local-store.ts';
 import { appendBronze, bronzeRowColumns, stageBronze } from '../src/sink/bronze-writer.ts';
 import { txnActions } from '../src/sink/offsets.ts';
 import { reduceToChanges } from '../src/sink/silver-changes.ts';
-import { changeColumns, changeRows, mergeSilver } from '../src/sink/silver-merge.ts';
+import { mergeSilver, stageChanges } from '../src/sink/silver-merge.ts';
 import { BRONZE_META, BRONZE_PARTITION, bronzePath, silverPath } from '../src/sink/table-layout.ts';
 import type { ChangeEvent } from '../src/sink/change-event.ts';
 import {
@@ -60,9 +60,9 @@ const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 interface Timed {
   seconds: number;
   baselineSeconds: number;
-  /** Building the rows in JS (reduceToChanges + changeRows; 0 for bronze, which stages from the events), timed on its own over the same events. */
+  /** Building the changes in JS (reduceToChanges; 0 for bronze, which stages from the events), timed on its own over the same events. */
   jsSeconds: number;
-  /** engine.stage of those rows (JS values → DuckDB), or stageBronze of the events, timed on its own. */
+  /** stageChanges of those changes (JS values → DuckDB), or stageBronze of the events, timed on its own. */
   stagingSeconds: number;
 }
 
@@ -147,10 +147,10 @@ export async function runThroughput(opts: ThroughputOptions) {
 
       // silver, insert-only
       t = performance.now();
-      const silverRows = changeRows(SILVER_SCHEMA, reduceToChanges(events, ORDERS_KEY, []).changes);
+      const silverChanges = reduceToChanges(events, ORDERS_KEY, []).changes;
       loadT.jsSeconds += (performance.now() - t) / 1000;
       t = performance.now();
-      const stagedSilver = await engine.stage({ columns: changeColumns(SILVER_SCHEMA) }, silverRows);
+      const stagedSilver = await stageChanges(engine, SILVER_SCHEMA, silverChanges);
       loadT.stagingSeconds += (performance.now() - t) / 1000;
       loadT.baselineSeconds += await rawCopy(`SELECT * EXCLUDE (_deleted, _unchanged) FROM ${stagedSilver}`);
       await engine.drop(stagedSilver);
@@ -201,11 +201,11 @@ export async function runThroughput(opts: ThroughputOptions) {
         const tableRowsBefore = rowsIn(before);
 
         let t = performance.now();
-        const allRows = changeRows(SILVER_SCHEMA, reduceToChanges(events, ORDERS_KEY, []).changes);
+        const allChanges = reduceToChanges(events, ORDERS_KEY, []).changes;
         const jsSeconds = (performance.now() - t) / 1000;
-        const insertRows = allRows.filter((r) => Number(r[0]) > maxId);
+        const insertChanges = allChanges.filter((c) => Number(c.key[0]) > maxId);
         t = performance.now();
-        const stagedAll = await engine.stage({ columns: changeColumns(SILVER_SCHEMA) }, allRows);
+        const stagedAll = await stageChanges(engine, SILVER_SCHEMA, allChanges);
         const stagingSeconds = (performance.now() - t) / 1000;
         await engine.drop(stagedAll);
 
@@ -222,7 +222,7 @@ export async function runThroughput(opts: ThroughputOptions) {
             'silver merge',
             `the commit removed ${removed.length} files but mergeSilver reports ${merged.rewrittenFiles}`,
           );
-        const stagedInserts = await engine.stage({ columns: changeColumns(SILVER_SCHEMA) }, insertRows);
+        const stagedInserts = await stageChanges(engine, SILVER_SCHEMA, insertChanges);
         const old = await Promise.all(removed.map((f) => store.localFile(`${silver.root}/${decodeURIComponent(f.path)}`)));
         const oldSql = old.length ? `SELECT * FROM read_parquet([${old.map(lit).join(', ')}]) UNION ALL BY NAME ` : '';
         const baselineSeconds = await rawCopy(`${oldSql}SELECT * EXCLUDE (_deleted, _unchanged) FROM ${stagedInserts}`);

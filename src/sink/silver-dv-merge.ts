@@ -94,8 +94,11 @@ export async function mergeWithDeletionVectors(
   targetFileRows: number,
   /** The changed keys' live rows from the key index (silver-key-index.ts): no file is scanned for them. */
   indexHits?: IndexHit[],
+  /** The staged batch's row count: no more rows than this are written (one per change at most), so up to `targetFileRows` need no work table. */
+  stagedRows?: number,
 ): Promise<DvMergeResult> {
-  const hits = `tide_dv_hits`;
+  const HITS = 'tide_dv_hits';
+  let hits = HITS;
   const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
   const newer = `(c._commit_lsn > h._commit_lsn OR (c._commit_lsn = h._commit_lsn AND c._event_index > h._event_index))`;
   const byLocal = new Map<string, AddAction>();
@@ -106,13 +109,14 @@ export async function mergeWithDeletionVectors(
     localOf.set(f.path, local);
   }
   const reader = new DeletionVectorReader(table.store, table.root, table.label);
-  await engine.run(`DROP TABLE IF EXISTS ${hits}`);
+  await engine.run(`DROP TABLE IF EXISTS ${HITS}`);
   try {
     if (indexHits) {
-      // The key index found the live rows: stage them as the hits (they hold no row a vector deletes).
+      // The key index found the live rows: staged column by column, that table is the hits (they hold no row a vector deletes).
       const column = (name: string) => schema.columns.find((c) => c.name === name)!;
       const long = { kind: 'long' } as const;
-      const staged = await engine.stage(
+      const found = indexHits;
+      hits = await engine.stageColumns(
         {
           columns: [
             { name: '__f', type: { kind: 'string' }, nullable: false },
@@ -122,10 +126,15 @@ export async function mergeWithDeletionVectors(
             column('_event_index'),
           ],
         },
-        indexHits.map((h) => [localOf.get(h.file.path)!, BigInt(h.row), h.key, h.commitLsn, BigInt(h.eventIndex)]),
+        found.length,
+        [
+          (r) => localOf.get(found[r]!.file.path)!,
+          (r) => found[r]!.row,
+          (r) => found[r]!.key,
+          (r) => found[r]!.commitLsn,
+          (r) => found[r]!.eventIndex,
+        ],
       );
-      await engine.run(`CREATE TEMP TABLE ${hits} AS SELECT * FROM ${staged}`);
-      await engine.drop(staged);
     } else if (byLocal.size) {
       const list = [...byLocal.keys()].map(lit).join(', ');
       const keys = keyColumns.map((k) => `f.${q(k)}`).join(', ');
@@ -175,7 +184,7 @@ export async function mergeWithDeletionVectors(
     }
     const inserted = `SELECT ${names.map((n) => `c.${n}`).join(', ')} FROM ${staged} c WHERE NOT c._deleted AND NOT EXISTS (SELECT 1 FROM ${hits} h WHERE ${on('h', 'c')})${insertFilter}`;
     const select = `${updated}\nUNION ALL\n${inserted}\nORDER BY ${keyColumns.map(q).join(', ')}`;
-    const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows });
+    const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows, maxRows: stagedRows });
 
     // New vectors: each touched file's old rows ∪ the rows replaced now.
     const byFile = new Map<string, number[]>();
@@ -203,7 +212,7 @@ export async function mergeWithDeletionVectors(
     );
     return { actions, adds, touched: byFile.size, deletedRows };
   } finally {
-    await engine.run(`DROP TABLE IF EXISTS ${hits}`);
+    await engine.drop(hits);
   }
 }
 

@@ -38,6 +38,27 @@ export function changeColumns(schema: LakeSchema): LakeColumn[] {
   ];
 }
 
+/**
+ * Stage a batch's changes (`changeColumns` order) straight from the KeyChange objects, column by
+ * column (ParquetEngine.stageColumns): no row array per change and no BigInt per position; the same
+ * values `changeRows` gives. Returns the staged table's name (drop it with `engine.drop`).
+ */
+export async function stageChanges(engine: ParquetEngine, schema: LakeSchema, changes: KeyChange[]): Promise<string> {
+  const cells = schema.columns.map((col): ((r: number) => unknown) => {
+    const name = col.name;
+    if (name === '_commit_lsn') return (r) => changes[r]!.commitLsn;
+    if (name === '_event_index') return (r) => changes[r]!.eventIndex;
+    // Milliseconds × 1000 stays a safe integer until the year 2255; the stager writes it as int64 without a BigInt.
+    if (name === '_commit_ts') return (r) => changes[r]!.commitTsMs * 1000;
+    return (r) => changes[r]!.row[name] ?? null;
+  });
+  cells.push(
+    (r) => changes[r]!.deleted,
+    (r) => changes[r]!.unchanged,
+  );
+  return engine.stageColumns({ columns: changeColumns(schema) }, changes.length, cells);
+}
+
 export function changeRows(schema: LakeSchema, changes: KeyChange[]): unknown[][] {
   return changes.map((c) => [
     ...schema.columns.map((col) => {
@@ -154,9 +175,10 @@ export async function mergeSilver(
   let vectorFiles = 0;
   let index: SilverKeyIndex | undefined;
   if (changes.length || survivors.length) {
-    const staged = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
+    const staged = await stageChanges(engine, schema, changes);
     try {
       let select: string;
+      let maxRows: number | undefined;
       if (truncate) {
         // Every file is removed above: the survivors (rows committed after the truncate) merged with the changes.
         await engine.createView('silver_old', table.store, table.root, survivors, schema);
@@ -186,6 +208,7 @@ export async function mergeSilver(
             index && changes.length <= index.size * (keyIndex?.lookupMaxShare ?? INDEX_LOOKUP_MAX_SHARE)
               ? index.hits(changes, table)
               : undefined,
+            changes.length,
           );
           actions.push(...r.actions);
           vectorFiles = r.touched;
@@ -198,11 +221,19 @@ export async function mergeSilver(
             select = mergeSql(schema, keyColumns, 'silver_old', staged, deleted);
           } else {
             select = `SELECT ${schema.columns.map((c) => q(c.name)).join(', ')} FROM ${staged} c WHERE NOT _deleted${notDeletedLater(keyColumns, deleted)} ORDER BY ${keyColumns.map(q).join(', ')}`;
+            // New keys only: at most one row per change.
+            maxRows = changes.length;
           }
         }
       }
       if (select)
-        adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema, targetFileRows: SILVER_TARGET_FILE_ROWS });
+        adds = await engine.writeFiles(select, {
+          store: table.store,
+          root: table.root,
+          schema,
+          targetFileRows: SILVER_TARGET_FILE_ROWS,
+          maxRows,
+        });
     } finally {
       await engine.drop(staged);
     }

@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LakeColumn, LakeSchema } from '../../src/lake/lake-schema.ts';
 import { ParquetEngineError, SchemaViolationError, StageValueError } from '../../src/lake/parquet/parquet-errors.ts';
+import type { KeyChange } from '../../src/sink/silver-changes.ts';
+import { changeColumns, changeRows, stageChanges } from '../../src/sink/silver-merge.ts';
+import { SILVER_META } from '../../src/sink/table-layout.ts';
 import { duckdbType, ParquetEngine, type DataFile } from '../../src/lake/parquet/parquet-engine.ts';
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
 import { execVenvPython } from '../support/delta-reader.ts';
@@ -514,6 +517,90 @@ describe('column-by-column staging (column-chunk.ts)', () => {
     }
     const tables = await engine.query(`SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'tide_stage%'`);
     expect(tables).toEqual([]);
+  });
+
+  it('stages LIST columns: a chunk of empty arrays in one copy, any other chunk value by value', async () => {
+    const schema: LakeSchema = { columns: [c('id', { kind: 'long' }, false), c('l', { kind: 'array', element: { kind: 'string' } })] };
+    // Chunk 1 (rows 0–2047): all empty; chunk 2: empty but one non-empty; chunk 3: empty but one NULL; chunk 4: all empty.
+    const value = (r: number): string[] | null => (r === 3000 ? ['a', 'bé', 'x'.repeat(40)] : r === 4500 ? null : []);
+    const n = 4 * 2048 - 7;
+    const staged = await engine.stageColumns(schema, n, [(r) => r, value]);
+    try {
+      const back = await engine.query(`SELECT id, l FROM ${staged} ORDER BY id`);
+      expect(back.map((r) => [Number(r.id), r.l])).toEqual(Array.from({ length: n }, (_, r) => [r, value(r)]));
+      const [lens] = await engine.query(`SELECT sum(len(l)) AS total, count(*) FILTER (WHERE len(l) = 0) AS empty FROM ${staged}`);
+      expect(lens).toEqual({ total: 3n, empty: BigInt(n - 2) });
+    } finally {
+      await engine.drop(staged);
+    }
+  });
+
+  it('stageChanges stages the same values as changeRows through stage (deletes, TOAST columns, positions)', async () => {
+    const schema: LakeSchema = {
+      columns: [c('id', { kind: 'long' }, false), c('doc', { kind: 'string' }), ...SILVER_META],
+    };
+    const changes: KeyChange[] = Array.from({ length: 5000 }, (_, i) => ({
+      key: [BigInt(i)],
+      deleted: i % 97 === 5,
+      row: i % 97 === 5 ? { id: BigInt(i) } : { id: BigInt(i), doc: i % 50 === 3 ? undefined : `doc ${i}` },
+      unchanged: i % 50 === 3 ? ['doc'] : [],
+      commitLsn: 1_000_000_000_000n + BigInt(i >> 4),
+      eventIndex: i % 16,
+      commitTsMs: 1_733_500_000_123 + i,
+    }));
+    const viaRows = await engine.stage({ columns: changeColumns(schema) }, changeRows(schema, changes));
+    const viaCells = await stageChanges(engine, schema, changes);
+    try {
+      const [a, b] = [
+        await engine.query(`SELECT * FROM ${viaRows} ORDER BY id`),
+        await engine.query(`SELECT * FROM ${viaCells} ORDER BY id`),
+      ];
+      expect(b).toEqual(a);
+      expect(a.filter((r) => (r._unchanged as unknown[]).length)).toHaveLength(100);
+    } finally {
+      await engine.drop(viaRows);
+      await engine.drop(viaCells);
+    }
+  });
+
+  it('writeFiles with maxRows copies the result straight to one file: the same rows and stats as the work table', async () => {
+    const staged = await engine.stage(SCHEMA, ROWS);
+    try {
+      const select = `SELECT * FROM ${staged} ORDER BY id DESC`;
+      const direct = await engine.writeFiles(select, { store, root: 'max_rows', schema: SCHEMA, maxRows: ROWS.length });
+      const generic = await engine.writeFiles(select, { store, root: 'max_rows_generic', schema: SCHEMA });
+      expect(direct).toHaveLength(1);
+      expect(direct[0]!.path).toMatch(/^part-00000-[0-9a-f-]{36}\.c000\.zstd\.parquet$/);
+      expect(direct[0]!.partitionValues).toEqual({});
+      expect(direct[0]!.stats).toBe(generic[0]!.stats);
+      const [a, b] = [await local('max_rows', direct[0]!), await local('max_rows_generic', generic[0]!)];
+      const diff = await engine.query(
+        `SELECT count(*) AS n FROM (SELECT *, row_number() OVER () AS k FROM read_parquet(${sqlStr(a)}) EXCEPT ALL SELECT *, row_number() OVER () AS k FROM read_parquet(${sqlStr(b)}))`,
+      );
+      expect(diff).toEqual([{ n: 0n }]);
+      // No rows: no file, nothing uploaded.
+      const none = await engine.writeFiles(`${select} LIMIT 0`, { store, root: 'max_rows_none', schema: SCHEMA, maxRows: 10 });
+      expect(none).toEqual([]);
+      expect(await store.list('max_rows_none')).toEqual([]);
+      // NULLs in a non-nullable column are refused on this route too.
+      const strict: LakeSchema = { columns: SCHEMA.columns.map((col) => (col.name === 'n' ? { ...col, nullable: false } : col)) };
+      const err = await engine
+        .writeFiles(select, { store, root: 'max_rows_strict', schema: strict, maxRows: ROWS.length })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaViolationError);
+      expect(await store.list('max_rows_strict')).toEqual([]);
+      // More rows than a file holds: the work table splits them as before.
+      const split = await engine.writeFiles(select, {
+        store,
+        root: 'max_rows_split',
+        schema: SCHEMA,
+        maxRows: ROWS.length,
+        targetFileRows: 2000,
+      });
+      expect(split.map((f) => JSON.parse(f.stats!).numRecords)).toEqual([2000, 2000, 1000]);
+    } finally {
+      await engine.drop(staged);
+    }
   });
 
   it('writeStaged copies a one-partition table straight to one file, and gives several partitions to writeFiles', async () => {

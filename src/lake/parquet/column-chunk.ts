@@ -65,6 +65,8 @@ function fillerFor(column: LakeColumn): ColumnFiller {
       return new BooleanFiller(column);
     case 'string':
       return new StringFiller(column);
+    case 'array':
+      return new ArrayFiller(column);
     default:
       return new ValueFiller(column);
   }
@@ -287,6 +289,29 @@ class StringFiller implements ColumnFiller {
     duckdb.copy_data_to_vector(vector, 0, slots.buffer, 0, count * 16);
     for (let k = 0; k < this.longRows.length; k++) duckdb.vector_assign_string_element(vector, this.longRows[k]!, this.longValues[k]!);
     if (nulls) writeValidity(vector, this.validity, count);
+  }
+}
+
+/**
+ * LIST columns: a chunk whose values are all empty arrays (a silver change's `_unchanged` columns,
+ * empty unless TOAST left columns out) is written as zeroed `duckdb_list_entry` slots (uint64 offset,
+ * uint64 length; the child vector stays empty) in one copy; any other chunk goes through the library's
+ * vectors (ValueFiller), a value object per cell.
+ */
+class ArrayFiller implements ColumnFiller {
+  private readonly entries = new Uint8Array(CHUNK_ROWS * 16);
+  private readonly values: ValueFiller;
+
+  constructor(column: LakeColumn) {
+    this.values = new ValueFiller(column);
+  }
+
+  fill(chunk: DuckDBDataChunk, index: number, cell: Cell, start: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const v = cell(start + i);
+      if (!Array.isArray(v) || v.length !== 0) return this.values.fill(chunk, index, cell, start, count);
+    }
+    duckdb.copy_data_to_vector(duckdb.data_chunk_get_vector(chunk.chunk, index), 0, this.entries.buffer, 0, count * 16);
   }
 }
 

@@ -43,6 +43,12 @@ export interface WriteFilesOptions {
   partitionColumns?: string[];
   targetFileRows?: number;
   dataChange?: boolean;
+  /**
+   * An upper bound of the select's row count, when the caller knows one (a merge writes at most one
+   * row per change). Without partition columns and with `maxRows` ≤ `targetFileRows`, the result is
+   * COPY'd straight to one file, without the work table (a full copy of the rows); none → no file.
+   */
+  maxRows?: number;
 }
 
 export const DEFAULT_TARGET_FILE_ROWS = 1_000_000;
@@ -92,6 +98,17 @@ export async function writeLocalFiles(
   const data = schema.columns.filter((c) => !partitionColumns.includes(c.name));
   const partKeys = parts.map((_, i) => ident(`__tide_p${i}`));
 
+  const casts = schema.columns.map((c) => `CAST(${ident(c.name)} AS ${duckdbType(c.type, c.name)}) AS ${ident(c.name)}`);
+  if (!parts.length && opts.maxRows !== undefined && opts.maxRows <= target) {
+    // One file at most: COPY the result itself; its row count comes back with the COPY's stats.
+    const file = await writeOne(sql, `SELECT ${casts.join(', ')} FROM (${select}) AS tide_src`, data, root, tempDir, 0);
+    if (file.rows === 0) {
+      await unlink(file.local);
+      return [];
+    }
+    const { rows: _rows, ...written } = file;
+    return [{ ...written, relativePath: `part-00000-${randomUUID()}.c000.zstd.parquet`, partitionValues: {} }];
+  }
   const cols = [
     ...schema.columns.map((c) => `CAST(${ident(c.name)} AS ${duckdbType(c.type, c.name)}) AS ${ident(c.name)}`),
     ...parts.map((c, i) => `${partitionValueSql(c)} AS ${partKeys[i]}`),
@@ -134,7 +151,7 @@ export async function writeLocalFiles(
             `SELECT * EXCLUDE (tide_rank) FROM (SELECT *, row_number() OVER (ORDER BY rowid) - 1 AS tide_rank, rowid AS tide_rowid FROM ${work} WHERE ${groupFilter}) ` +
             `WHERE tide_rank >= ${k * target} AND tide_rank < ${(k + 1) * target} ORDER BY tide_rowid`;
         }
-        const file = await writeOne(sql, source, data, root, tempDir, written.length);
+        const { rows: _rows, ...file } = await writeOne(sql, source, data, root, tempDir, written.length);
         const dir = partitionDir(partitionColumns, partitionValues);
         const name = `part-${String(written.length).padStart(5, '0')}-${randomUUID()}.c000.zstd.parquet`;
         written.push({ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues });
@@ -189,7 +206,7 @@ export async function writeStagedLocalFiles(
     partitionValues[c.name] = values[i] ?? null;
   });
   const data = schema.columns.filter((c) => !partitionColumns.includes(c.name));
-  const file = await writeOne(sql, `SELECT * FROM ${staged}`, data, root, tempDir, 0);
+  const { rows: _rows, ...file } = await writeOne(sql, `SELECT * FROM ${staged}`, data, root, tempDir, 0);
   const dir = partitionDir(partitionColumns, partitionValues);
   const name = `part-00000-${randomUUID()}.c000.zstd.parquet`;
   return [{ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues }];
@@ -203,7 +220,7 @@ async function writeOne(
   root: string,
   tempDir: string,
   index: number,
-): Promise<{ local: string; size: number; stats: string }> {
+): Promise<{ local: string; size: number; stats: string; rows: number }> {
   const local = join(tempDir, `w-${index}-${randomUUID()}.parquet`);
   const select = `SELECT ${data.map((c) => ident(c.name)).join(', ')} FROM (${source})`;
   try {
@@ -244,7 +261,7 @@ async function writeOne(
       return a;
     });
     const { size } = await stat(local);
-    return { local, size, stats: statsJson(numRecords, columns) };
+    return { local, size, stats: statsJson(numRecords, columns), rows: numRecords };
   } catch (e) {
     await unlink(local).catch(() => undefined);
     throw e;
