@@ -71,6 +71,22 @@ interface Child {
   proc: ChildProcess;
   log: string;
   points: ProcPoint[];
+  /** The sink's per-flush log lines ('flushed', at TIDE_LOG_LEVEL=debug) and gold passes ('gold refreshed'). */
+  flushes: FlushLine[];
+  goldPasses: { tS: number; ms: number; reports: number }[];
+}
+
+/** One 'flushed' line of the sink (src/sink/sink-worker.ts): where a flush's time went. */
+interface FlushLine {
+  tS: number;
+  messages: number;
+  bytes: number;
+  decodeMs: number;
+  lakeMs: number;
+  offsetsMs: number;
+  bronzeMs: number;
+  silverMs: number;
+  historyMs: number;
 }
 
 function startChild(name: Child['name'], connector: string, cwd: string, profDir?: string): Child {
@@ -78,11 +94,61 @@ function startChild(name: Child['name'], connector: string, cwd: string, profDir
   const proc = spawn(process.execPath, [...flags, resolve(PROJECT_ROOT, 'bin/tide.js'), name, 'start', connector], {
     cwd,
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, TIDE_LOG_LEVEL: 'warn', TIDE_HTTP_PORT: '0' },
+    // The sink at debug: its 'flushed' lines say where each flush's time went (it logs nothing else at debug).
+    env: { ...process.env, TIDE_LOG_LEVEL: name === 'sink' ? 'debug' : 'warn', TIDE_HTTP_PORT: '0' },
   });
-  const child: Child = { name, proc, log: '', points: [] };
-  proc.stderr!.on('data', (d: Buffer) => (child.log = (child.log + d.toString()).slice(-20_000)));
+  const child: Child = { name, proc, log: '', points: [], flushes: [], goldPasses: [] };
+  const started = Date.now();
+  let partial = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      const entry = parseLine(line);
+      const tS = round((Date.now() - started) / 1000, 1);
+      if (entry?.msg === 'flushed') {
+        const tables = Object.values((entry.tables ?? {}) as Record<string, Record<string, number>>);
+        const sum = (k: string) => tables.reduce((a, t) => a + (t[k] ?? 0), 0);
+        child.flushes.push({
+          tS,
+          ...pick(entry, ['messages', 'bytes', 'decodeMs', 'lakeMs', 'offsetsMs']),
+          bronzeMs: sum('bronzeMs'),
+          silverMs: sum('silverMs'),
+          historyMs: sum('historyMs'),
+        } as FlushLine);
+        continue;
+      }
+      if (entry?.msg === 'gold refreshed') {
+        const reports = (entry.reports ?? []) as { ms: number }[];
+        child.goldPasses.push({ tS, ms: reports.reduce((a, r) => a + r.ms, 0), reports: reports.length });
+        continue;
+      }
+      child.log = (child.log + line + '\n').slice(-20_000);
+    }
+  });
   return child;
+}
+
+function parseLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+const pick = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, Number(o[k] ?? 0)]));
+
+/** Per-flush figures of the measured window: count, and mean / p50 / p99 / max of each. */
+function flushSummary(flushes: FlushLine[]) {
+  const keys = ['messages', 'bytes', 'decodeMs', 'lakeMs', 'offsetsMs', 'bronzeMs', 'silverMs', 'historyMs'] as const;
+  const stat = (k: (typeof keys)[number]) => {
+    const v = flushes.map((f) => f[k]).sort((a, b) => a - b);
+    const at = (p: number) => v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))] ?? null;
+    return { mean: v.length ? round(v.reduce((a, b) => a + b, 0) / v.length, 1) : null, p50: at(50), p99: at(99), max: v.at(-1) ?? null };
+  };
+  return { count: flushes.length, ...Object.fromEntries(keys.map((k) => [k, stat(k)])) };
 }
 
 async function stopChild(c: Child): Promise<void> {
@@ -249,6 +315,7 @@ async function main(): Promise<void> {
       `writing ${RATE.toLocaleString('en')} row changes/s for ${MINUTES} min over ${WRITERS} connections (half inserts, half updates) ...`,
     );
     const runStart = Date.now();
+    const cpuAtStart = children.map((c) => procSample(c.proc.pid!)?.cpuS ?? NaN);
     // Silver's backlog every 10 s (records in Kafka it has not committed), for the progress lines and the result.
     const backlog: { tS: number; records: number }[] = [];
     let sampling = Promise.resolve();
@@ -273,6 +340,13 @@ async function main(): Promise<void> {
     say(`writer done: ${w.changes.toLocaleString('en')} changes in ${w.seconds} s = ${w.rowsPerSecond}/s; waiting for silver ...`);
     const final = await settle(sql, admin, store, files.slot, topic, files.sinkName, children);
     const drainSeconds = round((Date.now() - drainStart) / 1000, 1);
+    // CPU per change of each child, from the writer's start until silver held every change.
+    const cpuUsPerChange = Object.fromEntries(
+      children.map((c, i) => [c.name, round((((procSample(c.proc.pid!)?.cpuS ?? NaN) - cpuAtStart[i]!) * 1e6) / w.changes, 1)]),
+    );
+    const windowFrom = (runStart - t0) / 1000;
+    const windowFlushes = sink.flushes.filter((f) => f.tS >= windowFrom);
+    const windowGold = sink.goldPasses.filter((g) => g.tS >= windowFrom);
     clearInterval(sampler);
     const pgRows = Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM orders')).rows[0]!.n);
     const silverRows = (await DeltaTable.open(store, silverPath('public.orders')))!
@@ -353,6 +427,14 @@ async function main(): Promise<void> {
         p99ms: h?.percentile(99) ?? null,
         maxMs: h ? round(h.max) : null,
       })),
+      cpuUsPerChange,
+      sinkFlushes: flushSummary(windowFlushes),
+      goldPasses: {
+        count: windowGold.length,
+        meanMs: windowGold.length ? round(windowGold.reduce((a, g) => a + g.ms, 0) / windowGold.length, 0) : null,
+        maxMs: windowGold.length ? Math.max(...windowGold.map((g) => g.ms)) : null,
+        passes: windowGold,
+      },
       rss: Object.fromEntries(children.map((c) => [c.name, rssTrend(c.points)])),
       samples: Object.fromEntries(children.map((c) => [c.name, c.points])),
       profiles: profDir
@@ -395,6 +477,9 @@ function printTable(r: {
   rss: Record<string, ReturnType<typeof rssTrend>>;
   drainSecondsAfterWriter: number;
   silverBacklogRecords: { max: number | null };
+  cpuUsPerChange: Record<string, number>;
+  sinkFlushes: ReturnType<typeof flushSummary>;
+  goldPasses: { count: number; meanMs: number | null; maxMs: number | null };
 }) {
   const lat = (k: string, label: string) => {
     const l = r.latency[k]!;
@@ -415,6 +500,19 @@ function printTable(r: {
       ([k, t]) =>
         `| ${k} | ${t?.firstMinuteMeanMiB} | ${t?.lastMinuteMeanMiB} | ${t?.maxMiB} | ${t?.slopeMiBPerMinute} | ${t?.flat ? 'yes' : 'no'} | ${t?.meanCores} |`,
     ),
+    '',
+    `CPU per change (µs): ${Object.entries(r.cpuUsPerChange)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}; gold passes: ${r.goldPasses.count}, mean ${r.goldPasses.meanMs} ms, max ${r.goldPasses.maxMs} ms`,
+    '',
+    `| sink flushes (${r.sinkFlushes.count}) | mean | p50 | p99 | max |`,
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...Object.entries(r.sinkFlushes)
+      .filter(([k]) => k !== 'count')
+      .map(([k, v]) => {
+        const x = v as unknown as { mean: number | null; p50: number | null; p99: number | null; max: number | null };
+        return `| ${k} | ${x.mean} | ${x.p50} | ${x.p99} | ${x.max} |`;
+      }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -74,6 +74,11 @@ export const sinkConfigSchema = z
     'mask.hash.salt': z.string().default(''),
     /** A flush (one Delta commit per table) happens at this many buffered events or after this long. */
     'flush.max.events': int(1, 10_000_000).default(200_000),
+    /**
+     * … or at this many bytes of buffered messages (keys and values as Kafka delivered them): the sink's
+     * memory per flush stays bounded whatever the size of the messages (README "The lake sink").
+     */
+    'flush.max.bytes': int(1024, 2 ** 31 - 1).default(16 << 20),
     'flush.interval.ms': int(10, 3_600_000).default(1000),
     'dead.letter.topic': z.string().min(1).optional(),
     'delta.checkpoint.interval': int(1, 10_000).default(10),

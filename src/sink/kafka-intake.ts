@@ -39,9 +39,11 @@ export interface IntakeOptions {
   positions: (topic: string, partition: number) => LayerPosition[];
   /** The sink connector file, for the way out a retention gap error offers. */
   connectorFile: string;
-  /** Called when the buffer reaches maxBuffered; fetching is paused until resume(). */
+  /** Called when the buffer reaches maxBuffered messages or maxBufferedBytes; fetching is paused until resume(). */
   onFull: () => Promise<void>;
   maxBuffered: number;
+  /** flush.max.bytes: the keys' and values' bytes buffered before a flush. */
+  maxBufferedBytes: number;
   log: Logger;
   /** Told when the consumer loses Kafka and when it has joined again. */
   monitor: ConnectionMonitor;
@@ -61,6 +63,7 @@ interface Cursor {
 export class KafkaIntake {
   private consumer: Consumer | undefined;
   private buffer: RawMessage[] = [];
+  private bufferedBytes = 0;
   private bufferedSince = 0;
   /** Highest offset buffered per partition: kafkajs may deliver a message again after a seek. */
   private readonly highest = new Map<string, bigint>();
@@ -94,6 +97,7 @@ export class KafkaIntake {
   drain(): RawMessage[] {
     const out = this.buffer;
     this.buffer = [];
+    this.bufferedBytes = 0;
     return out;
   }
 
@@ -125,6 +129,7 @@ export class KafkaIntake {
       const assignment = e.payload.memberAssignment as Record<string, number[]>;
       // A rebalance: what was buffered for partitions we may no longer own is dropped; the lake says where to resume.
       this.buffer = [];
+      this.bufferedBytes = 0;
       this.highest.clear();
       this.cursors.clear();
       for (const [topic, partitions] of Object.entries(assignment)) {
@@ -209,6 +214,7 @@ export class KafkaIntake {
           if (offset <= high) continue;
           high = offset;
           if (!this.buffer.length) this.bufferedSince = Date.now();
+          this.bufferedBytes += (m.key?.length ?? 0) + (m.value?.length ?? 0);
           this.buffer.push({
             topic: batch.topic,
             partition: batch.partition,
@@ -219,7 +225,8 @@ export class KafkaIntake {
           });
         }
         this.highest.set(key, high);
-        if (this.buffer.length >= this.opts.maxBuffered && !this.paused) {
+        const full = this.buffer.length >= this.opts.maxBuffered || this.bufferedBytes >= this.opts.maxBufferedBytes;
+        if (full && !this.paused) {
           // Backpressure without blocking the fetch loop (which also sends the group heartbeats): pause
           // every partition, let the worker flush, resume afterwards (resume()).
           this.paused = true;

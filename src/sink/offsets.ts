@@ -13,8 +13,12 @@ export function txnAppId(sink: string, topic: string, partition: number): string
   return `${sink}-${topic}-${partition}`;
 }
 
-/** Events the table has not committed yet (offset above its txn version for that partition). */
-export function uncommitted(table: DeltaTable | undefined, sink: string, events: ChangeEvent[]): ChangeEvent[] {
+/** Events (or offsets) the table has not committed yet (offset above its txn version for that partition). */
+export function uncommitted<T extends Pick<ChangeEvent, 'topic' | 'partition' | 'offset'>>(
+  table: DeltaTable | undefined,
+  sink: string,
+  events: T[],
+): T[] {
   if (!table) return events;
   // Events come in runs of one partition: the last partition's committed offset is kept as a bigint,
   // the others per topic and partition (no key string or BigInt per event).
@@ -43,11 +47,18 @@ export function txnActions(
   offsets: Iterable<{ topic: string; partition: number; offset: bigint }>,
   now = Date.now(),
 ): TxnAction[] {
+  // Offsets come in runs of one partition: a key string only when the partition changes, not per offset.
   const max = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  let run: { topic: string; partition: number; offset: bigint } | undefined;
   for (const o of offsets) {
+    if (run && run.topic === o.topic && run.partition === o.partition) {
+      if (o.offset > run.offset) run.offset = o.offset;
+      continue;
+    }
     const key = `${o.topic}\u0000${o.partition}`;
-    const have = max.get(key);
-    if (!have || o.offset > have.offset) max.set(key, o);
+    run = max.get(key);
+    if (!run) max.set(key, (run = { topic: o.topic, partition: o.partition, offset: o.offset }));
+    else if (o.offset > run.offset) run.offset = o.offset;
   }
   return [...max.values()].map((o) => ({ appId: txnAppId(sink, o.topic, o.partition), version: Number(o.offset), lastUpdated: now }));
 }

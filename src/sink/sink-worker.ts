@@ -160,13 +160,14 @@ export class SinkWorker {
         });
       for (const topic of topics) await (this.input ? this.input.open(topic) : this.tableFor(topic));
       await this.gold.openServing(c, this.log, [...this.tables.keys()]);
-      await this.gold.start(engine, store, this.log, reports, c['gold.refresh.interval.ms']);
+      await this.gold.start(c, store, this.log, reports);
       await this.retrier.run(`opening the dead-letter topic ${this.dlq.topic}`, () => this.dlq!.open(), { translate: topicCreationError });
       this.intake = new KafkaIntake(this.consumerKafka(), {
         groupId: c['group.id'] ?? `tide-sink-${this.file.name}`,
         sessionTimeoutMs: c['session.timeout.ms'],
         topics,
         maxBuffered: c['flush.max.events'],
+        maxBufferedBytes: c['flush.max.bytes'],
         log: this.log,
         monitor: this.monitor,
         conn: this.conn,
@@ -186,15 +187,11 @@ export class SinkWorker {
           const failure = this.intake?.error;
           // Tide's own errors (a retention gap) are already explained; Kafka's are translated.
           if (failure) return reject(failure instanceof TideError ? failure : explainKafkaError(this.conn, failure, 'consuming'));
+          if (this.gold.error) return reject(this.gold.error as Error);
           const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
-          // Gold also follows a silver change after traffic stops: its interval passes without new messages.
           if (due) this.flush().catch(reject);
-          else if (this.gold.due() && !this.gold.queued) {
-            this.gold.queued = true;
-            this.flush()
-              .finally(() => (this.gold.queued = false))
-              .catch(reject);
-          }
+          // Gold builds in the background (sink-gold.ts); it also follows a silver change after traffic stops.
+          this.gold.kick();
         };
         timer = setInterval(tick, Math.min(250, c['flush.interval.ms']));
         if (signal.aborted) resolve();
@@ -258,10 +255,12 @@ export class SinkWorker {
 
   private async flushNow(): Promise<void> {
     const messages = this.intake?.drain() ?? [];
-    if (!messages.length) return this.gold.refreshIfDue();
+    if (!messages.length) return this.gold.kick();
     if (this.input) return this.flushInput(this.input, messages);
     this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
-    const started = Date.now();
+    const started = performance.now();
+    let bytes = 0;
+    for (const m of messages) bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
     // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
     const { byTable, dead } = await batchByTable(messages, (m) =>
       withRetries(
@@ -270,15 +269,18 @@ export class SinkWorker {
         () => this.decoder.decode(m),
       ),
     );
+    const decodeMs = Math.round(performance.now() - started);
     // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
     await this.retrier.run('sending dead letters', () => this.dlq!.send(dead));
     this.stats.deadLetters += dead.length;
     const changed: string[] = [];
     const progress: Offset[] = [];
+    const perTable: Record<string, { events: number; bronzeMs: number; silverMs: number; historyMs: number }> = {};
     for (const [qualified, { events, offsets, ends }] of byTable) {
       const sink = await this.tableFor(offsets[0]!.topic);
       const offs = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.offset) }));
       const result = await applyWithRetry(sink, events, offs, ends, this.log);
+      perTable[qualified] = { events: events.length, ...sink.lastTimings };
       this.stats.bronzeRows += result.bronzeRows;
       this.stats.silverChanges += result.silverChanges;
       if (result.bronzeRows || result.silverVersion !== undefined) this.gold.noteChanged(lakeRoots(qualified));
@@ -294,12 +296,16 @@ export class SinkWorker {
     this.stats.flushes++;
     this.stats.messages += messages.length;
     this.stats.lastFlushAt = Date.now();
-    this.log.debug({ messages: messages.length, tables: byTable.size, ms: Date.now() - started }, 'flushed');
+    const lakeMs = Math.round(performance.now() - started) - decodeMs;
+    const committed = performance.now();
     await this.intake
       ?.commitProgress(maxPerPartition(progress))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
-    await this.gold.refreshIfDue();
+    const offsetsMs = Math.round(performance.now() - committed);
+    // Where each flush's time went (bench/pipeline-sustained.ts collects these at TIDE_LOG_LEVEL=debug).
+    this.log.debug({ messages: messages.length, bytes, decodeMs, lakeMs, offsetsMs, tables: perTable }, 'flushed');
+    this.gold.kick();
   }
 
   /** A flush of an input other than Tide's own topics (event-topics.ts): it writes its own tables. */
@@ -317,7 +323,7 @@ export class SinkWorker {
     await this.intake
       ?.commitProgress(maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
-    await this.gold.refreshIfDue();
+    this.gold.kick();
   }
 
   /** Rebuild gold now if silver changed since the last build (tests, shutdown). */

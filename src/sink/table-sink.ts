@@ -115,6 +115,9 @@ export class TableSink {
     return this.silver;
   }
 
+  /** Where the last apply() spent its time (ms): the sink's per-flush log (sink-worker.ts). */
+  lastTimings = { bronzeMs: 0, silverMs: 0, historyMs: 0 };
+
   /** Write a batch (events of this table, plus the offsets of every message of its topics in the batch). */
   async apply(
     events: ChangeEvent[],
@@ -124,6 +127,14 @@ export class TableSink {
   ): Promise<ApplyResult> {
     const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
     this.sent = 0;
+    const timings = (this.lastTimings = { bronzeMs: 0, silverMs: 0, historyMs: 0 });
+    let t = performance.now();
+    const lap = () => {
+      const now = performance.now();
+      const ms = Math.round(now - t);
+      t = now;
+      return ms;
+    };
     const incoming = incomingColumns(events);
     const keyColumns = events.find((e) => e.keyColumns.length)?.keyColumns ?? [];
 
@@ -139,9 +150,7 @@ export class TableSink {
           configuration: { 'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']) },
         });
       const pending = uncommitted(this.bronze, this.ctx.name, events);
-      const pendingOffsets = this.bronze
-        ? offsets.filter((o) => o.offset > BigInt(this.bronze!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1))
-        : offsets;
+      const pendingOffsets = uncommitted(this.bronze, this.ctx.name, offsets);
       if (this.bronze && pendingOffsets.length) {
         const current = bronzeRowColumns(this.bronze.schema);
         const { schema, evolved, good } = evolveSchema(
@@ -166,6 +175,7 @@ export class TableSink {
         result.bronzeRows = good.length;
       }
     }
+    timings.bronzeMs = lap();
 
     // Silver, then history, each on its own txn versions: a crash between their commits leaves history
     // behind silver, and the replayed batch must still bring history up (it is not skipped because
@@ -175,6 +185,7 @@ export class TableSink {
       result,
       () => this.applySilver(events, offsets, incoming, keyColumns, result, ends),
     );
+    timings.silverMs = lap();
     if (!this.silver || !this.keepsHistory) {
       await this.reconcile(result);
       return result;
@@ -186,6 +197,7 @@ export class TableSink {
       result,
       () => this.applyHistory(events, offsets, incoming, silverKey, masks, result, ends),
     );
+    timings.historyMs = lap();
     await this.reconcile(result);
     return result;
   }
@@ -249,9 +261,7 @@ export class TableSink {
       await alignDeletionVectors(this.silver, this.deletionVectors, this.ctx.log);
     }
     const pending = uncommitted(this.silver, this.ctx.name, events);
-    const pendingOffsets = offsets.filter(
-      (o) => o.offset > BigInt(this.silver!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
-    );
+    const pendingOffsets = uncommitted(this.silver, this.ctx.name, offsets);
     if (!pendingOffsets.length) return;
     await renameColumns(this.ctx.engine, this.ctx.log, this.silver, pending, SILVER_META);
     const silverKey = this.silverKey(keyColumns);
@@ -344,9 +354,7 @@ export class TableSink {
       },
     });
     const pending = uncommitted(this.history, this.ctx.name, events);
-    const pendingOffsets = offsets.filter(
-      (o) => o.offset > BigInt(this.history!.txnVersion(`${this.ctx.name}-${o.topic}-${o.partition}`) ?? -1),
-    );
+    const pendingOffsets = uncommitted(this.history, this.ctx.name, offsets);
     if (!pendingOffsets.length) return;
     await renameColumns(this.ctx.engine, this.ctx.log, this.history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));

@@ -36,6 +36,8 @@ describe('sink: one flush of more messages than a call can take arguments', () =
         topics: topic,
         'silver.history.tables': '',
         'flush.max.events': 200_000,
+        // Bounded by events only here (the bytes bound is the next test's).
+        'flush.max.bytes': 1 << 30,
         'flush.interval.ms': 30_000,
       }),
       store,
@@ -53,6 +55,37 @@ describe('sink: one flush of more messages than a call can take arguments', () =
     expect(await Promise.race([flushed, failed])).toBe('flushed');
     expect(sink.worker.stats.flushes, 'all in one flush').toBe(1);
     expect(sink.worker.stats.messages).toBe(ROWS);
+    const silver = await DeltaTable.open(store, silverPath('public.bulk'));
+    const rows = silver!.files().reduce((n, f) => n + (JSON.parse(f.stats!) as { numRecords: number }).numRecords, 0);
+    expect(rows).toBe(ROWS);
+    await fx.sink.stop();
+    fx.sink = undefined;
+  }, 300_000);
+
+  it('flushes when the buffered messages reach flush.max.bytes, before flush.max.events or the interval', async () => {
+    const { sql } = fx;
+    const topic = fx.topic('public.bulk');
+    const lakeDir = mkdtempSync(join(tmpdir(), 'tide-large-flush-'));
+    const store = new LocalStore(lakeDir);
+    const sinkName = `bytes-${Date.now().toString(36)}`;
+    // The table already holds the first test's 150,000 rows (or this test inserts them): 150,000 messages of
+    // some tens of bytes each are several MiB, far beyond a 256 KiB bound.
+    await sql.query(`INSERT INTO bulk SELECT g, 'v' || g FROM generate_series(1, ${ROWS}) g ON CONFLICT DO NOTHING`);
+    fx.sink = startSink(
+      sinkFile(sinkName, fx.src.config['topic.prefix'], lakeDir, {
+        topics: topic,
+        'silver.history.tables': '',
+        'flush.max.events': 200_000,
+        'flush.max.bytes': 256 * 1024,
+        'flush.interval.ms': 600_000,
+      }),
+      store,
+    );
+    const sink = fx.sink;
+    await fx.waitForCommitted(store, sinkName, silverPath('public.bulk'), topic);
+    await waitFor(async () => sink.worker.stats.messages >= ROWS, 'the flushes to finish', 60_000);
+    // Without the bytes bound nothing would flush for 10 minutes (fewer messages than flush.max.events).
+    expect(sink.worker.stats.flushes).toBeGreaterThan(5);
     const silver = await DeltaTable.open(store, silverPath('public.bulk'));
     const rows = silver!.files().reduce((n, f) => n + (JSON.parse(f.stats!) as { numRecords: number }).numRecords, 0);
     expect(rows).toBe(ROWS);
