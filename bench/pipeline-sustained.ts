@@ -429,6 +429,8 @@ async function main(): Promise<void> {
       })),
       cpuUsPerChange,
       sinkFlushes: flushSummary(windowFlushes),
+      /** Each flush of the window: [tS, messages, bytes, decodeMs, bronzeMs, silverMs, historyMs, offsetsMs]. */
+      sinkFlushList: windowFlushes.map((f) => [f.tS, f.messages, f.bytes, f.decodeMs, f.bronzeMs, f.silverMs, f.historyMs, f.offsetsMs]),
       goldPasses: {
         count: windowGold.length,
         meanMs: windowGold.length ? round(windowGold.reduce((a, g) => a + g.ms, 0) / windowGold.length, 0) : null,

@@ -83,6 +83,11 @@ export class KafkaIntake {
     return this.buffer.length;
   }
 
+  /** Bytes (keys and values) buffered. */
+  get bytes(): number {
+    return this.bufferedBytes;
+  }
+
   /** Milliseconds since the oldest buffered message arrived (0 when empty). */
   get age(): number {
     return this.buffer.length ? Date.now() - this.bufferedSince : 0;
@@ -93,11 +98,33 @@ export class KafkaIntake {
     return this.failure;
   }
 
-  /** Take everything buffered so far. */
+  /**
+   * Take what is buffered, up to maxBuffered messages and maxBufferedBytes (at least one message): a
+   * fetch delivered while the buffer filled may overshoot the bounds, and what is beyond them waits, in
+   * order, for the next flush.
+   */
   drain(): RawMessage[] {
-    const out = this.buffer;
-    this.buffer = [];
-    this.bufferedBytes = 0;
+    let n = 0;
+    let bytes = 0;
+    const limit = Math.min(this.buffer.length, this.opts.maxBuffered);
+    while (n < limit) {
+      const m = this.buffer[n]!;
+      const size = (m.key?.length ?? 0) + (m.value?.length ?? 0);
+      if (n > 0 && bytes + size > this.opts.maxBufferedBytes) break;
+      bytes += size;
+      n++;
+    }
+    if (n === this.buffer.length) {
+      const out = this.buffer;
+      this.buffer = [];
+      this.bufferedBytes = 0;
+      return out;
+    }
+    const out = this.buffer.slice(0, n);
+    this.buffer = this.buffer.slice(n);
+    this.bufferedBytes -= bytes;
+    // The rest arrived with this flush's messages: it is due at the next tick.
+    this.bufferedSince = 0;
     return out;
   }
 

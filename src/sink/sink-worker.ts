@@ -198,7 +198,11 @@ export class SinkWorker {
         signal.addEventListener('abort', () => resolve(), { once: true });
       });
       clearInterval(timer);
-      await this.flush(); // clean shutdown: what was buffered is committed
+      // Clean shutdown: what was buffered is committed, in flushes of flush.max.events / flush.max.bytes at
+      // most (what arrives meanwhile is not waited for: the lake's offsets say where the next start resumes).
+      const size = this.intake?.size ?? 0;
+      const rounds = 1 + Math.ceil(size / c['flush.max.events']) + Math.ceil((this.intake?.bytes ?? 0) / c['flush.max.bytes']);
+      for (let i = 0; i < rounds && (i === 0 || this.intake?.size); i++) await this.flush();
     } finally {
       clearInterval(timer);
       await this.flushing.catch(() => undefined);
