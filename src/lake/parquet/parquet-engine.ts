@@ -60,6 +60,12 @@ export class ParquetEngine {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
       temp_directory: join(tempDir, 'duckdb-spill'),
+      // DuckDB's external file cache (on by default since 1.3, duckdb/duckdb#16463) keeps the bytes of every
+      // Parquet file a query read until the engine reaches memory_limit. A sink appends a file per flush and
+      // its gold builds read the newest ones again and again, so the cache grew with every flush (the
+      // notification sink's RSS: ~20-30 MiB per million events, up to duckdb.memory.limit). The files are
+      // local (object stores are read through `localFile` downloads), so the OS page cache serves re-reads.
+      enable_external_file_cache: 'false',
     };
     if (opts.threads !== undefined) config.threads = String(opts.threads);
     if (opts.memoryLimit !== undefined) config.memory_limit = opts.memoryLimit;
