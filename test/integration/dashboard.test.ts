@@ -33,6 +33,7 @@ import {
   waitForLake,
   type RunningSink,
 } from '../support/lake.ts';
+import { waitFor } from '../support/kafka.ts';
 import { dropSlot, sourceConfig, startSource, waitForSourceCaughtUp, type RunningSource } from '../support/source.ts';
 
 /**
@@ -472,12 +473,22 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
     const srcItem = page.locator(`#stage-source li[data-connector="${src.name}"]`);
     expect(await srcItem.locator('[data-field=state]').textContent()).toBe('streaming');
     // Nothing is written now, so the counters are steady: the page shows what the source and sink report.
-    const status = readStatus(join(source.stateDir, `${src.name}.status.json`))!;
-    await page.waitForFunction(
-      ([name, want]) => document.querySelector(`#stage-source li[data-connector="${name}"] [data-field=eventsTotal]`)?.textContent === want,
-      [src.name, count(status.eventsTotal)] as const,
-      { timeout: 10_000 },
-    );
+    // Both sides are live (the status file is rewritten once a second, the page polls), so each is read
+    // again until they agree; the equality is then asserted on the same two reads.
+    const statusPath = join(source.stateDir, `${src.name}.status.json`);
+    const sourceEvents = () => page.locator(`#stage-source li[data-connector="${src.name}"] [data-field=eventsTotal]`).textContent();
+    let status = readStatus(statusPath)!;
+    let shownEvents = await sourceEvents();
+    await waitFor(
+      async () => {
+        status = readStatus(statusPath)!;
+        shownEvents = await sourceEvents();
+        return shownEvents === count(status.eventsTotal);
+      },
+      "the page's source events to equal the status file's",
+      10_000,
+    ).catch(() => undefined);
+    expect(shownEvents).toBe(count(status.eventsTotal));
     expect(status.eventsTotal).toBeGreaterThan(0);
     // The source's slot lag is the slots panel's figure for its slot, from the same poll.
     const lags = await page.evaluate(
@@ -491,7 +502,20 @@ describe.skipIf(!haveChromium)('the live dashboard in headless Chromium', () => 
     expect(lags[0]).toBe(lags[1]);
     const sinkItem = page.locator(`#stage-sink li[data-connector="${sinkName}"]`);
     expect(await sinkItem.locator('[data-field=state]').textContent()).toBe('running');
-    expect(await sinkItem.locator('[data-field=messages]').textContent()).toBe(count(sink.worker.stats.messages));
+    // The lake shows a flush's commit a moment before the worker counts its messages, and the page shows the
+    // count of its last poll: read both again until they agree, then assert the equality on those reads.
+    let shownMessages = await sinkItem.locator('[data-field=messages]').textContent();
+    let messages = sink.worker.stats.messages;
+    await waitFor(
+      async () => {
+        messages = sink.worker.stats.messages;
+        shownMessages = await sinkItem.locator('[data-field=messages]').textContent();
+        return shownMessages === count(messages) && messages === sink.worker.stats.messages;
+      },
+      "the page's sink messages to equal the worker's count",
+      10_000,
+    ).catch(() => undefined);
+    expect(shownMessages).toBe(count(messages));
     expect(sink.worker.stats.messages).toBeGreaterThan(0);
     expect(await page.locator(`#stage-kafka li[data-connector="${sinkName}"] [data-field=lagMessages]`).textContent()).toBe('0 msgs');
     const freshness = await page.locator(`#stage-lake li[data-connector="${sinkName}"] [data-field=freshness]`).textContent();
