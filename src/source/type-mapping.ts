@@ -1,7 +1,9 @@
-import { encodeUnscaledBigInt, encodeUnscaledNumber, type AvroSchema } from '../events/avro-types.ts';
+import type { AvroSchema } from '../events/avro-types.ts';
 import { TypeConversionError } from '../errors.ts';
 import { lastArrayHadBounds, parseArrayText } from './pg-array.ts';
-import { numericTypmod, parseScaledDecimal, textScale } from './pg-numeric.ts';
+import { connect, occasionally, type DecimalHandlingMode, type Scalar, type Warn } from './mapping-parts.ts';
+import { numericFor } from './numeric-mapping.ts';
+import { numericTypmod } from './pg-numeric.ts';
 import * as pg from './pg-text.ts';
 import type { FastText } from './pg-text-bytes.ts';
 
@@ -35,7 +37,7 @@ export interface ColumnInfo {
   arrayDimensions?: number;
 }
 
-export type DecimalHandlingMode = 'precise' | 'double' | 'string';
+export type { DecimalHandlingMode, Warn } from './mapping-parts.ts';
 /** `micros`: Avro timestamp-micros (UTC), Tide's default; `string`: Debezium's io.debezium.time.ZonedTimestamp, an ISO-8601 string in UTC. */
 export type TimestamptzHandlingMode = 'micros' | 'string';
 
@@ -65,37 +67,7 @@ export interface ColumnMapping {
   fast?: FastText;
 }
 
-export type Warn = (message: string, details: Record<string, unknown>) => void;
-
-interface Scalar {
-  avroType: AvroSchema;
-  /** undefined: the text is the value (strings). */
-  parse?: (text: string) => unknown;
-  semanticType: string;
-  fast?: FastText;
-}
-
 const identity = (text: string): string => text;
-
-/** Debezium-style hint properties, as its Avro converter writes them. */
-function connect(type: string, name: string, extra: Record<string, unknown> = {}): AvroSchema {
-  return { type, ...extra, 'connect.version': 1, 'connect.name': name };
-}
-
-/**
- * warn() at the 1st, 10th, 100th, ... occurrence: a data problem stays
- * visible without one log line per row at 100k rows/s.
- */
-function occasionally(warn: Warn, message: string, details: Record<string, unknown>): (value: string) => void {
-  let count = 0;
-  let next = 1;
-  return (value) => {
-    if (++count === next) {
-      next *= 10;
-      warn(message, { ...details, value, occurrences: count });
-    }
-  };
-}
 
 const STRING_TYPES = new Set(['text', 'varchar', 'bpchar', 'char', 'name', 'citext', 'inet', 'cidr', 'macaddr', 'macaddr8']);
 
@@ -222,94 +194,6 @@ function enumFor(col: ColumnInfo, warn: Warn): Scalar {
       return t;
     },
     semanticType: 'io.debezium.data.Enum',
-  };
-}
-
-/**
- * numeric. 'NaN', 'Infinity' and '-Infinity' (Postgres 14+; constrained
- * columns can only hold NaN):
- * - string: the text as Postgres prints it ('NaN', 'Infinity', '-Infinity');
- * - double: the IEEE values NaN, Infinity, -Infinity;
- * - precise: a decimal has no such values. A nullable column gets null and a
- *   warning (as Debezium); a NOT NULL column cannot, so the converter throws
- *   TypeConversionError saying to use decimal.handling.mode=string or double.
- */
-function numericFor(col: ColumnInfo, mode: DecimalHandlingMode, warn: Warn): Scalar {
-  const tm = numericTypmod(col.typeMod);
-  const label = tm ? `numeric(${tm.precision},${tm.scale})` : 'numeric';
-  if (mode === 'string') return { avroType: 'string', semanticType: `string (${label})` };
-  if (mode === 'double') {
-    const overflow = occasionally(warn, `column ${col.name}: a ${label} value is beyond the range of a double and becomes ±Infinity`, {
-      column: col.name,
-      type: label,
-    });
-    return {
-      avroType: 'double',
-      parse: (t) => {
-        const n = pg.parseFloatText(t);
-        if ((n === Infinity || n === -Infinity) && t !== 'Infinity' && t !== '-Infinity') overflow(t);
-        return n;
-      },
-      semanticType: `double (${label})`,
-    };
-  }
-  const special = occasionally(
-    warn,
-    `column ${col.name}: ${label} value has no decimal form and is sent as null (decimal.handling.mode=precise)`,
-    {
-      column: col.name,
-      type: label,
-    },
-  );
-  const onSpecial = (t: string): null => {
-    if (col.notNull) {
-      throw new pg.PgTextError(
-        `has no decimal form, and the column is NOT NULL so it cannot be sent as null. Set decimal.handling.mode to string or double to carry NaN and ±Infinity`,
-      );
-    }
-    special(t);
-    return null;
-  };
-  const isSpecial = (t: string): boolean => t === 'NaN' || t === 'Infinity' || t === '-Infinity';
-  const bytes = (n: number | bigint): Buffer => (typeof n === 'number' ? encodeUnscaledNumber(n) : encodeUnscaledBigInt(n));
-  if (!tm) {
-    // Unconstrained: every value has its own scale. Debezium's VariableScaleDecimal keeps it (and Postgres' display scale: '1.50' -> 150, scale 2).
-    return {
-      avroType: {
-        type: 'record',
-        name: 'VariableScaleDecimal',
-        namespace: 'io.debezium.data',
-        fields: [
-          { name: 'scale', type: 'int' },
-          { name: 'value', type: 'bytes' },
-        ],
-        'connect.doc': 'Variable scaled decimal',
-        'connect.version': 1,
-        'connect.name': 'io.debezium.data.VariableScaleDecimal',
-      },
-      parse: (t) => {
-        if (isSpecial(t)) return onSpecial(t);
-        const scale = textScale(t);
-        return { scale, value: bytes(parseScaledDecimal(t, scale, Infinity)) };
-      },
-      semanticType: 'io.debezium.data.VariableScaleDecimal',
-    };
-  }
-  // Avro wants 0 <= scale <= precision; Postgres 15 also allows numeric(3,-2) (hundreds: 12300)
-  // and numeric(2,5) (0.000nn). Both fit a wider Avro decimal exactly: (5,0) and (5,5).
-  const scale = Math.max(tm.scale, 0);
-  const precision = tm.scale < 0 ? tm.precision - tm.scale : Math.max(tm.precision, tm.scale);
-  const maxIntDigits = precision - scale;
-  return {
-    avroType: connect('bytes', 'org.apache.kafka.connect.data.Decimal', {
-      logicalType: 'decimal',
-      precision,
-      scale,
-      'connect.parameters': { scale: String(scale), 'connect.decimal.precision': String(precision) },
-    }),
-    parse: (t) => (isSpecial(t) ? onSpecial(t) : bytes(parseScaledDecimal(t, scale, maxIntDigits))),
-    semanticType: `decimal(${precision},${scale})`,
-    fast: { kind: 'decimal', scale, maxIntDigits },
   };
 }
 
