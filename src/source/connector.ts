@@ -52,10 +52,6 @@ export class SourceConnector {
   private publisher: EventPublisher | undefined;
   private incremental: IncrementalSnapshots | undefined;
   private discovery: TableDiscovery | undefined;
-  /** Published events by table and op, read by the metrics at scrape time. */
-  private get events() {
-    return this.parts.observer.events;
-  }
   /** The stream's codecs by relation oid (the initial snapshot's too): from relation messages on a running slot. */
   private readonly codecs = new Map<number, TableCodec>();
   /** The tables captured now (`schema.table`): the plan's, those found while running, those the stream names. */
@@ -67,6 +63,7 @@ export class SourceConnector {
   private readonly timers: NodeJS.Timeout[] = [];
   private fatal: ((err: Error) => void) | undefined;
   private signal: AbortSignal | undefined;
+  private readonly rate = new EventRate();
   /** Set while a lost connection is being re-established (see reconnect). */
   private reconnecting: Promise<void> | undefined;
 
@@ -132,12 +129,14 @@ export class SourceConnector {
     this.sql = await this.connectSql();
     const { offsets, state, plan } = await prepareStart(this.sql, this.file, this.parts.store, {
       where: this.where,
-      lostSlot: () => this.lostSlot(),
+      lostSlot: () => lostSlotOf(this.sql!, this.file),
       log: this.log,
     });
     for (const t of plan.captured) this.capturing.add(t.qualified);
     this.publisher = sourcePublisher(this.config, this.parts.producer, {
-      onConfirmable: (lsn) => this.onAcked(lsn),
+      onConfirmable: (lsn) => {
+        if (lsn > this.acked) this.acked = lsn;
+      },
       describe: (m) => describeEvent([...this.codecs.values(), ...(this.incremental?.chunkCodec ? [this.incremental.chunkCodec] : [])], m),
       onCommitAcked: (commitTsMs) => this.parts.observer.commitAcked(Date.now() - commitTsMs),
       onError: (err) =>
@@ -171,7 +170,7 @@ export class SourceConnector {
       codecs: this.codecs,
       publisher: this.publisher,
       producer: this.parts.producer,
-      events: this.events,
+      events: this.parts.observer.events,
       log: this.log,
       signal,
       onSnapshotStart: () => this.to('snapshot'),
@@ -264,7 +263,7 @@ export class SourceConnector {
         // Keepalives are answered with what Kafka holds, never with what was merely received.
         confirmedLsn: () => this.confirmed,
         onError: (err) => this.fail(err),
-        events: this.events,
+        events: this.parts.observer.events,
         onChange: (xid, oid, key) => this.incremental?.windows.onChange(xid, oid, key),
         onMessage: (msg, commitLsn) => this.incremental?.onMessage(msg, commitLsn),
       },
@@ -280,7 +279,7 @@ export class SourceConnector {
       config: this.config,
       store: this.parts.store,
       log: this.log,
-      events: this.events,
+      events: this.parts.observer.events,
       joined,
       captured,
       publisher: () => this.publisher,
@@ -315,10 +314,6 @@ export class SourceConnector {
     });
   }
 
-  private onAcked(lsn: Lsn): void {
-    if (lsn > this.acked) this.acked = lsn;
-  }
-
   private sendConfirm(): void {
     if (!this.replication || this.acked <= this.confirmed) return;
     this.confirmed = this.acked;
@@ -329,11 +324,6 @@ export class SourceConnector {
     if (!this.reconnecting && this.sql) await emitHeartbeat(this.sql, this.log);
   }
 
-  /** The SlotLostError when the server has invalidated our slot (see findLostSlot). */
-  private lostSlot(): Promise<SlotLostError | undefined> {
-    return lostSlotOf(this.sql!, this.file);
-  }
-
   /** A failure; when the stream broke because the server invalidated the slot, the failure says that instead. */
   private fail(err: Error): void {
     if (this.state === 'streaming' && isConnectionLoss(err)) return this.reconnect(err);
@@ -341,7 +331,8 @@ export class SourceConnector {
       this.failNow(err);
       return;
     }
-    void lostWithin(this.lostSlot(), 3000).then((lost) => this.failNow(lost ?? err));
+    // The SlotLostError when the server has invalidated our slot.
+    void lostWithin(lostSlotOf(this.sql!, this.file), 3000).then((lost) => this.failNow(lost ?? err));
   }
 
   private failNow(err: Error): void {
@@ -356,23 +347,17 @@ export class SourceConnector {
     this.fatal?.(err);
   }
 
-  private get eventsTotal(): number {
-    return this.handler?.eventsTotal ?? 0;
-  }
-
-  private readonly rate = new EventRate();
-
   /** The connector's own view: state, LSNs, counts (also written to the status file each second). */
   status(): SourceStatus {
     return {
-      eventsPerSecond: this.rate.of(this.eventsTotal),
+      eventsPerSecond: this.rate.of(this.handler?.eventsTotal ?? 0),
       name: this.file.name,
       pid: process.pid,
       state: this.state,
       slot: this.config['slot.name'],
       confirmedLsn: formatLsn(this.confirmed),
       receivedLsn: formatLsn(BigInt(this.handler?.received ?? 0)),
-      eventsTotal: this.eventsTotal,
+      eventsTotal: this.handler?.eventsTotal ?? 0,
       pendingEvents: this.publisher?.pendingEvents ?? 0,
       snapshot: this.snapshotInfo,
       incrementalSnapshot: this.incremental?.status(),
@@ -406,6 +391,6 @@ export class SourceConnector {
     await this.parts.producer.close().catch(() => undefined);
     await endPg(this.sql);
     this.flushStatus();
-    this.log.info({ confirmedLsn: formatLsn(this.confirmed), events: this.eventsTotal }, 'source closed');
+    this.log.info({ confirmedLsn: formatLsn(this.confirmed), events: this.handler?.eventsTotal ?? 0 }, 'source closed');
   }
 }
