@@ -7,22 +7,27 @@
  * time, so this is the figure to compare code changes with (bench/source-drain.ts measures the whole
  * drain against pg_recvlogical).
  *
- *   npx tsx bench/source/hot-path.ts [--rows 1000000] [--kafka real|none] [--partitions 3]
+ *   npx tsx bench/source/hot-path.ts [--rows 1000000] [--kafka real|none] [--partitions 3] [--batch 2048]
+ *                                    [--compression none|gzip|snappy|lz4]
  *   node --cpu-prof --import tsx bench/source/hot-path.ts ...   (where the CPU goes; see profile.ts)
  *
- * --kafka none: a producer that drops every batch (decode + encode + publisher only).
+ * --kafka none: a producer that drops every batch (decode + encode + publisher only). --batch is max.batch.size;
+ * --compression compresses the record batches (through the library's encoder: produce-request.ts writes
+ * uncompressed ones only). With --kafka real the broker's CPU over the same interval is printed too
+ * (brokerCpuSecondsPer1MRows, read from /proc/<pid>/stat of the stack's Kafka JVM, its idling included).
  * Not part of the test suite. --kafka real needs the local stack (`npm run stack:up`).
  */
 import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
 import { TableCodec } from '../../src/events/envelope.ts';
 import { kafkaConnection } from '../../src/events/kafka-connection.ts';
-import { PlatformaticProducer, type EventProducer, type OutgoingMessage } from '../../src/events/kafka-producer.ts';
+import { PlatformaticProducer, type CompressionType, type EventProducer, type OutgoingMessage } from '../../src/events/kafka-producer.ts';
 import { TransactionEvents } from '../../src/events/transaction-events.ts';
 import type { CatalogColumn, CatalogTable } from '../../src/source/catalog.ts';
 import { ChangeHandler } from '../../src/source/change-handler.ts';
 import { EventPublisher } from '../../src/source/publisher.ts';
 import { readStackEnv } from '../../src/stack/context.ts';
+import { cpuSeconds as processCpuSeconds, kafkaPid } from './support.ts';
 import { machine, round, say } from '../bench-common.ts';
 
 const { values: args } = parseArgs({
@@ -31,6 +36,7 @@ const { values: args } = parseArgs({
     kafka: { type: 'string', default: 'real' },
     partitions: { type: 'string', default: '3' },
     batch: { type: 'string', default: '2048' },
+    compression: { type: 'string', default: 'none' },
   },
 });
 const N = Number(args.rows);
@@ -151,6 +157,9 @@ async function main() {
             'kafka.ssl.endpoint.identification.algorithm': 'https',
           }),
           'tide-hot-path',
+          undefined,
+          undefined,
+          args.compression as CompressionType,
         );
   await producer.ensureTopics([
     { topic: codec.topic, partitions: Number(args.partitions) },
@@ -190,6 +199,9 @@ async function main() {
 
   global.gc?.();
   say(`streaming through ChangeHandler → EventPublisher → ${args.kafka === 'none' ? 'a producer that drops batches' : 'Kafka'} ...`);
+  // The broker's CPU over the same interval (its JVM idles at a few % of a core; that is included).
+  const broker = args.kafka === 'none' ? undefined : kafkaPid();
+  const broker0 = processCpuSeconds(broker);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let lsn = 0x1000000;
@@ -204,6 +216,7 @@ async function main() {
   await publisher.flush();
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const brokerSeconds = broker0 === undefined ? undefined : processCpuSeconds(broker)! - broker0;
   if (failure) throw failure;
   if (confirmed !== commitLsn + 40n) throw new Error(`confirmed ${confirmed}, expected ${commitLsn + 40n}`);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
@@ -217,6 +230,9 @@ async function main() {
     cpuSystemSeconds: round(cpu.system / 1e6),
     cpuSecondsPer1MRows: round((cpuSeconds * 1e6) / N),
     rowsPerCpuSecond: Math.round(N / cpuSeconds),
+    batch: Number(args.batch),
+    compression: args.compression,
+    brokerCpuSecondsPer1MRows: brokerSeconds === undefined ? undefined : round((brokerSeconds * 1e6) / N),
     load: m.loadavgAtStart,
   };
   console.log(JSON.stringify(result));

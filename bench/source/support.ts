@@ -39,7 +39,7 @@ export function openBenchRun(opts: { batch?: string; nodeFlags?: string; bin?: s
     pgBindir: process.env.TIDE_PG_BINDIR ?? '/usr/lib/postgresql/15/bin',
     batch: opts.batch,
     /** A Unix-socket directory: both drains connect through it instead of TCP (see source-drain.ts --socket). */
-    socket: opts.socket,
+    socket: opts.socket ? resolve(opts.socket) : undefined,
     nodeFlags: opts.nodeFlags?.split(/\s+/).filter(Boolean) ?? [],
     bin: opts.bin ? resolve(opts.bin) : join(PROJECT_ROOT, 'bin', 'tide.js'),
     kafka: new Kafka({ clientId: 'tide-bench', brokers, logLevel: logLevel.NOTHING }),

@@ -27,6 +27,9 @@ import {
   recordBytes,
 } from './message-size.ts';
 
+/** Record batch compression codecs @platformatic/kafka writes (zstd needs Node 22's zlib). */
+export type CompressionType = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+
 /**
  * The narrow slice of Kafka that the source uses. The rest of Tide does not
  * know which client sits underneath, so benchmarks can compare clients.
@@ -255,10 +258,13 @@ export class PlatformaticProducer implements EventProducer {
     clientId = 'tide-source',
     log: Logger = rootLog,
     private readonly maxMessageBytes = KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+    /** Record batch compression (compression.type); 'none' keeps produce-request.ts' one-pass encoder. */
+    compression: CompressionType = 'none',
   ) {
     this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log, maxMessageBytes);
     this.producer = new TideKafkaProducer({
       clientId,
+      compression,
       ...conn.platformatic(),
       idempotent: true,
       acks: ProduceAcks.ALL,
