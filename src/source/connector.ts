@@ -181,7 +181,9 @@ export class SourceConnector {
       this.log.info('snapshot.mode=initial_only: snapshot finished, not streaming');
       return;
     }
-    if (!early) await this.openStream(undefined);
+    // Held as well: the server may send changes in the same socket read as its answer to START_REPLICATION, and
+    // the handler drops whatever reaches it before the state says streaming (a later commit's confirm would skip them).
+    if (!early) await this.openStream(new Promise<void>((r) => (release = r)));
     // The early stream may have failed while held (the handler reported it, but nothing was running to stop).
     if (this.state === 'failed') throw new TideError(`the replication stream failed during start-up: ${this.error}`, { retriable: true });
     this.followCapture(
