@@ -149,10 +149,19 @@ export async function consumeAll(topics: string[], timeoutMs = 120_000, keepCont
     await admin.disconnect();
   }
   const total = [...ends.values()].reduce((a, b) => a + b, 0);
-  const events = await consumeUntil(topics, (es) => es.length >= total, timeoutMs, { keepControl: true });
-  return events.filter(
-    (e) =>
-      Number(e.offset) < ends.get(`${e.topic}/${e.partition}`)! &&
-      (keepControl || !(e.value === null && e.headers?.[CONTROL_HEADER] !== undefined)),
-  );
+  // A consumer group may deliver a batch again after a rebalance (a session that timed out on a loaded machine):
+  // count each (topic, partition, offset) once, or the copies make up the count before every topic is read.
+  const seen = new Map<string, ConsumedEvent>();
+  const below = (e: ConsumedEvent) => Number(e.offset) < (ends.get(`${e.topic}/${e.partition}`) ?? 0);
+  let foldedUpTo = 0;
+  const fold = (es: ConsumedEvent[]) => {
+    for (let i = foldedUpTo; i < es.length; i++) {
+      const e = es[i]!;
+      if (below(e)) seen.set(`${e.topic}/${e.partition}/${e.offset}`, e);
+    }
+    foldedUpTo = es.length;
+    return seen.size;
+  };
+  await consumeUntil(topics, (es) => fold(es) >= total, timeoutMs, { keepControl: true });
+  return [...seen.values()].filter((e) => keepControl || !(e.value === null && e.headers?.[CONTROL_HEADER] !== undefined));
 }
