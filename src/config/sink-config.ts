@@ -78,7 +78,7 @@ export const sinkConfigSchema = z
      * … or at this many bytes of buffered messages (keys and values as Kafka delivered them): the sink's
      * memory per flush stays bounded whatever the size of the messages (README "The lake sink").
      */
-    'flush.max.bytes': int(1024, 2 ** 31 - 1).default(16 << 20),
+    'flush.max.bytes': int(1024, 2 ** 31 - 1).default(64 << 20),
     'flush.interval.ms': int(10, 3_600_000).default(1000),
     'dead.letter.topic': z.string().min(1).optional(),
     'delta.checkpoint.interval': int(1, 10_000).default(10),
