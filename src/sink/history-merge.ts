@@ -1,7 +1,7 @@
 import type { Action, AddAction, TxnAction } from '../lake/delta/actions.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
-import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { faultPoint } from './fault.ts';
 import type { ColumnMask } from './masking.ts';
@@ -9,6 +9,8 @@ import { comparePosition, keyOf, keyString } from './silver-changes.ts';
 import { candidateFiles } from './key-pruning.ts';
 import { q } from './silver-merge.ts';
 import { HISTORY_META } from './table-layout.ts';
+import { historyDvMerge } from './history-dv-merge.ts';
+import { usesDeletionVectors } from './silver-dv-merge.ts';
 
 /**
  * `silver.<table>_history`: slowly changing dimension type 2. Every version of a row is kept with its
@@ -151,7 +153,6 @@ export async function mergeHistory(
             batch.changes.map((f) => f.key[0]),
           )
         : files;
-    await engine.createView('history_candidates', table.store, table.root, candidates, schema);
     const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
     const newer = (a: string, b: string) =>
       `(${a}._f_lsn > ${b}._commit_lsn OR (${a}._f_lsn = ${b}._commit_lsn AND ${a}._f_idx > ${b}._event_index))`;
@@ -161,6 +162,21 @@ export async function mergeHistory(
     // When the current version `o` closes: at the first change newer than it (before the truncate, if any).
     const firstNewer = (o: string) =>
       `(SELECT first(f._f_at ORDER BY f._f_lsn, f._f_idx) FROM ${changes} f WHERE ${on(o, 'f')} AND ${newer('f', o)} ${beforeTruncate})`;
+    const closeAt = batch.truncateAt ? `TIMESTAMPTZ '${new Date(batch.truncateAt.at).toISOString()}'` : 'NULL';
+    const closeTime = (o: string) => `COALESCE(${firstNewer(o)}, ${closeAt})`;
+    if (usesDeletionVectors(table)) {
+      // Deletion vectors: closing versions are deleted through their files' vectors and written again, closed (history-dv-merge.ts).
+      const r = await historyDvMerge(engine, table, schema, keyColumns, meta, {
+        versions,
+        changes,
+        candidates,
+        closeTime,
+        on,
+        truncate: !!batch.truncateAt,
+      });
+      return await commitHistory(table, keyColumns, [...(evolved ? [evolved] : []), ...r.actions], r.adds, txns);
+    }
+    await engine.createView('history_candidates', table.store, table.root, candidates, schema);
     let touched: AddAction[] = batch.truncateAt ? files : [];
     if (!batch.truncateAt && candidates.length && batch.changes.length)
       touched = await filesClosing(
@@ -179,13 +195,11 @@ export async function mergeHistory(
     let select: string;
     if (touched.length) {
       await engine.createView('history_old', table.store, table.root, touched, schema);
-      const closeAt = batch.truncateAt ? `TIMESTAMPTZ '${new Date(batch.truncateAt.at).toISOString()}'` : 'NULL';
-      const closeTime = `COALESCE(${firstNewer('o')}, ${closeAt})`;
       const oldCols = schema.columns.map((c) => {
         if (c.name === '_valid_to')
-          return `CASE WHEN o._is_current THEN COALESCE(${closeTime}, o._valid_to) ELSE o._valid_to END AS _valid_to`;
+          return `CASE WHEN o._is_current THEN COALESCE(${closeTime('o')}, o._valid_to) ELSE o._valid_to END AS _valid_to`;
         if (c.name === '_is_current')
-          return `CASE WHEN o._is_current AND ${closeTime} IS NOT NULL THEN false ELSE o._is_current END AS _is_current`;
+          return `CASE WHEN o._is_current AND ${closeTime('o')} IS NOT NULL THEN false ELSE o._is_current END AS _is_current`;
         return `o.${q(c.name)}`;
       });
       const newCols = schema.columns.map((c) =>
@@ -204,18 +218,26 @@ export async function mergeHistory(
     }
     const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema });
     const now = Date.now();
-    const actions: Action[] = evolved ? [evolved] : [];
-    for (const f of touched)
-      actions.push({
-        remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size },
-      });
-    actions.push(...adds.map((add) => ({ add })), ...txns.map((txn) => ({ txn })));
-    faultPoint('before-commit');
-    return await table.commit(actions, { operation: 'MERGE', parameters: { predicate: `scd2(${keyColumns.join(', ')})` } });
+    const removes: Action[] = touched.map((f) => ({
+      remove: { path: f.path, deletionTimestamp: now, dataChange: true, partitionValues: f.partitionValues, size: f.size },
+    }));
+    return await commitHistory(table, keyColumns, [...(evolved ? [evolved] : []), ...removes], adds, txns);
   } finally {
     await engine.drop(versions);
     await engine.drop(changes);
   }
+}
+
+async function commitHistory(
+  table: DeltaTable,
+  keyColumns: string[],
+  actions: Action[],
+  adds: DataFile[],
+  txns: TxnAction[],
+): Promise<number> {
+  const all: Action[] = [...actions, ...adds.map((add) => ({ add })), ...txns.map((txn) => ({ txn }))];
+  faultPoint('before-commit');
+  return await table.commit(all, { operation: 'MERGE', parameters: { predicate: `scd2(${keyColumns.join(', ')})` } });
 }
 
 /** The candidate files that hold a row matching `where` (alias h, with the batch's changes in scope). */

@@ -194,26 +194,43 @@ export async function mergeWithDeletionVectors(
       byFile.set(String(p.__f), rows);
       deletedRows += rows.length;
     }
-    const actions: Action[] = [];
-    const now = Date.now();
-    const vectors: { file: AddAction; rows: number[] }[] = [];
-    for (const [local, rows] of byFile) {
-      const file = byLocal.get(local)!;
-      const old = file.deletionVector ? await reader.rows(file.deletionVector) : [];
-      const all = [...new Set([...old, ...rows])].sort((a, b) => a - b);
-      actions.push({
-        remove: { path: file.path, deletionTimestamp: now, dataChange: true, partitionValues: file.partitionValues, size: file.size },
-      });
-      if (all.length < numRecords(file)) vectors.push({ file, rows: all });
-    }
-    const descriptors = vectors.length ? await writeDeletionVectors(table.store, table.root, vectors) : [];
-    vectors.forEach((v, i) =>
-      actions.push({ add: { ...v.file, dataChange: true, stats: wideBounds(v.file.stats), deletionVector: descriptors[i]! } }),
+    const actions = await deleteRows(
+      table,
+      [...byFile].map(([local, rows]) => ({ file: byLocal.get(local)!, rows })),
+      reader,
     );
     return { actions, adds, touched: byFile.size, deletedRows };
   } finally {
     await engine.drop(hits);
   }
+}
+
+/**
+ * The actions that delete `rows` (row indexes) of each file through its deletion vector: the file is
+ * removed and re-added with its new vector (old rows ∪ these), or only removed when no row is left.
+ * Shared by silver and history merges (history-dv-merge.ts).
+ */
+export async function deleteRows(
+  table: DeltaTable,
+  perFile: { file: AddAction; rows: number[] }[],
+  reader = new DeletionVectorReader(table.store, table.root, table.label),
+): Promise<Action[]> {
+  const actions: Action[] = [];
+  const now = Date.now();
+  const vectors: { file: AddAction; rows: number[] }[] = [];
+  for (const { file, rows } of perFile) {
+    const old = file.deletionVector ? await reader.rows(file.deletionVector) : [];
+    const all = [...new Set([...old, ...rows])].sort((a, b) => a - b);
+    actions.push({
+      remove: { path: file.path, deletionTimestamp: now, dataChange: true, partitionValues: file.partitionValues, size: file.size },
+    });
+    if (all.length < numRecords(file)) vectors.push({ file, rows: all });
+  }
+  const descriptors = vectors.length ? await writeDeletionVectors(table.store, table.root, vectors) : [];
+  vectors.forEach((v, i) =>
+    actions.push({ add: { ...v.file, dataChange: true, stats: wideBounds(v.file.stats), deletionVector: descriptors[i]! } }),
+  );
+  return actions;
 }
 
 /** The file's physical row count from its stats (PROTOCOL.md requires it for files with a vector); Infinity when unknown. */

@@ -43,6 +43,8 @@ export class TableSink {
     this.silver = await DeltaTable.open(this.ctx.store, silverPath(this.qualified));
     if (this.silver) await alignDeletionVectors(this.silver, this.deletionVectors, this.ctx.log);
     if (this.keepsHistory) this.history = await DeltaTable.open(this.ctx.store, historyPath(this.qualified));
+    // History follows its table's delta.enableDeletionVectors (history-dv-merge.ts).
+    if (this.history) await alignDeletionVectors(this.history, this.deletionVectors, this.ctx.log);
     // A re-snapshot's reconcile that a crash interrupted (its markers are committed, its delete is not) is finished now,
     // also when no message of the table comes again.
     const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
@@ -101,7 +103,7 @@ export class TableSink {
     ];
   }
 
-  /** Silver merges write deletion vectors when the table matches delta.enableDeletionVectors. */
+  /** Silver and history merges write deletion vectors when the table matches delta.enableDeletionVectors. */
   get deletionVectors(): boolean {
     return this.ctx.config['delta.enableDeletionVectors'].some((p) => new RegExp(`^(?:${p})$`).test(this.qualified));
   }
@@ -342,17 +344,23 @@ export class TableSink {
   ): Promise<void> {
     // Created or loaded before the pending events are chosen (see apply()).
     if (!offsets.length) return;
-    this.history ??= await DeltaTable.create(this.ctx.store, historyPath(this.qualified), {
-      name: `silver.${this.qualified}_history`,
-      schema: {
-        columns: historyColumns(silverColumns(incoming, masks, keyColumns).filter((c) => !SILVER_META.some((m) => m.name === c.name))),
-      },
-      description: `Every version of each row of ${this.qualified} (SCD type 2; Tide sink ${this.ctx.name})`,
-      configuration: {
-        [KEY_CONFIG]: keyColumns.join(','),
-        'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
-      },
-    });
+    if (!this.history) {
+      this.history = await DeltaTable.create(this.ctx.store, historyPath(this.qualified), {
+        name: `silver.${this.qualified}_history`,
+        schema: {
+          columns: historyColumns(silverColumns(incoming, masks, keyColumns).filter((c) => !SILVER_META.some((m) => m.name === c.name))),
+        },
+        description: `Every version of each row of ${this.qualified} (SCD type 2; Tide sink ${this.ctx.name})`,
+        configuration: {
+          [KEY_CONFIG]: keyColumns.join(','),
+          'delta.checkpointInterval': String(this.ctx.config['delta.checkpoint.interval']),
+          ...(this.deletionVectors ? { [ENABLE_DELETION_VECTORS]: 'true' } : {}),
+        },
+        ...(this.deletionVectors ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
+      });
+      // Another worker (or an older Tide) may have created it without the setting.
+      await alignDeletionVectors(this.history, this.deletionVectors, this.ctx.log);
+    }
     const pending = uncommitted(this.history, this.ctx.name, events);
     const pendingOffsets = uncommitted(this.history, this.ctx.name, offsets);
     if (!pendingOffsets.length) return;

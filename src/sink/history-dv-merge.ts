@@ -1,0 +1,137 @@
+import type { Action, AddAction } from '../lake/delta/actions.ts';
+import { DeletionVectorReader } from '../lake/delta/deletion-vector.ts';
+import type { DeltaTable } from '../lake/delta/delta-table.ts';
+import type { LakeSchema } from '../lake/lake-schema.ts';
+import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { deleteRows } from './silver-dv-merge.ts';
+import { q } from './silver-merge.ts';
+
+/**
+ * A history (SCD type 2) merge with deletion vectors (README "Deletion vectors"), for history tables
+ * whose table has `delta.enableDeletionVectors`: a current version that closes is marked deleted in
+ * its file's vector and written again, closed (`_valid_to` set, `_is_current` false), to a new file
+ * together with the batch's new versions. No existing file is rewritten, so a merge costs what the
+ * batch changes plus a scan of five narrow columns, not a rewrite of every file a closing version is in.
+ *
+ *  1. The hits: key, `_is_current`, `_commit_lsn`, `_event_index` and position (file, `file_row_number`)
+ *     of every version of the batch's keys in the candidate files (pruned by key statistics, as the
+ *     copy-on-write merge does; all files for a truncate, which closes every open version). Rows a
+ *     file's vector already deletes are dropped: they are versions written again elsewhere.
+ *  2. The closing rows: current hits with a change newer than them (or a truncate), with their close time.
+ *  3. The new versions, as in the copy-on-write merge: not already in history (replays), newer than the
+ *     key's current version. Unchanged-TOAST columns come from the current version, which closes.
+ *  4. Only the closing rows are read in full, by position; they and the new versions go to new files;
+ *     the files they were in get new vectors (silver-dv-merge.ts `deleteRows`).
+ */
+
+export interface HistoryDvInput {
+  /** Staged new versions (the table's columns and `_unchanged`). */
+  versions: string;
+  /** Staged changes (key columns, `_f_lsn`, `_f_idx`, `_f_at`). */
+  changes: string;
+  candidates: AddAction[];
+  /** SQL: the close time of current version alias `o`, NULL when it stays open. */
+  closeTime: (o: string) => string;
+  /** SQL: the key columns of `a` equal those of `b`. */
+  on: (a: string, b: string) => string;
+  truncate: boolean;
+}
+
+const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+const HITS = 'tide_history_hits';
+const CLOSING = 'tide_history_closing';
+const OLD = 'tide_history_old_rows';
+
+export async function historyDvMerge(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  schema: LakeSchema,
+  keyColumns: string[],
+  meta: Set<string>,
+  input: HistoryDvInput,
+): Promise<{ adds: DataFile[]; actions: Action[]; closed: number }> {
+  const { on, versions, changes } = input;
+  const byLocal = new Map<string, AddAction>();
+  for (const f of input.candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const keys = (a: string) => keyColumns.map((k) => `${a}.${q(k)}`).join(', ');
+  await engine.run(`DROP TABLE IF EXISTS ${HITS}`);
+  await engine.run(`DROP TABLE IF EXISTS ${CLOSING}`);
+  await engine.run(`DROP TABLE IF EXISTS ${OLD}`);
+  try {
+    if (byLocal.size) {
+      const list = [...byLocal.keys()].map(lit).join(', ');
+      const batchKeys = `EXISTS (SELECT 1 FROM ${changes} f WHERE ${on('h', 'f')})`;
+      await engine.run(
+        `CREATE TEMP TABLE ${HITS} AS SELECT h.filename AS __f, h.file_row_number AS __r, ${keys('h')}, h._is_current, h._commit_lsn, h._event_index ` +
+          `FROM read_parquet([${list}], filename = true, file_row_number = true, union_by_name = true) h ` +
+          `WHERE ${input.truncate ? `h._is_current OR ${batchKeys}` : batchKeys}`,
+      );
+      // Rows a vector already deletes are versions written again elsewhere: drop them (only files with hits and a vector are read).
+      const reader = new DeletionVectorReader(table.store, table.root, table.label);
+      for (const r of await engine.query(`SELECT DISTINCT __f FROM ${HITS}`)) {
+        const local = String(r.__f);
+        const dv = byLocal.get(local)?.deletionVector;
+        if (!dv) continue;
+        const rows = await reader.rows(dv);
+        if (rows.length) await engine.run(`DELETE FROM ${HITS} WHERE __f = ${lit(local)} AND __r IN (SELECT unnest([${rows.join(',')}]))`);
+      }
+    } else {
+      await engine.run(
+        `CREATE TEMP TABLE ${HITS} AS SELECT ''::VARCHAR AS __f, 0::BIGINT AS __r, ${keys('f')}, false AS _is_current, ` +
+          `f._f_lsn AS _commit_lsn, f._f_idx AS _event_index FROM ${changes} f WHERE false`,
+      );
+    }
+    await engine.run(
+      `CREATE TEMP TABLE ${CLOSING} AS SELECT * FROM (SELECT o.__f, o.__r, ${input.closeTime('o')} AS __to FROM ${HITS} o WHERE o._is_current) WHERE __to IS NOT NULL`,
+    );
+    const perFile = await engine.query(`SELECT __f, list(__r ORDER BY __r) AS rows FROM ${CLOSING} GROUP BY __f`);
+    const names = schema.columns.map((c) => q(c.name));
+    // New versions: not already in history (a replay), and newer than the key's current version.
+    const fresh = [
+      `SELECT v.* FROM ${versions} v LEFT JOIN (SELECT * FROM ${HITS} WHERE _is_current) cur ON ${on('v', 'cur')}`,
+      `WHERE (cur._commit_lsn IS NULL OR v._commit_lsn > cur._commit_lsn OR (v._commit_lsn = cur._commit_lsn AND v._event_index > cur._event_index))`,
+      `AND NOT EXISTS (SELECT 1 FROM ${HITS} h WHERE ${on('h', 'v')} AND h._commit_lsn = v._commit_lsn AND h._event_index = v._event_index)`,
+    ].join('\n');
+    let select: string;
+    if (perFile.length) {
+      // The closing versions, read in full by position from their files only.
+      const files = perFile.map((p) => byLocal.get(String(p.__f))!);
+      await engine.createView('tide_history_dv_old', table.store, table.root, files, schema, [], { positions: true });
+      await engine.run(
+        `CREATE TEMP TABLE ${OLD} AS SELECT o.*, x.__to FROM tide_history_dv_old o JOIN ${CLOSING} x ON o.__tide_file = x.__f AND o.__tide_row = x.__r`,
+      );
+      const old = OLD;
+      const closedCols = schema.columns.map((c) => {
+        if (c.name === '_valid_to') return `o.__to AS _valid_to`;
+        if (c.name === '_is_current') return `false AS _is_current`;
+        return `o.${q(c.name)}`;
+      });
+      // A new version's unchanged-TOAST columns: the current version's (it closes, so it is among the closing rows).
+      const newCols = schema.columns.map((c) =>
+        meta.has(c.name)
+          ? `v.${q(c.name)}`
+          : `CASE WHEN list_contains(v._unchanged, ${lit(c.name)}) THEN cur.${q(c.name)} ELSE v.${q(c.name)} END AS ${q(c.name)}`,
+      );
+      select = [
+        `SELECT ${closedCols.join(', ')} FROM ${old} o`,
+        `UNION ALL BY NAME`,
+        `SELECT ${newCols.join(', ')} FROM (${fresh}) v LEFT JOIN ${old} cur ON ${on('v', 'cur')}`,
+      ].join('\n');
+    } else {
+      select = fresh;
+    }
+    select = `SELECT ${names.join(', ')} FROM (${select}) ORDER BY ${keyColumns.map(q).join(', ')}, _valid_from`;
+    const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema });
+    let closed = 0;
+    const deletes = perFile.map((p) => {
+      const rows = (p.rows as (bigint | number)[]).map(Number);
+      closed += rows.length;
+      return { file: byLocal.get(String(p.__f))!, rows };
+    });
+    return { adds, actions: await deleteRows(table, deletes), closed };
+  } finally {
+    await engine.drop(HITS);
+    await engine.drop(CLOSING);
+    await engine.drop(OLD);
+  }
+}
