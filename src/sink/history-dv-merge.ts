@@ -41,6 +41,12 @@ const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 const HITS = 'tide_history_hits';
 const CLOSING = 'tide_history_closing';
 const OLD = 'tide_history_old_rows';
+const DELETED: LakeSchema = {
+  columns: [
+    { name: 'f', type: { kind: 'string' }, nullable: false },
+    { name: 'r', type: { kind: 'long' }, nullable: false },
+  ],
+};
 
 export async function historyDvMerge(
   engine: ParquetEngine,
@@ -67,13 +73,21 @@ export async function historyDvMerge(
           `WHERE ${input.truncate ? `h._is_current OR ${batchKeys}` : batchKeys}`,
       );
       // Rows a vector already deletes are versions written again elsewhere: drop them (only files with hits and a vector are read).
+      // Staged, not spelled out in SQL: a file's vector grows with every merge that closes one of its versions.
       const reader = new DeletionVectorReader(table.store, table.root, table.label);
+      const deleted: unknown[][] = [];
       for (const r of await engine.query(`SELECT DISTINCT __f FROM ${HITS}`)) {
         const local = String(r.__f);
         const dv = byLocal.get(local)?.deletionVector;
-        if (!dv) continue;
-        const rows = await reader.rows(dv);
-        if (rows.length) await engine.run(`DELETE FROM ${HITS} WHERE __f = ${lit(local)} AND __r IN (SELECT unnest([${rows.join(',')}]))`);
+        if (dv) for (const row of await reader.rows(dv)) deleted.push([local, BigInt(row)]);
+      }
+      if (deleted.length) {
+        const gone = await engine.stage(DELETED, deleted);
+        try {
+          await engine.run(`DELETE FROM ${HITS} h USING ${gone} d WHERE h.__f = d.f AND h.__r = d.r`);
+        } finally {
+          await engine.drop(gone);
+        }
       }
     } else {
       await engine.run(

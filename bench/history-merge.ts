@@ -1,0 +1,171 @@
+/**
+ * History (SCD type 2) merge benchmark (issue 12): does a history merge's cost grow with the changes or
+ * with the table, copy-on-write (rewrite every file holding a version that closes) against deletion
+ * vectors (history-dv-merge.ts: delete the closing versions through their files' vectors, write them
+ * again, closed, with the new versions)?
+ *
+ *   npx tsx bench/history-merge.ts [--sizes 1000000,10000000] [--updates 10000] [--repeats 3]
+ *
+ * Per size N: a `silver.orders_history` of N versions (N/2 keys, each with a closed and a current
+ * version, in files of 1M rows sorted by key, as the sink's merges write them), built by DuckDB straight
+ * to Parquet, plain and with `delta.enableDeletionVectors`; then `--repeats` merges of `--updates`
+ * uniformly random updates each (full after-images, one transaction), each timed in wall seconds and in
+ * the process's CPU seconds (user + system, DuckDB's threads included): mergeHistory with staging, the
+ * scan, writing, the vectors and the Delta commit. Median of the repeats.
+ *
+ * The real code (`mergeHistory`) on a local directory. Not part of the test suite; needs no stack.
+ * Results: a table on stdout, JSON in bench/results/history-merge-<date>.json, with the load average.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddAction } from '../src/lake/delta/actions.ts';
+import { DeltaTable } from '../src/lake/delta/delta-table.ts';
+import { TIDE_PROTOCOL, withDeletionVectors } from '../src/lake/delta/protocol-check.ts';
+import type { LakeSchema } from '../src/lake/lake-schema.ts';
+import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../src/lake/storage/local-store.ts';
+import type { ChangeEvent } from '../src/sink/change-event.ts';
+import { historyColumns, historyVersions, mergeHistory } from '../src/sink/history-merge.ts';
+import { PROJECT_ROOT } from '../src/stack/context.ts';
+import { machine, provenance, round, say } from './bench-common.ts';
+import { median, ORDERS_COLUMNS, orderRow } from './sink-bench-support.ts';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+};
+const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
+const UPDATES = Number(arg('updates', '10000'));
+const REPEATS = Number(arg('repeats', '3'));
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+
+const SCHEMA: LakeSchema = {
+  columns: historyColumns(ORDERS_COLUMNS.map((c) => ({ name: c.name, type: c.type, nullable: c.name !== 'id' }))),
+};
+const dir = mkdtempSync(join(tmpdir(), 'tide-bench-history-'));
+const store = new LocalStore(dir);
+const BASE_MS = Date.UTC(2026, 0, 1);
+let lsn = 1_000_000_000n;
+
+/** A history of `versions` rows: versions/2 keys, each a closed version (LSN 1) and a current one (LSN 2). */
+async function buildHistory(engine: ParquetEngine, root: string, versions: number, dv: boolean): Promise<DeltaTable> {
+  const table = await DeltaTable.create(store, root, {
+    name: root,
+    schema: SCHEMA,
+    configuration: dv ? { 'delta.enableDeletionVectors': 'true' } : {},
+    ...(dv ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
+  });
+  const micros = `(${BASE_MS}::BIGINT + k * 1000) * 1000`;
+  const select = [
+    `SELECT k::BIGINT AS id, (536365 + k)::VARCHAR AS transaction_no, make_timestamp(${micros}) AS ordered_at,`,
+    `(12346 + k % 4000)::INTEGER AS customer_id, (['placed','paid','shipped','cancelled'])[1 + (k + v) % 4] AS status,`,
+    `'{"channel":"web","country":"France","gift":false}' AS attributes, make_timestamp(${micros}) AS created_at,`,
+    `make_timestamp(${micros} + v * 1000000) AS updated_at,`,
+    `make_timestamp(${micros} + v * 1000000) AS _valid_from,`,
+    `CASE WHEN v = 0 THEN make_timestamp(${micros} + 1000000) END AS _valid_to, v = 1 AS _is_current,`,
+    `(v + 1)::BIGINT AS _commit_lsn, k::BIGINT AS _event_index`,
+    `FROM range(${Math.ceil(versions / 2)}) t(k), range(2) u(v) ORDER BY k, v`,
+  ].join(' ');
+  const adds = await engine.writeFiles(select, { store, root, schema: SCHEMA });
+  await table.commit(
+    adds.map((add: AddAction) => ({ add })),
+    { operation: 'WRITE' },
+  );
+  return table;
+}
+
+/** `n` distinct uniformly random keys of [0, keys), as updates in one transaction at the next commit LSN. */
+function randomUpdates(keys: number, n: number): ChangeEvent[] {
+  const ids = new Set<number>();
+  while (ids.size < n) ids.add(Math.floor(Math.random() * keys));
+  const commitLsn = ++lsn;
+  const now = Date.now();
+  let index = 0;
+  return [...ids].map((id) => ({
+    topic: 'bench.public.orders',
+    partition: 0,
+    offset: 0n,
+    table: 'public.orders',
+    op: 'u' as const,
+    before: null,
+    after: { ...orderRow(id, Number(commitLsn % 1000n) + 1, now), id: BigInt(id) },
+    unchangedToast: [],
+    commitLsn,
+    eventIndex: index++,
+    txId: null,
+    commitTsMs: now,
+    eventTsMs: null,
+    snapshot: false,
+    columns: [],
+    valueSchemaId: 1,
+    keyColumns: ['id'],
+  }));
+}
+
+type Design = 'deletion-vectors' | 'copy-on-write';
+
+async function timedMerge(engine: ParquetEngine, table: DeltaTable, events: ChangeEvent[]) {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const filesBefore = new Set(table.files().map((f) => f.path));
+  await mergeHistory(engine, table, SCHEMA, ['id'], historyVersions(events, ['id'], []), []);
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const after = table.files();
+  return {
+    seconds: round(seconds, 3),
+    cpuSeconds: round((cpu.user + cpu.system) / 1e6, 3),
+    removedFiles: [...filesBefore].filter((p) => !after.some((f) => f.path === p)).length,
+    vectorFiles: after.filter((f) => filesBefore.has(f.path) && f.deletionVector).length,
+    files: after.length,
+  };
+}
+
+async function main() {
+  const m = machine();
+  say(`machine: ${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')}`);
+  const engine = await ParquetEngine.create({ memoryLimit: '2GB' });
+  const perCommit: Record<string, unknown>[] = [];
+  try {
+    for (const size of SIZES) {
+      for (const design of ['deletion-vectors', 'copy-on-write'] as Design[]) {
+        const root = `silver/${design}-${size}_history`;
+        say(`${root}: building ${size.toLocaleString()} versions`);
+        const table = await buildHistory(engine, root, size, design === 'deletion-vectors');
+        const runs = [];
+        for (let i = 0; i < REPEATS; i++) {
+          const run = { ...(await timedMerge(engine, table, randomUpdates(Math.ceil(size / 2), UPDATES))), load: loadavg()[0] };
+          say(`${root}: merge ${i + 1}/${REPEATS} of ${UPDATES} updates: ${run.seconds} s (${JSON.stringify(run)})`);
+          runs.push(run);
+        }
+        perCommit.push({
+          design,
+          historyVersions: size,
+          updates: UPDATES,
+          medianSeconds: median(runs.map((r) => r.seconds)),
+          medianCpuSeconds: median(runs.map((r) => r.cpuSeconds)),
+          runs,
+        });
+        rmSync(join(dir, root), { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const result = { machine: m, loadavgAtEnd: loadavg(), provenance: provenance(), perCommit };
+  console.log('\nper commit (median of runs):');
+  for (const p of perCommit)
+    console.log(
+      `  ${String(p.design).padEnd(18)} ${String(p.historyVersions).padStart(9)} versions  ${p.updates} updates  ${p.medianSeconds} s wall  ${p.medianCpuSeconds} s CPU`,
+    );
+  console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);
+  const out = join(PROJECT_ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  const file = join(out, `history-merge-${new Date().toISOString().slice(0, 16).replace(/:/g, '')}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  say(`wrote ${file}`);
+}
+
+await main();
