@@ -5,6 +5,7 @@
  * again, closed, with the new versions)?
  *
  *   npx tsx bench/history-merge.ts [--sizes 1000000,10000000] [--updates 10000] [--repeats 3]
+ *                                  [--designs deletion-vectors,copy-on-write]
  *
  * Per size N: a `silver.orders_history` of N versions (N/2 keys, each with a closed and a current
  * version, in files of 1M rows sorted by key, as the sink's merges write them), built by DuckDB straight
@@ -38,6 +39,7 @@ const arg = (name: string, def: string) => {
 const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
 const UPDATES = Number(arg('updates', '10000'));
 const REPEATS = Number(arg('repeats', '3'));
+const DESIGNS = arg('designs', 'deletion-vectors,copy-on-write').split(',') as Design[];
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
 const SCHEMA: LakeSchema = {
@@ -129,7 +131,7 @@ async function main() {
   const perCommit: Record<string, unknown>[] = [];
   try {
     for (const size of SIZES) {
-      for (const design of ['deletion-vectors', 'copy-on-write'] as Design[]) {
+      for (const design of DESIGNS) {
         const root = `silver/${design}-${size}_history`;
         say(`${root}: building ${size.toLocaleString()} versions`);
         const table = await buildHistory(engine, root, size, design === 'deletion-vectors');

@@ -109,7 +109,8 @@ export async function historyDvMerge(
     let select: string;
     if (perFile.length) {
       // The closing versions, read in full by position from their files only.
-      const files = perFile.map((p) => byLocal.get(String(p.__f))!);
+      // The closing rows are live: the view need not leave out the rows the files' vectors delete (an anti-join less).
+      const files = perFile.map((p) => ({ ...byLocal.get(String(p.__f))!, deletionVector: undefined }));
       await engine.createView('tide_history_dv_old', table.store, table.root, files, schema, [], { positions: true });
       await engine.run(
         `CREATE TEMP TABLE ${OLD} AS SELECT o.*, x.__to FROM tide_history_dv_old o JOIN ${CLOSING} x ON o.__tide_file = x.__f AND o.__tide_row = x.__r`,
