@@ -57,38 +57,13 @@ export async function historyDvMerge(
   input: HistoryDvInput,
 ): Promise<{ adds: DataFile[]; actions: Action[]; closed: number }> {
   const { on, versions, changes } = input;
-  const byLocal = new Map<string, AddAction>();
-  for (const f of input.candidates) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  const byLocal = await localFiles(table, input.candidates);
   const keys = (a: string) => keyColumns.map((k) => `${a}.${q(k)}`).join(', ');
-  await engine.run(`DROP TABLE IF EXISTS ${HITS}`);
-  await engine.run(`DROP TABLE IF EXISTS ${CLOSING}`);
-  await engine.run(`DROP TABLE IF EXISTS ${OLD}`);
+  await dropWork(engine);
   try {
     if (byLocal.size) {
-      const list = [...byLocal.keys()].map(lit).join(', ');
       const batchKeys = `EXISTS (SELECT 1 FROM ${changes} f WHERE ${on('h', 'f')})`;
-      await engine.run(
-        `CREATE TEMP TABLE ${HITS} AS SELECT h.filename AS __f, h.file_row_number AS __r, ${keys('h')}, h._is_current, h._commit_lsn, h._event_index ` +
-          `FROM read_parquet([${list}], filename = true, file_row_number = true, union_by_name = true) h ` +
-          `WHERE ${input.truncate ? `h._is_current OR ${batchKeys}` : batchKeys}`,
-      );
-      // Rows a vector already deletes are versions written again elsewhere: drop them (only files with hits and a vector are read).
-      // Staged, not spelled out in SQL: a file's vector grows with every merge that closes one of its versions.
-      const reader = new DeletionVectorReader(table.store, table.root, table.label);
-      const deleted: unknown[][] = [];
-      for (const r of await engine.query(`SELECT DISTINCT __f FROM ${HITS}`)) {
-        const local = String(r.__f);
-        const dv = byLocal.get(local)?.deletionVector;
-        if (dv) for (const row of await reader.rows(dv)) deleted.push([local, BigInt(row)]);
-      }
-      if (deleted.length) {
-        const gone = await engine.stage(DELETED, deleted);
-        try {
-          await engine.run(`DELETE FROM ${HITS} h USING ${gone} d WHERE h.__f = d.f AND h.__r = d.r`);
-        } finally {
-          await engine.drop(gone);
-        }
-      }
+      await scanHits(engine, table, byLocal, keyColumns, input.truncate ? `h._is_current OR ${batchKeys}` : batchKeys);
     } else {
       await engine.run(
         `CREATE TEMP TABLE ${HITS} AS SELECT ''::VARCHAR AS __f, 0::BIGINT AS __r, ${keys('f')}, false AS _is_current, ` +
@@ -108,19 +83,9 @@ export async function historyDvMerge(
     ].join('\n');
     let select: string;
     if (perFile.length) {
-      // The closing versions, read in full by position from their files only.
-      // The closing rows are live: the view need not leave out the rows the files' vectors delete (an anti-join less).
-      const files = perFile.map((p) => ({ ...byLocal.get(String(p.__f))!, deletionVector: undefined }));
-      await engine.createView('tide_history_dv_old', table.store, table.root, files, schema, [], { positions: true });
-      await engine.run(
-        `CREATE TEMP TABLE ${OLD} AS SELECT o.*, x.__to FROM tide_history_dv_old o JOIN ${CLOSING} x ON o.__tide_file = x.__f AND o.__tide_row = x.__r`,
-      );
+      await readClosing(engine, table, schema, byLocal, perFile);
       const old = OLD;
-      const closedCols = schema.columns.map((c) => {
-        if (c.name === '_valid_to') return `o.__to AS _valid_to`;
-        if (c.name === '_is_current') return `false AS _is_current`;
-        return `o.${q(c.name)}`;
-      });
+      const closedCols = closedColumns(schema);
       // A new version's unchanged-TOAST columns: the current version's (it closes, so it is among the closing rows).
       const newCols = schema.columns.map((c) =>
         meta.has(c.name)
@@ -137,16 +102,124 @@ export async function historyDvMerge(
     }
     select = `SELECT ${names.join(', ')} FROM (${select}) ORDER BY ${keyColumns.map(q).join(', ')}, _valid_from`;
     const adds = await engine.writeFiles(select, { store: table.store, root: table.root, schema });
-    let closed = 0;
-    const deletes = perFile.map((p) => {
-      const rows = (p.rows as (bigint | number)[]).map(Number);
-      closed += rows.length;
-      return { file: byLocal.get(String(p.__f))!, rows };
-    });
-    return { adds, actions: await deleteRows(table, deletes), closed };
+    const { actions, closed } = await vectorDeletes(table, byLocal, perFile);
+    return { adds, actions, closed };
   } finally {
-    await engine.drop(HITS);
-    await engine.drop(CLOSING);
-    await engine.drop(OLD);
+    await dropWork(engine);
   }
+}
+
+/**
+ * Close the current versions matching `where` (alias h) at `closeAt` (SQL), through deletion vectors: a
+ * re-snapshot's reconcile (snapshot-reconcile.ts) on a history with vectors. Every file is scanned (key,
+ * `_is_current`, `_commit_lsn`, `_event_index`, position); only the closing rows are read in full.
+ */
+export async function closeVersionsWithVectors(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  keyColumns: string[],
+  where: string,
+  closeAt: string,
+): Promise<{ adds: DataFile[]; actions: Action[]; closed: number }> {
+  const byLocal = await localFiles(table, table.files());
+  if (!byLocal.size) return { adds: [], actions: [], closed: 0 };
+  await dropWork(engine);
+  try {
+    await scanHits(engine, table, byLocal, keyColumns, `h._is_current AND (${where})`);
+    await engine.run(`CREATE TEMP TABLE ${CLOSING} AS SELECT __f, __r, ${closeAt} AS __to FROM ${HITS}`);
+    const perFile = await engine.query(`SELECT __f, list(__r ORDER BY __r) AS rows FROM ${CLOSING} GROUP BY __f`);
+    if (!perFile.length) return { adds: [], actions: [], closed: 0 };
+    const schema = table.schema;
+    await readClosing(engine, table, schema, byLocal, perFile);
+    const adds = await engine.writeFiles(
+      `SELECT ${closedColumns(schema).join(', ')} FROM ${OLD} o ORDER BY ${keyColumns.map((k) => `o.${q(k)}`).join(', ')}, o._valid_from`,
+      { store: table.store, root: table.root, schema },
+    );
+    const { actions, closed } = await vectorDeletes(table, byLocal, perFile);
+    return { adds, actions, closed };
+  } finally {
+    await dropWork(engine);
+  }
+}
+
+async function localFiles(table: DeltaTable, files: AddAction[]): Promise<Map<string, AddAction>> {
+  const byLocal = new Map<string, AddAction>();
+  for (const f of files) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
+  return byLocal;
+}
+
+async function dropWork(engine: ParquetEngine): Promise<void> {
+  for (const t of [HITS, CLOSING, OLD]) await engine.drop(t);
+}
+
+/** HITS: key, `_is_current`, `_commit_lsn`, `_event_index` and position of the rows of `byLocal`'s files matching `where` (alias h) that no vector deletes. */
+async function scanHits(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  byLocal: Map<string, AddAction>,
+  keyColumns: string[],
+  where: string,
+): Promise<void> {
+  const list = [...byLocal.keys()].map(lit).join(', ');
+  const keys = keyColumns.map((k) => `h.${q(k)}`).join(', ');
+  await engine.run(
+    `CREATE TEMP TABLE ${HITS} AS SELECT h.filename AS __f, h.file_row_number AS __r, ${keys}, h._is_current, h._commit_lsn, h._event_index ` +
+      `FROM read_parquet([${list}], filename = true, file_row_number = true, union_by_name = true) h WHERE ${where}`,
+  );
+  // Rows a vector already deletes are versions written again elsewhere: drop them (only files with hits and a vector are read).
+  // Staged, not spelled out in SQL: a file's vector grows with every merge that closes one of its versions.
+  const reader = new DeletionVectorReader(table.store, table.root, table.label);
+  const deleted: unknown[][] = [];
+  for (const r of await engine.query(`SELECT DISTINCT __f FROM ${HITS}`)) {
+    const local = String(r.__f);
+    const dv = byLocal.get(local)?.deletionVector;
+    if (dv) for (const row of await reader.rows(dv)) deleted.push([local, BigInt(row)]);
+  }
+  if (!deleted.length) return;
+  const gone = await engine.stage(DELETED, deleted);
+  try {
+    await engine.run(`DELETE FROM ${HITS} h USING ${gone} d WHERE h.__f = d.f AND h.__r = d.r`);
+  } finally {
+    await engine.drop(gone);
+  }
+}
+
+/** OLD: the closing versions (CLOSING) in full with their close time `__to`, read by position from their files only. */
+async function readClosing(
+  engine: ParquetEngine,
+  table: DeltaTable,
+  schema: LakeSchema,
+  byLocal: Map<string, AddAction>,
+  perFile: Record<string, unknown>[],
+): Promise<void> {
+  // The closing rows are live: the view need not leave out the rows the files' vectors delete (an anti-join less).
+  const files = perFile.map((p) => ({ ...byLocal.get(String(p.__f))!, deletionVector: undefined }));
+  await engine.createView('tide_history_dv_old', table.store, table.root, files, schema, [], { positions: true });
+  await engine.run(
+    `CREATE TEMP TABLE ${OLD} AS SELECT o.*, x.__to FROM tide_history_dv_old o JOIN ${CLOSING} x ON o.__tide_file = x.__f AND o.__tide_row = x.__r`,
+  );
+}
+
+/** The columns of a closing version (alias o, from OLD) written again, closed. */
+function closedColumns(schema: LakeSchema): string[] {
+  return schema.columns.map((c) => {
+    if (c.name === '_valid_to') return `o.__to AS _valid_to`;
+    if (c.name === '_is_current') return `false AS _is_current`;
+    return `o.${q(c.name)}`;
+  });
+}
+
+/** The vector actions that delete the closing rows from their files. */
+async function vectorDeletes(
+  table: DeltaTable,
+  byLocal: Map<string, AddAction>,
+  perFile: Record<string, unknown>[],
+): Promise<{ actions: Action[]; closed: number }> {
+  let closed = 0;
+  const deletes = perFile.map((p) => {
+    const rows = (p.rows as (bigint | number)[]).map(Number);
+    closed += rows.length;
+    return { file: byLocal.get(String(p.__f))!, rows };
+  });
+  return { actions: await deleteRows(table, deletes), closed };
 }

@@ -6,6 +6,8 @@ import type { SnapshotEnd } from '../events/snapshot-end.ts';
 import type { DeleteMarkers } from './delete-markers.ts';
 import { faultPoint } from './fault.ts';
 import { q } from './silver-merge.ts';
+import { closeVersionsWithVectors } from './history-dv-merge.ts';
+import { usesDeletionVectors } from './silver-dv-merge.ts';
 
 /**
  * Re-snapshots reconcile (issue 11 item 14): after a snapshot re-read a table, the keys it did not see are
@@ -185,13 +187,20 @@ export async function reconcileHistory(
   if (!pending) return undefined;
   const c = pending.commitLsn;
   const stale = `t._is_current AND t._commit_lsn < ${c}`;
-  const touched = await filesWhere(engine, table, c, stale);
+  const at = `TIMESTAMPTZ '${new Date(pending.tsMs).toISOString()}'`;
   let closed = 0;
   let adds: AddAction[] = [];
+  let touched: AddAction[] = [];
+  let vectors: Action[] = [];
+  if (usesDeletionVectors(table)) {
+    // A history with deletion vectors closes them through the vectors too (history-dv-merge.ts): no file is rewritten.
+    const r = await closeVersionsWithVectors(engine, table, keyColumns, `h._commit_lsn < ${c}`, at);
+    ({ adds, closed } = r);
+    vectors = r.actions;
+  } else touched = await filesWhere(engine, table, c, stale);
   if (touched.length) {
     await engine.createView('history_reconcile', table.store, table.root, touched, table.schema);
     closed = Number((await engine.query(`SELECT count(*) AS n FROM history_reconcile t WHERE ${stale}`))[0]!.n);
-    const at = `TIMESTAMPTZ '${new Date(pending.tsMs).toISOString()}'`;
     const cols = table.schema.columns.map((col) => {
       if (col.name === '_valid_to') return `CASE WHEN ${stale} THEN ${at} ELSE t._valid_to END AS _valid_to`;
       if (col.name === '_is_current') return `CASE WHEN ${stale} THEN false ELSE t._is_current END AS _is_current`;
@@ -207,7 +216,7 @@ export async function reconcileHistory(
     );
   }
   faultPoint('reconcile-commit');
-  const version = await table.commit([...removes(touched, Date.now()), ...adds.map((add) => ({ add })), reconciled(table, c)], {
+  const version = await table.commit([...removes(touched, Date.now()), ...vectors, ...adds.map((add) => ({ add })), reconciled(table, c)], {
     operation: 'MERGE',
     parameters: { predicate: `close current versions with _commit_lsn < ${c} (keys a re-snapshot did not read)` },
   });
