@@ -1,21 +1,10 @@
-import {
-  Producer as PlatformaticKafkaProducer,
-  ProduceAcks,
-  compatibilityPartitioner,
-  createAPI,
-  kGetApi,
-  produceV9,
-  produceV10,
-  produceV11,
-  type API,
-  type Callback,
-} from '@platformatic/kafka';
+import { Producer as PlatformaticKafkaProducer, ProduceAcks, compatibilityPartitioner, type ProducerInfo } from '@platformatic/kafka';
 import { Kafka, Partitioners, logLevel, type Producer, type Admin, CompressionTypes } from 'kafkajs';
 import { TideError } from '../errors.ts';
 import type { KafkaConnection } from './kafka-connection.ts';
 import { explainKafkaError, verifyKafkaConnection } from './kafka-errors.ts';
 import { keyHash } from './murmur2.ts';
-import { encodeProduceRequest, type ProduceMessage, type ProduceOptions } from './produce-request.ts';
+import { IdempotentBatchSender } from './idempotent-send.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { logTopicDurability, readTopicDurability } from './topic-durability.ts';
 import {
@@ -207,51 +196,19 @@ export class KafkajsProducer implements EventProducer {
 }
 
 /**
- * Produce requests v9-v11 (one request layout) with Tide's one-pass record batch encoder
- * (produce-request.ts), falling back to the library's encoder for what it does not cover.
- */
-const FAST_PRODUCE = new Map(
-  [produceV9, produceV10, produceV11].map((lib) => {
-    const version = lib.api.version;
-    const createRequest = (acks: number, timeout: number, topicData: ProduceMessage[], options?: ProduceOptions) =>
-      encodeProduceRequest(acks, timeout, topicData, options) ??
-      lib.createRequest(
-        acks,
-        timeout,
-        topicData as Parameters<typeof lib.createRequest>[2],
-        options as Parameters<typeof lib.createRequest>[3],
-      );
-    return [version, createAPI(0, version, createRequest as Parameters<typeof createAPI>[2], lib.parseResponse)] as const;
-  }),
-);
-
-/**
- * @platformatic/kafka's producer with one change: its Produce API encodes requests with produce-request.ts.
- * The library looks its APIs up through `[kGetApi]` (clients/base/base.js), which it exports for subclasses;
- * everything else (partitioning, idempotent sequences, retries, responses) is the library's own.
- */
-class TideKafkaProducer extends PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer> {
-  override [kGetApi]<RequestArguments extends Array<unknown>, ResponseType>(
-    name: string,
-    callback: Callback<API<RequestArguments, ResponseType>>,
-  ): void {
-    super[kGetApi]<RequestArguments, ResponseType>(name, (error, api) => {
-      const fast = !error && name === 'Produce' && api ? FAST_PRODUCE.get(api.version) : undefined;
-      callback(error, (fast as unknown as API<RequestArguments, ResponseType> | undefined) ?? api);
-    });
-  }
-}
-
-/**
  * The default: @platformatic/kafka for producing (measured ~2.3x less CPU per message than kafkajs on
  * this machine, which is what bounds the source's drain rate), idempotent with acks from all in-sync
- * replicas, keys partitioned with its Java-compatible murmur2 partitioner. Topics are still created
- * through kafkajs' admin client.
+ * replicas, keys partitioned with Kafka's Java murmur2 partitioner (murmur2.ts). Uncompressed events (the
+ * default) go out in whole partition batches through idempotent-send.ts and produce-request.ts, past the
+ * library's per-record work in `Producer#send`; compressed ones through the library's `send`. Topics are
+ * still created through kafkajs' admin client.
  */
 export class PlatformaticProducer implements EventProducer {
   private readonly admin: KafkajsProducer;
-  private readonly producer: TideKafkaProducer;
-  private ready: Promise<unknown> | undefined;
+  private readonly producer: PlatformaticKafkaProducer<Buffer, Buffer, Buffer, Buffer>;
+  private ready: Promise<ProducerInfo> | undefined;
+  /** Uncompressed batches (the default) go through Tide's sender and encoder; compressed ones through the library's send. */
+  private readonly batches: IdempotentBatchSender | undefined;
 
   constructor(
     private readonly conn: KafkaConnection,
@@ -262,7 +219,7 @@ export class PlatformaticProducer implements EventProducer {
     compression: CompressionType = 'none',
   ) {
     this.admin = new KafkajsProducer(conn, `${clientId}-admin`, log, maxMessageBytes);
-    this.producer = new TideKafkaProducer({
+    this.producer = new PlatformaticKafkaProducer({
       clientId,
       compression,
       ...conn.platformatic(),
@@ -274,6 +231,19 @@ export class PlatformaticProducer implements EventProducer {
       retries: 3,
       retryDelay: 500,
     });
+    if (compression === 'none') this.batches = new IdempotentBatchSender(this.producer, () => this.producerInfo());
+  }
+
+  /** The idempotent producer's id and epoch (InitProducerId), once. */
+  private producerInfo(): Promise<ProducerInfo> {
+    if (!this.ready) {
+      const ready = this.producer.initIdempotentProducer({});
+      ready.catch(() => {
+        if (this.ready === ready) this.ready = undefined; // the next send asks again
+      });
+      this.ready = ready;
+    }
+    return this.ready;
   }
 
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
@@ -281,10 +251,8 @@ export class PlatformaticProducer implements EventProducer {
     try {
       // Fetch metadata and the idempotent producer id now rather than on the first event.
       await this.producer.metadata({ topics: specs.map((s) => s.topic) });
-      this.ready ??= this.producer.initIdempotentProducer({});
-      await this.ready;
+      await this.producerInfo();
     } catch (err) {
-      this.ready = undefined;
       throw explainKafkaError(this.conn, err, 'starting the producer');
     }
   }
@@ -301,6 +269,7 @@ export class PlatformaticProducer implements EventProducer {
     if (messages.length === 1 && recordBytes(first) > this.maxMessageBytes)
       throw new MessageTooLargeError(first.topic, '(unknown)', recordBytes(first), this.maxMessageBytes, 'connector', first);
     try {
+      if (this.batches) return await this.batches.send(messages);
       const out = new Array<{ topic: string; key?: Buffer; value?: Buffer; partition: number; headers?: Map<Buffer, Buffer> }>(
         messages.length,
       );

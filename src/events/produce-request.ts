@@ -2,18 +2,18 @@ import { Writer, crc32c } from '@platformatic/kafka';
 
 /**
  * Kafka's Produce request (versions 9 to 11, which share one request layout) with its record batches
- * (magic 2, uncompressed) written in one pass into one buffer.
+ * (magic 2, uncompressed) written in one pass into one buffer, from whole partition batches.
  *
  * Why Tide writes bytes @platformatic/kafka already writes: the library builds every record with a Writer
  * over a list of small buffers (one allocation per varint and per field), then concatenates them twice (for
- * the CRC and for the socket). On the source's drain of 1M rows that was about a third of the process' CPU
- * and much of its garbage (bench/source/hot-path.ts; README, Performance → Source). Everything else stays
- * the library's: metadata, leaders, connections, the idempotent producer's id and sequence numbers, retries,
- * and the response (`TidePlatformaticProducer` in kafka-producer.ts swaps in this request encoder only).
+ * the CRC and for the socket); and before that its `Producer#send` makes a message object, two Maps and a
+ * `topic:partition` string per record. On the source's drain of 1M rows that was about half of the process'
+ * CPU and much of its garbage (bench/source/hot-path.ts; README, Performance → Source). Tide groups its
+ * events into partition batches itself (idempotent-send.ts) and this encoder writes them; metadata, leaders,
+ * connections, retries and the parsing of the response stay the library's.
  *
- * The bytes are the library's `createRequest` bytes for the same arguments (test/unit/produce-request.test.ts
- * holds the two to that). Anything this encoder does not cover (compression, header keys or values that are
- * not bytes) returns undefined and the caller uses the library's own encoder.
+ * The bytes are the library's produce-v11 `createRequest` bytes for the same records (test/unit/produce-request.test.ts
+ * holds the two to that).
  *
  * Layout (Kafka protocol guide, "Produce API" and "Record Batch"): transactional_id (compact nullable string),
  * acks int16, timeout int32, [topic: name, [partition: index int32, records (compact bytes)], tags], tags.
@@ -23,25 +23,30 @@ import { Writer, crc32c } from '@platformatic/kafka';
  * varint, attributes int8, timestampDelta varlong, offsetDelta varint, key (varint length, -1 = null), value
  * (same), header count varint, headers (key and value as varint length + bytes).
  */
-export interface ProduceMessage {
+/** One record: the key, value and headers of an event (header names are written as UTF-8 bytes). */
+export interface BatchRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, Buffer>;
+}
+
+/** The records of one request for one partition: one record batch, numbered from `baseSequence`. */
+export interface PartitionBatch {
   topic: string;
-  partition?: number;
-  key?: Uint8Array | null;
-  value?: Uint8Array | null;
-  headers?: Map<unknown, unknown>;
-  timestamp?: bigint | number;
+  partition: number;
+  /** The idempotent producer's sequence number of the first record (0 without idempotence). */
+  baseSequence: number;
+  /** Every record's timestamp (ms), fixed when the batch is made so that a retry sends the same bytes. */
+  timestamp: bigint;
+  records: BatchRecord[];
 }
 
-export interface ProduceOptions {
-  compression?: string;
-  producerId?: bigint;
-  producerEpoch?: number;
-  sequences?: { getWithDefault(key: string, fallback: number): number | undefined };
-  transactionalId?: string;
-  partitionLeaderEpoch?: number;
+export interface BatchOptions {
+  /** -1n and 0 without idempotence. */
+  producerId: bigint;
+  producerEpoch: number;
 }
 
-const IS_TRANSACTIONAL = 1 << 4;
 const EMPTY_TAGS = 0;
 
 let buf = Buffer.alloc(0);
@@ -71,20 +76,6 @@ function uvarintSize(v: number): number {
 
 const zigzag = (v: number) => ((v << 1) ^ (v >> 31)) >>> 0;
 
-/**
- * Zig-zag varlong (a record's timestamp delta), as Kafka's spec has it. For deltas beyond ±2^31 ms the
- * library writes another value (its int64ZigZagEncode shifts by 31, not 63); Tide never sets timestamps, so
- * its deltas are 0.
- */
-function varlong(v: bigint): void {
-  let z = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
-  while (z > 0x7fn) {
-    buf[pos++] = Number(z & 0x7fn) | 0x80;
-    z >>= 7n;
-  }
-  buf[pos++] = Number(z);
-}
-
 function bytesOf(b: Uint8Array | null | undefined): void {
   if (b == null) {
     buf[pos++] = 1; // zigzag(-1)
@@ -97,74 +88,58 @@ function bytesOf(b: Uint8Array | null | undefined): void {
 
 const sizeOfBytes = (b: Uint8Array | null | undefined) => (b == null ? 1 : uvarintSize(zigzag(b.length)) + b.length);
 
-function isBytes(v: unknown): v is Uint8Array | null | undefined {
-  return v == null || v instanceof Uint8Array;
-}
-
-/** The library's groupByProperty: an object's keys, so integer-like keys (partitions) come out in ascending order. */
-function groupBy<T extends ProduceMessage>(entries: T[], property: 'topic' | 'partition'): [string, T[]][] {
-  const buckets = Object.create(null) as Record<string, T[]>;
-  for (const e of entries) (buckets[String(e[property])] ||= []).push(e);
-  return Object.entries(buckets);
-}
-
-function recordBatch(messages: ProduceMessage[], o: ProduceOptions): void {
-  const n = messages.length;
-  const first = BigInt(messages[0]!.timestamp!);
-  let max = first;
+function recordBatch(batch: PartitionBatch, o: BatchOptions): void {
+  const records = batch.records;
+  const n = records.length;
   let size = 61;
-  for (const m of messages) {
-    const ts = (m.timestamp = BigInt(m.timestamp!));
-    if (ts > max) max = ts;
-    size += 5 + 1 + 10 + 5 + sizeOfBytes(m.key) + sizeOfBytes(m.value) + 5;
-    if (m.headers) for (const [k, v] of m.headers) size += sizeOfBytes(k as Uint8Array) + sizeOfBytes(v as Uint8Array);
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
+    size += 5 + 1 + 1 + 5 + sizeOfBytes(r.key) + sizeOfBytes(r.value) + 5;
+    if (r.headers) for (const k in r.headers) size += 5 + 3 * k.length + sizeOfBytes(r.headers[k]);
   }
   ensure(size);
   buf.writeBigInt64BE(0n, pos); // baseOffset
   const lengthAt = pos + 8;
-  buf.writeInt32BE(o.partitionLeaderEpoch ?? 0, pos + 12);
+  buf.writeInt32BE(0, pos + 12); // partitionLeaderEpoch
   buf[pos + 16] = 2; // magic
   const crcAt = pos + 17;
   pos += 21;
   const crcFrom = pos;
-  buf.writeInt16BE(o.transactionalId ? IS_TRANSACTIONAL : 0, pos);
-  buf.writeInt32BE(n - 1, pos + 2);
-  buf.writeBigInt64BE(first, pos + 6);
-  buf.writeBigInt64BE(max, pos + 14);
-  buf.writeBigInt64BE(o.producerId ?? -1n, pos + 22);
-  buf.writeInt16BE(o.producerEpoch ?? 0, pos + 30);
-  const m0 = messages[0]!;
-  buf.writeInt32BE(o.sequences ? (o.sequences.getWithDefault(`${m0.topic}:${m0.partition}`, 0) ?? 0) : 0, pos + 32);
+  buf.writeInt16BE(0, pos); // attributes: no compression, not transactional
+  buf.writeInt32BE(n - 1, pos + 2); // lastOffsetDelta
+  buf.writeBigInt64BE(batch.timestamp, pos + 6);
+  buf.writeBigInt64BE(batch.timestamp, pos + 14);
+  buf.writeBigInt64BE(o.producerId, pos + 22);
+  buf.writeInt16BE(o.producerEpoch, pos + 30);
+  buf.writeInt32BE(batch.baseSequence, pos + 32);
   buf.writeInt32BE(n, pos + 36);
   pos += 40;
   for (let i = 0; i < n; i++) {
-    const m = messages[i]!;
-    const ts = m.timestamp as bigint;
-    const delta = ts === first ? 0n : ts - first; // no BigInt arithmetic (an allocation) for Tide's records, which share one timestamp
-    const small = delta >= -0x40000000n && delta < 0x40000000n;
-    const headers = m.headers;
-    let body = 1 + (small ? uvarintSize(zigzag(Number(delta))) : 10) + uvarintSize(zigzag(i)) + sizeOfBytes(m.key) + sizeOfBytes(m.value);
-    body += uvarintSize(zigzag(headers?.size ?? 0));
-    if (headers) for (const [k, v] of headers) body += sizeOfBytes(k as Uint8Array) + sizeOfBytes(v as Uint8Array);
-    if (!small) {
-      // A timestamp far from the batch's first: size the varlong exactly.
-      const save = pos;
-      varlong(delta);
-      body += pos - save - 10;
-      pos = save;
-    }
+    const r = records[i]!;
+    const headers = r.headers;
+    let count = 0;
+    // attributes, timestamp delta (0: one timestamp per batch), offset delta, key, value
+    let body = 1 + 1 + uvarintSize(zigzag(i)) + sizeOfBytes(r.key) + sizeOfBytes(r.value);
+    if (headers)
+      for (const k in headers) {
+        const length = Buffer.byteLength(k, 'utf8');
+        body += uvarintSize(zigzag(length)) + length + sizeOfBytes(headers[k]);
+        count++;
+      }
+    body += uvarintSize(zigzag(count));
     uvarint(zigzag(body));
     buf[pos++] = 0; // attributes
-    if (small) uvarint(zigzag(Number(delta)));
-    else varlong(delta);
+    buf[pos++] = 0; // timestamp delta
     uvarint(zigzag(i));
-    bytesOf(m.key);
-    bytesOf(m.value);
-    uvarint(zigzag(headers?.size ?? 0));
+    bytesOf(r.key);
+    bytesOf(r.value);
+    uvarint(zigzag(count));
     if (headers)
-      for (const [k, v] of headers) {
-        bytesOf(k as Uint8Array);
-        bytesOf(v as Uint8Array);
+      for (const k in headers) {
+        const length = Buffer.byteLength(k, 'utf8');
+        uvarint(zigzag(length));
+        pos += buf.write(k, pos, 'utf8');
+        bytesOf(headers[k]);
       }
   }
   buf.writeUInt32BE(crc32c(buf.subarray(crcFrom, pos)), crcAt);
@@ -172,63 +147,43 @@ function recordBatch(messages: ProduceMessage[], o: ProduceOptions): void {
 }
 
 /**
- * The library's produce-v9/v10/v11 `createRequest(acks, timeout, topicData, options)`, or undefined when this
- * encoder does not cover the arguments (then use the library's). Mutates the messages as the library does
- * (missing partition → 0, missing timestamp → now).
+ * The Produce request (v9-v11) for `batches`, which come grouped by topic (a topic's batches next to each
+ * other), at most one per partition. Non-transactional: transactional_id is null.
  */
-export function encodeProduceRequest(
-  acks: number,
-  timeout: number,
-  topicData: ProduceMessage[],
-  o: ProduceOptions = {},
-): Writer | undefined {
-  if ((o.compression ?? 'none') !== 'none') return undefined;
-  for (const m of topicData) {
-    if (!isBytes(m.key) || !isBytes(m.value)) return undefined;
-    if (m.headers) for (const [k, v] of m.headers) if (!isBytes(k) || !isBytes(v)) return undefined;
-  }
-  const now = BigInt(Date.now());
-  for (const m of topicData) {
-    m.partition ??= 0;
-    m.timestamp ??= now;
-  }
+export function encodeProduceBatches(acks: number, timeout: number, batches: readonly PartitionBatch[], o: BatchOptions): Writer {
   pos = 0;
-  const tid = o.transactionalId == null ? null : Buffer.from(o.transactionalId, 'utf8');
-  ensure(16 + (tid?.length ?? 0));
-  if (tid) {
-    uvarint(tid.length + 1);
-    buf.set(tid, pos);
-    pos += tid.length;
-  } else uvarint(0);
+  ensure(16);
+  uvarint(0); // transactional_id: null
   buf.writeInt16BE(acks, pos);
   buf.writeInt32BE(timeout, pos + 2);
   pos += 6;
-  const topics = groupBy(topicData, 'topic');
-  ensure(5);
-  uvarint(topics.length + 1);
-  for (const [topic, messages] of topics) {
-    const name = Buffer.from(topic, 'utf8');
-    const partitions = groupBy(messages, 'partition');
-    ensure(name.length + 10);
-    uvarint(name.length + 1);
-    buf.set(name, pos);
-    pos += name.length;
-    uvarint(partitions.length + 1);
-    for (const [partition, list] of partitions) {
+  let topics = 0;
+  for (let i = 0; i < batches.length; i++) if (i === 0 || batches[i]!.topic !== batches[i - 1]!.topic) topics++;
+  uvarint(topics + 1);
+  for (let i = 0; i < batches.length;) {
+    const topic = batches[i]!.topic;
+    let end = i;
+    while (end < batches.length && batches[end]!.topic === topic) end++;
+    ensure(5 + 3 * topic.length + 5);
+    uvarint(Buffer.byteLength(topic, 'utf8') + 1);
+    pos += buf.write(topic, pos, 'utf8');
+    uvarint(end - i + 1);
+    for (; i < end; i++) {
+      const batch = batches[i]!;
       ensure(10);
-      buf.writeInt32BE(Number(partition), pos);
+      buf.writeInt32BE(batch.partition, pos);
       pos += 4;
       // The batch's compact-bytes length (length + 1) goes before it: leave 5 bytes, then close the gap.
       const lengthAt = pos;
       pos += 5;
-      recordBatch(list, o);
+      recordBatch(batch, o);
       const length = pos - lengthAt - 5;
       const used = uvarintSize(length + 1);
-      const end = pos;
+      const after = pos;
       pos = lengthAt;
       uvarint(length + 1);
-      if (used < 5) buf.copyWithin(pos, lengthAt + 5, end);
-      pos = end - (5 - used);
+      if (used < 5) buf.copyWithin(pos, lengthAt + 5, after);
+      pos = after - (5 - used);
       ensure(1);
       buf[pos++] = EMPTY_TAGS; // partition's tagged fields
     }
