@@ -4,7 +4,8 @@
  * the changed rows deleted, append their new versions)?
  *
  *   npx tsx bench/silver-merge.ts [--sizes 1000000,10000000] [--updates 10000] [--repeats 3]
- *                                 [--ratio-rows 1000000] [--ratios 0.01,0.1,0.5] [--no-cow-large]
+ *                                 [--ratio-rows 1000000] [--ratios 0.01,0.1,0.5] [--ratio-repeats 1]
+ *                                 [--designs deletion-vectors+index,deletion-vectors,copy-on-write] [--no-cow-large]
  *
  *  1. Per size: a silver `orders` table of N rows (250k-row files, as the sink writes them, built by
  *     DuckDB straight to Parquet), plain and with `delta.enableDeletionVectors` (with and without the
@@ -12,9 +13,11 @@
  *     `--repeats` merges of `--updates` uniformly random updates each (full after-images), timed per
  *     commit (mergeSilver: staging, key lookup, writing, the Delta commit). Copy-on-write at the largest
  *     size runs once (it rewrites the table).
- *  2. Throughput at `--ratio-rows`: one merge of 1% / 10% / 50% random updates, changes/s, against
- *     DuckDB writing the same changed rows to one zstd Parquet file (baseline, same run): from a
- *     staged table (COPY alone) and from JS rows (stage + COPY, what the sink's input costs anyway).
+ *  2. Throughput at `--ratio-rows` (several sizes: comma-separated): `--ratio-repeats` merges (into the
+ *     same table, one after the other) of 1% / 10% / 50% random updates, changes/s, each against DuckDB
+ *     writing the same changed rows to one zstd Parquet file right before it (baseline, same run): from
+ *     a staged table (COPY alone) and from JS rows (stage + COPY, what the sink's input costs anyway);
+ *     the cell is the median run. `--sizes ''` skips part 1, `--designs` picks designs.
  *
  * The real code (`mergeSilver`) on a local directory. Not part of the test suite; needs no stack.
  * Results: a table on stdout, JSON in bench/results/silver-merge-<date>.json, with the load average.
@@ -37,11 +40,13 @@ const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1]! : def;
 };
-const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
+const list = (raw: string) => raw.split(',').filter((x) => x.trim() !== '');
+const SIZES = list(arg('sizes', '1000000,10000000')).map(Number);
 const UPDATES = Number(arg('updates', '10000'));
 const REPEATS = Number(arg('repeats', '3'));
-const RATIO_ROWS = Number(arg('ratio-rows', '1000000'));
-const RATIOS = arg('ratios', '0.01,0.1,0.5').split(',').map(Number);
+const RATIO_ROWS = list(arg('ratio-rows', '1000000')).map(Number);
+const RATIOS = list(arg('ratios', '0.01,0.1,0.5')).map(Number);
+const RATIO_REPEATS = Number(arg('ratio-repeats', '1'));
 const COW_LARGE = !process.argv.includes('--no-cow-large');
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
@@ -93,7 +98,9 @@ function randomUpdates(rows: number, n: number): KeyChange[] {
 }
 
 type Design = 'deletion-vectors+index' | 'deletion-vectors' | 'copy-on-write';
-const DESIGNS: Design[] = ['deletion-vectors+index', 'deletion-vectors', 'copy-on-write'];
+const ALL_DESIGNS: Design[] = ['deletion-vectors+index', 'deletion-vectors', 'copy-on-write'];
+const DESIGNS = list(arg('designs', ALL_DESIGNS.join(','))) as Design[];
+for (const d of DESIGNS) if (!ALL_DESIGNS.includes(d)) throw new Error(`--designs: unknown design ${d} (${ALL_DESIGNS.join(', ')})`);
 
 async function timedMerge(engine: ParquetEngine, table: DeltaTable, changes: KeyChange[], design: Design) {
   const keyIndex = design === 'deletion-vectors+index' ? { maxRows: 100_000_000 } : undefined;
@@ -151,33 +158,51 @@ async function main() {
         rmSync(join(dir, root), { recursive: true, force: true });
       }
     }
-    for (const ratio of RATIOS) {
-      for (const design of DESIGNS) {
-        const root = `silver/ratio-${design}-${ratio}`;
-        const table = await buildTable(engine, root, RATIO_ROWS, design !== 'copy-on-write');
-        // The index is built by a first (small) merge, as a running sink has it; the timed merge then uses it.
-        if (design === 'deletion-vectors+index') await timedMerge(engine, table, randomUpdates(RATIO_ROWS, 10), design);
-        const changes = randomUpdates(RATIO_ROWS, Math.round(RATIO_ROWS * ratio));
-        const base = await duckdbBaseline(engine, changes);
-        const run = await timedMerge(engine, table, changes, design);
-        const entry = {
-          design,
-          ratio,
-          tableRows: RATIO_ROWS,
-          changes: changes.length,
-          seconds: run.seconds,
-          changesPerSecond: Math.round(changes.length / run.seconds),
-          baseline: base,
-          ratioVsCopy: round(base.copySeconds / run.seconds, 3),
-          ratioVsStageAndCopy: round(base.stageAndCopySeconds / run.seconds, 3),
-          load: loadavg()[0],
-          rewrittenFiles: run.rewrittenFiles,
-          vectorFiles: run.vectorFiles,
-          addedFiles: run.addedFiles,
-        };
-        say(`${root}: ${JSON.stringify(entry)}`);
-        throughput.push(entry);
-        rmSync(join(dir, root), { recursive: true, force: true });
+    for (const ratioRows of RATIO_ROWS) {
+      for (const ratio of RATIOS) {
+        for (const design of DESIGNS) {
+          const root = `silver/ratio-${design}-${ratioRows}-${ratio}`;
+          const table = await buildTable(engine, root, ratioRows, design !== 'copy-on-write');
+          // The index is built by a first (small) merge, as a running sink has it; the timed merges then use it.
+          if (design === 'deletion-vectors+index') await timedMerge(engine, table, randomUpdates(ratioRows, 10), design);
+          const runs = [];
+          for (let i = 0; i < RATIO_REPEATS; i++) {
+            const changes = randomUpdates(ratioRows, Math.round(ratioRows * ratio));
+            const base = await duckdbBaseline(engine, changes);
+            const run = await timedMerge(engine, table, changes, design);
+            runs.push({
+              seconds: run.seconds,
+              baseline: base,
+              ratioVsCopy: round(base.copySeconds / run.seconds, 3),
+              ratioVsStageAndCopy: round(base.stageAndCopySeconds / run.seconds, 3),
+              load: loadavg()[0],
+              rewrittenFiles: run.rewrittenFiles,
+              vectorFiles: run.vectorFiles,
+              addedFiles: run.addedFiles,
+            });
+            say(`${root}: run ${i + 1}/${RATIO_REPEATS}: ${JSON.stringify(runs.at(-1))}`);
+          }
+          const changes = Math.round(ratioRows * ratio);
+          const seconds = median(runs.map((r) => r.seconds));
+          const entry = {
+            design,
+            ratio,
+            tableRows: ratioRows,
+            changes,
+            seconds,
+            changesPerSecond: Math.round(changes / seconds),
+            ratioVsCopy: median(runs.map((r) => r.ratioVsCopy)),
+            ratioVsStageAndCopy: median(runs.map((r) => r.ratioVsStageAndCopy)),
+            ratioVsStageAndCopyRange: [
+              Math.min(...runs.map((r) => r.ratioVsStageAndCopy)),
+              Math.max(...runs.map((r) => r.ratioVsStageAndCopy)),
+            ],
+            runs,
+          };
+          say(`${root}: median of ${runs.length}: ${entry.changesPerSecond} changes/s, x${entry.ratioVsStageAndCopy} of stage+COPY`);
+          throughput.push(entry);
+          rmSync(join(dir, root), { recursive: true, force: true });
+        }
       }
     }
   } finally {
@@ -194,8 +219,8 @@ async function main() {
   console.log('\nthroughput:');
   for (const t of throughput)
     console.log(
-      `  ${String(t.design).padEnd(22)} ${String(t.ratio).padEnd(5)} ${String(t.changesPerSecond).padStart(8)} changes/s  ` +
-        `x${t.ratioVsCopy} of DuckDB COPY, x${t.ratioVsStageAndCopy} of stage+COPY`,
+      `  ${String(t.design).padEnd(22)} ${String(t.tableRows).padStart(9)} rows ${String(t.ratio).padEnd(5)} ${String(t.changesPerSecond).padStart(8)} changes/s  ` +
+        `x${t.ratioVsCopy} of DuckDB COPY, x${t.ratioVsStageAndCopy} of stage+COPY (runs ${JSON.stringify(t.ratioVsStageAndCopyRange)})`,
     );
   console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);
   const out = join(PROJECT_ROOT, 'bench', 'results');

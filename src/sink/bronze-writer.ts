@@ -2,6 +2,7 @@ import type { Action, TxnAction } from '../lake/delta/actions.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn, LakeSchema } from '../lake/lake-schema.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import type { Cell } from '../lake/parquet/column-chunk.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { faultPoint } from './fault.ts';
 import { BRONZE_META, BRONZE_PARTITION } from './table-layout.ts';
@@ -19,24 +20,18 @@ export function bronzeColumns(rowColumns: LakeColumn[]): LakeColumn[] {
 }
 
 /**
- * Stage `events` as bronze rows (the row image: after; before for a delete; nothing for a truncate;
- * then the event's metadata, in `ordered` column order: row columns, then BRONZE_META) straight from the events, column by column: no row array and no BigInt per value.
- * Returns the staged table's name (drop it with `engine.drop`).
+ * Bronze rows read straight off `events`, column by column, in `ordered` column order (row columns,
+ * then BRONZE_META): the row image (after; before for a delete; nothing for a truncate), then the
+ * event's metadata. `cells[c](r)` is column c of row r; no row array and no BigInt per value.
  */
-export async function stageBronze(
-  engine: ParquetEngine,
-  ordered: LakeSchema,
-  rowColumns: LakeColumn[],
-  events: ChangeEvent[],
-  ingestedAtMicros: bigint,
-): Promise<string> {
+export function bronzeCells(rowColumns: LakeColumn[], events: ChangeEvent[], ingestedAtMicros: bigint): Cell[] {
   const images = events.map((e) => (e.op === 'd' ? e.before : e.op === 't' ? null : e.after));
   const rowCells = rowColumns.map(
     ({ name }) =>
       (r: number) =>
         images[r]?.[name] ?? null,
   );
-  const meta: Record<string, (r: number) => unknown> = {
+  const meta: Record<string, Cell> = {
     _op: (r) => events[r]!.op,
     _commit_lsn: (r) => events[r]!.commitLsn,
     _event_index: (r) => events[r]!.eventIndex,
@@ -49,8 +44,18 @@ export async function stageBronze(
     _kafka_offset: (r) => events[r]!.offset,
     _commit_date: (r) => Math.floor(events[r]!.commitTsMs / DAY_MS),
   };
-  const metaCells = BRONZE_META.map((c) => meta[c.name]!);
-  return engine.stageColumns(ordered, events.length, [...rowCells, ...metaCells]);
+  return [...rowCells, ...BRONZE_META.map((c) => meta[c.name]!)];
+}
+
+/** Stage `events` as bronze rows (`bronzeCells`) in a temp table; returns its name (drop it with `engine.drop`). */
+export async function stageBronze(
+  engine: ParquetEngine,
+  ordered: LakeSchema,
+  rowColumns: LakeColumn[],
+  events: ChangeEvent[],
+  ingestedAtMicros: bigint,
+): Promise<string> {
+  return engine.stageColumns(ordered, events.length, bronzeCells(rowColumns, events, ingestedAtMicros));
 }
 
 /**
@@ -69,21 +74,18 @@ export async function appendBronze(
   const now = BigInt(Date.now()) * 1000n;
   // Order columns as the table's schema does: row columns first, then BRONZE_META (stageBronze's order).
   const ordered = [...rowColumns, ...BRONZE_META.map((m) => schema.columns.find((c) => c.name === m.name)!)];
-  const staged = await stageBronze(engine, { columns: ordered }, rowColumns, events, now);
-  try {
-    const files = await engine.writeStaged(staged, events.length, {
-      store: table.store,
-      root: table.root,
-      schema,
-      partitionColumns: [BRONZE_PARTITION],
-    });
-    const actions: Action[] = [...(evolved ? [evolved] : []), ...files.map((add) => ({ add })), ...txns.map((txn) => ({ txn }))];
-    faultPoint('before-commit');
-    return await table.commit(actions, {
-      operation: 'WRITE',
-      parameters: { mode: 'Append', partitionBy: JSON.stringify([BRONZE_PARTITION]) },
-    });
-  } finally {
-    await engine.drop(staged);
-  }
+  // One commit date (the usual batch): DuckDB COPYs the rows to Parquet straight from the events,
+  // no staged table; several dates are staged and split by partition (ParquetEngine.writeColumns).
+  const files = await engine.writeColumns({ columns: ordered }, events.length, bronzeCells(rowColumns, events, now), {
+    store: table.store,
+    root: table.root,
+    schema,
+    partitionColumns: [BRONZE_PARTITION],
+  });
+  const actions: Action[] = [...(evolved ? [evolved] : []), ...files.map((add) => ({ add })), ...txns.map((txn) => ({ txn }))];
+  faultPoint('before-commit');
+  return await table.commit(actions, {
+    operation: 'WRITE',
+    parameters: { mode: 'Append', partitionBy: JSON.stringify([BRONZE_PARTITION]) },
+  });
 }

@@ -630,6 +630,105 @@ describe('column-by-column staging (column-chunk.ts)', () => {
       ['2024-10-05', 2500],
     ]);
   });
+
+  it('writeColumns copies one partition to Parquet straight from the column readers: the same rows, order and stats as writeStaged', async () => {
+    const sameFile = async (rootA: string, a: DataFile, rootB: string, b: DataFile) => {
+      expect(a.stats).toBe(b.stats);
+      expect(a.partitionValues).toEqual(b.partitionValues);
+      const [x, y] = [await local(rootA, a), await local(rootB, b)];
+      const diff = await engine.query(
+        `SELECT count(*) AS n FROM (SELECT *, row_number() OVER () AS k FROM read_parquet(${sqlStr(x)}) EXCEPT ALL SELECT *, row_number() OVER () AS k FROM read_parquet(${sqlStr(y)}))`,
+      );
+      expect(diff).toEqual([{ n: 0n }]);
+    };
+    const viaStaged = async (root: string, schema: LakeSchema, rows: unknown[][], partitionColumns: string[]) => {
+      const staged = await engine.stage(schema, rows);
+      try {
+        return await engine.writeStaged(staged, rows.length, { store, root, schema, partitionColumns });
+      } finally {
+        await engine.drop(staged);
+      }
+    };
+    const cells = (schema: LakeSchema, rows: unknown[][]) => schema.columns.map((_, col) => (r: number) => rows[r]![col]);
+
+    // Every filler of column-chunk.ts over several chunks, one partition (a date): one file, no table staged.
+    const schema: LakeSchema = { columns: [...SCHEMA.columns, c('p', { kind: 'date' }, false)] };
+    const one = ROWS.map((r) => [...r, 20_000]);
+    const direct = await engine.writeColumns(schema, one.length, cells(schema, one), {
+      store,
+      root: 'columns_one',
+      schema,
+      partitionColumns: ['p'],
+    });
+    expect(direct).toHaveLength(1);
+    expect(direct[0]!.path).toMatch(/^p=2024-10-04\/part-00000-[0-9a-f-]{36}\.c000\.zstd\.parquet$/);
+    await sameFile('columns_one', direct[0]!, 'columns_staged', (await viaStaged('columns_staged', schema, one, ['p']))[0]!);
+    expect(await engine.query(`SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'tide_%'`)).toEqual([]);
+
+    // Every lake type (decimals, binary, lists, NaN, far dates): stats DuckDB's writer gives no exact bounds for come from the file.
+    const all = await engine.writeColumns(ALL_TYPES, ALL_ROWS.length, cells(ALL_TYPES, ALL_ROWS), {
+      store,
+      root: 'columns_all',
+      schema: ALL_TYPES,
+    });
+    await sameFile('columns_all', all[0]!, 'columns_all_staged', (await viaStaged('columns_all_staged', ALL_TYPES, ALL_ROWS, []))[0]!);
+
+    // A string partition column: its value as writeFiles renders it ('' is null there, refused when not nullable).
+    const byString: LakeSchema = { columns: [...SCHEMA.columns, c('q', { kind: 'string' })] };
+    const named = ROWS.map((r) => [...r, 'a/b=é']);
+    const q = await engine.writeColumns(byString, named.length, cells(byString, named), {
+      store,
+      root: 'columns_q',
+      schema: byString,
+      partitionColumns: ['q'],
+    });
+    const qStaged = (await viaStaged('columns_q_staged', byString, named, ['q']))[0]!;
+    await sameFile('columns_q', q[0]!, 'columns_q_staged', qStaged);
+    expect(q[0]!.path.split('/')[0]).toBe(qStaged.path.split('/')[0]);
+    const strict: LakeSchema = { columns: [...SCHEMA.columns, c('q', { kind: 'string' }, false)] };
+    for (const bad of ['', null]) {
+      const rows = ROWS.map((r) => [...r, bad]);
+      const err = await engine
+        .writeColumns(strict, rows.length, cells(strict, rows), { store, root: 'columns_strict', schema: strict, partitionColumns: ['q'] })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SchemaViolationError);
+    }
+    expect(await store.list('columns_strict')).toEqual([]);
+
+    // Several partitions, or more rows than a file holds: staged and split as writeStaged does.
+    const two = ROWS.map((r, i) => [...r, i < 2500 ? 20_000 : 20_001]);
+    const split = await engine.writeColumns(schema, two.length, cells(schema, two), {
+      store,
+      root: 'columns_two',
+      schema,
+      partitionColumns: ['p'],
+    });
+    expect(split.map((f) => [f.partitionValues.p, JSON.parse(f.stats!).numRecords])).toEqual([
+      ['2024-10-04', 2500],
+      ['2024-10-05', 2500],
+    ]);
+    const big = await engine.writeColumns(schema, one.length, cells(schema, one), {
+      store,
+      root: 'columns_big',
+      schema,
+      partitionColumns: ['p'],
+      targetFileRows: 2000,
+    });
+    expect(big.map((f) => JSON.parse(f.stats!).numRecords)).toEqual([2000, 2000, 1000]);
+
+    // A value that does not fit: the same StageValueError as staging gives, nothing uploaded, the scan closed.
+    const wrong = one.map((r, i) => (i === 4097 ? r.map((v, k) => (k === 4 ? 1.5 : v)) : r));
+    const err = await engine
+      .writeColumns(schema, wrong.length, cells(schema, wrong), { store, root: 'columns_wrong', schema, partitionColumns: ['p'] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StageValueError);
+    expect((err as Error).message).toBe('stage: row 4097, column i (integer): value 1.5 is not an integer number');
+    expect(await store.list('columns_wrong')).toEqual([]);
+    // The engine is usable afterwards.
+    expect(
+      await engine.writeColumns(schema, one.length, cells(schema, one), { store, root: 'columns_after', schema, partitionColumns: ['p'] }),
+    ).toHaveLength(1);
+  });
 });
 
 describe('schema evolution', () => {

@@ -212,7 +212,35 @@ export async function writeStagedLocalFiles(
   return [{ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues }];
 }
 
-/** COPY one file's rows to a local Parquet file and aggregate its stats. */
+/**
+ * Phase 1 for rows a table function scans (column-scan.ts, `scan` is its call) that share the given
+ * partition values and fit one file: COPY them to one Parquet file, without any table. The columns
+ * RETURN_STATS gives no exact bounds for are aggregated over the written file, not by scanning again
+ * (which would run the readers a second time). No rows → no file.
+ */
+export async function writeScanLocalFile(
+  sql: DuckSql,
+  scan: string,
+  partitionValues: Record<string, string | null>,
+  opts: WriteFilesOptions,
+  tempDir: string,
+): Promise<LocalDataFile[]> {
+  const partitionColumns = opts.partitionColumns ?? [];
+  const data = opts.schema.columns.filter((c) => !partitionColumns.includes(c.name));
+  const { rows, ...file } = await writeOne(sql, `SELECT * FROM ${scan}`, data, opts.root, tempDir, 0, true);
+  if (rows === 0) {
+    await unlink(file.local);
+    return [];
+  }
+  const dir = partitionDir(partitionColumns, partitionValues);
+  const name = `part-00000-${randomUUID()}.c000.zstd.parquet`;
+  return [{ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues }];
+}
+
+/**
+ * COPY one file's rows to a local Parquet file and aggregate its stats (over `source`, or over the
+ * written file when `statsFromFile`).
+ */
 async function writeOne(
   sql: DuckSql,
   source: string,
@@ -220,6 +248,7 @@ async function writeOne(
   root: string,
   tempDir: string,
   index: number,
+  statsFromFile = false,
 ): Promise<{ local: string; size: number; stats: string; rows: number }> {
   const local = join(tempDir, `w-${index}-${randomUUID()}.parquet`);
   const select = `SELECT ${data.map((c) => ident(c.name)).join(', ')} FROM (${source})`;
@@ -239,7 +268,8 @@ async function writeOne(
         const q = ident(c.name);
         return hasMinMax(c.type) ? [`count(*) - count(${q})`, `min(${q})`, `max(${q})`] : [`count(*) - count(${q})`];
       });
-      const [row] = await sql.rows(`SELECT ${['count(*)', ...aggs].join(', ')} FROM (${source})`, 'writeFiles', root);
+      const from = statsFromFile ? `read_parquet(${literal(local)})` : `(${source})`;
+      const [row] = await sql.rows(`SELECT ${['count(*)', ...aggs].join(', ')} FROM ${from}`, 'writeFiles', root);
       const values = row!.map((v: DuckDBValue) => fromDuckDBValue(v));
       numRecords = Number(values[0]);
       let i = 1;

@@ -1,17 +1,27 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBDataChunk, DuckDBInstance, type DuckDBAppender } from '@duckdb/node-api';
+import { DuckDBDataChunk, DuckDBInstance, type DuckDBAppender, type DuckDBValue } from '@duckdb/node-api';
 import type { LakeSchema } from '../lake-schema.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { DuckSession, type DuckSql } from './duckdb-session.ts';
 import { duckdbType, ident } from './duckdb-sql.ts';
-import { uploadFiles, writeLocalFiles, writeStagedLocalFiles, type DataFile, type WriteFilesOptions } from './file-writer.ts';
-import { EngineClosedError, ParquetEngineError, StageValueError } from './parquet-errors.ts';
+import {
+  DEFAULT_TARGET_FILE_ROWS,
+  uploadFiles,
+  writeLocalFiles,
+  writeScanLocalFile,
+  writeStagedLocalFiles,
+  type DataFile,
+  type WriteFilesOptions,
+} from './file-writer.ts';
+import { EngineClosedError, ParquetEngineError, SchemaViolationError, StageValueError } from './parquet-errors.ts';
 import { createTableView, localPaths, type ViewFile } from './table-view.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
-import { fromDuckDBValue } from './values.ts';
+import { fromDuckDBValue, toDuckDBValue } from './values.ts';
 import { CHUNK_ROWS, columnFillers, type Cell } from './column-chunk.ts';
+import { ColumnScans } from './column-scan.ts';
+import { partitionValueSql } from './partition-path.ts';
 
 export { duckdbType } from './duckdb-sql.ts';
 export type { DataFile, WriteFilesOptions } from './file-writer.ts';
@@ -43,13 +53,16 @@ export class ParquetEngine {
   private counter = 0;
   /** The deleted-rows temp table behind each view over files with deletion vectors. */
   private readonly viewDeletes = new Map<string, string>();
+  private readonly scans: ColumnScans;
 
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly session: DuckSession,
     private readonly tempDir: string,
     private readonly ownsTempDir: boolean,
-  ) {}
+  ) {
+    this.scans = new ColumnScans(session.connection);
+  }
 
   static async create(opts: ParquetEngineOptions = {}): Promise<ParquetEngine> {
     const ownsTempDir = opts.tempDir === undefined;
@@ -267,6 +280,89 @@ export class ParquetEngine {
       writeStagedLocalFiles(sql, safeName(staged), rowCount, opts, this.tempDir, work),
     );
     return uploadFiles(local, opts.store, opts.root, opts.dataChange ?? true);
+  }
+
+  /**
+   * Write rows given as column readers (`cells[c](r)` for `columns`' column c, which must include every
+   * column of `opts.schema`) as the data files of the table at `root`, like `writeFiles`. When the
+   * rows share one value of each partition column (compared in JS) and fit one file, DuckDB COPYs
+   * them to Parquet straight from the readers (column-scan.ts), with no staged table; otherwise they
+   * are staged (`stageColumns`) and written by `writeStaged`. Values are checked as `stage` checks them.
+   */
+  async writeColumns(columns: LakeSchema, rowCount: number, cells: Cell[], opts: WriteFilesOptions): Promise<DataFile[]> {
+    this.open('writeFiles');
+    if (cells.length !== columns.columns.length)
+      throw new ParquetEngineError('writeFiles', opts.root, `got ${cells.length} column readers for ${columns.columns.length} columns`);
+    const partitionValues =
+      rowCount > 0 && rowCount <= (opts.targetFileRows ?? DEFAULT_TARGET_FILE_ROWS)
+        ? await this.onePartition(columns, cells, rowCount, opts)
+        : undefined;
+    if (!partitionValues) {
+      const staged = await this.stageColumns(columns, rowCount, cells);
+      try {
+        return await this.writeStaged(staged, rowCount, opts);
+      } finally {
+        await this.drop(staged);
+      }
+    }
+    const local = await this.session.exclusive(async (sql: DuckSql) => {
+      const scan = this.scans.open(columns.columns, rowCount, cells);
+      try {
+        return await writeScanLocalFile(sql, scan.sql, partitionValues, opts, this.tempDir);
+      } catch (e) {
+        // A reader's value that does not fit its column: the filler's StageValueError, not DuckDB's text.
+        const refused = scan.close();
+        throw refused instanceof StageValueError ? refused : e;
+      } finally {
+        scan.close();
+      }
+    });
+    return uploadFiles(local, opts.store, opts.root, opts.dataChange ?? true);
+  }
+
+  /**
+   * The Delta partition values of rows that all share one value of each partition column, or
+   * undefined when they do not (or a value does not fit its type: staging reports that).
+   */
+  private async onePartition(
+    columns: LakeSchema,
+    cells: Cell[],
+    rowCount: number,
+    opts: WriteFilesOptions,
+  ): Promise<Record<string, string | null> | undefined> {
+    const out: Record<string, string | null> = {};
+    for (const name of opts.partitionColumns ?? []) {
+      const index = columns.columns.findIndex((c) => c.name === name);
+      const column = opts.schema.columns.find((c) => c.name === name);
+      if (index < 0 || !column) return undefined;
+      const cell = cells[index]!;
+      const first = cell(0) ?? null;
+      for (let r = 1; r < rowCount; r++) if ((cell(r) ?? null) !== first) return undefined;
+      let text: string | null = null;
+      if (first !== null) {
+        let value: DuckDBValue;
+        try {
+          value = toDuckDBValue(column.type)(first);
+        } catch {
+          return undefined;
+        }
+        // The same SQL expression `writeFiles` renders partition values with (partition-path.ts).
+        const select = `SELECT ${partitionValueSql(column, `CAST($1 AS ${duckdbType(column.type, name)})`)}`;
+        const [row] = await this.session.exclusive(async (sql) => {
+          try {
+            return (await sql.connection.runAndReadAll(select, [value])).getRows();
+          } catch (e) {
+            throw new ParquetEngineError('writeFiles', opts.root, (e as Error).message, select, { cause: e });
+          }
+        });
+        const v = row?.[0];
+        text = v === null || v === undefined ? null : String(v);
+      }
+      if (text === null && !column.nullable)
+        throw new SchemaViolationError(opts.root, name, 'partition column is not nullable, but rows have NULL in it');
+      out[name] = text;
+    }
+    return out;
   }
 
   /** Wait for running operations, close DuckDB and remove the engine's own temp dir. Idempotent. */
