@@ -87,6 +87,10 @@ interface FlushLine {
   bronzeMs: number;
   silverMs: number;
   historyMs: number;
+  /** The sink's memory after the flush (MiB): JS heap in use, V8 external (Buffers, typed arrays), RSS - heap - external. */
+  heapMiB: number;
+  externalMiB: number;
+  nativeMiB: number;
 }
 
 function startChild(name: Child['name'], connector: string, cwd: string, profDir?: string): Child {
@@ -111,7 +115,7 @@ function startChild(name: Child['name'], connector: string, cwd: string, profDir
         const sum = (k: string) => tables.reduce((a, t) => a + (t[k] ?? 0), 0);
         child.flushes.push({
           tS,
-          ...pick(entry, ['messages', 'bytes', 'decodeMs', 'lakeMs', 'offsetsMs']),
+          ...pick(entry, ['messages', 'bytes', 'decodeMs', 'lakeMs', 'offsetsMs', 'heapMiB', 'externalMiB', 'nativeMiB']),
           bronzeMs: sum('bronzeMs'),
           silverMs: sum('silverMs'),
           historyMs: sum('historyMs'),
@@ -142,7 +146,19 @@ const pick = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(
 
 /** Per-flush figures of the measured window: count, and mean / p50 / p99 / max of each. */
 function flushSummary(flushes: FlushLine[]) {
-  const keys = ['messages', 'bytes', 'decodeMs', 'lakeMs', 'offsetsMs', 'bronzeMs', 'silverMs', 'historyMs'] as const;
+  const keys = [
+    'messages',
+    'bytes',
+    'decodeMs',
+    'lakeMs',
+    'offsetsMs',
+    'bronzeMs',
+    'silverMs',
+    'historyMs',
+    'heapMiB',
+    'externalMiB',
+    'nativeMiB',
+  ] as const;
   const stat = (k: (typeof keys)[number]) => {
     const v = flushes.map((f) => f[k]).sort((a, b) => a - b);
     const at = (p: number) => v[Math.min(v.length - 1, Math.floor((p / 100) * v.length))] ?? null;
@@ -351,7 +367,12 @@ async function main(): Promise<void> {
     const pgRows = Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM orders')).rows[0]!.n);
     const silverRows = (await DeltaTable.open(store, silverPath('public.orders')))!
       .files()
-      .reduce((a, f) => a + Number((JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords ?? NaN), 0);
+      // Live rows: a file's numRecords counts the rows its deletion vector deletes too.
+      .reduce(
+        (a, f) =>
+          a + Number((JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords ?? NaN) - (f.deletionVector?.cardinality ?? 0),
+        0,
+      );
     const goldTables = existsSync(join(lake, 'gold')) ? readdirSync(join(lake, 'gold')).length : 0;
     for (const c of [...children].reverse()) await stopChild(c);
     if (silverRows !== pgRows) throw new BenchError('silver', `silver.orders holds ${silverRows} rows, Postgres ${pgRows}`);
@@ -429,8 +450,20 @@ async function main(): Promise<void> {
       })),
       cpuUsPerChange,
       sinkFlushes: flushSummary(windowFlushes),
-      /** Each flush of the window: [tS, messages, bytes, decodeMs, bronzeMs, silverMs, historyMs, offsetsMs]. */
-      sinkFlushList: windowFlushes.map((f) => [f.tS, f.messages, f.bytes, f.decodeMs, f.bronzeMs, f.silverMs, f.historyMs, f.offsetsMs]),
+      /** Each flush of the window: [tS, messages, bytes, decodeMs, bronzeMs, silverMs, historyMs, offsetsMs, heapMiB, externalMiB, nativeMiB]. */
+      sinkFlushList: windowFlushes.map((f) => [
+        f.tS,
+        f.messages,
+        f.bytes,
+        f.decodeMs,
+        f.bronzeMs,
+        f.silverMs,
+        f.historyMs,
+        f.offsetsMs,
+        f.heapMiB,
+        f.externalMiB,
+        f.nativeMiB,
+      ]),
       goldPasses: {
         count: windowGold.length,
         meanMs: windowGold.length ? round(windowGold.reduce((a, g) => a + g.ms, 0) / windowGold.length, 0) : null,

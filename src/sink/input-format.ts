@@ -11,7 +11,10 @@ export function decoderFor(config: SinkConfig, registry: SchemaRegistry): Messag
       return new DebeziumDecoder(registry);
     default: {
       const tide = new ChangeEventDecoder(registry);
-      return { decode: (m) => tide.decode(m.topic, m.partition, m.offset, m.key, m.value) };
+      return {
+        decode: (m) => tide.decode(m.topic, m.partition, m.offset, m.key, m.value),
+        decodeCached: (m) => tide.decodeCached(m.topic, m.partition, m.offset, m.key, m.value),
+      };
     }
   }
 }

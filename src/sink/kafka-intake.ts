@@ -1,4 +1,5 @@
 import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { ChangeEvent, UndecodableMessageError } from './change-event.ts';
 import type { ConnectionMonitor } from '../connection-monitor.ts';
 import { ConnectionError } from '../errors.ts';
 import type { KafkaConnection } from '../events/kafka-connection.ts';
@@ -28,6 +29,8 @@ export interface RawMessage {
   value: Buffer | null;
   /** Record headers (the end-of-snapshot markers carry theirs: events/snapshot-end.ts). */
   headers?: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+  /** Decoded while it waited in the buffer (sink-worker.ts predecode); absent: the flush decodes it. */
+  decoded?: { event: ChangeEvent | undefined } | { undecodable: UndecodableMessageError };
 }
 
 export interface IntakeOptions {
@@ -41,6 +44,8 @@ export interface IntakeOptions {
   connectorFile: string;
   /** Called when the buffer reaches maxBuffered messages or maxBufferedBytes; fetching is paused until resume(). */
   onFull: () => Promise<void>;
+  /** Called after messages were added to the buffer (the worker decodes them ahead of the flush: undecoded()). */
+  onBuffered?: () => void;
   maxBuffered: number;
   /** flush.max.bytes: the keys' and values' bytes buffered before a flush. */
   maxBufferedBytes: number;
@@ -65,6 +70,8 @@ export class KafkaIntake {
   private buffer: RawMessage[] = [];
   private bufferedBytes = 0;
   private bufferedSince = 0;
+  /** How many messages at the head of the buffer undecoded() has handed out. */
+  private handedOut = 0;
   /** Highest offset buffered per partition: kafkajs may deliver a message again after a seek. */
   private readonly highest = new Map<string, bigint>();
   private failure: unknown;
@@ -114,6 +121,7 @@ export class KafkaIntake {
       bytes += size;
       n++;
     }
+    this.handedOut = Math.max(0, this.handedOut - n);
     if (n === this.buffer.length) {
       const out = this.buffer;
       this.buffer = [];
@@ -125,6 +133,16 @@ export class KafkaIntake {
     this.bufferedBytes -= bytes;
     // The rest arrived with this flush's messages: it is due at the next tick.
     this.bufferedSince = 0;
+    return out;
+  }
+
+  /**
+   * Up to `max` buffered messages not handed out before, oldest first, for decoding ahead of the flush (they
+   * stay in the buffer: drain() still hands them to the flush, in order).
+   */
+  undecoded(max: number): RawMessage[] {
+    const out = this.buffer.slice(this.handedOut, this.handedOut + max);
+    this.handedOut += out.length;
     return out;
   }
 
@@ -157,6 +175,7 @@ export class KafkaIntake {
       // A rebalance: what was buffered for partitions we may no longer own is dropped; the lake says where to resume.
       this.buffer = [];
       this.bufferedBytes = 0;
+      this.handedOut = 0;
       this.highest.clear();
       this.cursors.clear();
       for (const [topic, partitions] of Object.entries(assignment)) {
@@ -252,6 +271,7 @@ export class KafkaIntake {
           });
         }
         this.highest.set(key, high);
+        this.opts.onBuffered?.();
         const full = this.buffer.length >= this.opts.maxBuffered || this.bufferedBytes >= this.opts.maxBufferedBytes;
         if (full && !this.paused) {
           // Backpressure without blocking the fetch loop (which also sends the group heartbeats): pause

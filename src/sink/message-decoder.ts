@@ -1,4 +1,4 @@
-import type { ChangeEvent } from './change-event.ts';
+import type { ChangeEvent, NEEDS_FETCH } from './change-event.ts';
 import type { RawMessage } from './kafka-intake.ts';
 
 /**
@@ -8,4 +8,10 @@ import type { RawMessage } from './kafka-intake.ts';
  */
 export interface MessageDecoder {
   decode(m: RawMessage): Promise<ChangeEvent | undefined>;
+  /**
+   * The same, synchronously, when the message's schemas were fetched before; NEEDS_FETCH when not (decode() then
+   * fetches them). Optional: the worker uses it to decode without a promise per message and to decode buffered
+   * messages while a flush waits for DuckDB (sink-worker.ts).
+   */
+  decodeCached?(m: RawMessage): ChangeEvent | undefined | typeof NEEDS_FETCH;
 }

@@ -12,6 +12,7 @@ import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { decoderFor } from './input-format.ts';
+import { NEEDS_FETCH, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
 import type { MessageDecoder } from './message-decoder.ts';
 import { DeadLetterQueue } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
@@ -29,6 +30,9 @@ import type { TopicInput } from './event-input.ts';
 import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
 
 export type { SinkStats } from './sink-observer.ts';
+
+/** Messages decoded ahead per turn of the event loop (~5–10 ms of the main thread). */
+const PREDECODE_CHUNK = 500;
 
 export interface SinkWorkerOptions {
   /** Override the store (tests); default: openStore(config['lake.uri']). */
@@ -179,6 +183,7 @@ export class SinkWorker {
         },
         connectorFile: this.file.source,
         onFull: () => this.flush(),
+        onBuffered: () => this.schedulePredecode(),
       });
       await this.retrier.run('joining the consumer group', () => this.intake!.start());
       this.log.info({ topics, lake: store.uri }, 'sink started');
@@ -261,18 +266,12 @@ export class SinkWorker {
     const messages = this.intake?.drain() ?? [];
     if (!messages.length) return this.gold.kick();
     if (this.input) return this.flushInput(this.input, messages);
-    this.inFlight = new Map(messages.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
+    this.inFlight = messages;
     const started = performance.now();
     let bytes = 0;
     for (const m of messages) bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
     // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
-    const { byTable, dead } = await batchByTable(messages, (m) =>
-      withRetries(
-        retryPolicyOf(this.file.config),
-        { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
-        () => this.decoder.decode(m),
-      ),
-    );
+    const { byTable, dead } = await batchByTable(messages, (m) => this.decodeMessage(m));
     const decodeMs = Math.round(performance.now() - started);
     // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
     await this.retrier.run('sending dead letters', () => this.dlq!.send(dead));
@@ -308,8 +307,78 @@ export class SinkWorker {
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
     const offsetsMs = Math.round(performance.now() - committed);
     // Where each flush's time went (bench/pipeline-sustained.ts collects these at TIDE_LOG_LEVEL=debug).
-    this.log.debug({ messages: messages.length, bytes, decodeMs, lakeMs, offsetsMs, tables: perTable }, 'flushed');
+    // And where the process' memory is after it: the JS heap, V8's external memory (Buffers, the key index's
+    // typed arrays), and the rest of RSS (DuckDB's own allocations, code), MiB.
+    const mem = process.memoryUsage();
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    this.log.debug(
+      {
+        messages: messages.length,
+        bytes,
+        decodeMs,
+        lakeMs,
+        offsetsMs,
+        tables: perTable,
+        heapMiB: mib(mem.heapUsed),
+        externalMiB: mib(mem.external),
+        nativeMiB: mib(mem.rss - mem.heapTotal - mem.external),
+      },
+      'flushed',
+    );
     this.gold.kick();
+  }
+
+  /**
+   * A message's change event: decoded ahead (predecode), else at once when its schemas are known, else with a
+   * registry fetch, which a registry that is down or rate-limits waits for (errors.retry.timeout; nothing is
+   * dead-lettered for it).
+   */
+  private decodeMessage(m: RawMessage): ChangeEvent | undefined | Promise<ChangeEvent | undefined> {
+    const pre = m.decoded;
+    if (pre) {
+      m.decoded = undefined;
+      if ('undecodable' in pre) throw pre.undecodable;
+      return pre.event;
+    }
+    if (this.decoder.decodeCached) {
+      const e = this.decoder.decodeCached(m);
+      if (e !== NEEDS_FETCH) return e;
+    }
+    return withRetries(
+      retryPolicyOf(this.file.config),
+      { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
+      () => this.decoder.decode(m),
+    );
+  }
+
+  private predecodeScheduled = false;
+
+  /**
+   * Decode buffered messages ahead of their flush, a chunk per turn of the event loop (setImmediate), so that it
+   * runs while the current flush waits for DuckDB's threads instead of after it (the main thread was 30–43 % idle
+   * during flushes: README "The whole pipeline, sustained"). Only messages whose schemas are known are decoded
+   * here (no registry call, no retry); the rest, and any message this missed, are decoded by the flush. The
+   * events stay on their messages in the intake's buffer, so order, rebalances (the buffer is dropped) and the
+   * flush bounds are the intake's as before.
+   */
+  private schedulePredecode(): void {
+    // input.format events decodes in its own tables' code (flushInput), not with this decoder.
+    if (this.predecodeScheduled || !this.decoder.decodeCached || this.input) return;
+    this.predecodeScheduled = true;
+    setImmediate(() => {
+      this.predecodeScheduled = false;
+      const chunk = this.intake?.undecoded(PREDECODE_CHUNK) ?? [];
+      for (const m of chunk) {
+        try {
+          const e = this.decoder.decodeCached!(m);
+          if (e !== NEEDS_FETCH) m.decoded = { event: e };
+        } catch (err) {
+          // Anything else is left for the flush, which throws it where it belongs.
+          if (err instanceof UndecodableMessageError) m.decoded = { undecodable: err };
+        }
+      }
+      if (chunk.length === PREDECODE_CHUNK) this.schedulePredecode();
+    });
   }
 
   /** A flush of an input other than Tide's own topics (event-topics.ts): it writes its own tables. */
@@ -337,11 +406,14 @@ export class SinkWorker {
     return next;
   }
 
-  private inFlight = new Map<string, RawMessage>();
+  /** The messages of the flush being written (a dead letter found while writing is sent with its raw key and value). */
+  private inFlight: RawMessage[] = [];
 
   private async sendDeadLetters(letters: DeadLetter[]): Promise<void> {
+    // Looked up only when there are dead letters (rare): no map of the flush's messages is built otherwise.
+    const byPosition = new Map(this.inFlight.map((m) => [`${m.topic}\u0000${m.partition}\u0000${m.offset}`, m]));
     const raw = letters.map((d) => {
-      const m = this.inFlight.get(`${d.event.topic}\u0000${d.event.partition}\u0000${d.event.offset}`);
+      const m = byPosition.get(`${d.event.topic}\u0000${d.event.partition}\u0000${d.event.offset}`);
       return {
         topic: d.event.topic,
         partition: d.event.partition,

@@ -31,7 +31,8 @@ export interface TableBatch {
  */
 export async function batchByTable(
   messages: RawMessage[],
-  decode: (m: RawMessage) => Promise<ChangeEvent | undefined>,
+  /** A promise only when it must wait (a schema fetch): most messages decode without one. */
+  decode: (m: RawMessage) => ChangeEvent | undefined | Promise<ChangeEvent | undefined>,
 ): Promise<{ byTable: Map<string, TableBatch>; dead: DeadLetterMessage[] }> {
   const byTable = new Map<string, TableBatch>();
   const dead: DeadLetterMessage[] = [];
@@ -46,7 +47,8 @@ export async function batchByTable(
       continue;
     }
     try {
-      const e = await decode(m);
+      const decoded = decode(m);
+      const e = decoded instanceof Promise ? await decoded : decoded;
       if (e) entry.events.push(e);
     } catch (err) {
       if (!(err instanceof UndecodableMessageError)) throw err;
