@@ -105,24 +105,47 @@ export function dvRelativePath(dv: DeletionVectorDescriptor): string | undefined
 
 /** Serialise sorted-or-not row indexes as a RoaringBitmapArray (magic + 64-bit portable format). */
 export function serializeRowIndexes(rows: Iterable<number>): Uint8Array {
-  const buckets = new Map<number, number[]>();
-  for (const r of rows) {
+  return serializeCounted(rows).data;
+}
+
+/**
+ * serializeRowIndexes, and how many distinct rows the vector holds (its descriptor's cardinality), counted by
+ * the bitmaps. Rows below 2^32 (every file Tide writes) go into one bitmap as one typed array: a vector is
+ * rewritten with all its rows on every merge that touches its file, so this is per merge work that grows with
+ * the rows deleted so far (README "The whole pipeline, sustained").
+ */
+function serializeCounted(rows: Iterable<number>): { data: Uint8Array; cardinality: number } {
+  const list = Array.isArray(rows) ? (rows as number[]) : [...rows];
+  let max = 0;
+  for (const r of list) {
     if (!Number.isSafeInteger(r) || r < 0) throw new Error(`row index ${r} is not a non-negative integer`);
-    const key = Math.floor(r / 2 ** 32);
-    let b = buckets.get(key);
-    if (!b) buckets.set(key, (b = []));
-    b.push(r % 2 ** 32);
+    if (r > max) max = r;
+  }
+  const buckets = new Map<number, Uint32Array>();
+  if (max < 2 ** 32) {
+    if (list.length) buckets.set(0, Uint32Array.from(list));
+  } else {
+    const lists = new Map<number, number[]>();
+    for (const r of list) {
+      const key = Math.floor(r / 2 ** 32);
+      let b = lists.get(key);
+      if (!b) lists.set(key, (b = []));
+      b.push(r % 2 ** 32);
+    }
+    for (const [key, b] of lists) buckets.set(key, Uint32Array.from(b));
   }
   const parts: Uint8Array[] = [];
   const header = Buffer.alloc(12);
   header.writeUInt32LE(DV_MAGIC, 0);
   header.writeBigUInt64LE(BigInt(buckets.size), 4);
   parts.push(header);
+  let cardinality = 0;
   for (const key of [...buckets.keys()].sort((a, b) => a - b)) {
     const bitmap = new RoaringBitmap32();
     try {
-      bitmap.addMany(Uint32Array.from(buckets.get(key)!));
+      bitmap.addMany(buckets.get(key)!);
       bitmap.runOptimize();
+      cardinality += bitmap.size;
       const k = Buffer.alloc(4);
       k.writeUInt32LE(key, 0);
       parts.push(k, bitmap.serialize('portable'));
@@ -130,7 +153,7 @@ export function serializeRowIndexes(rows: Iterable<number>): Uint8Array {
       bitmap.dispose();
     }
   }
-  return Buffer.concat(parts);
+  return { data: Buffer.concat(parts), cardinality };
 }
 
 /**
@@ -156,7 +179,10 @@ export function deserializeRowIndexes(data: Uint8Array): number[] {
     try {
       pos += size ?? bitmap.getSerializationSizeInBytes('portable');
       const high = key * 2 ** 32;
-      for (const low of bitmap.toUint32Array()) out.push(high + low);
+      const lows = bitmap.toUint32Array();
+      const at = out.length;
+      out.length = at + lows.length;
+      for (let i = 0; i < lows.length; i++) out[at + i] = high + lows[i]!;
     } finally {
       bitmap.dispose();
     }
@@ -184,13 +210,14 @@ export async function writeDeletionVectors(
   let offset = 1;
   const out: DeletionVectorDescriptor[] = [];
   for (const v of vectors) {
-    const data = Buffer.from(serializeRowIndexes(v.rows));
+    const counted = serializeCounted(v.rows);
+    const data = Buffer.from(counted.data);
     const size = Buffer.alloc(4);
     size.writeUInt32BE(data.length, 0);
     const crc = Buffer.alloc(4);
     crc.writeUInt32BE(crc32(data), 0);
     parts.push(size, data, crc);
-    out.push({ storageType: 'u', pathOrInlineDv, offset, sizeInBytes: data.length, cardinality: new Set(v.rows).size });
+    out.push({ storageType: 'u', pathOrInlineDv, offset, sizeInBytes: data.length, cardinality: counted.cardinality });
     offset += 8 + data.length;
   }
   await store.put(joinPath(root, `deletion_vector_${uuid}.bin`), Buffer.concat(parts));
