@@ -160,9 +160,12 @@ export async function mergeWithDeletionVectors(
     // The live rows the batch replaces or deletes.
     const applied = `(SELECT h.__f, h.__r, c.* FROM ${hits} h JOIN ${staged} c ON ${on('h', 'c')} WHERE ${newer})`;
     // One row per touched file with its replaced row indexes as a list: far fewer values to bring into JS than a row each.
-    const perFile = await engine.query(
-      `SELECT __f, list(__r ORDER BY __r) AS rows, bool_or(len(_unchanged) > 0) AS toast FROM ${applied} a GROUP BY __f`,
-    );
+    // With the key index the hits and their changes are in JS already: no query (it was ~15% of a 10k-change commit).
+    const perFile = indexHits
+      ? appliedPerFile(indexHits, localOf)
+      : await engine.query(
+          `SELECT __f, list(__r ORDER BY __r) AS rows, bool_or(len(_unchanged) > 0) AS toast FROM ${applied} a GROUP BY __f`,
+        );
     const names = schema.columns.map((c) => q(c.name));
     const meta = new Set(SILVER_META.map((c) => c.name));
     const toast = perFile.filter((p) => p.toast === true);
@@ -203,6 +206,25 @@ export async function mergeWithDeletionVectors(
   } finally {
     await engine.drop(hits);
   }
+}
+
+/**
+ * The key index's hits a change applies to (it is newer than the live row: `newer` in the SQL), per file
+ * (by local path) with their row indexes in order and whether a change leaves columns out (TOAST).
+ */
+function appliedPerFile(hits: IndexHit[], localOf: Map<string, string>): { __f: string; rows: number[]; toast: boolean }[] {
+  const byFile = new Map<string, { __f: string; rows: number[]; toast: boolean }>();
+  for (const h of hits) {
+    const c = h.change;
+    if (!(c.commitLsn > h.commitLsn || (c.commitLsn === h.commitLsn && c.eventIndex > h.eventIndex))) continue;
+    const local = localOf.get(h.file.path)!;
+    let entry = byFile.get(local);
+    if (!entry) byFile.set(local, (entry = { __f: local, rows: [], toast: false }));
+    entry.rows.push(h.row);
+    if (c.unchanged.length > 0) entry.toast = true;
+  }
+  for (const e of byFile.values()) e.rows.sort((a, b) => a - b);
+  return [...byFile.values()];
 }
 
 /**

@@ -38,6 +38,8 @@ export interface IndexHit {
   key: unknown;
   commitLsn: bigint;
   eventIndex: number;
+  /** The change that found it. */
+  change: KeyChange;
 }
 
 const dvSignature = (dv: DeletionVectorDescriptor | undefined): string => (dv ? JSON.stringify(dv) : '');
@@ -133,7 +135,7 @@ export class SilverKeyIndex {
       const file = byPath.get(this.paths.get(this.index.fileAt(s))!)!;
       const v = this.index.versionAt(s);
       const commitLsn = BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0));
-      out.push({ file, row: this.index.rowAt(s), key: c.key[0], commitLsn, eventIndex: v.event >>> 0 });
+      out.push({ file, row: this.index.rowAt(s), key: c.key[0], commitLsn, eventIndex: v.event >>> 0, change: c });
     }
     return out;
   }
