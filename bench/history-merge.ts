@@ -17,74 +17,50 @@
  * The real code (`mergeHistory`) on a local directory. Not part of the test suite; needs no stack.
  * Results: a table on stdout, JSON in bench/results/history-merge-<date>.json, with the load average.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddAction } from '../src/lake/delta/actions.ts';
-import { DeltaTable } from '../src/lake/delta/delta-table.ts';
-import { TIDE_PROTOCOL, withDeletionVectors } from '../src/lake/delta/protocol-check.ts';
+import type { DeltaTable } from '../src/lake/delta/delta-table.ts';
 import type { LakeSchema } from '../src/lake/lake-schema.ts';
 import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../src/lake/storage/local-store.ts';
 import type { ChangeEvent } from '../src/sink/change-event.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../src/sink/history-merge.ts';
-import { PROJECT_ROOT } from '../src/stack/context.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
+import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
 import { median, ORDERS_COLUMNS, orderRow } from './sink-bench-support.ts';
 
-const arg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-};
 const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
 const UPDATES = Number(arg('updates', '10000'));
 const REPEATS = Number(arg('repeats', '3'));
 const DESIGNS = arg('designs', 'deletion-vectors,copy-on-write').split(',') as Design[];
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
 const SCHEMA: LakeSchema = {
   columns: historyColumns(ORDERS_COLUMNS.map((c) => ({ name: c.name, type: c.type, nullable: c.name !== 'id' }))),
 };
 const dir = mkdtempSync(join(tmpdir(), 'tide-bench-history-'));
 const store = new LocalStore(dir);
-const BASE_MS = Date.UTC(2026, 0, 1);
 let lsn = 1_000_000_000n;
 
 /** A history of `versions` rows: versions/2 keys, each a closed version (LSN 1) and a current one (LSN 2). */
 async function buildHistory(engine: ParquetEngine, root: string, versions: number, dv: boolean): Promise<DeltaTable> {
-  const table = await DeltaTable.create(store, root, {
-    name: root,
-    schema: SCHEMA,
-    configuration: dv ? { 'delta.enableDeletionVectors': 'true' } : {},
-    ...(dv ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
-  });
   const micros = `(${BASE_MS}::BIGINT + k * 1000) * 1000`;
   const select = [
-    `SELECT k::BIGINT AS id, (536365 + k)::VARCHAR AS transaction_no, make_timestamp(${micros}) AS ordered_at,`,
-    `(12346 + k % 4000)::INTEGER AS customer_id, (['placed','paid','shipped','cancelled'])[1 + (k + v) % 4] AS status,`,
-    `'{"channel":"web","country":"France","gift":false}' AS attributes, make_timestamp(${micros}) AS created_at,`,
-    `make_timestamp(${micros} + v * 1000000) AS updated_at,`,
+    `SELECT ${ordersColumnsSql('k', 'v')},`,
     `make_timestamp(${micros} + v * 1000000) AS _valid_from,`,
     `CASE WHEN v = 0 THEN make_timestamp(${micros} + 1000000) END AS _valid_to, v = 1 AS _is_current,`,
     `(v + 1)::BIGINT AS _commit_lsn, k::BIGINT AS _event_index`,
     `FROM range(${Math.ceil(versions / 2)}) t(k), range(2) u(v) ORDER BY k, v`,
   ].join(' ');
-  const adds = await engine.writeFiles(select, { store, root, schema: SCHEMA });
-  await table.commit(
-    adds.map((add: AddAction) => ({ add })),
-    { operation: 'WRITE' },
-  );
-  return table;
+  return buildDeltaTable(engine, store, root, SCHEMA, select, dv);
 }
 
 /** `n` distinct uniformly random keys of [0, keys), as updates in one transaction at the next commit LSN. */
 function randomUpdates(keys: number, n: number): ChangeEvent[] {
-  const ids = new Set<number>();
-  while (ids.size < n) ids.add(Math.floor(Math.random() * keys));
   const commitLsn = ++lsn;
   const now = Date.now();
   let index = 0;
-  return [...ids].map((id) => ({
+  return randomKeys(keys, n).map((id) => ({
     topic: 'bench.public.orders',
     partition: 0,
     offset: 0n,
@@ -163,11 +139,7 @@ async function main() {
       `  ${String(p.design).padEnd(18)} ${String(p.historyVersions).padStart(9)} versions  ${p.updates} updates  ${p.medianSeconds} s wall  ${p.medianCpuSeconds} s CPU`,
     );
   console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);
-  const out = join(PROJECT_ROOT, 'bench', 'results');
-  mkdirSync(out, { recursive: true });
-  const file = join(out, `history-merge-${new Date().toISOString().slice(0, 16).replace(/:/g, '')}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  say(`wrote ${file}`);
+  writeResult('history-merge', result);
 }
 
 await main();

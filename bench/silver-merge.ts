@@ -22,25 +22,18 @@
  * The real code (`mergeSilver`) on a local directory. Not part of the test suite; needs no stack.
  * Results: a table on stdout, JSON in bench/results/silver-merge-<date>.json, with the load average.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddAction } from '../src/lake/delta/actions.ts';
-import { DeltaTable } from '../src/lake/delta/delta-table.ts';
-import { TIDE_PROTOCOL, withDeletionVectors } from '../src/lake/delta/protocol-check.ts';
+import type { DeltaTable } from '../src/lake/delta/delta-table.ts';
 import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../src/lake/storage/local-store.ts';
 import type { KeyChange } from '../src/sink/silver-changes.ts';
 import { changeColumns, changeRows, mergeSilver, SILVER_TARGET_FILE_ROWS } from '../src/sink/silver-merge.ts';
-import { PROJECT_ROOT } from '../src/stack/context.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
+import { arg, BASE_MS, buildDeltaTable, list, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
 import { median, orderRow, SILVER_SCHEMA } from './sink-bench-support.ts';
 
-const arg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-};
-const list = (raw: string) => raw.split(',').filter((x) => x.trim() !== '');
 const SIZES = list(arg('sizes', '1000000,10000000')).map(Number);
 const UPDATES = Number(arg('updates', '10000'));
 const REPEATS = Number(arg('repeats', '3'));
@@ -48,45 +41,26 @@ const RATIO_ROWS = list(arg('ratio-rows', '1000000')).map(Number);
 const RATIOS = list(arg('ratios', '0.01,0.1,0.5')).map(Number);
 const RATIO_REPEATS = Number(arg('ratio-repeats', '1'));
 const COW_LARGE = !process.argv.includes('--no-cow-large');
-const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
 const dir = mkdtempSync(join(tmpdir(), 'tide-bench-silver-'));
 const store = new LocalStore(dir);
-const BASE_MS = Date.UTC(2026, 0, 1);
 let lsn = 1_000_000_000n;
 
 /** A silver table of `rows` orders written by DuckDB straight to Parquet (as the sink's first load would leave it). */
 async function buildTable(engine: ParquetEngine, root: string, rows: number, dv: boolean): Promise<DeltaTable> {
-  const table = await DeltaTable.create(store, root, {
-    name: root,
-    schema: SILVER_SCHEMA,
-    configuration: dv ? { 'delta.enableDeletionVectors': 'true' } : {},
-    ...(dv ? { protocol: withDeletionVectors(TIDE_PROTOCOL) } : {}),
-  });
   const micros = `(${BASE_MS}::BIGINT + i * 1000) * 1000`;
-  const select = [
-    `SELECT i::BIGINT AS id, (536365 + i)::VARCHAR AS transaction_no, make_timestamp(${micros}) AS ordered_at,`,
-    `(12346 + i % 4000)::INTEGER AS customer_id, (['placed','paid','shipped','cancelled'])[1 + i % 4] AS status,`,
-    `'{"channel":"web","country":"France","gift":false}' AS attributes, make_timestamp(${micros}) AS created_at,`,
-    `make_timestamp(${micros}) AS updated_at, 1::BIGINT AS _commit_lsn, i::BIGINT AS _event_index, make_timestamp(${micros}) AS _commit_ts`,
-    `FROM range(${rows}) t(i) ORDER BY i`,
-  ].join(' ');
-  const adds = await engine.writeFiles(select, { store, root, schema: SILVER_SCHEMA, targetFileRows: SILVER_TARGET_FILE_ROWS });
-  await table.commit(
-    adds.map((add: AddAction) => ({ add })),
-    { operation: 'WRITE' },
-  );
-  return table;
+  const select =
+    `SELECT ${ordersColumnsSql('i')}, 1::BIGINT AS _commit_lsn, i::BIGINT AS _event_index, make_timestamp(${micros}) AS _commit_ts ` +
+    `FROM range(${rows}) t(i) ORDER BY i`;
+  return buildDeltaTable(engine, store, root, SILVER_SCHEMA, select, dv, SILVER_TARGET_FILE_ROWS);
 }
 
 /** `n` distinct uniformly random keys of [0, rows), as full-row updates at the next commit LSN. */
 function randomUpdates(rows: number, n: number): KeyChange[] {
-  const ids = new Set<number>();
-  while (ids.size < n) ids.add(Math.floor(Math.random() * rows));
   const commitLsn = ++lsn;
   const now = Date.now();
   let index = 0;
-  return [...ids].map((id) => ({
+  return randomKeys(rows, n).map((id) => ({
     key: [BigInt(id)],
     deleted: false,
     row: orderRow(id, Number(commitLsn % 1000n) + 1, now),
@@ -223,11 +197,7 @@ async function main() {
         `x${t.ratioVsCopy} of DuckDB COPY, x${t.ratioVsStageAndCopy} of stage+COPY (runs ${JSON.stringify(t.ratioVsStageAndCopyRange)})`,
     );
   console.log(`load ${m.loadavgAtStart.join(' ')} at start, ${result.loadavgAtEnd.join(' ')} at end`);
-  const out = join(PROJECT_ROOT, 'bench', 'results');
-  mkdirSync(out, { recursive: true });
-  const file = join(out, `silver-merge-${new Date().toISOString().slice(0, 16).replace(/:/g, '')}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  say(`wrote ${file}`);
+  writeResult('silver-merge', result);
 }
 
 await main();
