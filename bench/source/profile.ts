@@ -20,19 +20,19 @@ interface ProfileNode {
 const STAGES: [string, RegExp][] = [
   [
     'kafka produce (client, Tide producer and Produce request encoder)',
-    /node_modules\/(kafkajs|@platformatic\/kafka|@platformatic\/dynamic-buffer|@node-rs\/crc32)\/|src\/events\/(kafka-producer|produce-request|message-size|murmur2)\.ts/,
+    /node_modules\/(kafkajs|@platformatic\/kafka|@platformatic\/dynamic-buffer|@node-rs\/crc32)\/|(src|dist\/\w+)\/events\/(kafka-producer|produce-request|idempotent-send|message-size|murmur2)\.[tj]s/,
   ],
   [
     'avro encode (envelope, type mapping, avsc)',
-    /node_modules\/avsc\/|src\/events\/(envelope|avro-types|avro-writer|row-event-writer|schema-registry|transaction-events)\.ts|src\/source\/(type-mapping|pg-text|pg-numeric|pg-array)\.ts/,
+    /node_modules\/avsc\/|(src|dist\/\w+)\/events\/(envelope|avro-types|avro-writer|row-event-writer|schema-registry|transaction-events)\.[tj]s|(src|dist\/\w+)\/source\/(type-mapping|numeric-mapping|pg-text|pg-text-bytes|pg-numeric|pg-array)\.[tj]s/,
   ],
   [
     'pgoutput decode (pg-protocol, pgoutput decoder)',
-    /node_modules\/(pg-protocol|pg)\/|output-plugins\/|src\/source\/(pgoutput-plugin|pgoutput-decoder)\.ts/,
+    /node_modules\/(pg-protocol|pg)\/|output-plugins\/|(src|dist\/\w+)\/source\/(pgoutput-plugin|pgoutput-decoder)\.[tj]s/,
   ],
   [
     'per-event pipeline (replication stream, change handler, connector, publisher)',
-    /node_modules\/(eventemitter2|pg-logical-replication)\/|src\/source\/(connector|publisher|lsn|change-handler|replication-stream)\.ts/,
+    /node_modules\/(eventemitter2|pg-logical-replication)\/|(src|dist\/\w+)\/source\/(connector|publisher|lsn|change-handler|replication-stream)\.[tj]s/,
   ],
 ];
 
@@ -48,7 +48,8 @@ export function summarizeProfile(path: string, window?: [number, number]) {
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const where = (u: string) => {
     const m = /node_modules\/(.*)$/.exec(u);
-    return m ? m[1]! : u.includes('/src/') ? u.slice(u.indexOf('/src/') + 1) : u;
+    const d = /\/dist\/\w+\/(.*)$/.exec(u); // the precompiled CLI (bin/cli-build.js): dist/<digest>/src/events/x.js is src/events/x.ts
+    return m ? m[1]! : d ? d[1]!.replace(/^(?!src\/)/, 'src/') : u.includes('/src/') ? u.slice(u.indexOf('/src/') + 1) : u;
   };
   const stageOf = new Map<number, { stage: string; owner: string }>();
   const classify = (leaf: number) => {
