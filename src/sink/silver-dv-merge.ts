@@ -1,5 +1,5 @@
 import type { Action, AddAction } from '../lake/delta/actions.ts';
-import { DeletionVectorReader, writeDeletionVectors } from '../lake/delta/deletion-vector.ts';
+import { DeletionVectorReader, unionRowIndexes, writeDeletionVectors, type SerializedVector } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
 import { declaresDeletionVectors, withDeletionVectors } from '../lake/delta/protocol-check.ts';
@@ -239,14 +239,14 @@ export async function deleteRows(
 ): Promise<Action[]> {
   const actions: Action[] = [];
   const now = Date.now();
-  const vectors: { file: AddAction; rows: number[] }[] = [];
+  const vectors: (SerializedVector & { file: AddAction })[] = [];
   for (const { file, rows } of perFile) {
-    const old = file.deletionVector ? await reader.rows(file.deletionVector) : [];
-    const all = [...new Set([...old, ...rows])].sort((a, b) => a - b);
+    const old = file.deletionVector ? (await reader.bytes(file.deletionVector)).data : undefined;
+    const all = unionRowIndexes(old, rows);
     actions.push({
       remove: { path: file.path, deletionTimestamp: now, dataChange: true, partitionValues: file.partitionValues, size: file.size },
     });
-    if (all.length < numRecords(file)) vectors.push({ file, rows: all });
+    if (all.cardinality < numRecords(file)) vectors.push({ file, ...all });
   }
   const descriptors = vectors.length ? await writeDeletionVectors(table.store, table.root, vectors) : [];
   vectors.forEach((v, i) =>

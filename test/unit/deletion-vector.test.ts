@@ -5,6 +5,7 @@ import {
   dvRelativePath,
   dvUniqueId,
   serializeRowIndexes,
+  unionRowIndexes,
   writeDeletionVectors,
   z85Decode,
   z85Encode,
@@ -26,6 +27,33 @@ describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")
     const wide = [0, 65_535, 65_536, 1_000_000, 2 ** 32 + 5];
     expect(deserializeRowIndexes(serializeRowIndexes(wide))).toEqual(wide);
     expect(() => deserializeRowIndexes(Buffer.alloc(16))).toThrow(/expected magic number 1681511377/);
+  });
+
+  it('unions an existing vector with new rows inside the bitmap: the same bytes and cardinality as serialising the union', () => {
+    // A random vector and random new rows, overlapping it, as a merge into a file that already has deleted rows makes.
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const old = Array.from({ length: 50_000 }, () => random(250_000));
+    const fresh = [...Array.from({ length: 5_000 }, () => random(250_000)), old[0]!, old[1]!];
+    const expected = [...new Set([...old, ...fresh])].sort((a, b) => a - b);
+    const union = unionRowIndexes(serializeRowIndexes(old), fresh);
+    expect(union.cardinality).toBe(expected.length);
+    expect(Buffer.from(union.data)).toEqual(Buffer.from(serializeRowIndexes(expected)));
+    expect(deserializeRowIndexes(union.data)).toEqual(expected);
+    // No vector yet; rows at or above 2^32 (the general path); the older native format (one bucket, key implied).
+    expect(unionRowIndexes(undefined, [5, 1, 5])).toEqual({ data: serializeRowIndexes([1, 5]), cardinality: 2 });
+    const wide = unionRowIndexes(serializeRowIndexes([1, 2 ** 32 + 1]), [2, 2 ** 33]);
+    expect([deserializeRowIndexes(wide.data), wide.cardinality]).toEqual([[1, 2, 2 ** 32 + 1, 2 ** 33], 4]);
+    const portable = Buffer.from(serializeRowIndexes([4, 9]));
+    const native = Buffer.concat([Buffer.alloc(12), portable.subarray(16)]); // magic, bucket count, the bucket's size, bitmap
+    native.writeUInt32LE(1681511376, 0);
+    native.writeUInt32LE(1, 4);
+    native.writeUInt32LE(portable.length - 16, 8);
+    expect(deserializeRowIndexes(native)).toEqual([4, 9]);
+    expect(deserializeRowIndexes(unionRowIndexes(native, [3]).data)).toEqual([3, 4, 9]);
   });
 
   it('derives the file name from the Z85 UUID as the protocol example does', () => {
