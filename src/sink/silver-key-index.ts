@@ -124,14 +124,19 @@ export class SilverKeyIndex {
     return { ok: true, read: fresh.length, dropped };
   }
 
-  /** The live rows of the changed keys (after `sync`); a key with no live row has no hit. */
-  hits(changes: KeyChange[], table: DeltaTable): IndexHit[] {
+  /**
+   * The live rows of the changed keys (after `sync`); a key with no live row has no hit. Undefined when
+   * there are more than `limit` hits: the merge then scans (inserts of new keys are no hits, so they do
+   * not count against it).
+   */
+  hits(changes: KeyChange[], table: DeltaTable, limit = Infinity): IndexHit[] | undefined {
     const byPath = new Map(table.files().map((f) => [f.path, f]));
     const out: IndexHit[] = [];
     for (const c of changes) {
       const [lo, hi] = split(c.key[0] as bigint | number);
       const s = this.index.find(lo, hi);
       if (s < 0) continue;
+      if (out.length >= limit) return undefined;
       const file = byPath.get(this.paths.get(this.index.fileAt(s))!)!;
       const v = this.index.versionAt(s);
       const commitLsn = BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0));
