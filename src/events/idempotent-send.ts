@@ -97,7 +97,11 @@ export class IdempotentBatchSender {
         destination.push(batch);
       }
     const options: BatchOptions = { producerId: info.producerId, producerEpoch: info.producerEpoch };
-    await Promise.all([...byLeader.values()].map((batches) => this.sendTo(topics, batches, options, true)));
+    // Every leader's answer is awaited before a failure is passed on: a resend (KafkaRetrier) then never races
+    // a request of this send that is still in flight.
+    const results = await Promise.allSettled([...byLeader.values()].map((batches) => this.sendTo(topics, batches, options, true)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     for (const batches of byLeader.values())
       for (const b of batches) this.sequences.get(b.topic)![b.partition] = (b.baseSequence + b.records.length) % 2 ** 31;
   }
