@@ -130,6 +130,11 @@ export const postgresService: StackService = {
       `shared_buffers = 256MB`,
       `max_wal_size = 2GB`,
       `logical_decoding_work_mem = 64MB`,
+      // A forgotten slot (a stopped demo's, a connector nobody restarts) keeps WAL until the disk is full.
+      // Past this much the server invalidates the slot instead; Tide then says so (`tide slots`: critical at
+      // 4 GiB retained by default, long before; the source stops with SlotLostError). Servers Tide does not
+      // start set their own; TIDE_PG_SETTINGS overrides it here.
+      `max_slot_wal_keep_size = 10GB`,
       `timezone = 'UTC'`,
       // TLS on the same port: each client chooses (sslmode). The server certificate names only localhost.
       `ssl = on`,

@@ -168,7 +168,8 @@ describe('tide slots on the running stack', () => {
     expect(r).toMatchObject({
       server: `postgres at 127.0.0.1:${PG_PORT}`,
       inRecovery: false,
-      maxSlotWalKeepSize: '-1',
+      // The local stack caps retained WAL (src/stack/postgres.ts), so a forgotten slot cannot fill the disk.
+      maxSlotWalKeepSize: '10GB',
     });
     const a = r.slots.find((s) => s.name === slotA)!;
     expect(Object.keys(a).sort()).toEqual(FACT_KEYS);
