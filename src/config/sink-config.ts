@@ -91,6 +91,12 @@ export const sinkConfigSchema = z
     'gold.reports.dir': z.string().min(1).optional(),
     /** Gold reports are rebuilt when silver changed and at least this long passed since the last build; 0 turns gold off. */
     'gold.refresh.interval.ms': int(0).default(30_000),
+    /**
+     * The most of the time gold may spend building one on-change report: after a build of t ms it waits at least
+     * t × (1/share − 1) (and gold.refresh.interval.ms) before the next, so a report that grows with the lake does not
+     * take ever more of the CPU the flushes need. 1 = only the interval counts.
+     */
+    'gold.build.max.share': z.coerce.number().gt(0).max(1).default(0.25),
     /** A PostgreSQL database (postgresql://user:password@host:port/db?sslmode=…) where every gold table is published after each build, for BI tools. */
     // An empty value (e.g. "${env:REPORTING_DATABASE_URL:-}" with the variable unset) means no serving database.
     'serving.uri': z.preprocess(

@@ -8,7 +8,7 @@ import { goldPath } from '../sink/table-layout.ts';
 import { buildFull, buildIncremental, builtBySameSql, fileMaxMs, highWaterMark } from './gold-build.ts';
 import { quoteIdentifier as q, type GoldReport } from './gold-reports.ts';
 import { InputsMissingError } from './report-errors.ts';
-import { isDue } from './report-schedule.ts';
+import { isDue, onChangeSpacingMs } from './report-schedule.ts';
 import { servingSelectExpression, type ServingDatabase } from './serving.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -38,6 +38,8 @@ export interface GoldRefresherOptions {
   serving?: ServingDatabase;
   /** gold.refresh.interval.ms: the least time between two on-change builds of a report (and between retries of a failed one). */
   onChangeIntervalMs?: number;
+  /** gold.build.max.share: an on-change report waits longer than the interval after a long build (report-schedule.ts onChangeSpacingMs). */
+  maxBuildShare?: number;
   /** The clock (tests). */
   now?: () => number;
 }
@@ -45,6 +47,8 @@ export interface GoldRefresherOptions {
 interface ReportState {
   /** Last build (ms); undefined until known (read from the gold table's log at the first scheduled pass). */
   lastBuildMs?: number;
+  /** How long its last build in this process took (ms). */
+  lastBuildTookMs?: number;
   /** The change sequence number its last build saw. */
   builtSeq: number;
   /** Its gold table does not exist: an on-change or every-N report is built at once (a report added to the folder). */
@@ -95,7 +99,8 @@ export class GoldRefresher {
     const interval = this.opts.onChangeIntervalMs ?? 0;
     if (s.failedAtMs !== undefined && nowMs - s.failedAtMs < Math.max(interval, 1000)) return false;
     if (s.waitSeq === this.changeSeq) return false;
-    return isDue(r.schedule, { nowMs, lastBuildMs: s.lastBuildMs, inputsChanged: this.inputsChanged(r), onChangeIntervalMs: interval });
+    const spacing = onChangeSpacingMs(interval, s.lastBuildTookMs, this.opts.maxBuildShare ?? 1);
+    return isDue(r.schedule, { nowMs, lastBuildMs: s.lastBuildMs, inputsChanged: this.inputsChanged(r), onChangeIntervalMs: spacing });
   }
 
   anyDue(): boolean {
@@ -154,8 +159,10 @@ export class GoldRefresher {
       const s = this.state.get(report.name)!;
       const seq = this.changeSeq;
       try {
-        results.push(await this.refreshReport(report));
-        Object.assign(s, { builtSeq: seq, lastBuildMs: this.now(), failedAtMs: undefined, neverBuilt: false, waitSeq: undefined });
+        const result = await this.refreshReport(report);
+        results.push(result);
+        const done = { builtSeq: seq, lastBuildMs: this.now(), lastBuildTookMs: result.ms };
+        Object.assign(s, { ...done, failedAtMs: undefined, neverBuilt: false, waitSeq: undefined });
         this.noteChanged([goldPath(report.name)]);
       } catch (err) {
         if (err instanceof InputsMissingError) {

@@ -76,3 +76,15 @@ export function isDue(schedule: Schedule, d: DueInput): boolean {
       return d.lastBuildMs === undefined || d.lastBuildMs < lastDailySlot(schedule.minuteOfDay, d.nowMs);
   }
 }
+
+/**
+ * The least time from the end of an on-change report's build to its next: `gold.refresh.interval.ms`, or longer
+ * when the last build took so long that building again sooner would keep gold busy more than `maxShare` of the
+ * time (one core: the sink's gold runs on one DuckDB thread beside the flushes). A build of t ms then waits
+ * t × (1/maxShare − 1): busy t of every t/maxShare. Over a lake that grows, a report's build grows with it, and
+ * without this bound gold would take an ever larger share of the CPU the flushes need (README "Gold reports").
+ */
+export function onChangeSpacingMs(intervalMs: number, lastBuildTookMs: number | undefined, maxShare: number): number {
+  if (lastBuildTookMs === undefined || !(maxShare < 1)) return intervalMs;
+  return Math.max(intervalMs, Math.ceil(lastBuildTookMs * (1 / maxShare - 1)));
+}

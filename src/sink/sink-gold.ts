@@ -55,6 +55,7 @@ export class SinkGold {
       this.refresher = new GoldRefresher(this.engine, store, log, reports, {
         serving: this.serving,
         onChangeIntervalMs: config['gold.refresh.interval.ms'],
+        maxBuildShare: config['gold.build.max.share'],
       });
     }
     for (const qualified of this.changedBeforeStart) this.refresher?.noteChanged(lakeRoots(qualified));

@@ -185,6 +185,26 @@ describe('gold reports the team writes', () => {
     }
   }, 120_000);
 
+  it('after a long build an on-change report waits so gold stays under gold.build.max.share (clock injected)', async () => {
+    let now = Date.now();
+    const share = 0.001;
+    const refresher = new GoldRefresher(engine, store, log, loadReportFolder(reportsDir), {
+      onChangeIntervalMs: 1_000,
+      maxBuildShare: share,
+      now: () => now,
+    });
+    const [built] = await refresher.refresh(['per_minute']);
+    expect(built!.report).toBe('per_minute');
+    // Busy built.ms of every built.ms / share: the next build may start built.ms × 999 after this one ended.
+    const spacing = Math.max(1_000, Math.ceil(built!.ms * (1 / share - 1)));
+    expect(spacing).toBeGreaterThan(1_000); // a build takes at least 2 ms, so the share, not the interval, decides here
+    refresher.noteChanged(['bronze/events']);
+    now += spacing - 1;
+    expect(refresher.isDue(refresher.reports.find((r) => r.name === 'per_minute')!)).toBe(false);
+    now += 1;
+    expect(refresher.isDue(refresher.reports.find((r) => r.name === 'per_minute')!)).toBe(true);
+  }, 120_000);
+
   it('a report whose SQL was edited while the sink was down is rebuilt whole at the next start; an unedited one waits', async () => {
     const file = join(reportsDir, 'per_customer.sql');
     const before = readFileSync(file, 'utf8');

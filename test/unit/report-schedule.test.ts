@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeSchedule, isDue, lastDailySlot, parseSchedule, type Schedule } from '../../src/reports/report-schedule.ts';
+import { describeSchedule, isDue, lastDailySlot, onChangeSpacingMs, parseSchedule, type Schedule } from '../../src/reports/report-schedule.ts';
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -57,5 +57,15 @@ describe('refresh schedules', () => {
     expect(isDue(s, { ...quiet, nowMs: at('2026-12-08T09:15:00Z'), lastBuildMs: built })).toBe(true);
     // Never built: at once.
     expect(isDue(s, { ...quiet, nowMs: at('2026-12-06T01:00:00Z'), lastBuildMs: undefined })).toBe(true);
+  });
+
+  it('on-change spacing: the interval, or longer after a long build so gold stays under gold.build.max.share', () => {
+    expect(onChangeSpacingMs(30_000, undefined, 0.25)).toBe(30_000); // no build in this process yet
+    expect(onChangeSpacingMs(30_000, 5_000, 0.25)).toBe(30_000); // 5 s of every 35 s: under a quarter
+    expect(onChangeSpacingMs(30_000, 16_000, 0.25)).toBe(48_000); // busy 16 s of every 64 s
+    expect(onChangeSpacingMs(30_000, 16_000, 0.5)).toBe(30_000);
+    expect(onChangeSpacingMs(30_000, 40_000, 0.5)).toBe(40_000);
+    expect(onChangeSpacingMs(30_000, 16_000, 1)).toBe(30_000); // 1: only the interval counts
+    expect(onChangeSpacingMs(0, 1_000, 0.1)).toBe(9_000);
   });
 });
