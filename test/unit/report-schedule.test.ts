@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { describeSchedule, isDue, lastDailySlot, onChangeSpacingMs, parseSchedule, type Schedule } from '../../src/reports/report-schedule.ts';
+import {
+  describeSchedule,
+  isDue,
+  lastDailySlot,
+  onChangeSpacingMs,
+  parseSchedule,
+  type Schedule,
+} from '../../src/reports/report-schedule.ts';
 
 const at = (iso: string) => Date.parse(iso);
 
