@@ -5,7 +5,7 @@
  * again, closed, with the new versions)?
  *
  *   npx tsx bench/history-merge.ts [--sizes 1000000,10000000] [--updates 10000] [--repeats 3]
- *                                  [--designs deletion-vectors,copy-on-write]
+ *                                  [--designs deletion-vectors,copy-on-write,deletion-vectors-index]
  *
  * Per size N: a `silver.orders_history` of N versions (N/2 keys, each with a closed and a current
  * version, in files of 1M rows sorted by key, as the sink's merges write them), built by DuckDB straight
@@ -13,6 +13,10 @@
  * uniformly random updates each (full after-images, one transaction), each timed in wall seconds and in
  * the process's CPU seconds (user + system, DuckDB's threads included): mergeHistory with staging, the
  * scan, writing, the vectors and the Delta commit. Median of the repeats.
+ *
+ * `deletion-vectors-index`: the same table as `deletion-vectors`, merged through the history key index
+ * (history-key-index.ts); its build (a full read of key, version and `_is_current`) is timed apart, before
+ * the repeats. A design may be listed more than once (old and new alternately: A,B,A,B).
  *
  * The real code (`mergeHistory`) on a local directory. Not part of the test suite; needs no stack.
  * Results: a table on stdout, JSON in bench/results/history-merge-<date>.json, with the load average.
@@ -26,6 +30,7 @@ import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../src/lake/storage/local-store.ts';
 import type { ChangeEvent } from '../src/sink/change-event.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../src/sink/history-merge.ts';
+import { syncedHistoryIndex } from '../src/sink/history-key-index.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
 import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
 import { median, ORDERS_COLUMNS, orderRow } from './sink-bench-support.ts';
@@ -81,13 +86,14 @@ function randomUpdates(keys: number, n: number): ChangeEvent[] {
   }));
 }
 
-type Design = 'deletion-vectors' | 'copy-on-write';
+type Design = 'deletion-vectors' | 'copy-on-write' | 'deletion-vectors-index';
+const INDEX = { maxRows: 100_000_000 };
 
-async function timedMerge(engine: ParquetEngine, table: DeltaTable, events: ChangeEvent[]) {
+async function timedMerge(engine: ParquetEngine, table: DeltaTable, events: ChangeEvent[], indexed: boolean) {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const filesBefore = new Set(table.files().map((f) => f.path));
-  await mergeHistory(engine, table, SCHEMA, ['id'], historyVersions(events, ['id'], []), []);
+  await mergeHistory(engine, table, SCHEMA, ['id'], historyVersions(events, ['id'], []), [], undefined, indexed ? INDEX : undefined);
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const after = table.files();
@@ -110,10 +116,23 @@ async function main() {
       for (const design of DESIGNS) {
         const root = `silver/${design}-${size}_history`;
         say(`${root}: building ${size.toLocaleString()} versions`);
-        const table = await buildHistory(engine, root, size, design === 'deletion-vectors');
+        const indexed = design === 'deletion-vectors-index';
+        const table = await buildHistory(engine, root, size, design !== 'copy-on-write');
+        let indexBuild: { seconds: number; keys: number; megabytes: number } | undefined;
+        if (indexed) {
+          const t0 = performance.now();
+          const keyColumns = SCHEMA.columns.filter((c) => c.name === 'id');
+          const index = await syncedHistoryIndex(engine, table, keyColumns, INDEX);
+          if (!index) throw new Error(`${root}: the history key index did not build`);
+          indexBuild = { seconds: round((performance.now() - t0) / 1000, 3), keys: index.size, megabytes: Math.round(index.bytes / 1e6) };
+          say(`${root}: key index built: ${JSON.stringify(indexBuild)}`);
+        }
         const runs = [];
         for (let i = 0; i < REPEATS; i++) {
-          const run = { ...(await timedMerge(engine, table, randomUpdates(Math.ceil(size / 2), UPDATES))), load: loadavg()[0] };
+          const run = {
+            ...(await timedMerge(engine, table, randomUpdates(Math.ceil(size / 2), UPDATES), indexed)),
+            load: loadavg()[0],
+          };
           say(`${root}: merge ${i + 1}/${REPEATS} of ${UPDATES} updates: ${run.seconds} s (${JSON.stringify(run)})`);
           runs.push(run);
         }
@@ -123,6 +142,7 @@ async function main() {
           updates: UPDATES,
           medianSeconds: median(runs.map((r) => r.seconds)),
           medianCpuSeconds: median(runs.map((r) => r.cpuSeconds)),
+          ...(indexBuild ? { indexBuild } : {}),
           runs,
         });
         rmSync(join(dir, root), { recursive: true, force: true });

@@ -3,8 +3,9 @@ import { DeletionVectorReader } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { deleteRows } from './silver-dv-merge.ts';
+import { deleteRows, stageIndexHits } from './silver-dv-merge.ts';
 import { q } from './silver-merge.ts';
+import type { HistoryHit } from './history-key-index.ts';
 
 /**
  * A history (SCD type 2) merge with deletion vectors (README "Deletion vectors"), for history tables
@@ -35,6 +36,11 @@ export interface HistoryDvInput {
   /** SQL: the key columns of `a` equal those of `b`. */
   on: (a: string, b: string) => string;
   truncate: boolean;
+  /**
+   * The batch's keys' latest live versions from the key index (history-key-index.ts; not with a
+   * truncate): they are the hits, no file is scanned.
+   */
+  indexHits?: HistoryHit[];
 }
 
 const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
@@ -56,12 +62,17 @@ export async function historyDvMerge(
   meta: Set<string>,
   input: HistoryDvInput,
 ): Promise<{ adds: DataFile[]; actions: Action[]; closed: number }> {
-  const { on, versions, changes } = input;
-  const byLocal = await localFiles(table, input.candidates);
+  const { on, versions, changes, indexHits } = input;
+  const byLocal = await localFiles(table, indexHits ? [...new Set(indexHits.map((h) => h.file))] : input.candidates);
   const keys = (a: string) => keyColumns.map((k) => `${a}.${q(k)}`).join(', ');
   await dropWork(engine);
+  let hits = HITS;
   try {
-    if (byLocal.size) {
+    if (indexHits) {
+      // The key index found the keys' latest live versions: staged, they are the hits (no vector applies to them).
+      const localOf = new Map([...byLocal].map(([local, f]) => [f.path, local]));
+      hits = await stageIndexHits(engine, schema, keyColumns[0]!, indexHits, localOf, [{ name: '_is_current', cell: (h) => h.current }]);
+    } else if (byLocal.size) {
       const batchKeys = `EXISTS (SELECT 1 FROM ${changes} f WHERE ${on('h', 'f')})`;
       await scanHits(engine, table, byLocal, keyColumns, input.truncate ? `h._is_current OR ${batchKeys}` : batchKeys);
     } else {
@@ -71,16 +82,12 @@ export async function historyDvMerge(
       );
     }
     await engine.run(
-      `CREATE TEMP TABLE ${CLOSING} AS SELECT * FROM (SELECT o.__f, o.__r, ${input.closeTime('o')} AS __to FROM ${HITS} o WHERE o._is_current) WHERE __to IS NOT NULL`,
+      `CREATE TEMP TABLE ${CLOSING} AS SELECT * FROM (SELECT o.__f, o.__r, ${input.closeTime('o')} AS __to FROM ${hits} o WHERE o._is_current) WHERE __to IS NOT NULL`,
     );
     const perFile = await engine.query(`SELECT __f, list(__r ORDER BY __r) AS rows FROM ${CLOSING} GROUP BY __f`);
     const names = schema.columns.map((c) => q(c.name));
-    // New versions: not already in history (a replay), and newer than the key's current version.
-    const fresh = [
-      `SELECT v.* FROM ${versions} v LEFT JOIN (SELECT * FROM ${HITS} WHERE _is_current) cur ON ${on('v', 'cur')}`,
-      `WHERE (cur._commit_lsn IS NULL OR v._commit_lsn > cur._commit_lsn OR (v._commit_lsn = cur._commit_lsn AND v._event_index > cur._event_index))`,
-      `AND NOT EXISTS (SELECT 1 FROM ${HITS} h WHERE ${on('h', 'v')} AND h._commit_lsn = v._commit_lsn AND h._event_index = v._event_index)`,
-    ].join('\n');
+    // New versions: newer than every version history holds of the key (a replay, or older than what history holds).
+    const fresh = `SELECT v.* FROM ${versions} v WHERE ${newerThanHistory('v', hits, on)}`;
     let select: string;
     if (perFile.length) {
       await readClosing(engine, table, schema, byLocal, perFile);
@@ -106,7 +113,23 @@ export async function historyDvMerge(
     return { adds, actions, closed };
   } finally {
     await dropWork(engine);
+    await engine.drop(hits);
   }
+}
+
+/**
+ * SQL: staged version `v` is newer than every live version of its key in `hits` (alias h). A version not
+ * newer than the key's latest one is in history already (a replay: versions are never removed, only
+ * closed and written again with the same _commit_lsn/_event_index) or older than what history holds (it
+ * would open a version that a newer one has replaced): either way it is dropped. The copy-on-write merge
+ * applies the same rule (history-merge.ts), and the key index (history-key-index.ts) holds only the
+ * latest version for it.
+ */
+export function newerThanHistory(v: string, hits: string, on: (a: string, b: string) => string): string {
+  return (
+    `NOT EXISTS (SELECT 1 FROM ${hits} h WHERE ${on('h', v)} AND ` +
+    `(h._commit_lsn > ${v}._commit_lsn OR (h._commit_lsn = ${v}._commit_lsn AND h._event_index >= ${v}._event_index)))`
+  );
 }
 
 /**

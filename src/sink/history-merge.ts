@@ -9,7 +9,8 @@ import { comparePosition, keyOf, keyString } from './silver-changes.ts';
 import { candidateFiles } from './key-pruning.ts';
 import { q } from './silver-merge.ts';
 import { HISTORY_META } from './table-layout.ts';
-import { historyDvMerge } from './history-dv-merge.ts';
+import { historyDvMerge, newerThanHistory } from './history-dv-merge.ts';
+import { syncedHistoryIndex, type HistoryIndexOptions } from './history-key-index.ts';
 import { usesDeletionVectors } from './silver-dv-merge.ts';
 
 /**
@@ -104,6 +105,8 @@ export async function mergeHistory(
   batch: HistoryBatch,
   txns: TxnAction[],
   evolved?: Action,
+  /** The key index for tables with deletion vectors (history-key-index.ts); none: the merge scans. */
+  keyIndex?: HistoryIndexOptions,
 ): Promise<number> {
   const meta = new Set(HISTORY_META.map((c) => c.name));
   const rowCols = schema.columns.filter((c) => !meta.has(c.name));
@@ -145,7 +148,7 @@ export async function mergeHistory(
     const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
     // The files that may hold any version of a batch's key: replays are looked up there, current versions
     // found there. A truncate closes every open version: then every file is read and rewritten.
-    const candidates =
+    const candidatesOf = () =>
       keyColumn && !batch.truncateAt
         ? candidateFiles(
             files,
@@ -166,16 +169,25 @@ export async function mergeHistory(
     const closeTime = (o: string) => `COALESCE(${firstNewer(o)}, ${closeAt})`;
     if (usesDeletionVectors(table)) {
       // Deletion vectors: closing versions are deleted through their files' vectors and written again, closed (history-dv-merge.ts).
+      // The key index finds the batch's keys' latest versions without a scan; a truncate (rare) scans every file.
+      const keys = keyColumns.map((k) => schema.columns.find((c) => c.name === k)!);
+      const index = keyIndex && !batch.truncateAt ? await syncedHistoryIndex(engine, table, keys, keyIndex) : undefined;
+      const indexHits = index?.hits(batch.changes, table);
       const r = await historyDvMerge(engine, table, schema, keyColumns, meta, {
         versions,
         changes,
-        candidates,
+        candidates: indexHits ? [] : candidatesOf(),
         closeTime,
         on,
         truncate: !!batch.truncateAt,
+        ...(indexHits ? { indexHits } : {}),
       });
-      return await commitHistory(table, keyColumns, [...(evolved ? [evolved] : []), ...r.actions], r.adds, txns);
+      const version = await commitHistory(table, keyColumns, [...(evolved ? [evolved] : []), ...r.actions], r.adds, txns);
+      // Only a committed merge changes the index: a failed commit leaves it as it was (the next sync starts over).
+      index?.committed(batch.changes, r.actions);
+      return version;
     }
+    const candidates = candidatesOf();
     await engine.createView('history_candidates', table.store, table.root, candidates, schema);
     let touched: AddAction[] = batch.truncateAt ? files : [];
     if (!batch.truncateAt && candidates.length && batch.changes.length)
@@ -185,12 +197,8 @@ export async function mergeHistory(
         candidates,
         `h._is_current AND EXISTS (SELECT 1 FROM ${changes} f WHERE ${on('h', 'f')} AND ${newer('f', 'h')})`,
       );
-    // New versions: not already in history, and newer than the key's current version.
-    const fresh = [
-      `SELECT v.* FROM ${versions} v LEFT JOIN (SELECT * FROM history_candidates WHERE _is_current) cur ON ${on('v', 'cur')}`,
-      `WHERE (cur._commit_lsn IS NULL OR v._commit_lsn > cur._commit_lsn OR (v._commit_lsn = cur._commit_lsn AND v._event_index > cur._event_index))`,
-      `AND NOT EXISTS (SELECT 1 FROM history_candidates h WHERE ${on('h', 'v')} AND h._commit_lsn = v._commit_lsn AND h._event_index = v._event_index)`,
-    ].join('\n');
+    // New versions: newer than every version history holds of the key (not a replay, not older than history).
+    const fresh = `SELECT v.* FROM ${versions} v WHERE ${newerThanHistory('v', 'history_candidates', on)}`;
     const names = schema.columns.map((c) => q(c.name)).join(', ');
     let select: string;
     if (touched.length) {

@@ -142,6 +142,25 @@ export class KeyIndex {
     return true;
   }
 
+  /**
+   * Add a key, or when it is there replace its row if this version is newer (a history table's
+   * index keeps each key's latest version: history-key-index.ts). True when the key's entry changed.
+   */
+  keepNewer(lo: number, hi: number, file: number, row: number, lsnLo: number, lsnHi: number, event: number): boolean {
+    const s = this.find(lo, hi);
+    if (s < 0) return this.insert(lo, hi, file, row, lsnLo, lsnHi, event);
+    if (file <= 0) throw new RangeError(`key index: file ids start at 1, got ${file}`);
+    if (compareVersion(lsnLo, lsnHi, event, this.versionAt(s)) <= 0) return false;
+    const o = s * STRIDE;
+    const d = this.data;
+    d[o + FILE] = file;
+    d[o + ROW] = row;
+    d[o + L_LO] = lsnLo;
+    d[o + L_HI] = lsnHi;
+    d[o + EVENT] = event;
+    return true;
+  }
+
   /** Remove a key; false when it is not there. */
   remove(lo: number, hi: number): boolean {
     const s = this.find(lo, hi);

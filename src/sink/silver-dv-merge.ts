@@ -113,28 +113,7 @@ export async function mergeWithDeletionVectors(
   try {
     if (indexHits) {
       // The key index found the live rows: staged column by column, that table is the hits (they hold no row a vector deletes).
-      const column = (name: string) => schema.columns.find((c) => c.name === name)!;
-      const long = { kind: 'long' } as const;
-      const found = indexHits;
-      hits = await engine.stageColumns(
-        {
-          columns: [
-            { name: '__f', type: { kind: 'string' }, nullable: false },
-            { name: '__r', type: long, nullable: false },
-            column(keyColumns[0]!),
-            column('_commit_lsn'),
-            column('_event_index'),
-          ],
-        },
-        found.length,
-        [
-          (r) => localOf.get(found[r]!.file.path)!,
-          (r) => found[r]!.row,
-          (r) => found[r]!.key,
-          (r) => found[r]!.commitLsn,
-          (r) => found[r]!.eventIndex,
-        ],
-      );
+      hits = await stageIndexHits(engine, schema, keyColumns[0]!, indexHits, localOf);
     } else if (byLocal.size) {
       const list = [...byLocal.keys()].map(lit).join(', ');
       const keys = keyColumns.map((k) => `f.${q(k)}`).join(', ');
@@ -206,6 +185,43 @@ export async function mergeWithDeletionVectors(
   } finally {
     await engine.drop(hits);
   }
+}
+
+/**
+ * A key index's hits staged as a merge's hits table: `__f` (the file's local path), `__r` (row position),
+ * the key, `_commit_lsn`, `_event_index`, then `extra` columns of the schema. Shared with the history
+ * merge (history-dv-merge.ts), whose index adds `_is_current`.
+ */
+export function stageIndexHits<H extends { file: AddAction; row: number; key: unknown; commitLsn: bigint; eventIndex: number }>(
+  engine: ParquetEngine,
+  schema: LakeSchema,
+  keyColumn: string,
+  found: H[],
+  localOf: Map<string, string>,
+  extra: { name: string; cell: (h: H) => unknown }[] = [],
+): Promise<string> {
+  const column = (name: string) => schema.columns.find((c) => c.name === name)!;
+  return engine.stageColumns(
+    {
+      columns: [
+        { name: '__f', type: { kind: 'string' }, nullable: false },
+        { name: '__r', type: { kind: 'long' }, nullable: false },
+        column(keyColumn),
+        column('_commit_lsn'),
+        column('_event_index'),
+        ...extra.map((e) => column(e.name)),
+      ],
+    },
+    found.length,
+    [
+      (r) => localOf.get(found[r]!.file.path)!,
+      (r) => found[r]!.row,
+      (r) => found[r]!.key,
+      (r) => found[r]!.commitLsn,
+      (r) => found[r]!.eventIndex,
+      ...extra.map((e) => (r: number) => e.cell(found[r]!)),
+    ],
+  );
 }
 
 /**

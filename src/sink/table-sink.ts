@@ -391,7 +391,10 @@ export class TableSink {
       keyColumns,
       masks,
     );
-    await mergeHistory(this.ctx.engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved);
+    await mergeHistory(this.ctx.engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved, {
+      maxRows: this.ctx.config['silver.key.index.max.rows'],
+      log: this.ctx.log,
+    });
   }
 
   private sent = 0;

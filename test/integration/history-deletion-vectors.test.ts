@@ -13,6 +13,7 @@ import { LocalStore } from '../../src/lake/storage/local-store.ts';
 import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../../src/sink/history-merge.ts';
 import { reconcileHistory, SNAPSHOT_END_PROPERTY } from '../../src/sink/snapshot-reconcile.ts';
+import { HistoryKeyIndex, historyIndexOf } from '../../src/sink/history-key-index.ts';
 import { log } from '../../src/log.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
@@ -22,7 +23,9 @@ import { SparkDelta, sparkMissing } from '../support/spark.ts';
  * through its file's vector and written again, closed. The same changes go through a copy-on-write history
  * and a history with deletion vectors: Tide, delta-rs and Spark must read the second exactly as Tide reads
  * the first, after random inserts, updates (some without their TOAST column), deletes, re-inserts, replays,
- * a truncate, a second worker's commit, a checkpoint, a re-snapshot's reconcile, optimize and vacuum.
+ * a truncate, a second worker's commit, a checkpoint, a re-snapshot's reconcile, optimize and vacuum. A third
+ * history takes the same changes through the key index (history-key-index.ts): it must hold the same
+ * versions, and its index must match a full read of the table after every step.
  */
 const skipDeltaRs = deltaReaderAvailable() ? undefined : 'the delta-rs venv is missing: run `bash scripts/setup-python.sh`';
 if (skipDeltaRs) console.warn(`history-deletion-vectors: skipped: ${skipDeltaRs}`);
@@ -75,8 +78,34 @@ function createHistory(root: string, vectors: boolean): Promise<DeltaTable> {
   });
 }
 
-const merge = (table: DeltaTable, events: ChangeEvent[]) =>
-  mergeHistory(engine, table, schema, ['id'], historyVersions(events, ['id'], []), []);
+/** The key index (history-key-index.ts) for merges into the indexed table; the others scan. */
+const INDEX = { maxRows: 1_000_000 };
+let indexed: DeltaTable | undefined;
+const merge = (table: DeltaTable, events: ChangeEvent[], index = table === indexed || table.root === indexed?.root ? INDEX : undefined) =>
+  mergeHistory(engine, table, schema, ['id'], historyVersions(events, ['id'], []), [], undefined, index);
+
+/**
+ * The key index of `table` holds, for every key, exactly the latest live version (position, version,
+ * current bit) that a full read of the table finds: a stale position (a closed row, a removed file) fails.
+ */
+async function expectIndexTrue(table: DeltaTable, step: string): Promise<void> {
+  const index = historyIndexOf(table);
+  if (!(index instanceof HistoryKeyIndex)) throw new Error(`${step}: the history key index of ${table.label} is ${String(index)}`);
+  expect(await index.sync(engine, table), step).toMatchObject({ ok: true });
+  await engine.createView('history_truth', store, table.root, table.files(), schema, [], { positions: true });
+  const truth = await engine.query(
+    `SELECT id, __tide_file AS f, __tide_row AS r, _commit_lsn AS l, _event_index AS e, _is_current AS c FROM history_truth ` +
+      `QUALIFY row_number() OVER (PARTITION BY id ORDER BY _commit_lsn DESC, _event_index DESC) = 1 ORDER BY id`,
+  );
+  const localOf = new Map<string, string>();
+  for (const f of table.files()) localOf.set(f.path, await store.localFile(`${table.root}/${decodeURIComponent(f.path)}`));
+  const held = truth.map((t) => {
+    const v = index.latest(t.id as bigint);
+    return v && [String(t.id), localOf.get(v.path), v.row, v.commitLsn, v.eventIndex, v.current];
+  });
+  expect(held, `${step}: the index's latest versions`).toEqual(truth.map((t) => [String(t.id), t.f, Number(t.r), t.l, Number(t.e), t.c]));
+  expect(index.size, `${step}: keys in the index`).toBe(truth.length);
+}
 
 /** Every version as Tide reads the table (deletion vectors applied), in one order. */
 async function tideVersions(table: DeltaTable): Promise<unknown[][]> {
@@ -152,9 +181,18 @@ describe.skipIf(skipDeltaRs)('history merges with deletion vectors', () => {
   it('holds exactly the versions of the copy-on-write history, rewriting no file; delta-rs and Spark agree', async () => {
     const cow = await createHistory('silver/cow_history', false);
     const dv = await createHistory('silver/dv_history', true);
+    const dvi = (indexed = await createHistory('silver/dvi_history', true));
+    let steps = 0;
     const both = async (events: ChangeEvent[]) => {
       await merge(cow, events);
       await merge(dv, events);
+      await merge(dvi, events);
+      await expectIndexTrue(dvi, `merge ${++steps}`);
+    };
+    /** The indexed history equals the copy-on-write one too. */
+    const expectSame = async (step: string) => {
+      await expectSameHistory(cow, dv, step);
+      await expectSameHistory(cow, dvi, `${step} (key index)`);
     };
     // Seeded pseudo-random traffic: the same on every run.
     let seed = 7;
@@ -185,38 +223,56 @@ describe.skipIf(skipDeltaRs)('history merges with deletion vectors', () => {
       ).toEqual([]);
     }
     expect(dv.files().some((f) => f.deletionVector)).toBe(true);
-    await expectSameHistory(cow, dv, 'after random batches');
+    await expectSame('after random batches');
 
     // Replays (the source re-sends after a crash) change nothing, also mixed with a new change.
     const version = dv.version;
     await both(batches[3]!);
     await both([...batches[5]!, event('u', [...live][0]!, 'after replay', 'r')]);
     expect(dv.version).toBe(version + 2);
-    await expectSameHistory(cow, dv, 'after replays');
+    // A restart (after a crash): a new table object builds its index from scratch; a batch the source
+    // sends twice (a duplicate flush) lands once.
+    const again = [event('u', [...live][2]!, 'resent', undefined), event('d', [...live][3]!), event('c', 900, 'resent new', 'n')];
+    live.delete([...live][3]!);
+    live.add(900);
+    await merge(cow, again);
+    await merge(dv, again);
+    const restarted = (await DeltaTable.open(store, dvi.root))!;
+    await merge(restarted, again);
+    await merge(restarted, again);
+    await dvi.refresh();
+    await expectIndexTrue(restarted, 'after a restart and a duplicate flush');
+    await expectSame('after replays');
 
     // A truncate closes every open version; changes after it in the same batch open new ones.
     await both([event('u', [...live][1]!, 'before truncate', undefined), event('t', 0), event('c', 1000, 'after truncate', 'x')]);
     live.clear();
     live.add(1000);
     await both([event('u', 1000, 'again', undefined), event('c', 5, 'back', 'y')]);
-    await expectSameHistory(cow, dv, 'after a truncate');
+    await expectSame('after a truncate');
 
     // A checkpoint carries the descriptors.
     await dv.checkpoint();
     const reopened = (await DeltaTable.open(store, dv.root))!;
     await expectSameHistory(cow, reopened, 'after a checkpoint');
+    await dvi.checkpoint();
 
     // A second worker's commit on a file with a vector: the stale merge is a conflict, the re-read one goes through.
     const other = (await DeltaTable.open(store, dv.root))!;
-    await merge(other, [event('u', 5, 'by other', 'o')]);
-    await merge(cow, [event('u', 5, 'by other', 'o', lsn)]);
+    const byOther = event('u', 5, 'by other', 'o');
+    await merge(other, [byOther]);
+    await merge((await DeltaTable.open(store, dvi.root))!, [byOther], INDEX);
+    await merge(cow, [byOther]);
     const mine = event('u', 1000, 'by me', undefined);
-    const err = await merge(dv, [mine]).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(DeltaConflictError);
-    await dv.refresh();
-    await merge(dv, [mine]);
+    for (const t of [dv, dvi]) {
+      const err = await merge(t, [mine]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DeltaConflictError);
+      await t.refresh();
+      await merge(t, [mine]);
+    }
     await merge(cow, [mine]);
-    await expectSameHistory(cow, dv, 'after a conflict');
+    await expectIndexTrue(dvi, 'after a conflict');
+    await expectSame('after a conflict');
 
     // A re-snapshot's reconcile (snapshot-reconcile.ts) closes the current versions the snapshot did not read
     // (key 5 here); with vectors, through the vectors: no file is rewritten.
@@ -224,7 +280,7 @@ describe.skipIf(skipDeltaRs)('history merges with deletion vectors', () => {
     const snapshot = [{ ...event('u', 1000, 'snapshot', undefined, c), eventIndex: 0 }];
     await both(snapshot);
     const beforeReconcile = dv.files().map((f) => f.path);
-    for (const t of [cow, dv]) {
+    for (const t of [cow, dv, dvi]) {
       const end = { commitLsn: String(c), partitions: 1, tsMs: 1_700_000_000_000 + c * 1000 + 500, seen: [0] };
       const configuration = { ...t.metadata.configuration, [SNAPSHOT_END_PROPERTY]: JSON.stringify(end) };
       await t.commit([{ metaData: { ...t.metadata, configuration } }], { operation: 'SET TBLPROPERTIES' });
@@ -237,15 +293,37 @@ describe.skipIf(skipDeltaRs)('history merges with deletion vectors', () => {
     ).toEqual([]);
     const reconciled = await tideVersions(dv);
     expect(reconciled.filter((r) => r[5] === true).map((r) => r[0])).toEqual(['1000']);
-    await expectSameHistory(cow, dv, 'after a re-snapshot reconcile');
+    await expectSame('after a re-snapshot reconcile');
 
     // Optimize purges the vectors; vacuum deletes the vector files; merges go on.
-    const opt = await optimizeTable(engine, dv, { maxDeletedRowsRatio: 0 });
-    expect(opt.purged).toBeGreaterThan(0);
-    expect(dv.files().some((f) => f.deletionVector)).toBe(false);
-    await vacuumTable(dv, { retainHours: 0, now: Date.now() + 3_600_000 });
-    expect(readdirSync(join(dir, dv.root)).filter((n) => n.startsWith('deletion_vector_'))).toEqual([]);
+    for (const t of [dv, dvi]) {
+      // The indexed table is optimized through another table object: a foreign commit for its index.
+      const opt = await optimizeTable(engine, t === dvi ? (await DeltaTable.open(store, t.root))! : t, { maxDeletedRowsRatio: 0 });
+      expect(opt.purged).toBeGreaterThan(0);
+      await t.refresh();
+      expect(t.files().some((f) => f.deletionVector)).toBe(false);
+      await vacuumTable(t, { retainHours: 0, now: Date.now() + 3_600_000 });
+      expect(readdirSync(join(dir, t.root)).filter((n) => n.startsWith('deletion_vector_'))).toEqual([]);
+    }
     await both([event('u', 1000, 'after optimize', 'z'), event('d', 5), event('c', 6, 'six', undefined)]);
-    await expectSameHistory(cow, dv, 'after optimize and vacuum');
+    await expectSame('after optimize and vacuum');
   }, 600_000);
+
+  it('turns the key index off past silver.key.index.max.rows keys, and merges go on by scanning', async () => {
+    const cow = await createHistory('silver/cow_capped', false);
+    const dv = await createHistory('silver/dv_capped', true);
+    const capped = { maxRows: 50 };
+    const both = async (events: ChangeEvent[]) => {
+      await merge(cow, events);
+      await mergeHistory(engine, dv, schema, ['id'], historyVersions(events, ['id'], []), [], undefined, capped);
+    };
+    await both(Array.from({ length: 40 }, (_, i) => event('c', i, `n${i}`, `note${i}`)));
+    await both([event('u', 3, 'three', undefined), event('c', 40, 'forty', 'x')]);
+    expect(historyIndexOf(dv)).toBeInstanceOf(HistoryKeyIndex);
+    await expectIndexTrue(dv, 'under the cap');
+    await both(Array.from({ length: 20 }, (_, i) => event('c', 100 + i, `m${i}`, 'y')));
+    await both([event('u', 3, 'three again', undefined), event('d', 100), event('u', 101, 'one-o-one', undefined)]);
+    expect(historyIndexOf(dv)).toBe('off');
+    await expectSameHistory(cow, dv, 'past the cap');
+  });
 });

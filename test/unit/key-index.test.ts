@@ -84,4 +84,22 @@ describe('key index', () => {
     expect(index.bytes / index.size).toBeLessThan(42);
     expect(index.rowAt(index.find(765_432, 0))).toBe(765_432);
   });
+
+  it('keepNewer adds a key, replaces its row only with a newer version, and leaves equal or older ones', () => {
+    const index = new KeyIndex();
+    const [lo, hi] = split(-5n);
+    const [l1, h1] = split(0x1_0000_0000n);
+    expect(index.keepNewer(lo, hi, 1, 10, l1, h1, 3)).toBe(true);
+    expect(index.keepNewer(lo, hi, 2, 20, l1, h1, 2)).toBe(false);
+    expect(index.keepNewer(lo, hi, 2, 21, l1, h1, 3)).toBe(false);
+    let s = index.find(lo, hi);
+    expect([index.fileAt(s), index.rowAt(s), index.versionAt(s)]).toEqual([1, 10, { lsnLo: l1, lsnHi: h1, event: 3 }]);
+    expect(index.keepNewer(lo, hi, 3, 30, l1, h1, 4)).toBe(true);
+    s = index.find(lo, hi);
+    expect([index.fileAt(s), index.rowAt(s), index.versionAt(s).event]).toEqual([3, 30, 4]);
+    expect(index.size).toBe(1);
+    index.remove(lo, hi);
+    expect(index.keepNewer(lo, hi, 4, 40, 0, 0, 0)).toBe(true);
+    expect(index.size).toBe(1);
+  });
 });
