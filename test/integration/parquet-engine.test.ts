@@ -13,6 +13,7 @@ import { changeColumns, changeRows, stageChanges } from '../../src/sink/silver-m
 import { SILVER_META } from '../../src/sink/table-layout.ts';
 import { duckdbType, ParquetEngine, type DataFile } from '../../src/lake/parquet/parquet-engine.ts';
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
+import { PARALLEL_SCAN_MIN_ROWS } from '../../src/lake/parquet/column-scan.ts';
 import { execVenvPython } from '../support/delta-reader.ts';
 import type { ObjectInfo, ObjectStore } from '../../src/lake/storage/object-store.ts';
 
@@ -728,6 +729,64 @@ describe('column-by-column staging (column-chunk.ts)', () => {
     expect(
       await engine.writeColumns(schema, one.length, cells(schema, one), { store, root: 'columns_after', schema, partitionColumns: ['p'] }),
     ).toHaveLength(1);
+  });
+
+  it('writeColumns of a batch past PARALLEL_SCAN_MIN_ROWS scans it in two segments: each row once, each row group one segment in order, stats as writeStaged', async () => {
+    const schema: LakeSchema = { columns: [...SCHEMA.columns, c('p', { kind: 'date' }, false)] };
+    const n = 70_000;
+    expect(n).toBeGreaterThanOrEqual(PARALLEL_SCAN_MIN_ROWS);
+    const rows = Array.from({ length: n }, (_, r) => [...rowAt(r), 20_000]);
+    const cells = schema.columns.map((_, col) => (r: number) => rows[r]![col]);
+    const [direct, ...more] = await engine.writeColumns(schema, n, cells, {
+      store,
+      root: 'columns_parallel',
+      schema,
+      partitionColumns: ['p'],
+    });
+    expect(more).toEqual([]);
+    const staged = await engine.stage(schema, rows);
+    const [viaStaged] = await engine.writeStaged(staged, n, { store, root: 'columns_parallel_staged', schema, partitionColumns: ['p'] });
+    await engine.drop(staged);
+    expect(direct!.stats).toBe(viaStaged!.stats);
+    const [x, y] = [sqlStr(await local('columns_parallel', direct!)), sqlStr(await local('columns_parallel_staged', viaStaged!))];
+    // The same rows, each as often as staged (EXCEPT ALL both ways: a multiset comparison).
+    for (const [a, b] of [
+      [x, y],
+      [y, x],
+    ])
+      expect(await engine.query(`SELECT count(*) AS n FROM (FROM read_parquet(${a}) EXCEPT ALL FROM read_parquet(${b}))`)).toEqual([
+        { n: 0n },
+      ]);
+    // Segments of 36,864 rows (18 chunks) and the rest, one row group each.
+    const groups = await engine.query(
+      `SELECT DISTINCT row_group_id, row_group_num_rows AS rows FROM parquet_metadata(${x}) ORDER BY row_group_num_rows DESC`,
+    );
+    expect(groups.map((g) => g.rows)).toEqual([36_864n, 33_136n]);
+    // Within a row group the rows are in the readers' order (ids consecutive); the groups' order is the threads'.
+    const [jumps] = await engine.query(
+      `SELECT count(*) FILTER (WHERE id <> prev + 1) AS n FROM (SELECT id, lag(id) OVER (ORDER BY file_row_number) AS prev FROM read_parquet(${x}, file_row_number = true))`,
+    );
+    expect(jumps!.n).toBeLessThanOrEqual(1n);
+
+    // A value that does not fit in the second segment: that StageValueError, nothing uploaded, the setting back.
+    const wrong = rows.map((r, i) => (i === 40_001 ? r.map((v, k) => (k === 4 ? 1.5 : v)) : r));
+    const err = await engine
+      .writeColumns(
+        schema,
+        n,
+        schema.columns.map((_, col) => (r: number) => wrong[r]![col]),
+        {
+          store,
+          root: 'columns_parallel_wrong',
+          schema,
+          partitionColumns: ['p'],
+        },
+      )
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StageValueError);
+    expect((err as Error).message).toBe('stage: row 40001, column i (integer): value 1.5 is not an integer number');
+    expect(await store.list('columns_parallel_wrong')).toEqual([]);
+    expect(await engine.query(`SELECT current_setting('preserve_insertion_order') AS v`)).toEqual([{ v: true }]);
   });
 });
 

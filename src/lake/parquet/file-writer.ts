@@ -212,22 +212,59 @@ export async function writeStagedLocalFiles(
   return [{ ...file, relativePath: dir ? `${dir}/${name}` : name, partitionValues }];
 }
 
+/** A table function's scan of rows (column-scan.ts): its call, row count and segments. */
+export interface ColumnScanCall {
+  sql: string;
+  rowCount: number;
+  /** How many segments DuckDB's threads share, and the rows of each (the last may hold fewer). */
+  segments: number;
+  segmentRows: number;
+}
+
 /**
- * Phase 1 for rows a table function scans (column-scan.ts, `scan` is its call) that share the given
- * partition values and fit one file: COPY them to one Parquet file, without any table. The columns
- * RETURN_STATS gives no exact bounds for are aggregated over the written file, not by scanning again
- * (which would run the readers a second time). No rows → no file.
+ * Phase 1 for rows a table function scans (column-scan.ts) that share the given partition values
+ * and fit one file: COPY them to one Parquet file, without any table. The columns RETURN_STATS gives
+ * no exact bounds for are aggregated over the written file, not by scanning again (which would run
+ * the readers a second time). No rows → no file.
+ *
+ * A scan in several segments is COPY'd with `preserve_insertion_order` off (DuckDB otherwise runs a
+ * COPY from a source without batch indexes, which a C-API table function cannot give, on one thread)
+ * and ROW_GROUP_SIZE = the segment's rows, so each thread encodes the row group of its own segment:
+ * every row group holds one segment's rows in order, the row groups in the order the threads finish
+ * them. Bronze is read ordered by (_commit_lsn, _event_index), never by position in a file. The
+ * setting is the instance's (DuckDB has no session scope for it): the engine has one connection and
+ * `sql` holds it, and the setting is reset before it is let go. The COPY's row count must be the
+ * scan's, or nothing is written (each row exactly once).
  */
 export async function writeScanLocalFile(
   sql: DuckSql,
-  scan: string,
+  scan: ColumnScanCall,
   partitionValues: Record<string, string | null>,
   opts: WriteFilesOptions,
   tempDir: string,
 ): Promise<LocalDataFile[]> {
   const partitionColumns = opts.partitionColumns ?? [];
   const data = opts.schema.columns.filter((c) => !partitionColumns.includes(c.name));
-  const { rows, ...file } = await writeOne(sql, `SELECT * FROM ${scan}`, data, opts.root, tempDir, 0, true);
+  const parallel = scan.segments > 1;
+  if (parallel) await sql.run('SET preserve_insertion_order = false', 'writeFiles', opts.root);
+  let written: Awaited<ReturnType<typeof writeOne>>;
+  try {
+    written = await writeOne(sql, `SELECT * FROM ${scan.sql}`, data, opts.root, tempDir, 0, {
+      statsFromFile: true,
+      rowGroupRows: parallel ? scan.segmentRows : ROW_GROUP_ROWS,
+    });
+  } finally {
+    if (parallel) await sql.run('RESET preserve_insertion_order', 'writeFiles', opts.root);
+  }
+  const { rows, ...file } = written;
+  if (rows !== scan.rowCount) {
+    await unlink(file.local);
+    throw new ParquetEngineError(
+      'writeFiles',
+      opts.root,
+      `the scan of ${scan.rowCount} rows wrote ${rows} rows to Parquet; the file is dropped and nothing is committed (a DuckDB scan fault: retry the batch)`,
+    );
+  }
   if (rows === 0) {
     await unlink(file.local);
     return [];
@@ -238,8 +275,8 @@ export async function writeScanLocalFile(
 }
 
 /**
- * COPY one file's rows to a local Parquet file and aggregate its stats (over `source`, or over the
- * written file when `statsFromFile`).
+ * COPY one file's rows to a local Parquet file (row groups of `rowGroupRows`) and aggregate its stats
+ * (over `source`, or over the written file when `statsFromFile`).
  */
 async function writeOne(
   sql: DuckSql,
@@ -248,13 +285,13 @@ async function writeOne(
   root: string,
   tempDir: string,
   index: number,
-  statsFromFile = false,
+  { statsFromFile = false, rowGroupRows = ROW_GROUP_ROWS }: { statsFromFile?: boolean; rowGroupRows?: number } = {},
 ): Promise<{ local: string; size: number; stats: string; rows: number }> {
   const local = join(tempDir, `w-${index}-${randomUUID()}.parquet`);
   const select = `SELECT ${data.map((c) => ident(c.name)).join(', ')} FROM (${source})`;
   try {
     const [copied] = await sql.objects(
-      `COPY (${select}) TO ${literal(local)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${ROW_GROUP_ROWS}, RETURN_STATS)`,
+      `COPY (${select}) TO ${literal(local)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE ${rowGroupRows}, RETURN_STATS)`,
       'writeFiles',
       root,
     );

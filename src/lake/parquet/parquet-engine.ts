@@ -20,7 +20,7 @@ import { createTableView, localPaths, type ViewFile } from './table-view.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue } from './values.ts';
 import { CHUNK_ROWS, columnFillers, type Cell } from './column-chunk.ts';
-import { ColumnScans } from './column-scan.ts';
+import { ColumnScans, scanSegmentRows } from './column-scan.ts';
 import { partitionValueSql } from './partition-path.ts';
 
 export { duckdbType } from './duckdb-sql.ts';
@@ -306,9 +306,16 @@ export class ParquetEngine {
       }
     }
     const local = await this.session.exclusive(async (sql: DuckSql) => {
-      const scan = this.scans.open(columns.columns, rowCount, cells);
+      const segmentRows = scanSegmentRows(rowCount);
+      const scan = this.scans.open(columns.columns, rowCount, cells, segmentRows);
       try {
-        return await writeScanLocalFile(sql, scan.sql, partitionValues, opts, this.tempDir);
+        return await writeScanLocalFile(
+          sql,
+          { sql: scan.sql, rowCount, segments: scan.segments, segmentRows },
+          partitionValues,
+          opts,
+          this.tempDir,
+        );
       } catch (e) {
         // A reader's value that does not fit its column: the filler's StageValueError, not DuckDB's text.
         const refused = scan.close();
