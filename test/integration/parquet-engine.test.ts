@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -476,6 +476,24 @@ describe('column-by-column staging (column-chunk.ts)', () => {
     r % 31 === 9 ? null : r - 10000,
   ];
   const ROWS = Array.from({ length: 5000 }, (_, r) => rowAt(r));
+
+  it('stages a chunk whose long strings pass the 64 MiB hand-over to DuckDB: every string back exactly', async () => {
+    const schema: LakeSchema = { columns: [c('id', { kind: 'long' }, false), c('s', { kind: 'string' })] };
+    // 2,100 rows of ~40 KB (UTF-8): the first chunk's 2,048 strings are 80 MiB, handed over in two pieces.
+    const text = (r: number) => (r % 100 === 7 ? null : `${r}:${'é'.repeat(20_000)}${r % 3 ? '🌊' : 'a\ud800'}${r}`);
+    const staged = await engine.stageColumns(schema, 2100, [(r) => r, text]);
+    try {
+      const back = await engine.query(`SELECT id, md5(s) AS h, strlen(s) AS n FROM ${staged} ORDER BY id`);
+      const expected = Array.from({ length: 2100 }, (_, r) => {
+        const t = text(r);
+        const bytes = t === null ? null : Buffer.from(t, 'utf8');
+        return { id: BigInt(r), h: bytes && createHash('md5').update(bytes).digest('hex'), n: bytes && BigInt(bytes.length) };
+      });
+      expect(back).toEqual(expected);
+    } finally {
+      await engine.drop(staged);
+    }
+  });
 
   it('reads back every value it staged, from rows and from column readers alike', async () => {
     const fromRows = await engine.stage(SCHEMA, ROWS);
