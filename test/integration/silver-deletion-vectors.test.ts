@@ -44,7 +44,7 @@ const schema: LakeSchema = {
     ...SILVER_META,
   ],
 };
-/** The key index, used for every batch (the sink scans for batches above 5% of the keys). */
+/** The key index, used for every batch (the sink scans for batches above half of the keys). */
 const INDEX = { maxRows: 1_000_000, lookupMaxShare: 1 };
 const dir = mkdtempSync(join(tmpdir(), 'tide-silver-dv-'));
 const store = new LocalStore(dir);

@@ -1,0 +1,105 @@
+/**
+ * Silver merges as a running sink makes them (issue 12, the whole pipeline): where bench/silver-merge.ts
+ * merges into a table DuckDB wrote sorted by key, here every flush writes its own file spanning the whole
+ * key range and leaves deletion vectors in the older ones, as the order pipeline's flushes do. Each flush
+ * holds `--per-flush` changes: half inserts of new keys, half updates of random existing keys.
+ *
+ *   npx tsx bench/silver-flushes.ts [--flushes 24] [--per-flush 50000] [--start-rows 20000] [--shares 1,0.05]
+ *
+ * One table per `--shares` value, all with deletion vectors and the key index, and the same changes
+ * merged into each, in alternating order flush by flush (ABAB, one window, one DuckDB): the share is the
+ * key index's switch (a batch whose hits pass that share of the indexed keys scans instead; see
+ * INDEX_LOOKUP_MAX_SHARE in src/sink/silver-merge.ts). Reports each merge's seconds per share and the
+ * median by thirds. Not part of the test suite; needs no stack. JSON in bench/results/silver-flushes-<date>.json.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ParquetEngine } from '../src/lake/parquet/parquet-engine.ts';
+import { LocalStore } from '../src/lake/storage/local-store.ts';
+import type { KeyChange } from '../src/sink/silver-changes.ts';
+import { mergeSilver, SILVER_TARGET_FILE_ROWS } from '../src/sink/silver-merge.ts';
+import { machine, provenance, round, say } from './bench-common.ts';
+import { arg, BASE_MS, buildDeltaTable, list, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
+import { median, orderRow, SILVER_SCHEMA } from './sink-bench-support.ts';
+
+const FLUSHES = Number(arg('flushes', '24'));
+const PER_FLUSH = Number(arg('per-flush', '50000'));
+const START_ROWS = Number(arg('start-rows', '20000'));
+const SHARES = list(arg('shares', '1,0.05')).map(Number);
+
+function flushChanges(rows: number, commitLsn: bigint): KeyChange[] {
+  const now = Date.now();
+  const ids = [...Array.from({ length: PER_FLUSH / 2 }, (_, i) => rows + i), ...randomKeys(rows, Math.min(PER_FLUSH / 2, Math.floor(rows / 2)))];
+  ids.sort((a, b) => a - b);
+  return ids.map((id, eventIndex) => ({
+    key: [BigInt(id)],
+    deleted: false,
+    row: orderRow(id, Number(commitLsn % 1000n) + 1, now),
+    unchanged: [],
+    commitLsn,
+    eventIndex,
+    commitTsMs: now,
+  }));
+}
+
+async function main() {
+  const m = machine();
+  say(`machine: ${m.nproc} cores, ${m.memoryGiB} GiB, ${m.cpuModel}, load ${m.loadavgAtStart.join(' ')}`);
+  const dir = mkdtempSync(join(tmpdir(), 'tide-bench-silver-flushes-'));
+  const store = new LocalStore(dir);
+  const engine = await ParquetEngine.create({ memoryLimit: '2GB' });
+  const micros = `(${BASE_MS}::BIGINT + i * 1000) * 1000`;
+  const select =
+    `SELECT ${ordersColumnsSql('i')}, 1::BIGINT AS _commit_lsn, i::BIGINT AS _event_index, make_timestamp(${micros}) AS _commit_ts ` +
+    `FROM range(${START_ROWS}) t(i) ORDER BY i`;
+  try {
+    const tables = [];
+    for (const share of SHARES)
+      tables.push(await buildDeltaTable(engine, store, `silver/share-${share}`, SILVER_SCHEMA, select, true, SILVER_TARGET_FILE_ROWS));
+    const seconds: number[][] = SHARES.map(() => []);
+    const flushes: Record<string, unknown>[] = [];
+    let rows = START_ROWS;
+    let lsn = 1_000_000_000n;
+    for (let f = 0; f < FLUSHES; f++) {
+      const changes = flushChanges(rows, ++lsn);
+      rows += PER_FLUSH / 2;
+      const order = SHARES.map((_, i) => i);
+      if (f % 2) order.reverse();
+      const took: Record<string, number> = {};
+      for (const i of order) {
+        const t0 = performance.now();
+        await mergeSilver(engine, tables[i]!, SILVER_SCHEMA, ['id'], { changes }, [], undefined, undefined, {
+          maxRows: 100_000_000,
+          lookupMaxShare: SHARES[i]!,
+        });
+        const s = round((performance.now() - t0) / 1000, 3);
+        seconds[i]!.push(s);
+        took[`share ${SHARES[i]}`] = s;
+      }
+      flushes.push({ flush: f, keysAfter: rows, changes: changes.length, ...took, load: loadavg()[0] });
+      say(`flush ${f + 1}/${FLUSHES}, ${rows.toLocaleString()} keys: ${JSON.stringify(took)}`);
+    }
+    const third = Math.ceil(FLUSHES / 3);
+    const summary = SHARES.map((share, i) => ({
+      share,
+      medianSecondsByThirds: [0, 1, 2].map((t) => median(seconds[i]!.slice(t * third, (t + 1) * third))),
+      totalSeconds: round(seconds[i]!.reduce((a, b) => a + b, 0), 1),
+    }));
+    for (const s of summary) say(`share ${s.share}: median s by thirds ${s.medianSecondsByThirds.join(' / ')}, total ${s.totalSeconds} s`);
+    writeResult('silver-flushes', {
+      bench: 'silver-flushes',
+      at: new Date().toISOString(),
+      machine: { ...m, loadavgAtEnd: loadavg() },
+      provenance: provenance(),
+      settings: { flushes: FLUSHES, perFlush: PER_FLUSH, startRows: START_ROWS, shares: SHARES },
+      summary,
+      flushes,
+    });
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
