@@ -30,7 +30,10 @@ const SHARES = list(arg('shares', '1,0.05')).map(Number);
 
 function flushChanges(rows: number, commitLsn: bigint): KeyChange[] {
   const now = Date.now();
-  const ids = [...Array.from({ length: PER_FLUSH / 2 }, (_, i) => rows + i), ...randomKeys(rows, Math.min(PER_FLUSH / 2, Math.floor(rows / 2)))];
+  const ids = [
+    ...Array.from({ length: PER_FLUSH / 2 }, (_, i) => rows + i),
+    ...randomKeys(rows, Math.min(PER_FLUSH / 2, Math.floor(rows / 2))),
+  ];
   ids.sort((a, b) => a - b);
   return ids.map((id, eventIndex) => ({
     key: [BigInt(id)],
@@ -84,7 +87,10 @@ async function main() {
     const summary = SHARES.map((share, i) => ({
       share,
       medianSecondsByThirds: [0, 1, 2].map((t) => median(seconds[i]!.slice(t * third, (t + 1) * third))),
-      totalSeconds: round(seconds[i]!.reduce((a, b) => a + b, 0), 1),
+      totalSeconds: round(
+        seconds[i]!.reduce((a, b) => a + b, 0),
+        1,
+      ),
     }));
     for (const s of summary) say(`share ${s.share}: median s by thirds ${s.medianSecondsByThirds.join(' / ')}, total ${s.totalSeconds} s`);
     writeResult('silver-flushes', {
