@@ -47,20 +47,25 @@ export function txnActions(
   offsets: Iterable<{ topic: string; partition: number; offset: bigint }>,
   now = Date.now(),
 ): TxnAction[] {
-  // Offsets come in runs of one partition: a key string only when the partition changes, not per offset.
-  const max = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  // Offsets come in runs of one partition, but a batch may also alternate partitions offset by offset:
+  // the highest offset per topic, then partition number, without a key string per switch.
+  const byTopic = new Map<string, Map<number, { topic: string; partition: number; offset: bigint }>>();
+  const max: { topic: string; partition: number; offset: bigint }[] = [];
   let run: { topic: string; partition: number; offset: bigint } | undefined;
   for (const o of offsets) {
     if (run && run.topic === o.topic && run.partition === o.partition) {
       if (o.offset > run.offset) run.offset = o.offset;
       continue;
     }
-    const key = `${o.topic}\u0000${o.partition}`;
-    run = max.get(key);
-    if (!run) max.set(key, (run = { topic: o.topic, partition: o.partition, offset: o.offset }));
-    else if (o.offset > run.offset) run.offset = o.offset;
+    let partitions = byTopic.get(o.topic);
+    if (!partitions) byTopic.set(o.topic, (partitions = new Map()));
+    run = partitions.get(o.partition);
+    if (!run) {
+      partitions.set(o.partition, (run = { topic: o.topic, partition: o.partition, offset: o.offset }));
+      max.push(run);
+    } else if (o.offset > run.offset) run.offset = o.offset;
   }
-  return [...max.values()].map((o) => ({ appId: txnAppId(sink, o.topic, o.partition), version: Number(o.offset), lastUpdated: now }));
+  return max.map((o) => ({ appId: txnAppId(sink, o.topic, o.partition), version: Number(o.offset), lastUpdated: now }));
 }
 
 /** Where a partition's consumer must resume: one past the lowest version any of the topic's tables committed. */

@@ -212,6 +212,21 @@ describe('exactly once: offsets in the Delta log', () => {
       ['lake-x-0', 9],
       ['lake-x-1', 2],
     ]);
+    // Partitions and topics alternating offset by offset (as bench/sink-lake.ts' events do): the highest of each, in order of first appearance.
+    const mixed = txnActions('lake', [
+      { topic: 'x', partition: 1, offset: 7n },
+      { topic: 'x', partition: 0, offset: 3n },
+      { topic: 'y', partition: 1, offset: 40n },
+      { topic: 'x', partition: 1, offset: 6n },
+      { topic: 'x', partition: 0, offset: 4n },
+      { topic: 'y', partition: 1, offset: 41n },
+      { topic: 'x', partition: 1, offset: 8n },
+    ]);
+    expect(mixed.map((a) => [a.appId, a.version])).toEqual([
+      ['lake-x-1', 8],
+      ['lake-x-0', 4],
+      ['lake-y-1', 41],
+    ]);
   });
   it('skips events at or below the committed version; resumes one past the lowest table', () => {
     offset = 0n;

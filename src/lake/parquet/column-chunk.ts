@@ -319,7 +319,12 @@ class StringFiller implements ColumnFiller {
       const i = this.longRows[k]!;
       const at = this.longOffsets[k]!;
       const lo = baseLo + at;
-      this.slots.set(this.heap.subarray(at, at + 4), i * 16 + 4);
+      const heap = this.heap;
+      const slot = i * 16 + 4;
+      this.slots[slot] = heap[at]!;
+      this.slots[slot + 1] = heap[at + 1]!;
+      this.slots[slot + 2] = heap[at + 2]!;
+      this.slots[slot + 3] = heap[at + 3]!;
       this.words[i * 4 + 2] = lo % TWO_32;
       this.words[i * 4 + 3] = baseHi + Math.floor(lo / TWO_32);
     }
