@@ -3,8 +3,8 @@ import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn } from '../lake/lake-schema.ts';
 import type { Logger } from '../log.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { compareVersion, KeyIndex, split } from './key-index.ts';
-import { CoveredFiles, CoveringKeyIndex, readLiveKeys, syncedIndexOf, type SyncResult } from './key-index-scan.ts';
+import { compareVersion, split } from './key-index.ts';
+import { CoveringKeyIndex, readLiveKeys, syncedIndexOf, type SyncResult } from './key-index-scan.ts';
 
 /**
  * The key index of a history (SCD2) table with deletion vectors (README "History merges, copy-on-write
@@ -20,12 +20,15 @@ import { CoveredFiles, CoveringKeyIndex, readLiveKeys, syncedIndexOf, type SyncR
  *
  * Like the silver index (silver-key-index.ts) it covers a known set of files with the vector each had
  * when read, and `sync` reads the files it does not cover before every merge, keeping per key the newest
- * version it sees (`KeyIndex.keepNewer`). Unlike silver, a covered file that another commit removed or
- * gave another vector (optimize, another worker, Spark, this sink's own truncate or reconcile) makes it
- * start over: a history row that leaves a file may have left for good, and the key's latest version is
- * then an older one in a file read long ago, which a purge of that file alone would lose. After this
- * sink's own merge, `committed` removes the keys whose latest version closed (their closed copy and any
- * newer version are in the new files, read by the next `sync`) and follows the vectors it wrote.
+ * version it sees (`KeyIndex.keepNewer`). A covered file that another commit removed or gave another
+ * vector (another worker, `tide lake optimize`, this sink's own truncate or reconcile, Spark) loses its
+ * keys and is read again when it is still there. That is exact as long as a history row that leaves a
+ * file reappears in a file the same commit adds (every Tide writer: a closing version is written again,
+ * closed; optimize copies the live rows; Spark's UPDATE and OPTIMIZE too). A row deleted for good by hand
+ * (Spark `DELETE FROM` on the history) drops its key's entry while older versions of the key remain: the
+ * key then counts as without history (its replays would be appended again); rebuild by restarting the sink.
+ * After this sink's own merge, `committed` removes the keys whose latest version closed (their closed copy
+ * and any newer version are in the new files, read by the next `sync`) and follows the vectors it wrote.
  *
  * Memory: one slot per key (not per version), about 40 bytes; more keys than `silver.key.index.max.rows`
  * turn it off for the table (the merge scans, as without it).
@@ -45,19 +48,11 @@ export interface HistoryHit {
 const MAX_ROW = 2 ** 30;
 
 export class HistoryKeyIndex extends CoveringKeyIndex {
-  /** Full rebuilds so far (the first build included); for the log and tests. */
-  builds = 0;
-
   /** Bring the index in step with the table's snapshot; `ok: false` when it cannot serve (then drop it). */
   async sync(engine: ParquetEngine, table: DeltaTable): Promise<SyncResult> {
     const current = new Map(table.files().map((f) => [f.path, f]));
-    let dropped = 0;
-    if (this.files.dropChanged(current).size || !this.builds) {
-      dropped = this.index.size;
-      this.index = new KeyIndex();
-      this.files = new CoveredFiles();
-      this.builds++;
-    }
+    // Keys whose latest version was in a file that changed leave; the file (if still there) is read again.
+    const dropped = this.index.purge(this.files.dropChanged(current));
     const fresh = [...current.values()].filter((f) => !this.files.has(f.path));
     if (!fresh.length) return { ok: true, read: 0, dropped };
     const ids = this.files.newIds(fresh.length);
@@ -160,8 +155,6 @@ export async function syncedHistoryIndex(
   keyColumns: LakeColumn[],
   opts: HistoryIndexOptions,
 ): Promise<HistoryKeyIndex | undefined> {
-  const known = indexes.get(table);
-  const builds = known instanceof HistoryKeyIndex ? known.builds : 0;
   const synced = await syncedIndexOf(
     indexes,
     (column, maxRows) => new HistoryKeyIndex(column, maxRows),
@@ -172,17 +165,16 @@ export async function syncedHistoryIndex(
     "history merges find the changed keys' versions",
   );
   if (!synced) return undefined;
-  const { index, seconds } = synced;
-  if (index.builds !== builds)
+  const { index, known, seconds } = synced;
+  if (!known)
     opts.log?.info(
       {
         table: table.label,
         keys: index.size,
         megabytes: Math.round(index.bytes / 1e6),
         seconds,
-        builds: index.builds,
       },
-      `${table.label}: history key index built${builds ? ' again (another commit removed or changed a file it had read)' : ''}`,
+      `${table.label}: history key index built`,
     );
   return index;
 }

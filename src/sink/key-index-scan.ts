@@ -144,8 +144,8 @@ export type SyncResult = { ok: true; read: number; dropped: number } | { ok: fal
 
 /** What the silver and history indexes have in common: the table, the covered files, the bound. */
 export abstract class CoveringKeyIndex {
-  protected index = new KeyIndex();
-  protected files = new CoveredFiles();
+  protected readonly index = new KeyIndex();
+  protected readonly files = new CoveredFiles();
 
   constructor(
     readonly keyColumn: string,
