@@ -3,7 +3,7 @@ import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn } from '../lake/lake-schema.ts';
 import type { Logger } from '../log.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { compareVersion, split } from './key-index.ts';
+import { commitLsnOf, compareVersion, split } from './key-index.ts';
 import { CoveringKeyIndex, readLiveKeys, syncedIndexOf, type SyncResult } from './key-index-scan.ts';
 
 /**
@@ -97,29 +97,30 @@ export class HistoryKeyIndex extends CoveringKeyIndex {
       const s = this.index.find(lo, hi);
       if (s < 0 || seen.has(s)) continue;
       seen.add(s);
-      const file = byPath.get(this.files.pathOf(this.index.fileAt(s))!)!;
-      const v = this.index.versionAt(s);
-      const commitLsn = BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0));
-      const packed = this.index.rowAt(s);
-      out.push({ file, row: packed >>> 1, key: c.key[0], commitLsn, eventIndex: v.event >>> 0, current: (packed & 1) === 1 });
+      const { path, ...at } = this.at(s);
+      out.push({ file: byPath.get(path)!, key: c.key[0], ...at });
     }
     return out;
+  }
+
+  /** Slot `s`'s entry: the file's path, the row, the version and the current bit (kept below the row). */
+  private at(s: number): { path: string; row: number; commitLsn: bigint; eventIndex: number; current: boolean } {
+    const v = this.index.versionAt(s);
+    const packed = this.index.rowAt(s);
+    return {
+      path: this.files.pathOf(this.index.fileAt(s))!,
+      row: packed >>> 1,
+      commitLsn: commitLsnOf(v),
+      eventIndex: v.event >>> 0,
+      current: (packed & 1) === 1,
+    };
   }
 
   /** The latest version of a key as the index holds it (tests). */
   latest(key: bigint | number): { path: string; row: number; commitLsn: bigint; eventIndex: number; current: boolean } | undefined {
     const [lo, hi] = split(key);
     const s = this.index.find(lo, hi);
-    if (s < 0) return undefined;
-    const v = this.index.versionAt(s);
-    const packed = this.index.rowAt(s);
-    return {
-      path: this.files.pathOf(this.index.fileAt(s))!,
-      row: packed >>> 1,
-      commitLsn: BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0)),
-      eventIndex: v.event >>> 0,
-      current: (packed & 1) === 1,
-    };
+    return s < 0 ? undefined : this.at(s);
   }
 
   /**

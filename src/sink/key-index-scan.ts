@@ -1,4 +1,4 @@
-import type { Action, AddAction } from '../lake/delta/actions.ts';
+import { recordCount, type Action, type AddAction } from '../lake/delta/actions.ts';
 import { DeletionVectorReader, type DeletionVectorDescriptor } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn } from '../lake/lake-schema.ts';
@@ -22,14 +22,7 @@ export function indexableKey(keyColumns: LakeColumn[]): boolean {
 export const dvSignature = (dv: DeletionVectorDescriptor | undefined): string => (dv ? JSON.stringify(dv) : '');
 
 /** The file's row count from its stats (0 when unknown: only sizes the table ahead). */
-export function numRecords(f: AddAction): number {
-  try {
-    const n = (JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords;
-    return typeof n === 'number' ? n : 0;
-  } catch {
-    return 0;
-  }
-}
+export const numRecords = (f: AddAction): number => recordCount(f) ?? 0;
 
 const q = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;

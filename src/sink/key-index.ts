@@ -29,6 +29,11 @@ export function split(value: bigint | number): [number, number] {
   return [halves[0]!, halves[1]!];
 }
 
+/** A version's `_commit_lsn` as the unsigned 64-bit LSN. */
+export function commitLsnOf(v: RowVersion): bigint {
+  return BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0));
+}
+
 /** Compare two versions: > 0 when a is newer than b. */
 export function compareVersion(aLsnLo: number, aLsnHi: number, aEvent: number, b: RowVersion): number {
   const ah = aLsnHi >>> 0;

@@ -1,4 +1,4 @@
-import type { Action, AddAction } from '../lake/delta/actions.ts';
+import { recordCount, type Action, type AddAction } from '../lake/delta/actions.ts';
 import { DeletionVectorReader, unionRowIndexes, writeDeletionVectors, type SerializedVector } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import { DeltaConflictError } from '../lake/delta/delta-errors.ts';
@@ -262,23 +262,14 @@ export async function deleteRows(
     actions.push({
       remove: { path: file.path, deletionTimestamp: now, dataChange: true, partitionValues: file.partitionValues, size: file.size },
     });
-    if (all.cardinality < numRecords(file)) vectors.push({ file, ...all });
+    // PROTOCOL.md requires numRecords for a file with a vector; unknown, the file is never taken as all deleted.
+    if (all.cardinality < (recordCount(file) ?? Infinity)) vectors.push({ file, ...all });
   }
   const descriptors = vectors.length ? await writeDeletionVectors(table.store, table.root, vectors) : [];
   vectors.forEach((v, i) =>
     actions.push({ add: { ...v.file, dataChange: true, stats: wideBounds(v.file.stats), deletionVector: descriptors[i]! } }),
   );
   return actions;
-}
-
-/** The file's physical row count from its stats (PROTOCOL.md requires it for files with a vector); Infinity when unknown. */
-function numRecords(f: AddAction): number {
-  try {
-    const n = (JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords;
-    return typeof n === 'number' ? n : Infinity;
-  } catch {
-    return Infinity;
-  }
 }
 
 /** Stats of a file that now has deleted rows: min/max may be wider than the live rows ("Per-file Statistics": tightBounds). */

@@ -3,7 +3,7 @@ import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn } from '../lake/lake-schema.ts';
 import type { Logger } from '../log.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
-import { compareVersion, split } from './key-index.ts';
+import { commitLsnOf, compareVersion, split } from './key-index.ts';
 import { CoveringKeyIndex, numRecords, readLiveKeys, syncedIndexOf, type SyncResult } from './key-index-scan.ts';
 import type { KeyChange } from './silver-changes.ts';
 
@@ -76,7 +76,7 @@ export class SilverKeyIndex extends CoveringKeyIndex {
       if (out.length >= limit) return undefined;
       const file = byPath.get(this.files.pathOf(this.index.fileAt(s))!)!;
       const v = this.index.versionAt(s);
-      const commitLsn = BigInt.asUintN(64, (BigInt(v.lsnHi) << 32n) | BigInt(v.lsnLo >>> 0));
+      const commitLsn = commitLsnOf(v);
       out.push({ file, row: this.index.rowAt(s), key: c.key[0], commitLsn, eventIndex: v.event >>> 0, change: c });
     }
     return out;

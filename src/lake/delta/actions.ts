@@ -51,6 +51,16 @@ export interface AddAction {
   deletionVector?: DeletionVectorDescriptor;
 }
 
+/** The file's physical row count from its stats (`numRecords`); undefined when the stats do not say or do not parse. */
+export function recordCount(f: Pick<AddAction, 'stats'>): number | undefined {
+  try {
+    const n = (JSON.parse(f.stats ?? '{}') as { numRecords?: unknown }).numRecords;
+    return typeof n === 'number' ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RemoveAction {
   path: string;
   /** Milliseconds since the epoch; tombstones expire `delta.deletedFileRetentionDuration` after it. */

@@ -1,4 +1,4 @@
-import type { Action, AddAction } from '../delta/actions.ts';
+import { recordCount, type Action, type AddAction } from '../delta/actions.ts';
 import type { DeltaTable } from '../delta/delta-table.ts';
 import type { ParquetEngine } from '../parquet/parquet-engine.ts';
 
@@ -30,12 +30,8 @@ export const DEFAULT_MAX_DELETED_ROWS_RATIO = 0.05;
 export function deletedRatio(f: AddAction): number {
   const dv = f.deletionVector;
   if (!dv) return 0;
-  try {
-    const n = (JSON.parse(f.stats ?? '{}') as { numRecords?: number }).numRecords;
-    return n ? dv.cardinality / n : 1;
-  } catch {
-    return 1;
-  }
+  const n = recordCount(f);
+  return n ? dv.cardinality / n : 1;
 }
 
 export interface OptimizeResult {
