@@ -28,7 +28,8 @@ export const DEFAULT_PORTS: StackPorts = {
   kafkaMtls: 59095,
   s3: 59000,
 };
-const PORT_ENV: Record<keyof StackPorts, string> = {
+/** The variable that moves each port (named in errors). */
+export const PORT_ENV: Record<keyof StackPorts, string> = {
   postgres: 'TIDE_PG_PORT',
   kafka: 'TIDE_KAFKA_PORT',
   kafkaController: 'TIDE_KAFKA_CONTROLLER_PORT',

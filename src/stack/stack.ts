@@ -6,6 +6,7 @@ import { azuriteService } from './azurite.ts';
 import { s3Service } from './s3.ts';
 import { stackEnvPath } from './context.ts';
 import { ensureStackCerts } from './certs.ts';
+import { waitForServicePorts } from './port-wait.ts';
 import type { StackContext, StackService } from './service.ts';
 
 /**
@@ -30,6 +31,8 @@ export async function stackUp(ctx: StackContext): Promise<void> {
         ctx.say(`${service.name}: already up`);
         return;
       }
+      // A port busy for a short while (TIME-WAIT after a self-connect: the defaults are ephemeral ports) must not fail the start.
+      await waitForServicePorts(ctx, service);
       ctx.say(`${service.name}: starting ...`);
       await service.start(ctx);
       await service.waitReady(ctx, READY_TIMEOUT_MS);
