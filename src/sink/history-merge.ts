@@ -53,7 +53,12 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
   const open = new Map<string, HistoryVersion>();
   const changes: HistoryBatch['changes'] = [];
   let truncateAt: HistoryBatch['truncateAt'];
+  let last: ChangeEvent | undefined;
   for (const e of sorted) {
+    // The same change twice (the source re-sends after a crash, at new Kafka offsets): once. Positions are
+    // unique per change, and sorted the copies are neighbours.
+    if (last && last.commitLsn === e.commitLsn && last.eventIndex === e.eventIndex) continue;
+    last = e;
     if (e.op === 't') {
       for (const v of open.values()) v.validTo = e.commitTsMs;
       open.clear();
