@@ -74,6 +74,8 @@ interface Child {
   /** The sink's per-flush log lines ('flushed', at TIDE_LOG_LEVEL=debug) and gold passes ('gold refreshed'). */
   flushes: FlushLine[];
   goldPasses: { tS: number; ms: number; reports: number }[];
+  /** Background history merges ('history merged', silver.history.interval.ms above 0: src/sink/history-lane.ts). */
+  historyMerges: { tS: number; events: number; waitedMs: number; ms: number }[];
 }
 
 /** One 'flushed' line of the sink (src/sink/sink-worker.ts): where a flush's time went. */
@@ -101,7 +103,7 @@ function startChild(name: Child['name'], connector: string, cwd: string, profDir
     // The sink at debug: its 'flushed' lines say where each flush's time went (it logs nothing else at debug).
     env: { ...process.env, TIDE_LOG_LEVEL: name === 'sink' ? 'debug' : 'warn', TIDE_HTTP_PORT: '0' },
   });
-  const child: Child = { name, proc, log: '', points: [], flushes: [], goldPasses: [] };
+  const child: Child = { name, proc, log: '', points: [], flushes: [], goldPasses: [], historyMerges: [] };
   const started = Date.now();
   let partial = '';
   proc.stderr!.on('data', (d: Buffer) => {
@@ -120,6 +122,10 @@ function startChild(name: Child['name'], connector: string, cwd: string, profDir
           silverMs: sum('silverMs'),
           historyMs: sum('historyMs'),
         } as FlushLine);
+        continue;
+      }
+      if (entry?.msg === 'history merged') {
+        child.historyMerges.push({ tS, ...pick(entry, ['events', 'waitedMs', 'ms']) } as Child['historyMerges'][number]);
         continue;
       }
       if (entry?.msg === 'gold refreshed') {
@@ -363,6 +369,7 @@ async function main(): Promise<void> {
     const windowFrom = (runStart - t0) / 1000;
     const windowFlushes = sink.flushes.filter((f) => f.tS >= windowFrom);
     const windowGold = sink.goldPasses.filter((g) => g.tS >= windowFrom);
+    const windowHistory = sink.historyMerges.filter((g) => g.tS >= windowFrom);
     clearInterval(sampler);
     const pgRows = Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM orders')).rows[0]!.n);
     const silverRows = (await DeltaTable.open(store, silverPath('public.orders')))!
@@ -470,6 +477,13 @@ async function main(): Promise<void> {
         maxMs: windowGold.length ? Math.max(...windowGold.map((g) => g.ms)) : null,
         passes: windowGold,
       },
+      historyMerges: {
+        count: windowHistory.length,
+        meanMs: windowHistory.length ? round(windowHistory.reduce((a, g) => a + g.ms, 0) / windowHistory.length, 0) : null,
+        maxMs: windowHistory.length ? Math.max(...windowHistory.map((g) => g.ms)) : null,
+        meanEvents: windowHistory.length ? round(windowHistory.reduce((a, g) => a + g.events, 0) / windowHistory.length, 0) : null,
+        merges: windowHistory,
+      },
       rss: Object.fromEntries(children.map((c) => [c.name, rssTrend(c.points)])),
       samples: Object.fromEntries(children.map((c) => [c.name, c.points])),
       profiles: profDir
@@ -515,6 +529,7 @@ function printTable(r: {
   cpuUsPerChange: Record<string, number>;
   sinkFlushes: ReturnType<typeof flushSummary>;
   goldPasses: { count: number; meanMs: number | null; maxMs: number | null };
+  historyMerges: { count: number; meanMs: number | null; maxMs: number | null; meanEvents: number | null };
 }) {
   const lat = (k: string, label: string) => {
     const l = r.latency[k]!;
@@ -538,7 +553,11 @@ function printTable(r: {
     '',
     `CPU per change (µs): ${Object.entries(r.cpuUsPerChange)
       .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}; gold passes: ${r.goldPasses.count}, mean ${r.goldPasses.meanMs} ms, max ${r.goldPasses.maxMs} ms`,
+      .join(', ')}; gold passes: ${r.goldPasses.count}, mean ${r.goldPasses.meanMs} ms, max ${r.goldPasses.maxMs} ms${
+      r.historyMerges.count
+        ? `; background history merges: ${r.historyMerges.count}, mean ${r.historyMerges.meanEvents} events in ${r.historyMerges.meanMs} ms, max ${r.historyMerges.maxMs} ms`
+        : ''
+    }`,
     '',
     `| sink flushes (${r.sinkFlushes.count}) | mean | p50 | p99 | max |`,
     '| --- | ---: | ---: | ---: | ---: |',

@@ -57,6 +57,14 @@ export const sinkConfigSchema = z
     /** Tables (regexes on schema.table) that also get `silver.<table>_history` (SCD type 2). */
     'silver.history.tables': regexList.default([]),
     /**
+     * 0: a table's history merges right after its silver, in every flush. Above 0: history merges run in the
+     * background on their own DuckDB instance, at most this often (or at silver.history.max.events), so silver's
+     * latency does not wait for them and one merge takes many flushes (README "SCD2 history").
+     */
+    'silver.history.interval.ms': int(0, 3_600_000).default(0),
+    /** Background history (interval above 0): a merge starts at this many waiting events; flushes wait at twice as many. */
+    'silver.history.max.events': int(1, 100_000_000).default(500_000),
+    /**
      * Tables (regexes on schema.table) whose silver merges write Delta deletion vectors instead of
      * rewriting files; sets the Delta table property of the same name (README "Deletion vectors").
      */

@@ -22,6 +22,8 @@ export interface SinkContext {
 
 export interface ApplyResult {
   deadLetters: DeadLetter[];
+  /** How many of deadLetters were sent already (table-sink.ts sends each batch's new ones before its commit). */
+  deadLettersSent?: number;
   bronzeRows: number;
   silverChanges: number;
   bronzeVersion?: number;

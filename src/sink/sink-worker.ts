@@ -18,9 +18,10 @@ import { DeadLetterQueue } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { loadReportFolder, reportDirOf } from '../reports/report-folder.ts';
-import { layerPositions } from './offsets.ts';
+import { layerPositions, resumeOffset } from './offsets.ts';
 import { retryPolicyOf, withRetries } from '../retry.ts';
-import { tableOfTopic } from './table-layout.ts';
+import { historyPath, tableOfTopic } from './table-layout.ts';
+import { HistoryLane } from './history-lane.ts';
 import { lakeRoots, SinkGold } from './sink-gold.ts';
 import { applyWithRetry, batchByTable, maxPerPartition, type Offset } from './table-batches.ts';
 import { waitForTopics } from './topic-wait.ts';
@@ -74,6 +75,8 @@ export class SinkWorker {
   private readonly retrier: KafkaRetrier;
   private readonly monitor: ConnectionMonitor;
   private readonly gold = new SinkGold(this.stats);
+  /** SCD2 history merges, inline after silver or on their own cadence (silver.history.interval.ms). */
+  private lane: HistoryLane | undefined;
 
   constructor(
     readonly file: ConnectorFile<SinkConfig>,
@@ -140,6 +143,15 @@ export class SinkWorker {
       sendDeadLetters: (letters) => this.sendDeadLetters(letters),
       observer: this.opts.observer ?? QUIET_SINK_OBSERVER,
     };
+    const interval = c['silver.history.interval.ms'];
+    this.lane = new HistoryLane({
+      intervalMs: interval,
+      maxEvents: c['silver.history.max.events'],
+      // In the background history gets its own DuckDB instance: a merge on the flushes' would wait for them, and they for it.
+      engine: interval ? () => ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] }) : engine,
+      log: this.log,
+      onMerged: (sink) => this.gold.noteChanged([historyPath(sink.qualified)]),
+    });
     this.dlq = new DeadLetterQueue(this.kafka, c['dead.letter.topic'] ?? `${this.file.name}.dlq`, this.log);
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -193,10 +205,13 @@ export class SinkWorker {
           // Tide's own errors (a retention gap) are already explained; Kafka's are translated.
           if (failure) return reject(failure instanceof TideError ? failure : explainKafkaError(this.conn, failure, 'consuming'));
           if (this.gold.error) return reject(this.gold.error as Error);
+          if (this.lane?.error) return reject(this.lane.error);
           const due = this.intake && this.intake.size && this.intake.age >= c['flush.interval.ms'];
           if (due) this.flush().catch(reject);
           // Gold builds in the background (sink-gold.ts); it also follows a silver change after traffic stops.
           this.gold.kick();
+          // So does a background history merge (history-lane.ts), when its interval passes with no flush.
+          this.lane?.kick();
         };
         timer = setInterval(tick, Math.min(250, c['flush.interval.ms']));
         if (signal.aborted) resolve();
@@ -208,9 +223,12 @@ export class SinkWorker {
       const size = this.intake?.size ?? 0;
       const rounds = 1 + Math.ceil(size / c['flush.max.events']) + Math.ceil((this.intake?.bytes ?? 0) / c['flush.max.bytes']);
       for (let i = 0; i < rounds && (i === 0 || this.intake?.size); i++) await this.flush();
+      // … and so is what waits for a background history merge.
+      await this.lane?.drain();
     } finally {
       clearInterval(timer);
       await this.flushing.catch(() => undefined);
+      await this.lane?.close().catch((err: unknown) => this.log.warn({ err }, 'closing the history lane failed'));
       await this.intake?.stop().catch((err: unknown) => this.log.warn({ err }, 'closing the consumer failed'));
       await this.dlq.close().catch((err: unknown) => this.log.warn({ err }, 'closing the dead-letter producer failed'));
       await this.gold.close();
@@ -283,7 +301,13 @@ export class SinkWorker {
       const sink = await this.tableFor(offsets[0]!.topic);
       const offs = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.offset) }));
       const result = await applyWithRetry(sink, events, offs, ends, this.log);
-      perTable[qualified] = { events: events.length, ...sink.lastTimings };
+      // History takes the same batch (history-lane.ts), but not what silver sent to the dead-letter topic already.
+      let historyMs = 0;
+      if (sink.keepsHistory && this.lane) {
+        const dead = new Set(result.deadLetters.map((d) => d.event));
+        historyMs = await this.lane.add(sink, dead.size ? events.filter((e) => !dead.has(e)) : events, offs, ends);
+      }
+      perTable[qualified] = { events: events.length, ...sink.lastTimings, historyMs };
       this.stats.bronzeRows += result.bronzeRows;
       this.stats.silverChanges += result.silverChanges;
       if (result.bronzeRows || result.silverVersion !== undefined) this.gold.noteChanged(lakeRoots(qualified));
@@ -302,7 +326,7 @@ export class SinkWorker {
     const lakeMs = Math.round(performance.now() - started) - decodeMs;
     const committed = performance.now();
     await this.intake
-      ?.commitProgress(maxPerPartition(progress))
+      ?.commitProgress(this.behindHistory(maxPerPartition(progress)))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
     const offsetsMs = Math.round(performance.now() - committed);
@@ -311,6 +335,7 @@ export class SinkWorker {
     // typed arrays), and the rest of RSS (DuckDB's own allocations, code), MiB.
     const mem = process.memoryUsage();
     const mib = (n: number) => Math.round(n / 2 ** 20);
+    await this.lane?.afterFlush();
     this.log.debug(
       {
         messages: messages.length,
@@ -322,10 +347,25 @@ export class SinkWorker {
         heapMiB: mib(mem.heapUsed),
         externalMiB: mib(mem.external),
         nativeMiB: mib(mem.rss - mem.heapTotal - mem.external),
+        ...(this.lane && !this.lane.inline ? { historyPending: this.lane.pendingEvents } : {}),
       },
       'flushed',
     );
     this.gold.kick();
+  }
+
+  /**
+   * The group offsets to commit (for lag tooling) never run ahead of the lake: with history merged in the
+   * background, a partition's offset is the lowest its tables committed, history's included (offsets.ts).
+   */
+  private behindHistory(applied: Offset[]): Offset[] {
+    if (!this.lane || this.lane.inline) return applied;
+    return applied.flatMap((o) => {
+      const t = this.tables.get(tableOfTopic(o.topic) ?? o.topic);
+      const next = t ? resumeOffset(t.tables(), this.file.name, o.topic, o.partition) : undefined;
+      if (next === undefined || next <= 0n) return [];
+      return [{ ...o, offset: next - 1n < o.offset ? next - 1n : o.offset }];
+    });
   }
 
   /**
@@ -397,6 +437,13 @@ export class SinkWorker {
       ?.commitProgress(maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))))
       .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
     this.gold.kick();
+  }
+
+  /** Merge what waits for a background history merge now (tests). */
+  mergeHistory(): Promise<void> {
+    const next = this.flushing.then(() => this.lane?.drain());
+    this.flushing = next.catch(() => undefined);
+    return next;
   }
 
   /** Rebuild gold now if silver changed since the last build (tests, shutdown). */

@@ -1,5 +1,6 @@
 import { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeColumn } from '../lake/lake-schema.ts';
+import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { appendBronze, bronzeColumns, bronzeRowColumns } from './bronze-writer.ts';
 import type { ChangeEvent } from './change-event.ts';
 import { maskedColumn, masksFor, type ColumnMask } from './masking.ts';
@@ -57,6 +58,11 @@ export class TableSink {
 
   /** Re-snapshots reconcile (snapshot-reconcile.ts): silver, then history, each when its markers are all in. */
   private async reconcile(result: ApplyResult): Promise<void> {
+    await this.reconcileSilver(result);
+    await this.reconcileHistory(this.ctx.engine, result);
+  }
+
+  private async reconcileSilver(result: ApplyResult): Promise<void> {
     if (this.silver) {
       const silver = this.silver;
       const keys = this.silverKey([]);
@@ -74,12 +80,15 @@ export class TableSink {
         },
       );
     }
+  }
+
+  private async reconcileHistory(engine: ParquetEngine, result: ApplyResult): Promise<void> {
     if (this.history && this.keepsHistory) {
       const history = this.history;
       await this.replanned(
         () => this.history,
         result,
-        async () => void (await reconcileHistory(this.ctx.engine, history, this.silverKey([]), this.ctx.log)),
+        async () => void (await reconcileHistory(engine, history, this.silverKey([]), this.ctx.log)),
       );
     }
   }
@@ -118,9 +127,12 @@ export class TableSink {
   }
 
   /** Where the last apply() spent its time (ms): the sink's per-flush log (sink-worker.ts). */
-  lastTimings = { bronzeMs: 0, silverMs: 0, historyMs: 0 };
+  lastTimings = { bronzeMs: 0, silverMs: 0 };
 
-  /** Write a batch (events of this table, plus the offsets of every message of its topics in the batch). */
+  /**
+   * Write a batch (events of this table, plus the offsets of every message of its topics in the batch) to
+   * bronze and silver. History takes the same batch in applyHistory, on its own cadence (history-lane.ts).
+   */
   async apply(
     events: ChangeEvent[],
     offsets: { topic: string; partition: number; offset: bigint }[],
@@ -128,8 +140,7 @@ export class TableSink {
     ends: SnapshotEndAt[] = [],
   ): Promise<ApplyResult> {
     const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
-    this.sent = 0;
-    const timings = (this.lastTimings = { bronzeMs: 0, silverMs: 0, historyMs: 0 });
+    const timings = (this.lastTimings = { bronzeMs: 0, silverMs: 0 });
     let t = performance.now();
     const lap = () => {
       const now = performance.now();
@@ -179,29 +190,48 @@ export class TableSink {
     }
     timings.bronzeMs = lap();
 
-    // Silver, then history, each on its own txn versions: a crash between their commits leaves history
-    // behind silver, and the replayed batch must still bring history up (it is not skipped because
-    // silver has nothing left to do). Each re-plans when the table moved under it (see replanned).
+    // Silver, then (history-lane.ts) history, each on its own txn versions: a crash between their commits
+    // leaves history behind silver, and the replayed batch must still bring history up (it is not skipped
+    // because silver has nothing left to do). Each re-plans when the table moved under it (see replanned).
     await this.replanned(
       () => this.silver,
       result,
       () => this.applySilver(events, offsets, incoming, keyColumns, result, ends),
     );
     timings.silverMs = lap();
-    if (!this.silver || !this.keepsHistory) {
-      await this.reconcile(result);
-      return result;
-    }
+    await this.reconcileSilver(result);
+    return result;
+  }
+
+  /**
+   * SCD2 history for a batch that silver took already (history-lane.ts calls this, inline after silver or
+   * later for several flushes at once, on `engine`); then a re-snapshot's reconcile of history when its
+   * markers are all in. Dead letters are sent as silver's are; events silver dead-lettered are not passed in.
+   */
+  async applyHistory(
+    engine: ParquetEngine,
+    events: ChangeEvent[],
+    offsets: { topic: string; partition: number; offset: bigint }[],
+    ends: SnapshotEndAt[],
+  ): Promise<ApplyResult> {
+    const result: ApplyResult = { deadLetters: [], bronzeRows: 0, silverChanges: 0, rewrittenFiles: 0 };
+    if (!this.silver || !this.keepsHistory) return result;
+    const incoming = incomingColumns(events);
+    const keyColumns = events.find((e) => e.keyColumns.length)?.keyColumns ?? [];
     const silverKey = this.silverKey(keyColumns);
     const masks = masksFor(this.ctx.config, this.qualified, incoming, silverKey);
     await this.replanned(
       () => this.history,
       result,
-      () => this.applyHistory(events, offsets, incoming, silverKey, masks, result, ends),
+      () => this.mergeIntoHistory(engine, events, offsets, incoming, silverKey, masks, result, ends),
     );
-    timings.historyMs = lap();
-    await this.reconcile(result);
+    await this.reconcileHistory(engine, result);
     return result;
+  }
+
+  /** Re-read the history table's log (a concurrent writer won a history commit: history-lane.ts retries). */
+  async reopenHistory(): Promise<void> {
+    if (this.keepsHistory) this.history = await DeltaTable.open(this.ctx.store, historyPath(this.qualified));
   }
 
   private silverKey(keyColumns: string[]): string[] {
@@ -225,7 +255,7 @@ export class TableSink {
         const t = table();
         if (!t || before === undefined || attempt >= MAX_REPLANS) throw err;
         result.deadLetters.length = letters; // the new plan finds them again (at least once, as dead letters are)
-        this.sent = Math.min(this.sent, letters);
+        result.deadLettersSent = Math.min(result.deadLettersSent ?? 0, letters);
         await t.refresh();
         if (t.version === before) throw err;
         this.ctx.log.info(
@@ -333,7 +363,8 @@ export class TableSink {
   }
 
   /** SCD type 2 history: every version of every row, with its validity interval. */
-  private async applyHistory(
+  private async mergeIntoHistory(
+    engine: ParquetEngine,
     events: ChangeEvent[],
     offsets: { topic: string; partition: number; offset: bigint }[],
     incoming: LakeColumn[],
@@ -364,7 +395,7 @@ export class TableSink {
     const pending = uncommitted(this.history, this.ctx.name, events);
     const pendingOffsets = uncommitted(this.history, this.ctx.name, offsets);
     if (!pendingOffsets.length) return;
-    await renameColumns(this.ctx.engine, this.ctx.log, this.history, pending, HISTORY_META);
+    await renameColumns(engine, this.ctx.log, this.history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));
     const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
@@ -391,16 +422,15 @@ export class TableSink {
       keyColumns,
       masks,
     );
-    await mergeHistory(this.ctx.engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved, {
+    await mergeHistory(engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved, {
       maxRows: this.ctx.config['silver.key.index.max.rows'],
       log: this.ctx.log,
     });
   }
 
-  private sent = 0;
-
   private async sendNewDeadLetters(result: ApplyResult): Promise<void> {
-    if (result.deadLetters.length > this.sent) await this.ctx.sendDeadLetters(result.deadLetters.slice(this.sent));
-    this.sent = result.deadLetters.length;
+    const sent = result.deadLettersSent ?? 0;
+    if (result.deadLetters.length > sent) await this.ctx.sendDeadLetters(result.deadLetters.slice(sent));
+    result.deadLettersSent = result.deadLetters.length;
   }
 }

@@ -80,6 +80,12 @@ function upsert(id: number, name: string): ChangeEvent {
 }
 const offsetsOf = (events: ChangeEvent[]) => [{ topic: 't', partition: 0, offset: events[events.length - 1]!.offset }];
 
+/** A flush as the sink worker makes it with history kept: bronze and silver, then (history-lane.ts, inline) history. */
+async function withHistory(sink: TableSink, events: ChangeEvent[]): Promise<void> {
+  await sink.apply(events, offsetsOf(events));
+  await sink.applyHistory(engine, events, offsetsOf(events), []);
+}
+
 async function rows(path: string): Promise<string[]> {
   const view = await readWithDeltaRs(join(dir, path));
   const id = view.columns.indexOf('id');
@@ -127,9 +133,9 @@ describe('a running sink whose tables moved under it', () => {
     const config = { ...context('crash', true).config, 'silver.history.tables': ['public\\.items2'] };
     const restarted = new TableSink({ ...context('crash', true), config }, 'public.items2');
     await restarted.open();
-    await restarted.apply(firstFor, offsetsOf(firstFor));
+    await withHistory(restarted, firstFor);
     const newer = [{ ...upsert(101, 'b'), table: 'public.items2' }];
-    await restarted.apply(newer, offsetsOf(newer));
+    await withHistory(restarted, newer);
 
     expect(await rows(silverPath('public.items2'))).toEqual(['101=b', '102=a']);
     const history = await readWithDeltaRs(join(dir, historyPath('public.items2')));
@@ -150,11 +156,11 @@ describe('a running sink whose tables moved under it', () => {
     const at = (e: ChangeEvent) => ({ ...e, table: 'public.items3' });
     const del = (id: number): ChangeEvent => ({ ...upsert(id, 'x'), op: 'd', before: { id: BigInt(id), name: 'x' }, after: null });
     const applied = [at(upsert(1, 'a')), at(upsert(2, 'a')), at(del(2))];
-    await sink.apply(applied, offsetsOf(applied));
+    await withHistory(sink, applied);
     // The source crashed before confirming and sends the same changes again (same LSNs, new Kafka offsets),
     // followed by a new one.
     const replayed = [...applied.map((e) => ({ ...e, offset: offset++ })), at(upsert(1, 'b'))];
-    await sink.apply(replayed, offsetsOf(replayed));
+    await withHistory(sink, replayed);
 
     expect(await rows(silverPath('public.items3'))).toEqual(['1=b']);
     const history = await readWithDeltaRs(join(dir, historyPath('public.items3')));

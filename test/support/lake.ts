@@ -9,7 +9,7 @@ import type { ObjectStore } from '../../src/lake/storage/object-store.ts';
 import { txnAppId } from '../../src/sink/offsets.ts';
 import { sinkObserver } from '../../src/ops/sink-metrics.ts';
 import { SinkWorker } from '../../src/sink/sink-worker.ts';
-import { bronzePath, silverPath } from '../../src/sink/table-layout.ts';
+import { bronzePath, historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { waitFor } from './kafka.ts';
 import { ORDER_REPORTS_DIR } from './order-reports.ts';
 
@@ -89,12 +89,20 @@ export async function highWatermarks(topics: string[]): Promise<{ topic: string;
 }
 
 /** Wait until bronze and silver of every table have committed every message Kafka holds now (read from the Delta logs). */
-export async function waitForLake(store: ObjectStore, sinkName: string, topicPrefix: string, timeoutMs = 120_000): Promise<void> {
+export async function waitForLake(
+  store: ObjectStore,
+  sinkName: string,
+  topicPrefix: string,
+  timeoutMs = 120_000,
+  /** Also wait for silver.orders_history (kept in sinkFile's default config; history-lane.ts may merge it later than silver). */
+  history = true,
+): Promise<void> {
   const marks = await highWatermarks(ORDER_TABLES.map((t) => `${topicPrefix}.${t}`));
   await waitFor(
     async () => {
       for (const t of ORDER_TABLES) {
-        for (const root of [bronzePath(t), silverPath(t)]) {
+        const roots = [bronzePath(t), silverPath(t), ...(history && t === 'public.orders' ? [historyPath(t)] : [])];
+        for (const root of roots) {
           const table = await DeltaTable.open(store, root);
           for (const m of marks.filter((x) => x.topic === `${topicPrefix}.${t}` && x.high > 0n)) {
             const v = table?.txnVersion(txnAppId(sinkName, m.topic, m.partition));
