@@ -4,13 +4,16 @@
  * key range and leaves deletion vectors in the older ones, as the order pipeline's flushes do. Each flush
  * holds `--per-flush` changes: half inserts of new keys, half updates of random existing keys.
  *
- *   npx tsx bench/silver-flushes.ts [--flushes 24] [--per-flush 50000] [--start-rows 20000] [--shares 1,0.05]
+ *   npx tsx bench/silver-flushes.ts [--flushes 24] [--per-flush 50000] [--start-rows 20000] [--start-files 1] [--shares 1,0.05]
+ *     [--name silver-flushes]
  *
  * One table per `--shares` value, all with deletion vectors and the key index, and the same changes
  * merged into each, in alternating order flush by flush (ABAB, one window, one DuckDB): the share is the
  * key index's switch (a batch whose hits pass that share of the indexed keys scans instead; see
  * INDEX_LOOKUP_MAX_SHARE in src/sink/silver-merge.ts). Reports each merge's seconds per share and the
- * median by thirds. Not part of the test suite; needs no stack. JSON in bench/results/silver-flushes-<date>.json.
+ * median by thirds. `--start-files N` writes the starting rows as N files that each span the whole key range
+ * (file k holds the keys ≡ k mod N), as a long-running sink's flushes leave a table with millions of rows:
+ * then the first flush already touches every file. `--name` names the result file. Not part of the test suite; needs no stack. JSON in bench/results/silver-flushes-<date>.json.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +29,9 @@ import { median, orderRow, SILVER_SCHEMA } from './sink-bench-support.ts';
 const FLUSHES = Number(arg('flushes', '24'));
 const PER_FLUSH = Number(arg('per-flush', '50000'));
 const START_ROWS = Number(arg('start-rows', '20000'));
+const START_FILES = Number(arg('start-files', '1'));
 const SHARES = list(arg('shares', '1,0.05')).map(Number);
+const NAME = arg('name', 'silver-flushes');
 
 function flushChanges(rows: number, commitLsn: bigint): KeyChange[] {
   const now = Date.now();
@@ -55,11 +60,12 @@ async function main() {
   const micros = `(${BASE_MS}::BIGINT + i * 1000) * 1000`;
   const select =
     `SELECT ${ordersColumnsSql('i')}, 1::BIGINT AS _commit_lsn, i::BIGINT AS _event_index, make_timestamp(${micros}) AS _commit_ts ` +
-    `FROM range(${START_ROWS}) t(i) ORDER BY i`;
+    `FROM range(${START_ROWS}) t(i) ORDER BY ${START_FILES > 1 ? `i % ${START_FILES}, ` : ''}i`;
+  const startFileRows = START_FILES > 1 ? Math.ceil(START_ROWS / START_FILES) : SILVER_TARGET_FILE_ROWS;
   try {
     const tables = [];
     for (const share of SHARES)
-      tables.push(await buildDeltaTable(engine, store, `silver/share-${share}`, SILVER_SCHEMA, select, true, SILVER_TARGET_FILE_ROWS));
+      tables.push(await buildDeltaTable(engine, store, `silver/share-${share}`, SILVER_SCHEMA, select, true, startFileRows));
     const seconds: number[][] = SHARES.map(() => []);
     const flushes: Record<string, unknown>[] = [];
     let rows = START_ROWS;
@@ -93,12 +99,12 @@ async function main() {
       ),
     }));
     for (const s of summary) say(`share ${s.share}: median s by thirds ${s.medianSecondsByThirds.join(' / ')}, total ${s.totalSeconds} s`);
-    writeResult('silver-flushes', {
+    writeResult(NAME, {
       bench: 'silver-flushes',
       at: new Date().toISOString(),
       machine: { ...m, loadavgAtEnd: loadavg() },
       provenance: provenance(),
-      settings: { flushes: FLUSHES, perFlush: PER_FLUSH, startRows: START_ROWS, shares: SHARES },
+      settings: { flushes: FLUSHES, perFlush: PER_FLUSH, startRows: START_ROWS, startFiles: START_FILES, shares: SHARES },
       summary,
       flushes,
     });

@@ -15,6 +15,8 @@ import { duckdbType, ParquetEngine, type DataFile } from '../../src/lake/parquet
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
 import { PARALLEL_SCAN_MIN_ROWS } from '../../src/lake/parquet/column-scan.ts';
 import { execVenvPython } from '../support/delta-reader.ts';
+import { writeDeletionVectors } from '../../src/lake/delta/deletion-vector.ts';
+import { VIEW_FILE_COLUMN, VIEW_ROW_COLUMN } from '../../src/lake/parquet/table-view.ts';
 import type { ObjectInfo, ObjectStore } from '../../src/lake/storage/object-store.ts';
 
 // Real DuckDB, real files: stage → writeFiles → createView, and the files checked with DuckDB's own
@@ -372,6 +374,40 @@ describe('partitioned writes', () => {
       n: 10n,
       total: rows.filter((r) => r[1] === 'São Paulo' && r[2] === 19_001).reduce((a, r) => a + (r[3] as bigint), 0n),
     });
+  });
+
+  it('leaves out the rows deletion vectors delete, in partitioned files of one view, with positions', async () => {
+    const rows = salesRows(120);
+    const files = await writeTable('sales_dv', SALES, rows, { partitionColumns: ['city', 'day'] });
+    // Delete rows 0, 2, 3 of every other file, and every row of one file (all in one vector file, as merges write them).
+    const full = files.find((f, i) => i % 2 === 1)!;
+    const fullRows = JSON.parse(full.stats!).numRecords as number;
+    const targets = files.filter((_, i) => i % 2 === 0);
+    const vectors = [...targets.map(() => ({ rows: [0, 2, 3] })), { rows: Array.from({ length: fullRows }, (_, r) => r) }];
+    const descriptors = await writeDeletionVectors(store, 'sales_dv', vectors);
+    const withDv = files.map((f) => {
+      const t = targets.indexOf(f);
+      if (t >= 0) return { ...f, deletionVector: descriptors[t]! };
+      return f === full ? { ...f, deletionVector: descriptors[targets.length]! } : f;
+    });
+    await engine.createView('sales_dv_v', store, 'sales_dv', withDv, SALES, ['city', 'day'], { positions: true });
+    const all = await engine.query(
+      `SELECT id, ${VIEW_FILE_COLUMN} AS f, ${VIEW_ROW_COLUMN} AS r FROM (SELECT * FROM sales_dv_v) ORDER BY id`,
+    );
+    // What each file holds, by position, read without the view.
+    const expected: bigint[] = [];
+    for (const [i, f] of files.entries()) {
+      const path = await local('sales_dv', f);
+      const held = await engine.query(`SELECT id, file_row_number AS r FROM read_parquet(${sqlStr(path)}, file_row_number = true)`);
+      const gone = new Set(f === full ? held.map((h) => Number(h.r)) : i % 2 === 0 ? [0, 2, 3] : []);
+      for (const h of held) if (!gone.has(Number(h.r))) expected.push(h.id as bigint);
+      for (const a of all.filter((x) => x.f === path)) expect(held.find((h) => h.r === a.r)!.id).toBe(a.id);
+    }
+    expect(all.map((r) => r.id)).toEqual(expected.sort((a, b) => (a < b ? -1 : 1)));
+    expect(all.length).toBe(rows.length - targets.length * 3 - fullRows);
+    // Replacing the view drops its deleted-rows table; the new view reads the vectors again.
+    await engine.createView('sales_dv_v', store, 'sales_dv', files, SALES, ['city', 'day']);
+    expect(await engine.query('SELECT count(*) AS n FROM sales_dv_v')).toEqual([{ n: BigInt(rows.length) }]);
   });
 
   it('splits a partition into files of at most targetFileRows, keeping every row once', async () => {

@@ -235,17 +235,12 @@ export class ParquetEngine {
   ): Promise<void> {
     this.open('createView');
     const locals = await localPaths(store, root, files);
-    // Files with deletion vectors: their deleted row indexes go to a temp table the view anti-joins.
+    // Files with deletion vectors: their deleted rows go to a temp table the view anti-joins, as (index of the
+    // file in the view's list, row index). Integers from typed arrays: a local path per deleted row made this
+    // the largest part of a view over a silver table with millions of deleted rows (1.0-1.4 s for 814,000 of
+    // them, mostly JS; README "Silver merges as the sink's flushes leave the table").
     let deleted: string | undefined;
-    if (files.some((f) => f.deletionVector)) {
-      const reader = new DeletionVectorReader(store, root, root);
-      const rows: unknown[][] = [];
-      for (let i = 0; i < files.length; i++) {
-        const dv = files[i]!.deletionVector;
-        if (dv) for (const r of await reader.rows(dv)) rows.push([locals[i]!, r]);
-      }
-      deleted = await this.stage(DELETED_ROWS_SCHEMA, rows);
-    }
+    if (files.some((f) => f.deletionVector)) deleted = await this.stageDeletedRows(store, root, files);
     const previous = this.viewDeletes.get(name);
     if (deleted) this.viewDeletes.set(name, deleted);
     else this.viewDeletes.delete(name);
@@ -253,6 +248,29 @@ export class ParquetEngine {
       createTableView(sql, name, files, locals, schema, partitionColumns, { deleted, positions: opts.positions }),
     );
     if (previous) await this.drop(previous);
+  }
+
+  /** A temp table (fi INTEGER, r BIGINT) of the rows the files' deletion vectors delete: fi indexes `files`. */
+  private async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[]): Promise<string> {
+    const reader = new DeletionVectorReader(store, root, root);
+    const perFile: { fi: number; rows: number[] }[] = [];
+    let total = 0;
+    for (let i = 0; i < files.length; i++) {
+      const dv = files[i]!.deletionVector;
+      if (!dv) continue;
+      const rows = await reader.rows(dv);
+      perFile.push({ fi: i, rows });
+      total += rows.length;
+    }
+    const fi = new Int32Array(total);
+    const row = new Float64Array(total);
+    let at = 0;
+    for (const p of perFile) {
+      fi.fill(p.fi, at, at + p.rows.length);
+      row.set(p.rows, at);
+      at += p.rows.length;
+    }
+    return this.stageColumns(DELETED_ROWS_SCHEMA, total, [(r) => fi[r], (r) => row[r]]);
   }
 
   /**
@@ -394,7 +412,7 @@ const TEMP_PREFIX = 'tide-parquet-';
 
 const DELETED_ROWS_SCHEMA: LakeSchema = {
   columns: [
-    { name: 'f', type: { kind: 'string' }, nullable: false },
+    { name: 'fi', type: { kind: 'integer' }, nullable: false },
     { name: 'r', type: { kind: 'long' }, nullable: false },
   ],
 };

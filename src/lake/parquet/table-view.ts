@@ -48,8 +48,8 @@ export async function localPaths(store: ObjectStore, root: string, files: ViewFi
 
 /**
  * `CREATE OR REPLACE TEMP VIEW` over `locals` (parallel to `files`). `sql` must be held exclusively.
- * `deleted`, when given, names a table (f VARCHAR, r BIGINT) of the local files' deleted row indexes
- * (their deletion vectors): those rows are left out. `positions` adds the columns VIEW_FILE_COLUMN
+ * `deleted`, when given, names a table (fi INTEGER, r BIGINT) of the files' deleted row indexes (their
+ * deletion vectors; fi is the file's index in `locals`, as read_parquet's `file_index`): those rows are left out. `positions` adds the columns VIEW_FILE_COLUMN
  * and VIEW_ROW_COLUMN.
  */
 export async function createTableView(
@@ -78,7 +78,7 @@ export async function createTableView(
     return;
   }
   const list = `[${locals.map(literal).join(', ')}]`;
-  const needFile = partitionColumns.length > 0 || !!opts.deleted || !!opts.positions;
+  const needFile = partitionColumns.length > 0 || !!opts.positions;
   const needRow = !!opts.deleted || !!opts.positions;
   const withFile = needFile ? `, filename = ${literal(FILE_COLUMN)}` : '';
   const scan = `read_parquet(${list}, union_by_name = true${withFile}${needRow ? ', file_row_number = true' : ''})`;
@@ -104,8 +104,8 @@ export async function createTableView(
     from += ` JOIN (VALUES ${rows.join(', ')}) p(${names}) ON f.${ident(FILE_COLUMN)} = p.${ident(FILE_COLUMN)}`;
   }
   // Rows a deletion vector names are not part of the table (PROTOCOL.md "Reader Requirements for Deletion Vectors").
-  const where = opts.deleted
-    ? ` WHERE NOT EXISTS (SELECT 1 FROM ${opts.deleted} d WHERE d.f = f.${ident(FILE_COLUMN)} AND d.r = f.file_row_number)`
-    : '';
-  await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}${where}`, 'createView', name);
+  // An ANTI JOIN, not a correlated NOT EXISTS: DuckDB plans that as a delim join that groups every row's
+  // (file_index, file_row_number) first (EXPLAIN ANALYZE: 0.8 of 0.9 s for 1.7M rows).
+  if (opts.deleted) from += ` ANTI JOIN ${opts.deleted} d ON d.fi = CAST(f.file_index AS INTEGER) AND d.r = f.file_row_number`;
+  await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}`, 'createView', name);
 }
