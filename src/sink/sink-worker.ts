@@ -12,14 +12,13 @@ import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { decoderFor } from './input-format.ts';
-import { NEEDS_FETCH, UndecodableMessageError, type ChangeEvent } from './change-event.ts';
-import type { MessageDecoder } from './message-decoder.ts';
+import { FlushDecoder } from './flush-decoder.ts';
 import { DeadLetterQueue } from './dead-letter.ts';
 import { KafkaIntake, type RawMessage } from './kafka-intake.ts';
 import { faultPoint } from './fault.ts';
 import { loadReportFolder, reportDirOf } from '../reports/report-folder.ts';
 import { layerPositions, resumeOffset } from './offsets.ts';
-import { retryPolicyOf, withRetries } from '../retry.ts';
+import { retryPolicyOf } from '../retry.ts';
 import { historyPath, tableOfTopic } from './table-layout.ts';
 import { HistoryLane } from './history-lane.ts';
 import { lakeRoots, SinkGold } from './sink-gold.ts';
@@ -31,9 +30,6 @@ import type { TopicInput } from './event-input.ts';
 import { QUIET_SINK_OBSERVER, type SinkObserver, type SinkStats } from './sink-observer.ts';
 
 export type { SinkStats } from './sink-observer.ts';
-
-/** Messages decoded ahead per turn of the event loop (~5–10 ms of the main thread). */
-const PREDECODE_CHUNK = 500;
 
 export interface SinkWorkerOptions {
   /** Override the store (tests); default: openStore(config['lake.uri']). */
@@ -66,7 +62,7 @@ export class SinkWorker {
   private ctx: SinkContext | undefined;
   private intake: KafkaIntake | undefined;
   private dlq: DeadLetterQueue | undefined;
-  private decoder: MessageDecoder;
+  private readonly decoder: FlushDecoder;
   /** The input other than Tide's own topics (input.format events), when configured. */
   private input: TopicInput | undefined;
   private readonly kafka: Kafka;
@@ -95,7 +91,11 @@ export class SinkWorker {
     );
     this.monitor = opts.monitor ?? QUIET_MONITOR;
     this.retrier = new KafkaRetrier(this.conn, retryPolicyOf(c), this.log, this.monitor);
-    this.decoder = decoderFor(c, registryFromConfig(c));
+    this.decoder = new FlushDecoder(decoderFor(c, registryFromConfig(c)), {
+      policy: retryPolicyOf(c),
+      log: this.log,
+      signal: () => this.signal,
+    });
   }
 
   /**
@@ -195,7 +195,10 @@ export class SinkWorker {
         },
         connectorFile: this.file.source,
         onFull: () => this.flush(),
-        onBuffered: () => this.schedulePredecode(),
+        // input.format events decodes in its own tables' code (flushInput), not with this decoder.
+        onBuffered: () => {
+          if (!this.input) this.decoder.predecode((max) => this.intake?.undecoded(max) ?? []);
+        },
       });
       await this.retrier.run('joining the consumer group', () => this.intake!.start());
       this.log.info({ topics, lake: store.uri }, 'sink started');
@@ -289,7 +292,7 @@ export class SinkWorker {
     let bytes = 0;
     for (const m of messages) bytes += (m.value?.length ?? 0) + (m.key?.length ?? 0);
     // A registry that is down or rate-limits is waited for (errors.retry.timeout); nothing is dead-lettered for it.
-    const { byTable, dead } = await batchByTable(messages, (m) => this.decodeMessage(m));
+    const { byTable, dead } = await batchByTable(messages, (m) => this.decoder.decode(m));
     const decodeMs = Math.round(performance.now() - started);
     // Dead letters are sent before the lake commit that moves past their offsets: at least once, never lost.
     await this.retrier.run('sending dead letters', () => this.dlq!.send(dead));
@@ -365,59 +368,6 @@ export class SinkWorker {
       const next = t ? resumeOffset(t.tables(), this.file.name, o.topic, o.partition) : undefined;
       if (next === undefined || next <= 0n) return [];
       return [{ ...o, offset: next - 1n < o.offset ? next - 1n : o.offset }];
-    });
-  }
-
-  /**
-   * A message's change event: decoded ahead (predecode), else at once when its schemas are known, else with a
-   * registry fetch, which a registry that is down or rate-limits waits for (errors.retry.timeout; nothing is
-   * dead-lettered for it).
-   */
-  private decodeMessage(m: RawMessage): ChangeEvent | undefined | Promise<ChangeEvent | undefined> {
-    const pre = m.decoded;
-    if (pre) {
-      m.decoded = undefined;
-      if ('undecodable' in pre) throw pre.undecodable;
-      return pre.event;
-    }
-    if (this.decoder.decodeCached) {
-      const e = this.decoder.decodeCached(m);
-      if (e !== NEEDS_FETCH) return e;
-    }
-    return withRetries(
-      retryPolicyOf(this.file.config),
-      { what: `reading the schema of ${m.topic}[${m.partition}]@${m.offset} from the registry`, log: this.log, signal: this.signal },
-      () => this.decoder.decode(m),
-    );
-  }
-
-  private predecodeScheduled = false;
-
-  /**
-   * Decode buffered messages ahead of their flush, a chunk per turn of the event loop (setImmediate), so that it
-   * runs while the current flush waits for DuckDB's threads instead of after it (the main thread was 30–43 % idle
-   * during flushes: README "The whole pipeline, sustained"). Only messages whose schemas are known are decoded
-   * here (no registry call, no retry); the rest, and any message this missed, are decoded by the flush. The
-   * events stay on their messages in the intake's buffer, so order, rebalances (the buffer is dropped) and the
-   * flush bounds are the intake's as before.
-   */
-  private schedulePredecode(): void {
-    // input.format events decodes in its own tables' code (flushInput), not with this decoder.
-    if (this.predecodeScheduled || !this.decoder.decodeCached || this.input) return;
-    this.predecodeScheduled = true;
-    setImmediate(() => {
-      this.predecodeScheduled = false;
-      const chunk = this.intake?.undecoded(PREDECODE_CHUNK) ?? [];
-      for (const m of chunk) {
-        try {
-          const e = this.decoder.decodeCached!(m);
-          if (e !== NEEDS_FETCH) m.decoded = { event: e };
-        } catch (err) {
-          // Anything else is left for the flush, which throws it where it belongs.
-          if (err instanceof UndecodableMessageError) m.decoded = { undecodable: err };
-        }
-      }
-      if (chunk.length === PREDECODE_CHUNK) this.schedulePredecode();
     });
   }
 
