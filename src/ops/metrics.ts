@@ -201,6 +201,12 @@ function defineSinkMetrics(registers: Registry[]) {
       labelNames: ['connector'] as const,
       registers,
     }),
+    historyPending: new Gauge({
+      name: 'tide_sink_history_pending_events',
+      help: 'Change events silver committed that wait in memory for a background history merge (silver.history.interval.ms); 0 when history merges in every flush.',
+      labelNames: ['connector'] as const,
+      registers,
+    }),
   };
 }
 

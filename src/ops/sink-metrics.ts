@@ -42,6 +42,7 @@ export function registerSinkMetrics(sink: SinkMetricsSource, metrics: TideMetric
     messages: new OwnedSeries(m.messages),
     flushes: new OwnedSeries(m.flushes),
     lastFlush: new OwnedSeries(m.lastFlush),
+    historyPending: new OwnedSeries(m.historyPending),
     freshness: new OwnedSeries(m.freshness),
     lag: new OwnedSeries(m.consumerLag),
   };
@@ -52,6 +53,7 @@ export function registerSinkMetrics(sink: SinkMetricsSource, metrics: TideMetric
     series.messages.set({ connector }, s.messages);
     series.flushes.set({ connector }, s.flushes);
     if (s.lastFlushAt !== undefined) series.lastFlush.set({ connector }, s.lastFlushAt / 1000);
+    series.historyPending.set({ connector }, s.historyPendingEvents ?? 0);
     const t = now();
     for (const [table, ms] of Object.entries(s.newestCommitMs)) series.freshness.set({ connector, table }, Math.max(0, (t - ms) / 1000));
     if (sink.lag) {

@@ -14,6 +14,8 @@ export interface SinkStats {
   lastFlushAt?: number;
   /** Newest source commit time (ms) applied to silver, per table. */
   newestCommitMs: Record<string, number>;
+  /** Change events waiting for a background history merge (silver.history.interval.ms above 0; else 0). */
+  historyPendingEvents?: number;
 }
 
 export interface SinkObserver {

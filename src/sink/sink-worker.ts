@@ -150,7 +150,10 @@ export class SinkWorker {
       // In the background history gets its own DuckDB instance: a merge on the flushes' would wait for them, and they for it.
       engine: interval ? () => ParquetEngine.create({ memoryLimit: c['duckdb.memory.limit'] }) : engine,
       log: this.log,
-      onMerged: (sink) => this.gold.noteChanged([historyPath(sink.qualified)]),
+      onMerged: (sink) => {
+        this.gold.noteChanged([historyPath(sink.qualified)]);
+        if (interval) this.stats.historyPendingEvents = this.lane?.pendingEvents;
+      },
     });
     this.dlq = new DeadLetterQueue(this.kafka, c['dead.letter.topic'] ?? `${this.file.name}.dlq`, this.log);
     let timer: NodeJS.Timeout | undefined;
@@ -339,6 +342,7 @@ export class SinkWorker {
     const mem = process.memoryUsage();
     const mib = (n: number) => Math.round(n / 2 ** 20);
     await this.lane?.afterFlush();
+    if (this.lane && !this.lane.inline) this.stats.historyPendingEvents = this.lane.pendingEvents;
     this.log.debug(
       {
         messages: messages.length,

@@ -96,6 +96,7 @@ describe('the metric definitions', () => {
       tide_sink_messages_total: 'counter connector',
       tide_sink_flushes_total: 'counter connector',
       tide_sink_last_flush_timestamp_seconds: 'gauge connector',
+      tide_sink_history_pending_events: 'gauge connector',
       tide_connection_retries_total: 'counter connector,connection',
       tide_connection_up: 'gauge connector,connection',
       tide_metrics_collector_errors_total: 'counter collector',
@@ -226,6 +227,7 @@ describe('sink metrics', () => {
       goldRefreshes: 0,
       lastFlushAt: now - 500,
       newestCommitMs: { 'public.orders': now - 4000 },
+      historyPendingEvents: 1234,
     });
     registerSinkMetrics({ name: 'lake', stats: () => st, now: () => now }, metrics);
     await metrics.scrape();
@@ -235,6 +237,7 @@ describe('sink metrics', () => {
     expect(await value(metrics, 'tide_sink_dead_letters_total', c)).toBe(1);
     expect(await value(metrics, 'tide_sink_gold_refreshes_total', c)).toBe(0);
     expect(await value(metrics, 'tide_sink_last_flush_timestamp_seconds', c)).toBe((now - 500) / 1000);
+    expect(await value(metrics, 'tide_sink_history_pending_events', c)).toBe(1234);
     expect(await value(metrics, 'tide_sink_freshness_seconds', { ...c, table: 'public.orders' })).toBe(4);
     st = stats({
       messages: 25,
