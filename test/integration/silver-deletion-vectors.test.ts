@@ -2,7 +2,13 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 
 import { historyPath, silverPath } from '../../src/sink/table-layout.ts';
 import { useOrderPipeline } from '../support/order-pipeline.ts';
-import { expectHistoryChained, expectSilverEqualsPostgres as expectSilverEqualsPostgresIn } from '../support/lake-checks.ts';
+import {
+  expectBronzeOnce,
+  expectHistoryChained,
+  expectSilverEqualsPostgres as expectSilverEqualsPostgresIn,
+} from '../support/lake-checks.ts';
+import { runTraffic } from '../../src/app/traffic.ts';
+import { startCli } from '../support/cli.ts';
 import { ORDER_TABLES } from '../support/lake.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -336,7 +342,8 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
 /**
  * The real pipeline (order app → Postgres → source → Kafka → sink) with `delta.enableDeletionVectors`
  * on every table: silver merges write deletion vectors, and delta-rs and Spark read silver equal to
- * Postgres (masking applied), history keeps one current version per key, after a checkpoint, after
+ * Postgres (masking applied), history keeps one current version per key, after a kill -9 of `tide sink
+ * start` at its third commit and a restart (bronze then holds each event once), after a checkpoint, after
  * `tide lake optimize` purged the vectors and after `tide lake vacuum` deleted the old files.
  */
 describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () => {
@@ -383,11 +390,39 @@ describe.skipIf(skipDeltaRs)('the sink with deletion vectors, end to end', () =>
     ).toBe(true);
     await expectSilverEqualsPostgres('after merges');
 
+    // kill -9 at the third commit of a `tide sink start` (TIDE_SINK_CRASH_AT counts every commit of the process:
+    // bronze, silver, history), then a restart: the vectors and the key indexes are rebuilt from the table.
+    // The in-process sink leaves first (same consumer group), and the order app writes meanwhile: a sink with
+    // nothing new to consume makes no commit, so without traffic the crash never comes (the attempt that
+    // waited 60 s in vain had everything committed before it started).
     await fx.sink!.stop();
     fx.sink = undefined;
+    const abort = new AbortController();
+    const traffic = runTraffic(fx.prisma, { rate: 40, concurrency: 2, signal: abort.signal, durationMs: 120_000 });
+    const crashing = startCli(['sink', 'start', fx.connectorPath], fx.workDir, { TIDE_SINK_CRASH_AT: 'before-commit:3' });
+    const crashed = await crashing.exitWithin(120_000);
+    abort.abort();
+    const stats = await traffic;
+    expect(stats.errors, stats.lastError).toBe(0);
+    if (crashed === undefined) crashing.child.kill('SIGKILL');
+    expect(crashed, crashing.output().slice(-3000)).toBe('SIGKILL');
+    expect(crashing.output()).toContain('killing myself at before-commit');
+    const restarted = startCli(['sink', 'start', fx.connectorPath], fx.workDir);
+    await fx.settle(180_000);
+    restarted.child.kill('SIGTERM');
+    expect(await restarted.exitWithin(60_000), restarted.output().slice(-3000)).toBe(0);
+    // Silver and history are checked after the checkpoint below (one round of readers less: Spark's take ~20 s).
+    await expectBronzeOnce(async (root) => {
+      const view = await readWithDeltaRs(join(lakeDir, root));
+      const lsn = view.columns.indexOf('_commit_lsn');
+      const index = view.columns.indexOf('_event_index');
+      const positions = view.rows.map((r) => `${String(r[lsn])}:${String(r[index])}`);
+      expect(new Set(positions).size, `${root}: a (commit_lsn, event_index) twice in bronze`).toBe(positions.length);
+      return view;
+    });
     for (const table of ORDER_TABLES) await (await DeltaTable.open(lake, silverPath(table)))!.checkpoint();
     await (await DeltaTable.open(lake, historyPath('public.orders')))!.checkpoint();
-    await expectSilverEqualsPostgres('after a checkpoint');
+    await expectSilverEqualsPostgres('after a kill -9 at the third commit, a restart and a checkpoint');
 
     const out = await fx.tideOk(['lake', 'optimize', '--max-deleted-rows-ratio', '0', '--lake', lakeDir]);
     expect(out).toMatch(/silver\.orders: .*purged of deleted rows/);
