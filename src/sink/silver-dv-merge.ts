@@ -6,6 +6,7 @@ import { declaresDeletionVectors, withDeletionVectors } from '../lake/delta/prot
 import type { Logger } from '../log.ts';
 import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { localPaths } from '../lake/parquet/table-view.ts';
 import { SILVER_META } from './table-layout.ts';
 import type { IndexHit } from './silver-key-index.ts';
 
@@ -101,13 +102,23 @@ export async function mergeWithDeletionVectors(
   let hits = HITS;
   const on = (a: string, b: string) => keyColumns.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND ');
   const newer = `(c._commit_lsn > h._commit_lsn OR (c._commit_lsn = h._commit_lsn AND c._event_index > h._event_index))`;
+  // Each file the merge touches by an id (`__f` in SQL): its local path where DuckDB reads it, else its log path.
   const byLocal = new Map<string, AddAction>();
   const localOf = new Map<string, string>();
-  for (const f of indexHits ? [...new Set(indexHits.map((h) => h.file))] : candidates) {
-    const local = await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`);
-    byLocal.set(local, f);
-    localOf.set(f.path, local);
-  }
+  const read = indexHits ? filesToRead(indexHits) : candidates;
+  const locals = await localPaths(table.store, table.root, read);
+  read.forEach((f, i) => {
+    byLocal.set(locals[i]!, f);
+    localOf.set(f.path, locals[i]!);
+  });
+  // With the key index no other file is read: it knows the rows' positions, and the vectors are read by
+  // descriptor. Their log paths (relative, never a local path) name them, so a merge resolves (for an object
+  // store: downloads) no file it only marks rows deleted in.
+  for (const h of indexHits ?? [])
+    if (!localOf.has(h.file.path)) {
+      byLocal.set(h.file.path, h.file);
+      localOf.set(h.file.path, h.file.path);
+    }
   const reader = new DeletionVectorReader(table.store, table.root, table.label);
   await engine.run(`DROP TABLE IF EXISTS ${HITS}`);
   try {
@@ -222,6 +233,13 @@ export function stageIndexHits<H extends { file: AddAction; row: number; key: un
       ...extra.map((e) => (r: number) => e.cell(found[r]!)),
     ],
   );
+}
+
+/** The files whose old rows a merge through the key index reads: those holding a row a change leaves columns out of (TOAST). */
+function filesToRead(hits: IndexHit[]): AddAction[] {
+  const files = new Map<string, AddAction>();
+  for (const h of hits) if (h.change.unchanged.length > 0) files.set(h.file.path, h.file);
+  return [...files.values()];
 }
 
 /**

@@ -188,27 +188,30 @@ export async function mergeSilver(
         select = mergeSql(schema, keyColumns, `(SELECT * FROM silver_old s WHERE ${after('s', truncate)})`, staged, deleted);
       } else {
         const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
-        const candidates = keyColumn
-          ? candidateFiles(
-              files,
-              keyColumn,
-              changes.map((c) => c.key[0]),
-            )
-          : files;
+        // Only merges that look for the changed keys in the files need them (not a merge through the key index).
+        const candidatesOf = (): AddAction[] =>
+          keyColumn
+            ? candidateFiles(
+                files,
+                keyColumn,
+                changes.map((c) => c.key[0]),
+              )
+            : files;
         if (usesDeletionVectors(table)) {
           // Deletion vectors: changed rows are marked deleted, nothing is rewritten (silver-dv-merge.ts).
           const keys = keyColumns.map((k) => schema.columns.find((c) => c.name === k)!);
           index = keyIndex ? await syncedKeyIndex(engine, table, keys, keyIndex) : undefined;
+          const hitList = index?.hits(changes, table, index.size * (keyIndex?.lookupMaxShare ?? INDEX_LOOKUP_MAX_SHARE));
           const r = await mergeWithDeletionVectors(
             engine,
             table,
             schema,
             keyColumns,
-            candidates,
+            hitList ? [] : candidatesOf(),
             staged,
             notDeletedLater(keyColumns, deleted),
             SILVER_TARGET_FILE_ROWS,
-            index?.hits(changes, table, index.size * (keyIndex?.lookupMaxShare ?? INDEX_LOOKUP_MAX_SHARE)),
+            hitList,
             changes.length,
           );
           actions.push(...r.actions);
@@ -216,6 +219,7 @@ export async function mergeSilver(
           adds = r.adds;
           select = '';
         } else {
+          const candidates = candidatesOf();
           touched = candidates.length ? await touchedFiles(engine, table, schema, candidates, keyColumns, staged) : [];
           if (touched.length) {
             await engine.createView('silver_old', table.store, table.root, touched, schema);
