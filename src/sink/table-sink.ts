@@ -392,17 +392,20 @@ export class TableSink {
       // Another worker (or an older Tide) may have created it without the setting.
       await alignDeletionVectors(this.history, this.deletionVectors, this.ctx.log);
     }
-    const pending = uncommitted(this.history, this.ctx.name, events);
-    const pendingOffsets = uncommitted(this.history, this.ctx.name, offsets);
+    // One table object for the whole plan and its commit: the flush's conflict retry (applyWithRetry) may
+    // open the table again meanwhile, and a plan made on one snapshot must be checked against it.
+    const history = this.history;
+    const pending = uncommitted(history, this.ctx.name, events);
+    const pendingOffsets = uncommitted(history, this.ctx.name, offsets);
     if (!pendingOffsets.length) return;
-    await renameColumns(engine, this.ctx.log, this.history, pending, HISTORY_META);
+    await renameColumns(engine, this.ctx.log, history, pending, HISTORY_META);
     const meta = new Set(HISTORY_META.map((c) => c.name));
-    const current = this.history.schema.columns.filter((c) => !meta.has(c.name));
+    const current = history.schema.columns.filter((c) => !meta.has(c.name));
     const maskedIncoming = incoming.map((c) => maskedColumn(c, masks));
     const evolution = evolveSchema(
       this.qualified,
       this.ctx.log,
-      this.history,
+      history,
       current,
       maskedIncoming,
       pending,
@@ -412,8 +415,8 @@ export class TableSink {
     );
     const { schema, good } = evolution;
     const counted = withMarkersCounted(
-      evolution.evolved && 'metaData' in evolution.evolved ? evolution.evolved.metaData : this.history.metadata,
-      this.pendingEnds(this.history, ends),
+      evolution.evolved && 'metaData' in evolution.evolved ? evolution.evolved.metaData : history.metadata,
+      this.pendingEnds(history, ends),
     );
     const evolved = counted ? { metaData: counted } : evolution.evolved;
     await this.sendNewDeadLetters(result);
@@ -422,7 +425,7 @@ export class TableSink {
       keyColumns,
       masks,
     );
-    await mergeHistory(engine, this.history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved, {
+    await mergeHistory(engine, history, schema, keyColumns, batch, txnActions(this.ctx.name, pendingOffsets), evolved, {
       maxRows: this.ctx.config['silver.key.index.max.rows'],
       log: this.ctx.log,
     });
