@@ -21,7 +21,7 @@
  * Not part of the test suite; needs no stack. Results: JSON in bench/results/<name>-<date>.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -200,12 +200,17 @@ async function main() {
   say(`machine: ${m.nproc} cores, ${m.memoryGiB} GiB, load ${m.loadavgAtStart.join(' ')}`);
   const kept = arg('lake', '');
   const dir = kept || mkdtempSync(join(tmpdir(), 'tide-bench-gold-'));
-  let lake: Record<string, unknown> = { reused: dir };
+  // The lake's shape is kept beside it (lake.json), so a run over a kept lake reports what it holds.
+  const spec = join(dir, 'lake.json');
+  let lake: Record<string, unknown>;
   if (!existsSync(join(dir, 'silver'))) {
     mkdirSync(dir, { recursive: true });
     say(`lake: building in ${dir}`);
     lake = await buildLake(dir);
+    writeFileSync(spec, JSON.stringify(lake));
     say(`lake: built in ${String(lake.seconds)} s`);
+  } else {
+    lake = { reused: dir, ...(existsSync(spec) ? (JSON.parse(readFileSync(spec, 'utf8')) as Record<string, unknown>) : {}) };
   }
   const codes = list(arg('ab', 'new=src')).map((x) => {
     const [label, src] = x.split('=') as [string, string];

@@ -16,7 +16,7 @@ import {
   type WriteFilesOptions,
 } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, SchemaViolationError, StageValueError } from './parquet-errors.ts';
-import { createTableView, localPaths, type ViewFile } from './table-view.ts';
+import { createTableView, localPaths, ROW_KEY_FILE_FACTOR, type ViewFile } from './table-view.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue } from './values.ts';
 import { CHUNK_ROWS, columnFillers, type Cell } from './column-chunk.ts';
@@ -235,8 +235,8 @@ export class ParquetEngine {
   ): Promise<void> {
     this.open('createView');
     const locals = await localPaths(store, root, files);
-    // Files with deletion vectors: their deleted rows go to a temp table the view anti-joins, as (index of the
-    // file in the view's list, row index). Integers from typed arrays: a local path per deleted row made this
+    // Files with deletion vectors: their deleted rows go to a temp table the view anti-joins, as one key from
+    // (index of the file in the view's list, row index). Integers from typed arrays: a local path per deleted row made this
     // the largest part of a view over a silver table with millions of deleted rows (1.0-1.4 s for 814,000 of
     // them, mostly JS; README "Silver merges as the sink's flushes leave the table").
     let deleted: string | undefined;
@@ -250,7 +250,10 @@ export class ParquetEngine {
     if (previous) await this.drop(previous);
   }
 
-  /** A temp table (fi INTEGER, r BIGINT) of the rows the files' deletion vectors delete: fi indexes `files`. */
+  /**
+   * A temp table (k BIGINT) of the rows the files' deletion vectors delete, each as one key: the file's index
+   * in `files` × ROW_KEY_FILE_FACTOR + the row index (table-view.ts deletedRowKey).
+   */
   private async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[]): Promise<string> {
     const reader = new DeletionVectorReader(store, root, root);
     const perFile: { fi: number; rows: number[] }[] = [];
@@ -262,15 +265,14 @@ export class ParquetEngine {
       perFile.push({ fi: i, rows });
       total += rows.length;
     }
-    const fi = new Int32Array(total);
-    const row = new Float64Array(total);
+    const keys = new Float64Array(total);
     let at = 0;
     for (const p of perFile) {
-      fi.fill(p.fi, at, at + p.rows.length);
-      row.set(p.rows, at);
+      const base = p.fi * ROW_KEY_FILE_FACTOR;
+      for (let i = 0; i < p.rows.length; i++) keys[at + i] = base + p.rows[i]!;
       at += p.rows.length;
     }
-    return this.stageColumns(DELETED_ROWS_SCHEMA, total, [(r) => fi[r], (r) => row[r]]);
+    return this.stageColumns(DELETED_KEYS_SCHEMA, total, [(r) => keys[r]]);
   }
 
   /**
@@ -410,12 +412,7 @@ export class ParquetEngine {
 
 const TEMP_PREFIX = 'tide-parquet-';
 
-const DELETED_ROWS_SCHEMA: LakeSchema = {
-  columns: [
-    { name: 'fi', type: { kind: 'integer' }, nullable: false },
-    { name: 'r', type: { kind: 'long' }, nullable: false },
-  ],
-};
+const DELETED_KEYS_SCHEMA: LakeSchema = { columns: [{ name: 'k', type: { kind: 'long' }, nullable: false }] };
 
 /**
  * Remove the temp dirs of engines whose process is gone (killed before close(): a crash must not
