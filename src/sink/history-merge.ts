@@ -53,12 +53,11 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
   const open = new Map<string, HistoryVersion>();
   const changes: HistoryBatch['changes'] = [];
   let truncateAt: HistoryBatch['truncateAt'];
-  let last: ChangeEvent | undefined;
+  // The position of each key's last change: the same change twice (the source re-sends after a crash, at new
+  // Kafka offsets) is taken once. Positions are unique per change of a key, not per event (a Debezium snapshot
+  // gives all its rows one position), and sorted a key's copies are neighbours among its changes.
+  const lastOf = new Map<string, { commitLsn: bigint; eventIndex: number }>();
   for (const e of sorted) {
-    // The same change twice (the source re-sends after a crash, at new Kafka offsets): once. Positions are
-    // unique per change, and sorted the copies are neighbours.
-    if (last && last.commitLsn === e.commitLsn && last.eventIndex === e.eventIndex) continue;
-    last = e;
     if (e.op === 't') {
       for (const v of open.values()) v.validTo = e.commitTsMs;
       open.clear();
@@ -69,6 +68,9 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
     if (!image) continue;
     const key = keyOf(e, image, keyColumns);
     const id = keyString(key);
+    const last = lastOf.get(id);
+    if (last && last.commitLsn === e.commitLsn && last.eventIndex === e.eventIndex) continue;
+    lastOf.set(id, e);
     changes.push({ key, commitLsn: e.commitLsn, eventIndex: e.eventIndex, at: e.commitTsMs });
     const prior = open.get(id);
     if (prior) prior.validTo = e.commitTsMs;

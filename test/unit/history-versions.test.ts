@@ -44,4 +44,14 @@ describe('historyVersions', () => {
     ]);
     expect(batch.changes.map((c) => Number(c.commitLsn))).toEqual([10, 20, 30]);
   });
+
+  it('keeps changes of different keys at one position (a Debezium snapshot gives all its rows one position)', () => {
+    const batch = historyVersions(
+      [event(1, 'c', 10, { id: 1n, status: 'a' }), event(2, 'c', 10, { id: 2n, status: 'b' }), event(3, 'c', 10, { id: 3n, status: 'c' })],
+      ['id'],
+      [],
+    );
+    expect(batch.versions.map((v) => v.row.id)).toEqual([1n, 2n, 3n]);
+    expect(batch.changes).toHaveLength(3);
+  });
 });
