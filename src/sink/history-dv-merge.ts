@@ -3,6 +3,7 @@ import { DeletionVectorReader } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
+import { localPaths } from '../lake/parquet/table-view.ts';
 import { deleteRows, stageIndexHits } from './silver-dv-merge.ts';
 import { q } from './silver-merge.ts';
 import type { HistoryHit } from './history-key-index.ts';
@@ -165,10 +166,10 @@ export async function closeVersionsWithVectors(
   }
 }
 
+/** Each file by its local path (read by DuckDB), resolved concurrently (table-view.ts localPaths: a download each on an object store). */
 async function localFiles(table: DeltaTable, files: AddAction[]): Promise<Map<string, AddAction>> {
-  const byLocal = new Map<string, AddAction>();
-  for (const f of files) byLocal.set(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`), f);
-  return byLocal;
+  const locals = await localPaths(table.store, table.root, files);
+  return new Map(files.map((f, i) => [locals[i]!, f]));
 }
 
 async function dropWork(engine: ParquetEngine): Promise<void> {
