@@ -17,6 +17,7 @@ import { HistoryKeyIndex, historyIndexOf } from '../../src/sink/history-key-inde
 import { log } from '../../src/log.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
+import { orderEvent } from '../support/change-events.ts';
 
 /**
  * History (SCD type 2) merges with deletion vectors (history-dv-merge.ts): a closing version is deleted
@@ -46,28 +47,10 @@ let engine: ParquetEngine;
 let spark: SparkDelta | undefined;
 
 let lsn = 5000;
-const event = (op: 'c' | 'u' | 'd' | 't', id: number, name = '', note?: string, at = ++lsn): ChangeEvent => {
-  const image = op === 't' ? null : note === undefined ? { id: BigInt(id), name } : { id: BigInt(id), name, note };
-  return {
-    topic: 'orders',
-    partition: 0,
-    offset: BigInt(at),
-    table: 'public.orders',
-    op,
-    before: op === 'd' ? image : null,
-    after: op === 'd' ? null : image,
+const event = (op: 'c' | 'u' | 'd' | 't', id: number, name = '', note?: string, at = ++lsn): ChangeEvent =>
+  orderEvent(op, op === 't' ? null : note === undefined ? { id: BigInt(id), name } : { id: BigInt(id), name, note }, at, {
     unchangedToast: op !== 'd' && note === undefined && op !== 't' ? ['note'] : [],
-    commitLsn: BigInt(at),
-    eventIndex: 0,
-    txId: null,
-    commitTsMs: 1_700_000_000_000 + at * 1000,
-    eventTsMs: null,
-    snapshot: false,
-    columns: [],
-    valueSchemaId: 1,
-    keyColumns: op === 't' ? [] : ['id'],
-  };
-};
+  });
 
 function createHistory(root: string, vectors: boolean): Promise<DeltaTable> {
   return DeltaTable.create(store, root, {

@@ -11,6 +11,7 @@ import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import type { HistoryIndexOptions } from '../../src/sink/history-key-index.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../../src/sink/history-merge.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
+import { orderEvent } from '../support/change-events.ts';
 
 /**
  * The history merge's new-version rule (newerThanHistory, history-dv-merge.ts): a staged version is kept
@@ -37,28 +38,7 @@ const store = new LocalStore(dir);
 let engine: ParquetEngine;
 
 /** A change of key `id` at commit LSN `lsn` (event index 0), committed at second `lsn` after a fixed epoch. */
-const event = (op: 'c' | 'u' | 'd', id: number, lsn: number, name = ''): ChangeEvent => {
-  const image = { id: BigInt(id), name };
-  return {
-    topic: 'orders',
-    partition: 0,
-    offset: BigInt(lsn),
-    table: 'public.orders',
-    op,
-    before: op === 'd' ? image : null,
-    after: op === 'd' ? null : image,
-    unchangedToast: [],
-    commitLsn: BigInt(lsn),
-    eventIndex: 0,
-    txId: null,
-    commitTsMs: 1_700_000_000_000 + lsn * 1000,
-    eventTsMs: null,
-    snapshot: false,
-    columns: [],
-    valueSchemaId: 1,
-    keyColumns: ['id'],
-  };
-};
+const event = (op: 'c' | 'u' | 'd', id: number, lsn: number, name = ''): ChangeEvent => orderEvent(op, { id: BigInt(id), name }, lsn);
 
 const PATHS: { path: string; vectors: boolean; index?: HistoryIndexOptions }[] = [
   { path: 'copy-on-write', vectors: false },

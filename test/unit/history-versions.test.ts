@@ -1,27 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import { historyVersions } from '../../src/sink/history-merge.ts';
+import { commitMsAt, orderEvent } from '../support/change-events.ts';
 
 /** historyVersions (pure): a batch's change events become SCD2 versions and closing positions. */
-const event = (offset: number, op: 'c' | 'u' | 'd', at: number, row: Record<string, unknown>): ChangeEvent => ({
-  topic: 'p.public.orders',
-  partition: 0,
-  offset: BigInt(offset),
-  table: 'public.orders',
-  op,
-  before: op === 'd' ? row : null,
-  after: op === 'd' ? null : row,
-  unchangedToast: [],
-  commitLsn: BigInt(at),
-  eventIndex: 0,
-  txId: null,
-  commitTsMs: 1_700_000_000_000 + at * 1000,
-  eventTsMs: null,
-  snapshot: false,
-  columns: [],
-  valueSchemaId: 1,
-  keyColumns: ['id'],
-});
+const event = (offset: number, op: 'c' | 'u' | 'd', at: number, row: Record<string, unknown>): ChangeEvent =>
+  orderEvent(op, row, at, { offset });
 
 describe('historyVersions', () => {
   it('a change the source sent twice (a replay after its crash, at a new Kafka offset) is one version', () => {
@@ -37,7 +21,7 @@ describe('historyVersions', () => {
       ['id'],
       [],
     );
-    const at = (s: number) => 1_700_000_000_000 + s * 1000;
+    const at = commitMsAt;
     expect(batch.versions.map((v) => [v.row.status, v.validFrom, v.validTo])).toEqual([
       ['new', at(10), at(20)],
       ['paid', at(20), at(30)],
