@@ -35,6 +35,21 @@ export function machine() {
   };
 }
 
+/**
+ * The node flags Tide's processes start with: those on bin/tide.js's shebang line (`npm run tide` passes the
+ * same). Benchmarks that spawn `node bin/tide.js` pass them, as a user starting the processes does.
+ */
+export function tideNodeFlags(): string[] {
+  const first = readFileSync(`${PROJECT_ROOT}/bin/tide.js`, 'utf8').split('\n', 1)[0]!;
+  const words = first.replace(/^#!\S*env(\s+-S)?\s+/, '').split(/\s+/);
+  if (words[0] !== 'node')
+    throw new BenchError(
+      'node flags',
+      `bin/tide.js's first line (${first}) does not start node: keep it as #!/usr/bin/env -S node <flags>`,
+    );
+  return words.slice(1);
+}
+
 /** Which code was measured: the commit, and files under src/ that differ from it. */
 export function provenance() {
   const git = (...a: string[]) => {

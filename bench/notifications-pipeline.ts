@@ -20,7 +20,7 @@ import { DeltaTable } from '../src/lake/delta/delta-table.ts';
 import { LocalStore } from '../src/lake/storage/local-store.ts';
 import { txnAppId } from '../src/sink/offsets.ts';
 import { loadStackEnvIntoProcess, PROJECT_ROOT } from '../src/stack/context.ts';
-import { machine, provenance, round, say, sleep } from './bench-common.ts';
+import { machine, provenance, round, say, sleep, tideNodeFlags } from './bench-common.ts';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   write(topic);
   const file = loadSinkConfig(connector);
   const store = new LocalStore(lake);
-  const sink = spawn(process.execPath, [resolve(PROJECT_ROOT, 'bin/tide.js'), 'sink', 'start', connector], {
+  const sink = spawn(process.execPath, [...tideNodeFlags(), resolve(PROJECT_ROOT, 'bin/tide.js'), 'sink', 'start', connector], {
     cwd: dir,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, TIDE_LOG_LEVEL: 'warn' },

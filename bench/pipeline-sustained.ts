@@ -42,7 +42,7 @@ import { bronzePath, silverPath } from '../src/sink/table-layout.ts';
 import { loadStackEnvIntoProcess, PROJECT_ROOT } from '../src/stack/context.ts';
 import { createTestDatabase } from '../test/support/db.ts';
 import { kafka } from '../test/support/kafka.ts';
-import { BenchError, machine, provenance, round, say, sleep, useLogAppendTime } from './bench-common.ts';
+import { BenchError, machine, provenance, round, say, sleep, tideNodeFlags, useLogAppendTime } from './bench-common.ts';
 import { Histogram, procSample, rssTrend, selfTime, type ProcPoint } from './pipeline-support.ts';
 import { OrderWriter, runWriters } from './pipeline-writer.ts';
 import { cleanKafka, forEachRecord } from './sink-kafka.ts';
@@ -96,7 +96,7 @@ interface FlushLine {
 }
 
 function startChild(name: Child['name'], connector: string, cwd: string, profDir?: string): Child {
-  const flags = profDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, name)}`] : [];
+  const flags = [...tideNodeFlags(), ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, name)}`] : [])];
   const proc = spawn(process.execPath, [...flags, resolve(PROJECT_ROOT, 'bin/tide.js'), name, 'start', connector], {
     cwd,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -428,6 +428,7 @@ async function main(): Promise<void> {
       settings: {
         source: 'connectors/orders-source.json (4 tables, 3 partitions)',
         sink: 'connectors/orders-lake.json',
+        nodeFlags: tideNodeFlags(),
         'flush.interval.ms': files.settings['flush.interval.ms'],
         'flush.max.events': files.settings['flush.max.events'],
         'gold.refresh.interval.ms': files.settings['gold.refresh.interval.ms'],
