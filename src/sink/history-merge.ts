@@ -5,7 +5,7 @@ import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts'
 import type { ChangeEvent } from './change-event.ts';
 import { faultPoint } from './fault.ts';
 import type { ColumnMask } from './masking.ts';
-import { comparePosition, keyOf, keyString } from './silver-changes.ts';
+import { comparePosition, keyId, keyOf } from './silver-changes.ts';
 import { candidateFiles } from './key-pruning.ts';
 import { q } from './silver-merge.ts';
 import { HISTORY_META } from './table-layout.ts';
@@ -50,13 +50,13 @@ export interface HistoryBatch {
 export function historyVersions(events: ChangeEvent[], keyColumns: string[], masks: ColumnMask[]): HistoryBatch {
   const sorted = [...events].sort(comparePosition);
   const versions: HistoryVersion[] = [];
-  const open = new Map<string, HistoryVersion>();
+  const open = new Map<string | number, HistoryVersion>();
   const changes: HistoryBatch['changes'] = [];
   let truncateAt: HistoryBatch['truncateAt'];
   // The position of each key's last change: the same change twice (the source re-sends after a crash, at new
   // Kafka offsets) is taken once. Positions are unique per change of a key, not per event (a Debezium snapshot
   // gives all its rows one position), and sorted a key's copies are neighbours among its changes.
-  const lastOf = new Map<string, { commitLsn: bigint; eventIndex: number }>();
+  const lastOf = new Map<string | number, { commitLsn: bigint; eventIndex: number }>();
   for (const e of sorted) {
     if (e.op === 't') {
       for (const v of open.values()) v.validTo = e.commitTsMs;
@@ -67,7 +67,7 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
     const image = e.op === 'd' ? e.before : e.after;
     if (!image) continue;
     const key = keyOf(e, image, keyColumns);
-    const id = keyString(key);
+    const id = keyId(key);
     const last = lastOf.get(id);
     if (last && last.commitLsn === e.commitLsn && last.eventIndex === e.eventIndex) continue;
     lastOf.set(id, e);

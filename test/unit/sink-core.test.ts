@@ -5,7 +5,7 @@ import type { ChangeEvent } from '../../src/sink/change-event.ts';
 import { lakeColumnsOf } from '../../src/sink/lake-columns.ts';
 import { hashValue, masksFor } from '../../src/sink/masking.ts';
 import { resumeOffset, txnActions, uncommitted } from '../../src/sink/offsets.ts';
-import { keyString, reduceToChanges } from '../../src/sink/silver-changes.ts';
+import { keyId, keyString, reduceToChanges } from '../../src/sink/silver-changes.ts';
 import { mergeSql } from '../../src/sink/silver-merge.ts';
 import { candidateFiles, compareCodePoints } from '../../src/sink/key-pruning.ts';
 import { statsJson } from '../../src/lake/parquet/file-stats.ts';
@@ -256,6 +256,17 @@ describe('silver: key strings', () => {
     for (const key of [[7], [-1.5], [7n], ['7'], ['a"b\\c\u0001é'], [NaN], [null], [true], [1, 'x'], [2n, 3n]])
       expect(keyString(key)).toBe(general(key));
     expect(new Set([keyString([7]), keyString(['7']), keyString([7n])]).size).toBe(3);
+  });
+
+  it('group a one-column integer key by its number (an int and a bigint of one value are one key), others by keyString', () => {
+    expect(keyId([7n])).toBe(7);
+    expect(keyId([7])).toBe(keyId([7n]));
+    expect(keyId([-(2n ** 53n) + 1n])).toBe(Number.MIN_SAFE_INTEGER);
+    // Beyond 2^53 a number would merge neighbouring keys: those stay strings, distinct.
+    expect(keyId([2n ** 53n])).toBe(keyString([2n ** 53n]));
+    expect(keyId([2n ** 53n + 1n])).not.toBe(keyId([2n ** 53n]));
+    expect(new Set([keyId([7]), keyId(['7']), keyId([1.5]), keyId([7, 'x'])]).size).toBe(4);
+    expect(keyId(['7'])).toBe(keyString(['7']));
   });
 });
 
