@@ -102,8 +102,6 @@ export function historyColumns(rowColumns: LakeColumn[]): LakeColumn[] {
   return [...rowColumns, ...HISTORY_META];
 }
 
-const US = (ms: number | null): bigint | null => (ms === null ? null : BigInt(ms) * 1000n);
-
 export async function mergeHistory(
   engine: ParquetEngine,
   table: DeltaTable,
@@ -121,25 +119,29 @@ export async function mergeHistory(
     ...schema.columns,
     { name: '_unchanged', type: { kind: 'array', element: { kind: 'string' } }, nullable: false },
   ];
-  const versionRows = batch.versions.map((v) => [
-    ...schema.columns.map((c) => {
-      switch (c.name) {
-        case '_valid_from':
-          return US(v.validFrom);
-        case '_valid_to':
-          return US(v.validTo);
-        case '_is_current':
-          return v.validTo === null;
-        case '_commit_lsn':
-          return v.commitLsn;
-        case '_event_index':
-          return BigInt(v.eventIndex);
-        default:
-          return v.row[c.name] ?? null;
+  // Staged column by column (ParquetEngine.stageColumns): no row array per version and no BigInt per time or
+  // position (a history merge in the background takes ~400,000 versions at a time). Times are microseconds as
+  // numbers: milliseconds × 1000 stays a safe integer until the year 2255.
+  const vs = batch.versions;
+  const versionCells = schema.columns.map((c): ((r: number) => unknown) => {
+    switch (c.name) {
+      case '_valid_from':
+        return (r) => vs[r]!.validFrom * 1000;
+      case '_valid_to':
+        return (r) => (vs[r]!.validTo === null ? null : vs[r]!.validTo! * 1000);
+      case '_is_current':
+        return (r) => vs[r]!.validTo === null;
+      case '_commit_lsn':
+        return (r) => vs[r]!.commitLsn;
+      case '_event_index':
+        return (r) => vs[r]!.eventIndex;
+      default: {
+        const name = c.name;
+        return (r) => vs[r]!.row[name] ?? null;
       }
-    }),
-    v.unchanged,
-  ]);
+    }
+  });
+  versionCells.push((r) => vs[r]!.unchanged);
   const keyCols = rowCols.filter((c) => keyColumns.includes(c.name));
   const firstCols: LakeColumn[] = [
     ...keyCols,
@@ -147,9 +149,18 @@ export async function mergeHistory(
     { name: '_f_idx', type: { kind: 'long' }, nullable: false },
     { name: '_f_at', type: { kind: 'timestamp' }, nullable: false },
   ];
-  const changeRows = batch.changes.map((f) => [...f.key, f.commitLsn, BigInt(f.eventIndex), US(f.at)]);
-  const versions = await engine.stage({ columns: versionCols }, versionRows);
-  const changes = await engine.stage({ columns: firstCols }, changeRows);
+  const cs = batch.changes;
+  const changeCells: ((r: number) => unknown)[] = [
+    ...keyCols.map((c) => {
+      const i = keyColumns.indexOf(c.name);
+      return (r: number) => cs[r]!.key[i];
+    }),
+    (r) => cs[r]!.commitLsn,
+    (r) => cs[r]!.eventIndex,
+    (r) => cs[r]!.at * 1000,
+  ];
+  const versions = await engine.stageColumns({ columns: versionCols }, vs.length, versionCells);
+  const changes = await engine.stageColumns({ columns: firstCols }, cs.length, changeCells);
   try {
     const files = table.files();
     const keyColumn = keyColumns.length === 1 ? schema.columns.find((c) => c.name === keyColumns[0]) : undefined;
