@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import { goldPath } from '../sink/table-layout.ts';
 import { buildFull, buildIncremental, builtBySameSql, fileMaxMs, highWaterMark } from './gold-build.ts';
 import { quoteIdentifier as q, type GoldReport } from './gold-reports.ts';
+import { LakeTables } from './lake-tables.ts';
 import { InputsMissingError } from './report-errors.ts';
 import { isDue, onChangeSpacingMs } from './report-schedule.ts';
 import { servingSelectExpression, type ServingDatabase } from './serving.ts';
@@ -67,6 +68,8 @@ export class GoldRefresher {
   private readonly changedAt = new Map<string, number>();
   private loadedBuildTimes = false;
   private readonly now: () => number;
+  /** The lake tables reports read, kept open between passes and refreshed (lake-tables.ts). */
+  private readonly lakeTables: LakeTables;
 
   constructor(
     private readonly engine: ParquetEngine,
@@ -76,6 +79,7 @@ export class GoldRefresher {
     private readonly opts: GoldRefresherOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
+    this.lakeTables = new LakeTables(store);
     for (const r of reports) this.state.set(r.name, { builtSeq: 0 });
   }
 
@@ -172,6 +176,8 @@ export class GoldRefresher {
         }
         // One report failing (e.g. an attribute key that cannot be a column) must not stop the others.
         s.failedAtMs = this.now();
+        // Should a kept table be what failed it, the next pass reads every table from its log afresh.
+        this.lakeTables.clear();
         this.failures.push({ report: report.name, error: (err as Error).message, at: Date.now() });
         this.log.error({ report: report.name, err }, 'gold report failed; the other reports go on, this one keeps its previous version');
       }
@@ -189,7 +195,7 @@ export class GoldRefresher {
     const missing: string[] = [];
     let line = 1;
     for (const read of report.reads) {
-      const table = await DeltaTable.open(this.store, read.root);
+      const table = await this.lakeTables.get(read.root);
       if (!table) {
         if (read.required) {
           if (!missing.length) line = read.line;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { fastAdd, fastRemove } from './action-fast-parse.ts';
 import type { DeletionVectorDescriptor } from './deletion-vector.ts';
 
 /**
@@ -204,7 +205,24 @@ export function parseAction(value: unknown, line: number): Action | undefined {
   if (keys.length !== 1) throw new ActionParseError(line, `must hold exactly one action, found ${keys.length ? keys.join(', ') : 'none'}`);
   const kind = keys[0]!;
   if (!(kind in schemas)) return undefined;
-  const parsed = schemas[kind as ActionKind].safeParse((value as Record<string, unknown>)[kind]);
+  const body = (value as Record<string, unknown>)[kind];
+  // The hot path (action-fast-parse.ts): adds and removes checked by hand; zod when it is unsure.
+  if (kind === 'add') {
+    const add = fastAdd(body);
+    if (add) return { add: add as unknown as AddAction };
+  } else if (kind === 'remove') {
+    const remove = fastRemove(body);
+    if (remove) return { remove: remove as unknown as RemoveAction };
+  }
+  return parseWithSchema(kind as ActionKind, body, line);
+}
+
+/**
+ * parseAction with zod alone: the reference the fast path must agree with (its unit test), and the
+ * path for every action the fast path does not take or is unsure of.
+ */
+export function parseWithSchema(kind: ActionKind, body: unknown, line: number): Action {
+  const parsed = schemas[kind].safeParse(body);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${[kind, ...i.path].join('.')}: ${i.message}`).join('; ');
     throw new ActionParseError(line, `invalid ${kind} action: ${issues}`);

@@ -1,9 +1,9 @@
-import { DuckDBInstance } from '@duckdb/node-api';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { type Action, ActionParseError, parseAction } from './actions.ts';
+import { withCheckpointDuckDB } from './checkpoint-duckdb.ts';
 import { DeltaLogError } from './delta-errors.ts';
 import { checkpointPartPath, checkpointPath, lastCheckpointPath } from './log-paths.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -45,20 +45,6 @@ export interface LastCheckpoint {
 
 const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
-async function withDuckDB<T>(fn: (run: (sql: string) => Promise<Record<string, unknown>[]>) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(':memory:');
-  try {
-    const connection = await instance.connect();
-    try {
-      return await fn(async (sql) => (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[]);
-    } finally {
-      connection.closeSync();
-    }
-  } finally {
-    instance.closeSync();
-  }
-}
-
 /** One checkpoint row as JSON for read_json: the action under its column name, with only the checkpoint schema's fields. */
 function checkpointRow(action: Action, keepStats: boolean): string {
   if ('remove' in action) {
@@ -86,7 +72,7 @@ export async function writeCheckpoint(store: ObjectStore, root: string, snapshot
     const columns = Object.entries(CHECKPOINT_COLUMNS)
       .map(([name, type]) => `${name}: ${sqlString(type)}`)
       .join(', ');
-    await withDuckDB((run) =>
+    await withCheckpointDuckDB((run) =>
       run(
         `COPY (SELECT ${Object.keys(CHECKPOINT_COLUMNS).join(', ')} FROM read_json(${sqlString(jsonFile)}, format = 'newline_delimited', columns = {${columns}})) ` +
           `TO ${sqlString(parquetFile)} (FORMAT parquet, COMPRESSION zstd)`,
@@ -136,24 +122,26 @@ export async function readCheckpoint(store: ObjectStore, root: string, table: st
   for (const p of paths) files.push(await store.localFile(p));
   const list = `[${files.map(sqlString).join(', ')}]`;
   try {
-    return await withDuckDB(async (run) => {
+    return await withCheckpointDuckDB(async (run) => {
       const present = new Set(
         (await run(`DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`)).map((r) => String(r.column_name)),
       );
       const columns = Object.keys(CHECKPOINT_COLUMNS).filter((c) => present.has(c));
       if (!columns.length) throw new Error('it has none of the action columns txn, add, remove, metaData, protocol');
+      // One JSON object per row holding its action columns (null for the others): one JSON.parse per row.
       const rows = await run(
-        `SELECT ${columns.map((c) => `to_json(${c}) AS ${c}`).join(', ')} FROM read_parquet(${list}, union_by_name = true)`,
+        `SELECT to_json(struct_pack(${columns.map((c) => `${c} := ${c}`).join(', ')})) AS j FROM read_parquet(${list}, union_by_name = true)`,
       );
       const actions: Action[] = [];
-      rows.forEach((row, i) => {
+      for (let i = 0; i < rows.length; i++) {
+        const row = JSON.parse(String(rows[i]!.j)) as Record<string, unknown>;
         for (const c of columns) {
-          const json = row[c];
-          if (json === null || json === undefined) continue;
-          const action = parseAction({ [c]: JSON.parse(String(json)) }, i + 1);
+          const value = row[c];
+          if (value === null || value === undefined) continue;
+          const action = parseAction({ [c]: value }, i + 1);
           if (action) actions.push(action);
         }
-      });
+      }
       return actions;
     });
   } catch (e) {

@@ -58,6 +58,8 @@ export function encodeDataPath(relative: string): string {
 
 /** The file path (relative to the table root) an add/remove `path` names: its percent-decoding. */
 export function decodeDataPath(path: string): string {
+  // Most paths have no escape at all (Tide's are `part-…-<uuid>.parquet`); they decode to themselves.
+  if (!path.includes('%')) return path;
   try {
     return decodeURIComponent(path);
   } catch {
