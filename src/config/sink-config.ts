@@ -75,6 +75,17 @@ export const sinkConfigSchema = z
      * rows than this falls back to scanning, logged once. 0 turns the index off (README "Deletion vectors").
      */
     'silver.key.index.max.rows': int(0, 100_000_000).default(10_000_000),
+    /**
+     * Silver tables with deletion vectors are compacted between flushes, one bounded step after a merge commit
+     * (README "Compaction between flushes"): a step rewrites at most this many live rows (its latency bound, and
+     * the largest file it writes). 0 (the default) turns it off: measured, it bounds the file count but does not
+     * yet pay for itself in merge time (README "Compaction between flushes"); 500000 is the measured setting.
+     */
+    'silver.compaction.max.step.rows': int(0, 10_000_000).default(0),
+    /** Compaction: this many small files of one size tier are merged into one (and tiers grow by this factor). */
+    'silver.compaction.fanout': int(2, 100).default(8),
+    /** Compaction: a file whose deletion vector deletes more than this share of its rows is rewritten without them. */
+    'silver.compaction.max.deleted.ratio': z.coerce.number().gt(0).max(1).default(0.3),
     'mask.hash.columns': regexList.default([]),
     'mask.redact.columns': regexList.default([]),
     /** Columns that stay in clear even when a broader hash/redact pattern matches them. */

@@ -8,6 +8,7 @@ import { txnActions, txnAppId, uncommitted } from './offsets.ts';
 import { reconcileHistory, reconcileSilver, withMarkersCounted, type SnapshotEndAt } from './snapshot-reconcile.ts';
 import { MissingKeyError, reduceToChanges } from './silver-changes.ts';
 import { mergeSilver } from './silver-merge.ts';
+import { compactAfterMerge } from './silver-compaction.ts';
 import { alignDeletionVectors, ENABLE_DELETION_VECTORS } from './silver-dv-merge.ts';
 import { TIDE_PROTOCOL, withDeletionVectors } from '../lake/delta/protocol-check.ts';
 import { DeleteMarkers } from './delete-markers.ts';
@@ -357,6 +358,7 @@ export class TableSink {
       { maxRows: this.ctx.config['silver.key.index.max.rows'], log: this.ctx.log },
     );
     this.ctx.observer.mergeTimed(this.qualified, (performance.now() - mergeStarted) / 1000);
+    await compactAfterMerge(this.ctx.engine, this.silver, this.ctx.config, this.ctx.log);
     result.silverVersion = merged.version;
     result.silverChanges = batch.changes.length;
     result.rewrittenFiles = merged.rewrittenFiles;
