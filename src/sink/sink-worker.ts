@@ -10,6 +10,7 @@ import { registryFromConfig } from '../events/schema-registry.ts';
 import { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { openStore, s3Settings } from '../lake/storage/open-store.ts';
 import type { ObjectStore } from '../lake/storage/object-store.ts';
+import { closeCheckpointDuckDB } from '../lake/delta/checkpoint-duckdb.ts';
 import { log as rootLog, type Logger } from '../log.ts';
 import { decoderFor } from './input-format.ts';
 import { FlushDecoder } from './flush-decoder.ts';
@@ -239,6 +240,8 @@ export class SinkWorker {
       await this.dlq.close().catch((err: unknown) => this.log.warn({ err }, 'closing the dead-letter producer failed'));
       await this.gold.close();
       await engine.close();
+      // The DuckDB instance every table's checkpoints share (checkpoint-duckdb.ts): idle now, it closes at once.
+      await closeCheckpointDuckDB().catch((err: unknown) => this.log.warn({ err }, 'closing the checkpoint DuckDB failed'));
       if (!this.opts.store) await store.close();
       this.log.info({ stats: this.stats }, 'sink stopped');
     }
