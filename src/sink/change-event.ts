@@ -1,8 +1,7 @@
-import type { Type } from 'avsc';
-import { createAvroType } from '../events/avro-types.ts';
 import type { Op } from '../events/envelope.ts';
 import { SchemaRegistryError, type SchemaRegistry } from '../events/schema-registry.ts';
 import { ConnectionError, TideError } from '../errors.ts';
+import { envelopeReader, type EnvelopeReader } from './envelope-projection.ts';
 import { keyColumnsOf, lakeColumnsOf, rowImage, type SinkColumn } from './lake-columns.ts';
 
 /**
@@ -74,8 +73,7 @@ export class SchemaUnavailableError extends TideError {
   }
 }
 
-interface ValueCodec {
-  type: Type;
+interface ValueCodec extends EnvelopeReader {
   columns: SinkColumn[];
 }
 
@@ -117,7 +115,7 @@ function readEnvelope(codec: ValueCodec, valueId: number, topic: string, partiti
   const fail = (reason: string, cause?: unknown) => new UndecodableMessageError(topic, partition, offset, reason, { cause });
   let env: Envelope;
   try {
-    env = codec.type.fromBuffer(value.subarray(5)) as Envelope;
+    env = codec.type.fromBuffer(value.subarray(5), codec.resolver) as Envelope;
   } catch (err) {
     throw fail(`the Avro body does not match schema ${valueId}: ${(err as Error).message}`, err);
   }
@@ -241,7 +239,7 @@ export class ChangeEventDecoder {
   private valueCodec(id: number): Promise<ValueCodec> {
     return oncePerSchema(this.values, id, async () => {
       const schema = await this.registry.schemaById(id);
-      const codec = { type: createAvroType(schema), columns: lakeColumnsOf(schema) };
+      const codec = { ...envelopeReader(schema), columns: lakeColumnsOf(schema) };
       this.readyValues.set(id, codec);
       return codec;
     });
