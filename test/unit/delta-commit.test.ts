@@ -376,6 +376,30 @@ describe('DeltaTable over an in-memory store', () => {
     expect(table.version).toBe(0);
   });
 
+  it('a refresh that fails at a later commit applies none of the commits it read (refresh is in place)', async () => {
+    const { store, table } = await newTable();
+    const other = (await DeltaTable.open(store, 'silver/t'))!;
+    await other.commit([add('a')], op);
+    store.objects.set(commitPath('silver/t', 2), { data: Buffer.from('{"add":{"path":"x","size":1}\n'), modified: 0 });
+    await expect(table.refresh()).rejects.toThrow(/00000000000000000002\.json cannot be parsed/);
+    expect(table.version).toBe(0);
+    expect(table.files()).toEqual([]);
+    // A new protocol Tide cannot read, two commits on: refused before commit 1 is applied too.
+    store.objects.set(commitPath('silver/t', 2), {
+      data: Buffer.from(
+        `${JSON.stringify({ protocol: { minReaderVersion: 3, minWriterVersion: 7, readerFeatures: ['columnMapping'], writerFeatures: ['columnMapping'] } })}\n`,
+      ),
+      modified: 0,
+    });
+    await expect(table.refresh()).rejects.toThrow(/cannot read: Tide does not implement the reader features columnMapping/);
+    expect(table.version).toBe(0);
+    expect(table.files()).toEqual([]);
+    store.objects.delete(commitPath('silver/t', 2));
+    await table.refresh();
+    expect(table.version).toBe(1);
+    expect(table.files().map((f) => f.path)).toEqual(['a']);
+  });
+
   it('time travel: open at a version; a missing version or a log without version 0 is an error', async () => {
     const { store, table } = await newTable();
     await table.commit([add('a')], op);

@@ -6,9 +6,9 @@ import { serializeCommit } from './actions.ts';
 import { readLastCheckpoint, writeCheckpoint, type LastCheckpoint } from './checkpoint.ts';
 import { findConflict, isBlindAppend, validateCommit } from './commit-rules.ts';
 import { DeltaCheckpointError, DeltaConflictError, DeltaLogError } from './delta-errors.ts';
-import { type LoadOptions, checkComplete, loadSnapshot, readCommit, replayCommits } from './log-reader.ts';
+import { type LoadOptions, loadSnapshot, readCommit } from './log-reader.ts';
 import { commitPath, joinPath } from './log-paths.ts';
-import { TIDE_PROTOCOL, assertNoInvariants, assertWritable } from './protocol-check.ts';
+import { TIDE_PROTOCOL, assertNoInvariants, assertReadable, assertWritable } from './protocol-check.ts';
 import { fromSchemaString, SchemaStringError, toSchemaString } from './schema-string.ts';
 import { Snapshot, type Tombstone } from './snapshot.ts';
 import { TablePropertyError, checkpointInterval } from './table-properties.ts';
@@ -160,23 +160,33 @@ export class DeltaTable {
     return this.snapshot.txnActions();
   }
 
-  /** Read the commits newer than `version`. */
+  /**
+   * Read the commits newer than `version`. All of them are read and checked before the first is
+   * applied, in place: a refresh that throws leaves the snapshot as it was, without copying it first
+   * (a copy of a table with many tombstones cost more than reading one new commit).
+   */
   refresh(): Promise<void> {
     return this.exclusive(async () => {
-      const next = this.snapshot.clone();
-      await replayCommits(this.store, this.root, this.label, next, undefined);
-      if (next.version === this.snapshot.version) {
+      const commits: Action[][] = [];
+      for (;;) {
+        const actions = await readCommit(this.store, this.root, this.label, this.snapshot.version + commits.length + 1);
+        if (!actions) break;
+        commits.push(actions);
+      }
+      if (!commits.length) {
         // No next commit. If the log was cleaned up past this version (PROTOCOL.md "Metadata
         // Cleanup") while this instance was idle, a newer checkpoint shows it: reload from there.
         const last = await readLastCheckpoint(this.store, this.root);
-        if (last && last.version > next.version) {
+        if (last && last.version > this.snapshot.version) {
           const fresh = await loadSnapshot(this.store, this.root, this.label);
           if (fresh) this.snapshot = fresh;
-          return;
         }
+        return;
       }
-      checkComplete(this.label, next);
-      this.snapshot = next;
+      // The snapshot has a protocol and metaData already (checkComplete at open); a new protocol must be readable.
+      const protocol = commits.flat().findLast((a): a is { protocol: ProtocolAction } => 'protocol' in a)?.protocol;
+      if (protocol) assertReadable(this.label, protocol);
+      for (const actions of commits) this.snapshot.applyCommit(this.snapshot.version + 1, actions);
     });
   }
 
