@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,7 @@ describe.skipIf(skipDeltaRs)('silver compaction between flushes', () => {
   });
   afterAll(async () => {
     await engine?.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('keeps the file count bounded through many flushes of updates, deletes, TOAST and replays; rows and key index stay exact', async () => {
