@@ -63,7 +63,8 @@ interface CodecColumn {
   mapping: ColumnMapping;
 }
 
-const SOURCE_SCHEMA = {
+/** The envelope's `source` block, as Debezium's PostgreSQL connector names it, plus commit_lsn and event_index. */
+export const SOURCE_SCHEMA = {
   type: 'record',
   name: 'Source',
   namespace: 'io.debezium.connector.postgresql',

@@ -14,6 +14,7 @@ import { keyIndexOf, SilverKeyIndex } from '../../src/sink/silver-key-index.ts';
 import { mergeSilver } from '../../src/sink/silver-merge.ts';
 import { SILVER_META, silverPath } from '../../src/sink/table-layout.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
+import { asRows, silverModel } from '../support/silver-model.ts';
 import { expectSilverEqualsPostgres } from '../support/lake-checks.ts';
 import { useOrderPipeline } from '../support/order-pipeline.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
@@ -44,38 +45,7 @@ const dir = mkdtempSync(join(tmpdir(), 'tide-silver-compaction-'));
 const store = new LocalStore(dir);
 let engine: ParquetEngine;
 
-const model = new Map<number, [string, string]>();
-let lsn = 1000;
-const upsert = (id: number, name: string, note: string | undefined, commitLsn = ++lsn): KeyChange => {
-  if (note !== undefined) model.set(id, [name, note]);
-  else model.set(id, [name, model.get(id)![1]]);
-  return {
-    key: [BigInt(id)],
-    deleted: false,
-    row: note === undefined ? { id: BigInt(id), name } : { id: BigInt(id), name, note },
-    unchanged: note === undefined ? ['note'] : [],
-    commitLsn: BigInt(commitLsn),
-    eventIndex: 0,
-    commitTsMs: 1_700_000_000_000 + commitLsn,
-  };
-};
-const remove = (id: number): KeyChange => {
-  model.delete(id);
-  return {
-    key: [BigInt(id)],
-    deleted: true,
-    row: { id: BigInt(id) },
-    unchanged: [],
-    commitLsn: BigInt(++lsn),
-    eventIndex: 0,
-    commitTsMs: 0,
-  };
-};
-const expected = () => [...model.entries()].map(([id, [name, note]]) => [id, name, note]).sort((a, b) => Number(a[0]) - Number(b[0]));
-const asRows = (v: { columns: string[]; rows: unknown[][] }) => {
-  const [id, name, note] = ['id', 'name', 'note'].map((c) => v.columns.indexOf(c));
-  return v.rows.map((r) => [Number(r[id!]), r[name!], r[note!]]).sort((a, b) => Number(a[0]) - Number(b[0]));
-};
+const { model, upsert, remove, expected, lastLsn } = silverModel();
 async function tideRows(table: DeltaTable): Promise<unknown[][]> {
   await engine.createView('compaction_check', store, table.root, table.files(), schema);
   return (await engine.query('SELECT id, name, note FROM compaction_check ORDER BY id')).map((r) => [Number(r.id), r.name, r.note]);
@@ -124,7 +94,8 @@ describe.skipIf(skipDeltaRs)('silver compaction between flushes', () => {
           applied.delete(id);
           changes.push(remove(id));
         } else {
-          const c = r < 5 && model.has(id) ? upsert(id, `n${id}-${lsn}`, undefined) : upsert(id, `n${id}-${lsn}`, `note${lsn}`);
+          const c =
+            r < 5 && model.has(id) ? upsert(id, `n${id}-${lastLsn()}`, undefined) : upsert(id, `n${id}-${lastLsn()}`, `note${lastLsn()}`);
           applied.set(id, Number(c.commitLsn));
           changes.push(c);
         }

@@ -28,6 +28,7 @@ import { keyIndexOf, SilverKeyIndex } from '../../src/sink/silver-key-index.ts';
 import { mergeSilver } from '../../src/sink/silver-merge.ts';
 import { SILVER_META } from '../../src/sink/table-layout.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
+import { asRows, silverModel } from '../support/silver-model.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
 
 /**
@@ -67,41 +68,7 @@ afterAll(async () => {
   await (await sparkStarting?.catch(() => undefined))?.stop();
 });
 
-/** The source's truth: id → [name, note]. */
-const model = new Map<number, [string, string]>();
-let lsn = 1000;
-
-const upsert = (id: number, name: string, note: string | undefined, commitLsn = ++lsn): KeyChange => {
-  if (note !== undefined) model.set(id, [name, note]);
-  else model.set(id, [name, model.get(id)![1]]);
-  return {
-    key: [BigInt(id)],
-    deleted: false,
-    row: note === undefined ? { id: BigInt(id), name } : { id: BigInt(id), name, note },
-    unchanged: note === undefined ? ['note'] : [],
-    commitLsn: BigInt(commitLsn),
-    eventIndex: 0,
-    commitTsMs: 1_700_000_000_000 + commitLsn,
-  };
-};
-const remove = (id: number): KeyChange => {
-  model.delete(id);
-  return {
-    key: [BigInt(id)],
-    deleted: true,
-    row: { id: BigInt(id) },
-    unchanged: [],
-    commitLsn: BigInt(++lsn),
-    eventIndex: 0,
-    commitTsMs: 1_700_000_000_000 + lsn,
-  };
-};
-const expected = () => [...model.entries()].map(([id, [name, note]]) => [id, name, note]).sort((a, b) => Number(a[0]) - Number(b[0]));
-
-const asRows = (v: { columns: string[]; rows: unknown[][] }) => {
-  const [id, name, note] = ['id', 'name', 'note'].map((c) => v.columns.indexOf(c));
-  return v.rows.map((r) => [Number(r[id!]), r[name!], r[note!]]).sort((a, b) => Number(a[0]) - Number(b[0]));
-};
+const { model, upsert, remove, expected, lastLsn } = silverModel();
 
 async function tideRows(table: DeltaTable): Promise<unknown[][]> {
   await engine.createView('dv_check', store, table.root, table.files(), schema);
@@ -257,7 +224,8 @@ describe.skipIf(skipDeltaRs)('silver merges with deletion vectors', () => {
           applied.delete(id);
           return remove(id);
         }
-        const c = r < 5 && model.has(id) ? upsert(id, `n${id}-${lsn}`, undefined) : upsert(id, `n${id}-${lsn}`, `note${lsn}`);
+        const c =
+          r < 5 && model.has(id) ? upsert(id, `n${id}-${lastLsn()}`, undefined) : upsert(id, `n${id}-${lastLsn()}`, `note${lastLsn()}`);
         applied.set(id, Number(c.commitLsn));
         return c;
       });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createAvroType } from '../../src/events/avro-types.ts';
+import { SOURCE_SCHEMA } from '../../src/events/envelope.ts';
 import { envelopeReader } from '../../src/sink/envelope-projection.ts';
 
 const row = {
@@ -10,22 +11,7 @@ const row = {
     { name: 'note', type: ['null', 'string'], default: null },
   ],
 };
-const sourceFields = [
-  { name: 'version', type: 'string' },
-  { name: 'connector', type: 'string' },
-  { name: 'name', type: 'string' },
-  { name: 'ts_ms', type: 'long' },
-  { name: 'snapshot', type: ['string', 'null'], default: 'false' },
-  { name: 'db', type: 'string' },
-  { name: 'sequence', type: ['null', 'string'], default: null },
-  { name: 'schema', type: 'string' },
-  { name: 'table', type: 'string' },
-  { name: 'txId', type: ['null', 'long'], default: null },
-  { name: 'lsn', type: ['null', 'long'], default: null },
-  { name: 'xmin', type: ['null', 'long'], default: null },
-  { name: 'commit_lsn', type: 'long' },
-  { name: 'event_index', type: 'long' },
-];
+const sourceFields = SOURCE_SCHEMA.fields;
 const envelope = (source: unknown[]) => ({
   type: 'record',
   name: 'Envelope',
@@ -33,7 +19,7 @@ const envelope = (source: unknown[]) => ({
   fields: [
     { name: 'before', type: ['null', row], default: null },
     { name: 'after', type: ['null', 'Value'], default: null },
-    { name: 'source', type: { type: 'record', name: 'Source', namespace: 'io.debezium.connector.postgresql', fields: source } },
+    { name: 'source', type: { ...SOURCE_SCHEMA, fields: source } },
     { name: 'op', type: 'string' },
     { name: 'ts_ms', type: ['null', 'long'], default: null },
     {
