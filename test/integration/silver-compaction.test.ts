@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { TIDE_PROTOCOL, withDeletionVectors } from '../../src/lake/delta/protocol-check.ts';
-import type { LakeSchema } from '../../src/lake/lake-schema.ts';
 import type { CompactionPolicy } from '../../src/lake/maintenance/compaction-plan.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
@@ -12,9 +11,9 @@ import type { KeyChange } from '../../src/sink/silver-changes.ts';
 import { compactSilver } from '../../src/sink/silver-compaction.ts';
 import { keyIndexOf, SilverKeyIndex } from '../../src/sink/silver-key-index.ts';
 import { mergeSilver } from '../../src/sink/silver-merge.ts';
-import { SILVER_META, silverPath } from '../../src/sink/table-layout.ts';
+import { silverPath } from '../../src/sink/table-layout.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
-import { asRows, silverModel } from '../support/silver-model.ts';
+import { asRows, MODEL_SCHEMA, silverModel } from '../support/silver-model.ts';
 import { expectSilverEqualsPostgres } from '../support/lake-checks.ts';
 import { useOrderPipeline } from '../support/order-pipeline.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
@@ -30,14 +29,7 @@ if (skipDeltaRs) console.warn(`silver-compaction: skipped: ${skipDeltaRs}`);
 const skipSpark = sparkMissing();
 if (skipSpark) console.warn(`silver-compaction: Spark checks skipped: ${skipSpark}`);
 
-const schema: LakeSchema = {
-  columns: [
-    { name: 'id', type: { kind: 'long' }, nullable: false },
-    { name: 'name', type: { kind: 'string' }, nullable: true },
-    { name: 'note', type: { kind: 'string' }, nullable: true },
-    ...SILVER_META,
-  ],
-};
+const schema = MODEL_SCHEMA;
 const INDEX = { maxRows: 1_000_000, lookupMaxShare: 1 };
 /** Small enough that a few dozen flushes of a few dozen changes go through several tiers and purges. */
 const POLICY: CompactionPolicy = { fanout: 3, maxStepRows: 400, maxDeletedRatio: 0.2 };

@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeltaConflictError, DeltaProtocolError } from '../../src/lake/delta/delta-errors.ts';
 import { DeltaTable } from '../../src/lake/delta/delta-table.ts';
 import { TIDE_PROTOCOL, withDeletionVectors } from '../../src/lake/delta/protocol-check.ts';
-import type { LakeSchema } from '../../src/lake/lake-schema.ts';
 import { optimizeTable } from '../../src/lake/maintenance/optimize.ts';
 import { vacuumTable } from '../../src/lake/maintenance/vacuum.ts';
 import { ParquetEngine } from '../../src/lake/parquet/parquet-engine.ts';
@@ -26,9 +25,8 @@ import type { KeyChange, SilverBatch } from '../../src/sink/silver-changes.ts';
 import { alignDeletionVectors } from '../../src/sink/silver-dv-merge.ts';
 import { keyIndexOf, SilverKeyIndex } from '../../src/sink/silver-key-index.ts';
 import { mergeSilver } from '../../src/sink/silver-merge.ts';
-import { SILVER_META } from '../../src/sink/table-layout.ts';
 import { deltaReaderAvailable, readWithDeltaRs } from '../support/delta-reader.ts';
-import { asRows, silverModel } from '../support/silver-model.ts';
+import { asRows, MODEL_SCHEMA, silverModel } from '../support/silver-model.ts';
 import { SparkDelta, sparkMissing } from '../support/spark.ts';
 
 /**
@@ -43,14 +41,7 @@ if (skipDeltaRs) console.warn(`silver-deletion-vectors: skipped: ${skipDeltaRs}`
 const skipSpark = sparkMissing();
 if (skipSpark) console.warn(`silver-deletion-vectors: Spark checks skipped: ${skipSpark}`);
 
-const schema: LakeSchema = {
-  columns: [
-    { name: 'id', type: { kind: 'long' }, nullable: false },
-    { name: 'name', type: { kind: 'string' }, nullable: true },
-    { name: 'note', type: { kind: 'string' }, nullable: true },
-    ...SILVER_META,
-  ],
-};
+const schema = MODEL_SCHEMA;
 /** The key index, used for every batch (the sink scans for batches above half of the keys). */
 const INDEX = { maxRows: 1_000_000, lookupMaxShare: 1 };
 const dir = mkdtempSync(join(tmpdir(), 'tide-silver-dv-'));

@@ -1,4 +1,16 @@
+import type { LakeSchema } from '../../src/lake/lake-schema.ts';
 import type { KeyChange } from '../../src/sink/silver-changes.ts';
+import { SILVER_META } from '../../src/sink/table-layout.ts';
+
+/** The silver table the model describes: key `id`, columns `name` and `note`, and silver's metadata. */
+export const MODEL_SCHEMA: LakeSchema = {
+  columns: [
+    { name: 'id', type: { kind: 'long' }, nullable: false },
+    { name: 'name', type: { kind: 'string' }, nullable: true },
+    { name: 'note', type: { kind: 'string' }, nullable: true },
+    ...SILVER_META,
+  ],
+};
 
 /**
  * A source's truth for the silver merge tests that hand key changes to the merges directly (a table keyed by
