@@ -1,9 +1,9 @@
 import type { Action, AddAction } from '../lake/delta/actions.ts';
-import { DeletionVectorReader } from '../lake/delta/deletion-vector.ts';
 import type { DeltaTable } from '../lake/delta/delta-table.ts';
 import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { localPaths } from '../lake/parquet/table-view.ts';
+import { dropDeletedHits } from './dv-hits.ts';
 import { deleteRows, stageIndexHits } from './silver-dv-merge.ts';
 import { q } from './silver-merge.ts';
 import type { HistoryHit } from './history-key-index.ts';
@@ -48,12 +48,6 @@ const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 const HITS = 'tide_history_hits';
 const CLOSING = 'tide_history_closing';
 const OLD = 'tide_history_old_rows';
-const DELETED: LakeSchema = {
-  columns: [
-    { name: 'f', type: { kind: 'string' }, nullable: false },
-    { name: 'r', type: { kind: 'long' }, nullable: false },
-  ],
-};
 
 export async function historyDvMerge(
   engine: ParquetEngine,
@@ -191,21 +185,7 @@ async function scanHits(
       `FROM read_parquet([${list}], filename = true, file_row_number = true, union_by_name = true) h WHERE ${where}`,
   );
   // Rows a vector already deletes are versions written again elsewhere: drop them (only files with hits and a vector are read).
-  // Staged, not spelled out in SQL: a file's vector grows with every merge that closes one of its versions.
-  const reader = new DeletionVectorReader(table.store, table.root, table.label);
-  const deleted: unknown[][] = [];
-  for (const r of await engine.query(`SELECT DISTINCT __f FROM ${HITS}`)) {
-    const local = String(r.__f);
-    const dv = byLocal.get(local)?.deletionVector;
-    if (dv) for (const row of await reader.rows(dv)) deleted.push([local, BigInt(row)]);
-  }
-  if (!deleted.length) return;
-  const gone = await engine.stage(DELETED, deleted);
-  try {
-    await engine.run(`DELETE FROM ${HITS} h USING ${gone} d WHERE h.__f = d.f AND h.__r = d.r`);
-  } finally {
-    await engine.drop(gone);
-  }
+  await dropDeletedHits(engine, table, HITS, byLocal);
 }
 
 /** OLD: the closing versions (CLOSING) in full with their close time `__to`, read by position from their files only. */

@@ -43,12 +43,25 @@ export async function readLiveKeys(
   extra: string[],
   each: (c: Int32Array[], r: number) => void,
 ): Promise<void> {
-  const deleted = new Map<number, Set<number>>();
+  // Per file with a vector, its deleted rows as a bitset (one bit per row up to the last deleted one), from the
+  // vector's typed arrays: no JS value per deleted row (a Set of them held millions of numbers).
+  const deleted = new Map<number, Uint8Array>();
   const reader = new DeletionVectorReader(table.store, table.root, table.label);
   for (let i = 0; i < files.length; i++) {
     const dv = files[i]!.deletionVector;
-    if (dv) deleted.set(i, new Set(await reader.rows(dv)));
+    if (!dv) continue;
+    const buckets = await reader.buckets(dv);
+    // Rows at or above 2^32 never match file_row_number read as INTEGER below (that cast would fail first).
+    const lows = buckets.find((b) => b.key === 0)?.lows;
+    if (!lows?.length) continue;
+    const bits = new Uint8Array((lows[lows.length - 1]! >>> 3) + 1);
+    for (let k = 0; k < lows.length; k++) bits[lows[k]! >>> 3]! |= 1 << (lows[k]! & 7);
+    deleted.set(i, bits);
   }
+  const isDeleted = (file: number, row: number): boolean => {
+    const bits = deleted.get(file);
+    return bits !== undefined && row >>> 3 < bits.length && (bits[row >>> 3]! & (1 << (row & 7))) !== 0;
+  };
   const locals: string[] = [];
   for (const f of files) locals.push(await table.store.localFile(`${table.root}/${decodeURIComponent(f.path)}`));
   const k = `${q(keyColumn)}::BIGINT`;
@@ -62,7 +75,7 @@ export async function readLiveKeys(
   await engine.int32Chunks(sql, (c, n) => {
     const file = c[0]!;
     const row = c[1]!;
-    for (let r = 0; r < n; r++) if (!deleted.get(file[r]!)?.has(row[r]!)) each(c, r);
+    for (let r = 0; r < n; r++) if (!isDeleted(file[r]!, row[r]!)) each(c, r);
   });
 }
 

@@ -8,6 +8,7 @@ import type { LakeSchema } from '../lake/lake-schema.ts';
 import type { DataFile, ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { localPaths } from '../lake/parquet/table-view.ts';
 import { SILVER_META } from './table-layout.ts';
+import { dropDeletedHits } from './dv-hits.ts';
 import type { IndexHit } from './silver-key-index.ts';
 
 /**
@@ -134,13 +135,7 @@ export async function mergeWithDeletionVectors(
           `WHERE EXISTS (SELECT 1 FROM ${staged} c WHERE ${on('f', 'c')})`,
       );
       // Hits in rows a vector already deletes are old versions: drop them (only files with hits and a vector are read).
-      const hitFiles = (await engine.query(`SELECT DISTINCT __f FROM ${hits}`)).map((r) => String(r.__f));
-      for (const local of hitFiles) {
-        const dv = byLocal.get(local)?.deletionVector;
-        if (!dv) continue;
-        const rows = await reader.rows(dv);
-        if (rows.length) await engine.run(`DELETE FROM ${hits} WHERE __f = ${lit(local)} AND __r IN (SELECT unnest([${rows.join(',')}]))`);
-      }
+      await dropDeletedHits(engine, table, hits, byLocal);
     } else {
       const keys = keyColumns.map((k) => `c.${q(k)}`).join(', ');
       await engine.run(

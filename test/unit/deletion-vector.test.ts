@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   DeletionVectorReader,
+  deserializeRowBuckets,
   deserializeRowIndexes,
   dvRelativePath,
   dvUniqueId,
@@ -15,6 +16,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
+import { deletedRowKeys } from '../../src/lake/parquet/deleted-rows.ts';
 
 describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")', () => {
   it('writes the portable RoaringBitmapArray: magic 1681511377 LE, bucket count, key, 32-bit portable bitmap', () => {
@@ -54,6 +56,48 @@ describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")
     native.writeUInt32LE(portable.length - 16, 8);
     expect(deserializeRowIndexes(native)).toEqual([4, 9]);
     expect(deserializeRowIndexes(unionRowIndexes(native, [3]).data)).toEqual([3, 4, 9]);
+  });
+
+  it('deserialises into one Uint32Array per 2^32 bucket: portable and native formats, rows at or above 2^32, empty', () => {
+    const rows = [0, 7, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 9, 3 * 2 ** 32 + 2];
+    const buckets = deserializeRowBuckets(serializeRowIndexes(rows));
+    expect(buckets.map((b) => [b.key, b.lows])).toEqual([
+      [0, Uint32Array.from([0, 7, 65_536, 2 ** 32 - 1])],
+      [1, Uint32Array.from([0, 9])],
+      [3, Uint32Array.from([2])],
+    ]);
+    expect(buckets.every((b) => b.lows instanceof Uint32Array)).toBe(true);
+    expect(deserializeRowIndexes(serializeRowIndexes(rows))).toEqual(rows);
+    // The native format: a 4-byte bucket count, then per bucket (keys 0, 1, … implied) its size and bitmap; an empty bucket is left out.
+    const bitmap = (r: number[]) => Buffer.from(serializeRowIndexes(r)).subarray(16);
+    const emptyBitmap = Buffer.from(serializeRowIndexes([5])).subarray(16);
+    emptyBitmap.writeUInt32LE(0, 4); // SERIAL_COOKIE_NO_RUNCONTAINER, then 0 containers
+    const parts = [bitmap([4, 9]), emptyBitmap.subarray(0, 8), bitmap([1])];
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(1681511376, 0);
+    header.writeUInt32LE(parts.length, 4);
+    const native = Buffer.concat([header, ...parts.flatMap((p) => [Buffer.from(Uint32Array.of(p.length).buffer), p])]);
+    expect(deserializeRowBuckets(native).map((b) => [b.key, [...b.lows]])).toEqual([
+      [0, [4, 9]],
+      [2, [1]],
+    ]);
+    expect(deserializeRowIndexes(native)).toEqual([4, 9, 2 * 2 ** 32 + 1]);
+    // No rows: no buckets; unknown magic or truncated data is refused.
+    expect(deserializeRowBuckets(serializeRowIndexes([]))).toEqual([]);
+    expect(deserializeRowIndexes(serializeRowIndexes([]))).toEqual([]);
+    expect(() => deserializeRowBuckets(Buffer.alloc(16))).toThrow(/expected magic number 1681511377/);
+    expect(() => deserializeRowBuckets(Buffer.from(serializeRowIndexes([1, 2])).subarray(0, 10))).toThrow(/truncated/);
+  });
+
+  it("keys a view's deleted rows as file index × 2^32 + row from the vectors' buckets, and refuses rows at or above 2^32", async () => {
+    const store = new LocalStore(mkdtempSync(join(tmpdir(), 'tide-dv-unit-')));
+    const [a, b, wide] = await writeDeletionVectors(store, 't', [{ rows: [3, 1] }, { rows: [0, 2 ** 32 - 1] }, { rows: [2 ** 32] }]);
+    const reader = new DeletionVectorReader(store, 't', 't');
+    const keys = await deletedRowKeys(reader, [{ path: 'a', deletionVector: a }, { path: 'none' }, { path: 'b', deletionVector: b }]);
+    expect([...keys]).toEqual([1n, 3n, 2n * 2n ** 32n, 2n * 2n ** 32n + 2n ** 32n - 1n]);
+    expect((await deletedRowKeys(reader, [{ path: 'none' }])).length).toBe(0);
+    await expect(deletedRowKeys(reader, [{ path: 'w.parquet', deletionVector: wide }])).rejects.toThrow(/w\.parquet.*at or above 2\^32/);
+    expect([...(await reader.buckets(b!))[0]!.lows]).toEqual([0, 2 ** 32 - 1]);
   });
 
   it('derives the file name from the Z85 UUID as the protocol example does', () => {

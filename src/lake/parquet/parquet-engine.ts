@@ -16,10 +16,11 @@ import {
   type WriteFilesOptions,
 } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, SchemaViolationError, StageValueError } from './parquet-errors.ts';
-import { createTableView, localPaths, ROW_KEY_FILE_FACTOR, type ViewFile } from './table-view.ts';
+import { createTableView, localPaths, type ViewFile } from './table-view.ts';
+import { deletedRowKeys } from './deleted-rows.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue } from './values.ts';
-import { CHUNK_ROWS, columnFillers, type Cell } from './column-chunk.ts';
+import { CHUNK_ROWS, columnFillers, copyInt64Column, type Cell } from './column-chunk.ts';
 import { ColumnScans, scanSegmentRows } from './column-scan.ts';
 import { partitionValueSql } from './partition-path.ts';
 
@@ -127,12 +128,28 @@ export class ParquetEngine {
    */
   async stageColumns(schema: LakeSchema, rowCount: number, cells: Cell[]): Promise<string> {
     this.open('stage');
-    const name = `tide_stage_${++this.counter}`;
     const columns = schema.columns;
     if (cells.length !== columns.length)
-      throw new ParquetEngineError('stage', name, `got ${cells.length} column readers for ${columns.length} columns`);
-    const ddl = columns.map((c) => `${ident(c.name)} ${duckdbType(c.type, c.name)}`).join(', ');
+      throw new ParquetEngineError(
+        'stage',
+        `tide_stage_${this.counter + 1}`,
+        `got ${cells.length} column readers for ${columns.length} columns`,
+      );
     const fillers = columnFillers(columns);
+    return this.stageChunks(schema, rowCount, (chunk, start, count) => {
+      for (let c = 0; c < columns.length; c++) fillers[c]!.fill(chunk, c, cells[c]!, start, count);
+    });
+  }
+
+  /** A new temp table with the schema's columns, its `rowCount` rows appended a data chunk at a time, each filled by `fill`. */
+  private async stageChunks(
+    schema: LakeSchema,
+    rowCount: number,
+    fill: (chunk: DuckDBDataChunk, start: number, count: number) => void,
+  ): Promise<string> {
+    const name = `tide_stage_${++this.counter}`;
+    const columns = schema.columns;
+    const ddl = columns.map((c) => `${ident(c.name)} ${duckdbType(c.type, c.name)}`).join(', ');
     return this.session.exclusive(async (sql) => {
       await sql.run(`CREATE TEMP TABLE ${name} (${ddl})`, 'stage', name);
       let appender: DuckDBAppender | undefined;
@@ -142,7 +159,7 @@ export class ParquetEngine {
         for (let start = 0, n = 0; start < rowCount; start += CHUNK_ROWS, n++) {
           const count = Math.min(CHUNK_ROWS, rowCount - start);
           const chunk = DuckDBDataChunk.create(types, count);
-          for (let c = 0; c < columns.length; c++) fillers[c]!.fill(chunk, c, cells[c]!, start, count);
+          fill(chunk, start, count);
           appender.appendDataChunk(chunk);
           if ((n + 1) % CHUNKS_PER_YIELD === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         }
@@ -252,27 +269,13 @@ export class ParquetEngine {
 
   /**
    * A temp table (k BIGINT) of the rows the files' deletion vectors delete, each as one key: the file's index
-   * in `files` × ROW_KEY_FILE_FACTOR + the row index (table-view.ts deletedRowKey).
+   * in `files` × ROW_KEY_FILE_FACTOR + the row index (table-view.ts deletedRowKey; deleted-rows.ts). `label`
+   * names the table in errors (default `root`). The caller drops it (`drop`) unless a view owns it.
    */
-  private async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[]): Promise<string> {
-    const reader = new DeletionVectorReader(store, root, root);
-    const perFile: { fi: number; rows: number[] }[] = [];
-    let total = 0;
-    for (let i = 0; i < files.length; i++) {
-      const dv = files[i]!.deletionVector;
-      if (!dv) continue;
-      const rows = await reader.rows(dv);
-      perFile.push({ fi: i, rows });
-      total += rows.length;
-    }
-    const keys = new Float64Array(total);
-    let at = 0;
-    for (const p of perFile) {
-      const base = p.fi * ROW_KEY_FILE_FACTOR;
-      for (let i = 0; i < p.rows.length; i++) keys[at + i] = base + p.rows[i]!;
-      at += p.rows.length;
-    }
-    return this.stageColumns(DELETED_KEYS_SCHEMA, total, [(r) => keys[r]]);
+  async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[], label = root): Promise<string> {
+    this.open('stage');
+    const keys = await deletedRowKeys(new DeletionVectorReader(store, root, label), files);
+    return this.stageChunks(DELETED_KEYS_SCHEMA, keys.length, (chunk, start, count) => copyInt64Column(chunk, 0, keys, start, count));
   }
 
   /**
