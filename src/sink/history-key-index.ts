@@ -4,6 +4,7 @@ import type { LakeColumn } from '../lake/lake-schema.ts';
 import type { Logger } from '../log.ts';
 import type { ParquetEngine } from '../lake/parquet/parquet-engine.ts';
 import { commitLsnOf, compareVersion, split } from './key-index.ts';
+import { nextTurn, TURN_EVERY } from './event-loop-turns.ts';
 import { CoveringKeyIndex, readLiveKeys, syncedIndexOf, type SyncResult } from './key-index-scan.ts';
 
 /**
@@ -87,12 +88,19 @@ export class HistoryKeyIndex extends CoveringKeyIndex {
     return { ok: true, read: fresh.length, dropped };
   }
 
-  /** The latest live version of each key the changes name (after `sync`), once per key; keys with no version have none. */
-  hits(changes: { key: unknown[] }[], table: DeltaTable): HistoryHit[] {
+  /**
+   * The latest live version of each key the changes name (after `sync`), once per key; keys with no version
+   * have none. A turn of the event loop every `every` changes (event-loop-turns.ts: flushes run between);
+   * nothing a flush does changes the index or the snapshot read here: the index is the history lane's alone
+   * and its merges run one at a time (history-lane.ts), the flush keeps silver's.
+   */
+  async hits(changes: { key: unknown[] }[], table: DeltaTable, every = TURN_EVERY): Promise<HistoryHit[]> {
     const byPath = new Map(table.files().map((f) => [f.path, f]));
     const seen = new Set<number>();
     const out: HistoryHit[] = [];
-    for (const c of changes) {
+    for (let i = 0; i < changes.length; i++) {
+      if (i > 0 && i % every === 0) await nextTurn();
+      const c = changes[i]!;
       const [lo, hi] = split(c.key[0] as bigint | number);
       const s = this.index.find(lo, hi);
       if (s < 0 || seen.has(s)) continue;
@@ -126,10 +134,17 @@ export class HistoryKeyIndex extends CoveringKeyIndex {
   /**
    * Apply this sink's committed merge (no truncate): keys whose current latest version a newer change
    * closed leave (the closed copy and the new versions are in the new files); files re-added with a new
-   * vector keep it, files removed whole leave. New files stay unread until the next `sync`.
+   * vector keep it, files removed whole leave. New files stay unread until the next `sync`. A turn of the
+   * event loop every `every` changes, as in `hits`.
    */
-  committed(changes: { key: unknown[]; commitLsn: bigint; eventIndex: number }[], actions: Action[]): void {
-    for (const c of changes) {
+  async committed(
+    changes: { key: unknown[]; commitLsn: bigint; eventIndex: number }[],
+    actions: Action[],
+    every = TURN_EVERY,
+  ): Promise<void> {
+    for (let i = 0; i < changes.length; i++) {
+      if (i > 0 && i % every === 0) await nextTurn();
+      const c = changes[i]!;
       const [lo, hi] = split(c.key[0] as bigint | number);
       const s = this.index.find(lo, hi);
       if (s < 0 || (this.index.rowAt(s) & 1) === 0) continue;

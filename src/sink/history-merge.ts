@@ -12,6 +12,7 @@ import { HISTORY_META } from './table-layout.ts';
 import { historyDvMerge, newerThanHistory } from './history-dv-merge.ts';
 import { syncedHistoryIndex, type HistoryIndexOptions } from './history-key-index.ts';
 import { usesDeletionVectors } from './silver-dv-merge.ts';
+import { atOnce, inTurns, TURN_EVERY } from './event-loop-turns.ts';
 
 /**
  * `silver.<table>_history`: slowly changing dimension type 2. Every version of a row is kept with its
@@ -48,7 +49,33 @@ export interface HistoryBatch {
 }
 
 export function historyVersions(events: ChangeEvent[], keyColumns: string[], masks: ColumnMask[]): HistoryBatch {
+  return atOnce(historySteps(events, keyColumns, masks, Infinity));
+}
+
+/**
+ * `historyVersions` with a turn of the event loop every `every` events (event-loop-turns.ts): the background
+ * lane's ~400,000 events otherwise hold the main thread for most of a second, and flushes wait. The batch is
+ * the same. Between turns a flush may run, but it changes nothing used here: the events are the lane's alone
+ * (taken out of its pending list before the merge: history-lane.ts), and the maps and versions are local.
+ */
+export function historyVersionsInTurns(
+  events: ChangeEvent[],
+  keyColumns: string[],
+  masks: ColumnMask[],
+  every = TURN_EVERY,
+): Promise<HistoryBatch> {
+  return inTurns(historySteps(events, keyColumns, masks, every));
+}
+
+/** historyVersions' work, yielding after every `every` events (and after the sort). */
+export function* historySteps(
+  events: ChangeEvent[],
+  keyColumns: string[],
+  masks: ColumnMask[],
+  every: number,
+): Generator<void, HistoryBatch, void> {
   const sorted = [...events].sort(comparePosition);
+  if (sorted.length > every) yield;
   const versions: HistoryVersion[] = [];
   const open = new Map<string | number, HistoryVersion>();
   const changes: HistoryBatch['changes'] = [];
@@ -57,7 +84,9 @@ export function historyVersions(events: ChangeEvent[], keyColumns: string[], mas
   // Kafka offsets) is taken once. Positions are unique per change of a key, not per event (a Debezium snapshot
   // gives all its rows one position), and sorted a key's copies are neighbours among its changes.
   const lastOf = new Map<string | number, { commitLsn: bigint; eventIndex: number }>();
-  for (const e of sorted) {
+  for (let i = 0; i < sorted.length; i++) {
+    if (i > 0 && i % every === 0) yield;
+    const e = sorted[i]!;
     if (e.op === 't') {
       for (const v of open.values()) v.validTo = e.commitTsMs;
       open.clear();
@@ -190,7 +219,7 @@ export async function mergeHistory(
       // The key index finds the batch's keys' latest versions without a scan; a truncate (rare) scans every file.
       const keys = keyColumns.map((k) => schema.columns.find((c) => c.name === k)!);
       const index = keyIndex && !batch.truncateAt ? await syncedHistoryIndex(engine, table, keys, keyIndex) : undefined;
-      const indexHits = index?.hits(batch.changes, table);
+      const indexHits = await index?.hits(batch.changes, table);
       const r = await historyDvMerge(engine, table, schema, keyColumns, meta, {
         versions,
         changes,
@@ -202,7 +231,7 @@ export async function mergeHistory(
       });
       const version = await commitHistory(table, keyColumns, [...(evolved ? [evolved] : []), ...r.actions], r.adds, txns);
       // Only a committed merge changes the index: a failed commit leaves it as it was (the next sync starts over).
-      index?.committed(batch.changes, r.actions);
+      await index?.committed(batch.changes, r.actions);
       return version;
     }
     const candidates = candidatesOf();

@@ -14,7 +14,7 @@ import { TIDE_PROTOCOL, withDeletionVectors } from '../lake/delta/protocol-check
 import { DeleteMarkers } from './delete-markers.ts';
 import { evolveSchema, incomingColumns, renameColumns, silverColumns } from './schema-evolution.ts';
 import type { ApplyResult, SinkContext } from './sink-context.ts';
-import { historyColumns, historyVersions, mergeHistory } from './history-merge.ts';
+import { historyColumns, historyVersionsInTurns, mergeHistory } from './history-merge.ts';
 import { bronzePath, HISTORY_META, historyPath, SILVER_META, silverPath } from './table-layout.ts';
 
 export type { ApplyResult, DeadLetter, SinkContext } from './sink-context.ts';
@@ -422,7 +422,7 @@ export class TableSink {
     );
     const evolved = counted ? { metaData: counted } : evolution.evolved;
     await this.sendNewDeadLetters(result);
-    const batch = historyVersions(
+    const batch = await historyVersionsInTurns(
       good.filter((e) => !result.deadLetters.some((d) => d.event === e)),
       keyColumns,
       masks,
