@@ -16,7 +16,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
-import { deletedRowKeys } from '../../src/lake/parquet/deleted-rows.ts';
+import { deletedRowWords } from '../../src/lake/parquet/deleted-rows.ts';
 
 describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")', () => {
   it('writes the portable RoaringBitmapArray: magic 1681511377 LE, bucket count, key, 32-bit portable bitmap', () => {
@@ -89,14 +89,26 @@ describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")
     expect(() => deserializeRowBuckets(Buffer.from(serializeRowIndexes([1, 2])).subarray(0, 10))).toThrow(/truncated/);
   });
 
-  it("keys a view's deleted rows as file index × 2^32 + row from the vectors' buckets, and refuses rows at or above 2^32", async () => {
+  it("stages a view's deleted rows as 64-row words keyed by file index × 2^26 + row ÷ 64, and refuses rows at or above 2^32", async () => {
     const store = new LocalStore(mkdtempSync(join(tmpdir(), 'tide-dv-unit-')));
-    const [a, b, wide] = await writeDeletionVectors(store, 't', [{ rows: [3, 1] }, { rows: [0, 2 ** 32 - 1] }, { rows: [2 ** 32] }]);
+    const [a, b, c, wide] = await writeDeletionVectors(store, 't', [
+      { rows: [97, 3, 1] },
+      { rows: [0, 2 ** 32 - 1] },
+      { rows: [130, 128] },
+      { rows: [2 ** 32] },
+    ]);
     const reader = new DeletionVectorReader(store, 't', 't');
-    const keys = await deletedRowKeys(reader, [{ path: 'a', deletionVector: a }, { path: 'none' }, { path: 'b', deletionVector: b }]);
-    expect([...keys]).toEqual([1n, 3n, 2n * 2n ** 32n, 2n * 2n ** 32n + 2n ** 32n - 1n]);
-    expect((await deletedRowKeys(reader, [{ path: 'none' }])).length).toBe(0);
-    await expect(deletedRowKeys(reader, [{ path: 'w.parquet', deletionVector: wide }])).rejects.toThrow(/w\.parquet.*at or above 2\^32/);
+    const files = [{ path: 'a', deletionVector: a }, { path: 'none' }, { path: 'b', deletionVector: b }];
+    // File index 70: its key's low half holds (70 mod 64) << 26, its high half 70 >> 6.
+    for (let i = files.length; i < 70; i++) files.push({ path: `none-${i}` });
+    files.push({ path: 'c', deletionVector: c });
+    const { keys, bits } = await deletedRowWords(reader, files);
+    const F = 2n ** 26n;
+    expect([...keys]).toEqual([0n, 1n, 2n * F, 2n * F + F - 1n, 70n * F + 2n]);
+    // Row 1 and 3 of word 0; row 97 = 64 + 33; row 0; row 2^32 - 1 = bit 63 (the sign bit); rows 128 and 130 = bits 0 and 2.
+    expect([...bits]).toEqual([(1n << 1n) | (1n << 3n), 1n << 33n, 1n, -(2n ** 63n), 5n]);
+    expect((await deletedRowWords(reader, [{ path: 'none' }])).keys.length).toBe(0);
+    await expect(deletedRowWords(reader, [{ path: 'w.parquet', deletionVector: wide }])).rejects.toThrow(/w\.parquet.*at or above 2\^32/);
     expect([...(await reader.buckets(b!))[0]!.lows]).toEqual([0, 2 ** 32 - 1]);
   });
 

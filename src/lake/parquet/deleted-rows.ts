@@ -1,54 +1,99 @@
 import { endianness } from 'node:os';
-import { bucketRows, type DeletionVectorDescriptor, type DeletionVectorReader, type RowBucket } from '../delta/deletion-vector.ts';
+import type { DeletionVectorDescriptor, DeletionVectorReader, RowBucket } from '../delta/deletion-vector.ts';
 import { ParquetEngineError } from './parquet-errors.ts';
-import { ROW_KEY_FILE_FACTOR } from './table-view.ts';
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
 /**
- * The keys of the rows the files' deletion vectors delete, in one BigInt64Array: the file's index in
- * `files` × ROW_KEY_FILE_FACTOR (2^32) + the row index (table-view.ts deletedRowKey). Built from each vector's
- * Uint32Array buckets (deserializeRowBuckets) with no JS value per row: on a little-endian machine each key is
- * written as its two 32-bit halves (the row, then the file's index). The number[] of rows per file and the
- * Float64Array copied from it (then staged through a per-row callback) were 16 s of the sink's main thread in
- * 6 minutes of the sustained pipeline, its gold passes over millions of deleted rows, and much of its garbage.
+ * The rows a view's deletion vectors delete, as DuckDB sees them: a table (k BIGINT, bits BIGINT) with one
+ * row per 64-row word of a file that holds a deleted row. `k` is the file's index in the view's list × 2^26 +
+ * the row index ÷ 64 (`deletedWordKey`), `bits` has bit (row index mod 64) set for each deleted row of the word
+ * (`deletedBit`). A view LEFT JOINs it on the word and keeps the rows whose bit is clear.
+ *
+ * Words rather than one key per deleted row: a table whose vectors hold millions of rows at random positions
+ * (silver orders under random updates: a third of its rows after 15 minutes) has up to 64 of them per word, so
+ * DuckDB appends and hashes far fewer rows (a 12M-row table with 4M deleted: 188k words). A key per deleted row
+ * was appended on the calling (JS) thread and made the anti-join's hash table of 4M entries.
+ *
+ * Built from each vector's Uint32Array buckets (deserializeRowBuckets), ascending, with no JS value per row: on a
+ * little-endian machine each 64-bit value is written as its two 32-bit halves. Before, the rows went through a
+ * number[] per file, a Float64Array and a per-row staging callback: 16 s of the sink's main thread in 6 minutes of
+ * the sustained pipeline, and much of its garbage.
  *
  * A row at or above 2^32 (a Parquet file of more than 4 billion rows) would not fit the key: refused.
  */
-export async function deletedRowKeys(
+export interface DeletedWords {
+  keys: BigInt64Array;
+  bits: BigInt64Array;
+}
+
+/** Rows per word and the factor of the file index in a word's key (row indexes below 2^32 give words below 2^26). */
+const WORD_SHIFT = 6;
+const FILE_SHIFT = 26;
+
+/** SQL: the key of the word holding row `row` (BIGINT) of the file at index `file` (read_parquet's file_index). */
+export const deletedWordKey = (file: string, row: string): string =>
+  `((CAST(${file} AS BIGINT) << ${FILE_SHIFT}) + (${row} >> ${WORD_SHIFT}))`;
+
+/** SQL: 1 when `bits` (a word's bits, BIGINT) marks row `row` deleted, else 0. */
+export const deletedBit = (bits: string, row: string): string => `((${bits} >> (${row} & 63)) & 1)`;
+
+export async function deletedRowWords(
   reader: DeletionVectorReader,
   files: readonly { path: string; deletionVector?: DeletionVectorDescriptor }[],
-): Promise<BigInt64Array> {
-  const perFile: { fi: number; buckets: RowBucket[] }[] = [];
-  let total = 0;
+): Promise<DeletedWords> {
+  const perFile: { fi: number; lows: Uint32Array }[] = [];
+  let words = 0;
   for (let fi = 0; fi < files.length; fi++) {
     const dv = files[fi]!.deletionVector;
     if (!dv) continue;
-    const buckets = await reader.buckets(dv);
+    const buckets: RowBucket[] = await reader.buckets(dv);
     if (buckets.some((b) => b.key !== 0))
       throw new ParquetEngineError(
         'createView',
         files[fi]!.path,
         'its deletion vector deletes a row at or above 2^32, which Tide cannot read (its views key rows by a 32-bit position): rewrite the file in smaller files with another engine',
       );
-    perFile.push({ fi, buckets });
-    total += bucketRows(buckets);
-  }
-  const keys = new BigInt64Array(total);
-  const halves = new Uint32Array(keys.buffer);
-  let at = 0;
-  for (const { fi, buckets } of perFile)
-    for (const { lows } of buckets) {
-      if (LITTLE_ENDIAN) {
-        for (let i = 0, o = 2 * at; i < lows.length; i++, o += 2) {
-          halves[o] = lows[i]!;
-          halves[o + 1] = fi;
-        }
-      } else {
-        const base = BigInt(fi * ROW_KEY_FILE_FACTOR);
-        for (let i = 0; i < lows.length; i++) keys[at + i] = base + BigInt(lows[i]!);
-      }
-      at += lows.length;
+    const lows = buckets[0]?.lows;
+    if (!lows) continue;
+    perFile.push({ fi, lows });
+    for (let i = 0, prev = -1; i < lows.length; i++) {
+      const w = lows[i]! >>> WORD_SHIFT;
+      if (w !== prev) words++;
+      prev = w;
     }
-  return keys;
+  }
+  const keys = new BigInt64Array(words);
+  const bits = new BigInt64Array(words);
+  if (!LITTLE_ENDIAN) {
+    let n = -1;
+    for (const { fi, lows } of perFile)
+      for (let i = 0, prev = -1; i < lows.length; i++) {
+        const w = lows[i]! >>> WORD_SHIFT;
+        if (w !== prev) keys[++n] = (BigInt(fi) << BigInt(FILE_SHIFT)) + BigInt(w);
+        prev = w;
+        bits[n] = BigInt.asIntN(64, bits[n]! | (1n << BigInt(lows[i]! & 63)));
+      }
+    return { keys, bits };
+  }
+  const k = new Uint32Array(keys.buffer);
+  const b = new Uint32Array(bits.buffer);
+  let n = -1;
+  for (const { fi, lows } of perFile) {
+    const keyHigh = fi >>> (32 - FILE_SHIFT);
+    const keyLow = (fi << FILE_SHIFT) >>> 0;
+    for (let i = 0, prev = -1; i < lows.length; i++) {
+      const row = lows[i]!;
+      const w = row >>> WORD_SHIFT;
+      if (w !== prev) {
+        n++;
+        k[2 * n] = (keyLow | w) >>> 0;
+        k[2 * n + 1] = keyHigh;
+        prev = w;
+      }
+      // Bit (row mod 64): the low half holds bits 0-31, the high half 32-63.
+      b[2 * n + ((row >>> 5) & 1)]! |= 1 << (row & 31);
+    }
+  }
+  return { keys, bits };
 }

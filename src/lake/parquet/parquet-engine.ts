@@ -17,7 +17,7 @@ import {
 } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, SchemaViolationError, StageValueError } from './parquet-errors.ts';
 import { createTableView, localPaths, type ViewFile } from './table-view.ts';
-import { deletedRowKeys } from './deleted-rows.ts';
+import { deletedRowWords } from './deleted-rows.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue } from './values.ts';
 import { CHUNK_ROWS, columnFillers, copyInt64Column, type Cell } from './column-chunk.ts';
@@ -252,10 +252,10 @@ export class ParquetEngine {
   ): Promise<void> {
     this.open('createView');
     const locals = await localPaths(store, root, files);
-    // Files with deletion vectors: their deleted rows go to a temp table the view anti-joins, as one key from
-    // (index of the file in the view's list, row index). Integers from typed arrays: a local path per deleted row made this
-    // the largest part of a view over a silver table with millions of deleted rows (1.0-1.4 s for 814,000 of
-    // them, mostly JS; README "Silver merges as the sink's flushes leave the table").
+    // Files with deletion vectors: their deleted rows go to a temp table the view joins, as 64-row words keyed by
+    // (index of the file in the view's list, row index ÷ 64), built from typed arrays (deleted-rows.ts). A local path
+    // per deleted row, then a key per deleted row, made this the largest part of a view over a silver table with
+    // millions of deleted rows (README "Silver merges as the sink's flushes leave the table", "Deleted rows as typed arrays").
     let deleted: string | undefined;
     if (files.some((f) => f.deletionVector)) deleted = await this.stageDeletedRows(store, root, files);
     const previous = this.viewDeletes.get(name);
@@ -268,14 +268,17 @@ export class ParquetEngine {
   }
 
   /**
-   * A temp table (k BIGINT) of the rows the files' deletion vectors delete, each as one key: the file's index
-   * in `files` × ROW_KEY_FILE_FACTOR + the row index (table-view.ts deletedRowKey; deleted-rows.ts). `label`
-   * names the table in errors (default `root`). The caller drops it (`drop`) unless a view owns it.
+   * A temp table (k BIGINT, bits BIGINT) of the rows the files' deletion vectors delete, one row per 64-row word
+   * (deleted-rows.ts: `deletedWordKey`, `deletedBit`), the file named by its index in `files`. `label` names the
+   * table in errors (default `root`). The caller drops it (`drop`) unless a view owns it.
    */
   async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[], label = root): Promise<string> {
     this.open('stage');
-    const keys = await deletedRowKeys(new DeletionVectorReader(store, root, label), files);
-    return this.stageChunks(DELETED_KEYS_SCHEMA, keys.length, (chunk, start, count) => copyInt64Column(chunk, 0, keys, start, count));
+    const { keys, bits } = await deletedRowWords(new DeletionVectorReader(store, root, label), files);
+    return this.stageChunks(DELETED_WORDS_SCHEMA, keys.length, (chunk, start, count) => {
+      copyInt64Column(chunk, 0, keys, start, count);
+      copyInt64Column(chunk, 1, bits, start, count);
+    });
   }
 
   /**
@@ -415,7 +418,12 @@ export class ParquetEngine {
 
 const TEMP_PREFIX = 'tide-parquet-';
 
-const DELETED_KEYS_SCHEMA: LakeSchema = { columns: [{ name: 'k', type: { kind: 'long' }, nullable: false }] };
+const DELETED_WORDS_SCHEMA: LakeSchema = {
+  columns: [
+    { name: 'k', type: { kind: 'long' }, nullable: false },
+    { name: 'bits', type: { kind: 'long' }, nullable: false },
+  ],
+};
 
 /**
  * Remove the temp dirs of engines whose process is gone (killed before close(): a crash must not
