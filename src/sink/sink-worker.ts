@@ -334,10 +334,9 @@ export class SinkWorker {
     this.stats.lastFlushAt = Date.now();
     const lakeMs = Math.round(performance.now() - started) - decodeMs;
     const committed = performance.now();
-    await this.intake
-      ?.commitProgress(this.behindHistory(maxPerPartition(progress)))
-      .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
+    this.intake?.commitProgress(this.behindHistory(maxPerPartition(progress)), this.progressFailed);
     if (changed.length && this.opts.onSilverChanged) await this.opts.onSilverChanged(changed);
+    // Group offsets go in the background (kafka-intake.ts commitProgress): offsetsMs is what the flush still waits for here.
     const offsetsMs = Math.round(performance.now() - committed);
     // Where each flush's time went (bench/pipeline-sustained.ts collects these at TIDE_LOG_LEVEL=debug).
     // And where the process' memory is after it: the JS heap, V8's external memory (Buffers, the key index's
@@ -390,11 +389,14 @@ export class SinkWorker {
     this.stats.flushes++;
     this.stats.messages += messages.length;
     this.stats.lastFlushAt = Date.now();
-    await this.intake
-      ?.commitProgress(maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))))
-      .catch((err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed'));
+    this.intake?.commitProgress(
+      maxPerPartition(messages.map((m) => ({ topic: m.topic, partition: m.partition, offset: BigInt(m.offset) }))),
+      this.progressFailed,
+    );
     this.gold.kick();
   }
+
+  private readonly progressFailed = (err: unknown) => this.log.warn({ err }, 'committing group offsets (for lag tooling) failed');
 
   /** Merge what waits for a background history merge now (tests). */
   mergeHistory(): Promise<void> {
