@@ -16,7 +16,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStore } from '../../src/lake/storage/local-store.ts';
-import { deletedRowWords } from '../../src/lake/parquet/deleted-rows.ts';
+import { deletedRows } from '../../src/lake/parquet/deleted-rows.ts';
 
 describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")', () => {
   it('writes the portable RoaringBitmapArray: magic 1681511377 LE, bucket count, key, 32-bit portable bitmap', () => {
@@ -89,7 +89,7 @@ describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")
     expect(() => deserializeRowBuckets(Buffer.from(serializeRowIndexes([1, 2])).subarray(0, 10))).toThrow(/truncated/);
   });
 
-  it("stages a view's deleted rows as 64-row words keyed by file index × 2^26 + row ÷ 64, and refuses rows at or above 2^32", async () => {
+  it("stages a view's deleted rows as 64-row words keyed by file index × 2^26 + row ÷ 64 or keys, and refuses rows at or above 2^32", async () => {
     const store = new LocalStore(mkdtempSync(join(tmpdir(), 'tide-dv-unit-')));
     const [a, b, c, wide] = await writeDeletionVectors(store, 't', [
       { rows: [97, 3, 1] },
@@ -102,13 +102,23 @@ describe('deletion vector format (PROTOCOL.md appendix "Deletion Vector Format")
     // File index 70: its key's low half holds (70 mod 64) << 26, its high half 70 >> 6.
     for (let i = files.length; i < 70; i++) files.push({ path: `none-${i}` });
     files.push({ path: 'c', deletionVector: c });
-    const { keys, bits } = await deletedRowWords(reader, files);
+    const { words, keys, bits } = await deletedRows(reader, files, { words: true });
+    expect(words).toBe(true);
     const F = 2n ** 26n;
     expect([...keys]).toEqual([0n, 1n, 2n * F, 2n * F + F - 1n, 70n * F + 2n]);
     // Row 1 and 3 of word 0; row 97 = 64 + 33; row 0; row 2^32 - 1 = bit 63 (the sign bit); rows 128 and 130 = bits 0 and 2.
     expect([...bits]).toEqual([(1n << 1n) | (1n << 3n), 1n << 33n, 1n, -(2n ** 63n), 5n]);
-    expect((await deletedRowWords(reader, [{ path: 'none' }])).keys.length).toBe(0);
-    await expect(deletedRowWords(reader, [{ path: 'w.parquet', deletionVector: wide }])).rejects.toThrow(/w\.parquet.*at or above 2\^32/);
+    // Sparse vectors (fewer than 4 rows a word on average, as here) get one key per row: file index × 2^32 + row.
+    const sparse = await deletedRows(reader, files);
+    expect([sparse.words, [...sparse.keys]]).toEqual([
+      false,
+      [1n, 3n, 97n, 2n * 2n ** 32n, 2n * 2n ** 32n + 2n ** 32n - 1n, 70n * 2n ** 32n + 128n, 70n * 2n ** 32n + 130n],
+    ]);
+    expect((await deletedRows(reader, files, { words: false })).keys).toEqual(sparse.keys);
+    const dense = await writeDeletionVectors(store, 't', [{ rows: Array.from({ length: 256 }, (_, r) => r) }]);
+    expect((await deletedRows(reader, [{ path: 'd', deletionVector: dense[0] }])).words).toBe(true);
+    expect((await deletedRows(reader, [{ path: 'none' }])).keys.length).toBe(0);
+    await expect(deletedRows(reader, [{ path: 'w.parquet', deletionVector: wide }])).rejects.toThrow(/w\.parquet.*at or above 2\^32/);
     expect([...(await reader.buckets(b!))[0]!.lows]).toEqual([0, 2 ** 32 - 1]);
   });
 

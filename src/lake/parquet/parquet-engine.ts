@@ -17,7 +17,7 @@ import {
 } from './file-writer.ts';
 import { EngineClosedError, ParquetEngineError, SchemaViolationError, StageValueError } from './parquet-errors.ts';
 import { createTableView, localPaths, type ViewFile } from './table-view.ts';
-import { deletedRowWords } from './deleted-rows.ts';
+import { deletedRows, type StagedDeletes } from './deleted-rows.ts';
 import { DeletionVectorReader } from '../delta/deletion-vector.ts';
 import { fromDuckDBValue, toDuckDBValue } from './values.ts';
 import { CHUNK_ROWS, columnFillers, copyInt64Column, type Cell } from './column-chunk.ts';
@@ -256,10 +256,10 @@ export class ParquetEngine {
     // (index of the file in the view's list, row index ÷ 64), built from typed arrays (deleted-rows.ts). A local path
     // per deleted row, then a key per deleted row, made this the largest part of a view over a silver table with
     // millions of deleted rows (README "Silver merges as the sink's flushes leave the table", "Deleted rows as typed arrays").
-    let deleted: string | undefined;
+    let deleted: StagedDeletes | undefined;
     if (files.some((f) => f.deletionVector)) deleted = await this.stageDeletedRows(store, root, files);
     const previous = this.viewDeletes.get(name);
-    if (deleted) this.viewDeletes.set(name, deleted);
+    if (deleted) this.viewDeletes.set(name, deleted.table);
     else this.viewDeletes.delete(name);
     await this.session.exclusive((sql) =>
       createTableView(sql, name, files, locals, schema, partitionColumns, { deleted, positions: opts.positions }),
@@ -268,17 +268,27 @@ export class ParquetEngine {
   }
 
   /**
-   * A temp table (k BIGINT, bits BIGINT) of the rows the files' deletion vectors delete, one row per 64-row word
-   * (deleted-rows.ts: `deletedWordKey`, `deletedBit`), the file named by its index in `files`. `label` names the
-   * table in errors (default `root`). The caller drops it (`drop`) unless a view owns it.
+   * A temp table (k BIGINT, bits BIGINT) of the rows the files' deletion vectors delete, one row per 64-row word,
+   * or for sparse vectors one key per deleted row (deleted-rows.ts; `words` forces a shape), the file named by its
+   * index in `files`; `deletedRowSql` reads it. `label` names the table in errors (default `root`). The caller
+   * drops it (`drop`) unless a view owns it.
    */
-  async stageDeletedRows(store: ObjectStore, root: string, files: ViewFile[], label = root): Promise<string> {
+  async stageDeletedRows(
+    store: ObjectStore,
+    root: string,
+    files: ViewFile[],
+    label = root,
+    opts: { words?: boolean } = {},
+  ): Promise<StagedDeletes> {
     this.open('stage');
-    const { keys, bits } = await deletedRowWords(new DeletionVectorReader(store, root, label), files);
-    return this.stageChunks(DELETED_WORDS_SCHEMA, keys.length, (chunk, start, count) => {
+    const { words, keys, bits } = await deletedRows(new DeletionVectorReader(store, root, label), files, opts);
+    const table = await this.stageChunks(DELETED_ROWS_SCHEMA, keys.length, (chunk, start, count) => {
       copyInt64Column(chunk, 0, keys, start, count);
-      copyInt64Column(chunk, 1, bits, start, count);
+      // One key per deleted row: `bits` is never read; zeros keep the table deterministic.
+      if (words) copyInt64Column(chunk, 1, bits, start, count);
+      else copyInt64Column(chunk, 1, NO_BITS, 0, count);
     });
+    return { table, words };
   }
 
   /**
@@ -418,7 +428,9 @@ export class ParquetEngine {
 
 const TEMP_PREFIX = 'tide-parquet-';
 
-const DELETED_WORDS_SCHEMA: LakeSchema = {
+const NO_BITS = new BigInt64Array(CHUNK_ROWS);
+
+const DELETED_ROWS_SCHEMA: LakeSchema = {
   columns: [
     { name: 'k', type: { kind: 'long' }, nullable: false },
     { name: 'bits', type: { kind: 'long' }, nullable: false },

@@ -5,7 +5,7 @@ import type { DuckSql } from './duckdb-session.ts';
 import { ParquetEngineError } from './parquet-errors.ts';
 import { joinStorePath } from './partition-path.ts';
 import type { DeletionVectorDescriptor } from '../delta/deletion-vector.ts';
-import { deletedBit, deletedWordKey } from './deleted-rows.ts';
+import { deletedRowSql, type StagedDeletes } from './deleted-rows.ts';
 
 /**
  * A DuckDB view over a Delta table's data files, with the table schema's columns in order:
@@ -49,9 +49,8 @@ export async function localPaths(store: ObjectStore, root: string, files: ViewFi
 
 /**
  * `CREATE OR REPLACE TEMP VIEW` over `locals` (parallel to `files`). `sql` must be held exclusively.
- * `deleted`, when given, names a table (k BIGINT, bits BIGINT) of the files' deleted rows (their deletion vectors), one row
- * per 64-row word with a deleted row, the file named by its index in `locals` (read_parquet's `file_index`;
- * deleted-rows.ts): those rows are left out. `positions` adds the columns VIEW_FILE_COLUMN
+ * `deleted`, when given, is the staged table of the files' deleted rows (their deletion vectors; deleted-rows.ts), the
+ * file named by its index in `locals` (read_parquet's `file_index`): those rows are left out. `positions` adds the columns VIEW_FILE_COLUMN
  * and VIEW_ROW_COLUMN.
  */
 export async function createTableView(
@@ -61,7 +60,7 @@ export async function createTableView(
   locals: string[],
   schema: LakeSchema,
   partitionColumns: string[],
-  opts: { deleted?: string; positions?: boolean } = {},
+  opts: { deleted?: StagedDeletes; positions?: boolean } = {},
 ): Promise<void> {
   const partitioned = new Set(partitionColumns);
   for (const p of partitionColumns) {
@@ -116,13 +115,14 @@ export async function createTableView(
     from += ` JOIN (VALUES ${rows.join(', ')}) p(${names}) ON f.${ident(FILE_COLUMN)} = p.${ident(FILE_COLUMN)}`;
   }
   // Rows a deletion vector names are not part of the table (PROTOCOL.md "Reader Requirements for Deletion Vectors").
-  // Each row's 64-row word is looked up (a LEFT JOIN on one BIGINT: the table holds each word once) and the row
-  // stays when the word is absent or its bit is clear. Before: one key per deleted row and `NOT IN`, whose hash
-  // table held every deleted row; earlier still a correlated NOT EXISTS, planned as a delim join grouping every row.
+  // Dense vectors: each row's 64-row word is looked up (a LEFT JOIN on one BIGINT: the table holds each word once)
+  // and the row stays when the word is absent or its bit is clear. Sparse ones: one key per deleted row and NOT IN,
+  // a hash anti-join on one column (deleted-rows.ts). A correlated NOT EXISTS was planned as a delim join grouping every row.
   let where = '';
   if (opts.deleted) {
-    from += ` LEFT JOIN ${opts.deleted} d ON d.k = ${deletedWordKey('f.file_index', 'f.file_row_number')}`;
-    where = ` WHERE d.bits IS NULL OR ${deletedBit('d.bits', 'f.file_row_number')} = 0`;
+    const rows = deletedRowSql(opts.deleted, 'f.file_index', 'f.file_row_number');
+    from += rows.join;
+    where = ` WHERE ${rows.kept}`;
   }
   await sql.run(`${view}SELECT ${cols.join(', ')} FROM ${from}${where}`, 'createView', name);
 }
