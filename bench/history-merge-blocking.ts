@@ -30,7 +30,7 @@ import { historyColumns, historyVersions, mergeHistory } from '../src/sink/histo
 import { syncedHistoryIndex } from '../src/sink/history-key-index.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
 import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
-import { ORDERS_COLUMNS, orderRow } from './sink-bench-support.ts';
+import { ORDERS_COLUMNS, orderUpdates } from './sink-bench-support.ts';
 
 const VERSIONS = Number(arg('versions', '4000000'));
 const UPDATES = Number(arg('updates', '400000'));
@@ -44,28 +44,7 @@ const INDEX = { maxRows: 100_000_000 };
 let lsn = 1_000_000_000n;
 
 function randomUpdates(keys: number, n: number): ChangeEvent[] {
-  const commitLsn = ++lsn;
-  const now = Date.now();
-  let index = 0;
-  return randomKeys(keys, n).map((id) => ({
-    topic: 'bench.public.orders',
-    partition: 0,
-    offset: 0n,
-    table: 'public.orders',
-    op: 'u' as const,
-    before: null,
-    after: { ...orderRow(id, Number(commitLsn % 1000n) + 1, now), id: BigInt(id) },
-    unchangedToast: [],
-    commitLsn,
-    eventIndex: index++,
-    txId: null,
-    commitTsMs: now,
-    eventTsMs: null,
-    snapshot: false,
-    columns: [],
-    valueSchemaId: 1,
-    keyColumns: ['id'],
-  }));
+  return orderUpdates(randomKeys(keys, n), ++lsn);
 }
 
 /** The event loop's delay while `work` runs: perf_hooks' histogram and a 10 ms timer's lateness. */

@@ -33,7 +33,7 @@ import { historyColumns, historyVersions, mergeHistory } from '../src/sink/histo
 import { syncedHistoryIndex } from '../src/sink/history-key-index.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
 import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
-import { median, ORDERS_COLUMNS, orderRow } from './sink-bench-support.ts';
+import { median, ORDERS_COLUMNS, orderUpdates } from './sink-bench-support.ts';
 
 const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
 const UPDATES = Number(arg('updates', '10000'));
@@ -62,28 +62,7 @@ async function buildHistory(engine: ParquetEngine, root: string, versions: numbe
 
 /** `n` distinct uniformly random keys of [0, keys), as updates in one transaction at the next commit LSN. */
 function randomUpdates(keys: number, n: number): ChangeEvent[] {
-  const commitLsn = ++lsn;
-  const now = Date.now();
-  let index = 0;
-  return randomKeys(keys, n).map((id) => ({
-    topic: 'bench.public.orders',
-    partition: 0,
-    offset: 0n,
-    table: 'public.orders',
-    op: 'u' as const,
-    before: null,
-    after: { ...orderRow(id, Number(commitLsn % 1000n) + 1, now), id: BigInt(id) },
-    unchangedToast: [],
-    commitLsn,
-    eventIndex: index++,
-    txId: null,
-    commitTsMs: now,
-    eventTsMs: null,
-    snapshot: false,
-    columns: [],
-    valueSchemaId: 1,
-    keyColumns: ['id'],
-  }));
+  return orderUpdates(randomKeys(keys, n), ++lsn);
 }
 
 type Design = 'deletion-vectors' | 'copy-on-write' | 'deletion-vectors-index';

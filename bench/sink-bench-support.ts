@@ -159,3 +159,27 @@ export class OrderEventStream {
     return out;
   }
 }
+
+/** Updates of the orders rows of `ids`, in one transaction at `commitLsn` (the history merge benches' batches). */
+export function orderUpdates(ids: number[], commitLsn: bigint): ChangeEvent[] {
+  const now = Date.now();
+  return ids.map((id, index) => ({
+    topic: 'bench.public.orders',
+    partition: 0,
+    offset: 0n,
+    table: 'public.orders',
+    op: 'u' as const,
+    before: null,
+    after: { ...orderRow(id, Number(commitLsn % 1000n) + 1, now), id: BigInt(id) },
+    unchangedToast: [],
+    commitLsn,
+    eventIndex: index,
+    txId: null,
+    commitTsMs: now,
+    eventTsMs: null,
+    snapshot: false,
+    columns: [],
+    valueSchemaId: 1,
+    keyColumns: ['id'],
+  }));
+}
