@@ -29,7 +29,7 @@ import type { ChangeEvent } from '../src/sink/change-event.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../src/sink/history-merge.ts';
 import { syncedHistoryIndex } from '../src/sink/history-key-index.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
-import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
+import { arg, buildDeltaTable, historyVersionsSql, loadavg, randomKeys, writeResult } from './merge-bench-support.ts';
 import { ORDERS_COLUMNS, orderUpdates } from './sink-bench-support.ts';
 
 const VERSIONS = Number(arg('versions', '4000000'));
@@ -87,14 +87,7 @@ async function main() {
   const engine = await ParquetEngine.create({ memoryLimit: '2GB' });
   const merges: Record<string, unknown>[] = [];
   try {
-    const micros = `(${BASE_MS}::BIGINT + k * 1000) * 1000`;
-    const select = [
-      `SELECT ${ordersColumnsSql('k', 'v')},`,
-      `make_timestamp(${micros} + v * 1000000) AS _valid_from,`,
-      `CASE WHEN v = 0 THEN make_timestamp(${micros} + 1000000) END AS _valid_to, v = 1 AS _is_current,`,
-      `(v + 1)::BIGINT AS _commit_lsn, k::BIGINT AS _event_index`,
-      `FROM range(${Math.ceil(VERSIONS / 2)}) t(k), range(2) u(v) ORDER BY k, v`,
-    ].join(' ');
+    const select = historyVersionsSql(VERSIONS);
     const table: DeltaTable = await buildDeltaTable(engine, store, 'silver/orders_history', SCHEMA, select, true);
     const keyColumns = SCHEMA.columns.filter((c) => c.name === 'id');
     if (!(await syncedHistoryIndex(engine, table, keyColumns, INDEX))) throw new Error('the history key index did not build');

@@ -32,7 +32,7 @@ import type { ChangeEvent } from '../src/sink/change-event.ts';
 import { historyColumns, historyVersions, mergeHistory } from '../src/sink/history-merge.ts';
 import { syncedHistoryIndex } from '../src/sink/history-key-index.ts';
 import { machine, provenance, round, say } from './bench-common.ts';
-import { arg, BASE_MS, buildDeltaTable, loadavg, ordersColumnsSql, randomKeys, writeResult } from './merge-bench-support.ts';
+import { arg, buildDeltaTable, historyVersionsSql, loadavg, randomKeys, writeResult } from './merge-bench-support.ts';
 import { median, ORDERS_COLUMNS, orderUpdates } from './sink-bench-support.ts';
 
 const SIZES = arg('sizes', '1000000,10000000').split(',').map(Number);
@@ -49,15 +49,7 @@ let lsn = 1_000_000_000n;
 
 /** A history of `versions` rows: versions/2 keys, each a closed version (LSN 1) and a current one (LSN 2). */
 async function buildHistory(engine: ParquetEngine, root: string, versions: number, dv: boolean): Promise<DeltaTable> {
-  const micros = `(${BASE_MS}::BIGINT + k * 1000) * 1000`;
-  const select = [
-    `SELECT ${ordersColumnsSql('k', 'v')},`,
-    `make_timestamp(${micros} + v * 1000000) AS _valid_from,`,
-    `CASE WHEN v = 0 THEN make_timestamp(${micros} + 1000000) END AS _valid_to, v = 1 AS _is_current,`,
-    `(v + 1)::BIGINT AS _commit_lsn, k::BIGINT AS _event_index`,
-    `FROM range(${Math.ceil(versions / 2)}) t(k), range(2) u(v) ORDER BY k, v`,
-  ].join(' ');
-  return buildDeltaTable(engine, store, root, SCHEMA, select, dv);
+  return buildDeltaTable(engine, store, root, SCHEMA, historyVersionsSql(versions), dv);
 }
 
 /** `n` distinct uniformly random keys of [0, keys), as updates in one transaction at the next commit LSN. */

@@ -85,3 +85,15 @@ export function writeResult(name: string, result: unknown): void {
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   say(`wrote ${file}`);
 }
+
+/** The SELECT of a history of `versions` rows: versions/2 keys, each a closed version (LSN 1) and a current one (LSN 2). */
+export function historyVersionsSql(versions: number): string {
+  const micros = `(${BASE_MS}::BIGINT + k * 1000) * 1000`;
+  return [
+    `SELECT ${ordersColumnsSql('k', 'v')},`,
+    `make_timestamp(${micros} + v * 1000000) AS _valid_from,`,
+    `CASE WHEN v = 0 THEN make_timestamp(${micros} + 1000000) END AS _valid_to, v = 1 AS _is_current,`,
+    `(v + 1)::BIGINT AS _commit_lsn, k::BIGINT AS _event_index`,
+    `FROM range(${Math.ceil(versions / 2)}) t(k), range(2) u(v) ORDER BY k, v`,
+  ].join(' ');
+}
